@@ -1,0 +1,77 @@
+//! Applying the spec's activation functions to the cells' element types.
+
+use crate::attrs::Activation;
+use crate::kernels::{self, Float};
+
+/// An [`Activation`] with its parameters converted to `T` once, so the time loop does not
+/// convert them per element.
+#[derive(Debug, Clone, Copy)]
+pub struct Act<T> {
+    kind: Activation,
+    alpha: T,
+    beta: T,
+}
+
+impl<T: Float> Act<T> {
+    /// Prepares `a` for computing in `T`.
+    pub fn new(a: Activation) -> Act<T> {
+        let (alpha, beta) = a.params();
+        Act {
+            kind: a,
+            alpha: T::from_f32(alpha.unwrap_or(0.0)),
+            beta: T::from_f32(beta.unwrap_or(0.0)),
+        }
+    }
+
+    /// The function's value at `x`.
+    #[inline]
+    pub fn apply(&self, x: T) -> T {
+        let zero = T::zero();
+        match self.kind {
+            Activation::Relu => x.max(zero),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => kernels::sigmoid(x),
+            Activation::Affine { .. } => self.alpha * x + self.beta,
+            Activation::LeakyRelu { .. } => {
+                if x >= zero {
+                    x
+                } else {
+                    self.alpha * x
+                }
+            }
+            Activation::ThresholdedRelu { .. } => {
+                if x > self.alpha {
+                    x
+                } else {
+                    zero
+                }
+            }
+            Activation::ScaledTanh { .. } => self.alpha * (self.beta * x).tanh(),
+            Activation::HardSigmoid { .. } => (self.alpha * x + self.beta).max(zero).min(T::one()),
+            Activation::Elu { .. } => kernels::elu(x, self.alpha),
+            Activation::Softsign => kernels::softsign(x),
+            Activation::Softplus => kernels::softplus(x),
+        }
+    }
+}
+
+/// Gate pre-activation bound (`clip`), applied before f and g.
+#[derive(Debug, Clone, Copy)]
+pub struct Clip<T>(Option<T>);
+
+impl<T: Float> Clip<T> {
+    /// No bound when `None`.
+    pub fn new(c: Option<f32>) -> Clip<T> {
+        Clip(c.map(T::from_f32))
+    }
+
+    /// `x` bounded to `[-clip, clip]`. NaN stays NaN, as IEEE arithmetic would have it.
+    #[inline]
+    pub fn apply(&self, x: T) -> T {
+        match self.0 {
+            Some(c) if x > c => c,
+            Some(c) if x < -c => -c,
+            _ => x,
+        }
+    }
+}

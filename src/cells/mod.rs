@@ -1,0 +1,293 @@
+//! Native cells: the RNN, LSTM and GRU recurrences exactly as the ONNX spec writes them, for
+//! `f32` and `f64`, usable without tract.
+//!
+//! Each cell kind implements [`Cell`]: a projection of many input rows at once (the part of
+//! the gates that does not depend on the state, done as one matrix product before the time
+//! loop) and one step from projected rows. [`Cell::seq`] and [`run_sequence`] drive the time
+//! loop, including `sequence_lens` and reverse directions.
+
+pub mod activation;
+pub mod gru;
+pub mod lstm;
+pub mod rnn;
+
+use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
+
+pub use gru::Gru;
+pub use lstm::Lstm;
+pub use rnn::Rnn;
+
+use crate::attrs::OpKind;
+use crate::gates::{onnx_rows_to_cell_columns, split_onnx_bias};
+use crate::kernels::{matmul, Float};
+
+/// One direction's weights, in the cells' layout: ONNX gate order, transposed to columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirWeights<T> {
+    /// Wᵀ, `[input, gates·hidden]`.
+    pub w_t: Array2<T>,
+    /// Rᵀ, `[hidden, gates·hidden]`.
+    pub r_t: Array2<T>,
+    /// Input-side bias Wb, `[gates·hidden]` (zeros when B is absent).
+    pub wb: ndarray::Array1<T>,
+    /// Recurrent-side bias Rb, `[gates·hidden]`.
+    pub rb: ndarray::Array1<T>,
+    /// LSTM peepholes `[Pi, Po, Pf]`, `[3·hidden]`.
+    pub p: Option<ndarray::Array1<T>>,
+}
+
+impl<T: Float> DirWeights<T> {
+    /// From one direction's slices of the ONNX inputs: W `[G·H, I]`, R `[G·H, H]`,
+    /// B `[2·G·H]`, P `[3·H]`. Shapes must already be checked (the op does it with messages
+    /// naming the node).
+    pub fn from_onnx(
+        w: ArrayView2<T>,
+        r: ArrayView2<T>,
+        b: Option<ArrayView1<T>>,
+        p: Option<ArrayView1<T>>,
+    ) -> DirWeights<T> {
+        let gh = w.nrows();
+        let (wb, rb) = match b {
+            Some(b) => split_onnx_bias(b),
+            None => (ndarray::Array1::zeros(gh), ndarray::Array1::zeros(gh)),
+        };
+        DirWeights {
+            w_t: onnx_rows_to_cell_columns(w),
+            r_t: onnx_rows_to_cell_columns(r),
+            wb,
+            rb,
+            p: p.map(|p| p.to_owned()),
+        }
+    }
+
+    /// Hidden size H.
+    pub fn hidden_size(&self) -> usize {
+        self.r_t.nrows()
+    }
+
+    /// Input size I.
+    pub fn input_size(&self) -> usize {
+        self.w_t.nrows()
+    }
+}
+
+/// The recurrent state of a batch: hidden state, and the cell state for LSTM.
+///
+/// Both arrays are `[batch, hidden]` and always in standard (row-major, contiguous) layout,
+/// which the cells rely on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State<T> {
+    h: Array2<T>,
+    c: Option<Array2<T>>,
+}
+
+impl<T: Float> State<T> {
+    /// A state from given arrays (copied into standard layout if they are not).
+    pub fn new(h: Array2<T>, c: Option<Array2<T>>) -> State<T> {
+        let std = |a: Array2<T>| {
+            if a.is_standard_layout() {
+                a
+            } else {
+                a.as_standard_layout().into_owned()
+            }
+        };
+        State { h: std(h), c: c.map(std) }
+    }
+
+    /// Hidden state `[batch, hidden]`.
+    pub fn h(&self) -> ArrayView2<'_, T> {
+        self.h.view()
+    }
+
+    /// Cell state `[batch, hidden]` (LSTM only).
+    pub fn c(&self) -> Option<ArrayView2<'_, T>> {
+        self.c.as_ref().map(|c| c.view())
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> usize {
+        self.h.nrows()
+    }
+
+    fn h_slice(&self) -> &[T] {
+        self.h.as_slice().expect("State keeps standard layout")
+    }
+
+    fn c_slice(&self) -> Option<&[T]> {
+        self.c.as_ref().map(|c| c.as_slice().expect("State keeps standard layout"))
+    }
+
+    fn h_slice_mut(&mut self) -> &mut [T] {
+        self.h.as_slice_mut().expect("State keeps standard layout")
+    }
+
+    fn c_slice_mut(&mut self) -> Option<&mut [T]> {
+        self.c.as_mut().map(|c| c.as_slice_mut().expect("State keeps standard layout"))
+    }
+}
+
+/// Buffers a cell reuses across steps, so the time loop does not allocate.
+#[derive(Debug)]
+pub struct Workspace<T> {
+    /// `[batch, gates·hidden]`.
+    gates: Array2<T>,
+    /// `[batch, hidden]`, for GRU's `r ⊙ h`.
+    extra: Array2<T>,
+}
+
+impl<T: Float> Workspace<T> {
+    fn new(batch: usize, gate_width: usize, hidden: usize) -> Workspace<T> {
+        Workspace { gates: Array2::zeros((batch, gate_width)), extra: Array2::zeros((batch, hidden)) }
+    }
+}
+
+/// A recurrent cell: the small interface every cell kind shares.
+pub trait Cell<T: Float>: Send + Sync {
+    /// Which op this cell computes.
+    fn kind(&self) -> OpKind;
+
+    /// The cell's weights.
+    fn weights(&self) -> &DirWeights<T>;
+
+    /// `out = x · Wᵀ + (the biases that do not depend on the state)`, for any number of rows:
+    /// `x` is `[rows, input]`, `out` is `[rows, gates·hidden]`.
+    fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>);
+
+    /// One time step from projected rows `gx` (`[batch, gates·hidden]`): reads `state`,
+    /// writes the next state into `next` (same shapes).
+    fn step_projected(
+        &self,
+        gx: ArrayView2<T>,
+        state: &State<T>,
+        next: &mut State<T>,
+        ws: &mut Workspace<T>,
+    );
+
+    /// Hidden size H.
+    fn hidden_size(&self) -> usize {
+        self.weights().hidden_size()
+    }
+
+    /// Input size I.
+    fn input_size(&self) -> usize {
+        self.weights().input_size()
+    }
+
+    /// The all-zero state for `batch` sequences.
+    fn zero_state(&self, batch: usize) -> State<T> {
+        let h = self.hidden_size();
+        let c = (self.kind() == OpKind::Lstm).then(|| Array2::zeros((batch, h)));
+        State { h: Array2::zeros((batch, h)), c }
+    }
+
+    /// Advances `state` by one time step of input `x_t` (`[batch, input]`).
+    fn step(&self, state: &mut State<T>, x_t: ArrayView2<T>) {
+        let xs = x_t.insert_axis(ndarray::Axis(0));
+        run_sequence(self, xs, state, None, false, None);
+    }
+
+    /// Runs a whole sequence `xs` (`[seq, batch, input]`) forward from `state`, leaving the
+    /// final state there; returns every step's hidden state, `[seq, batch, hidden]`.
+    fn seq(&self, state: &mut State<T>, xs: ArrayView3<T>) -> Array3<T> {
+        let (t, b, _) = xs.dim();
+        let mut y = Array3::zeros((t, b, self.hidden_size()));
+        run_sequence(self, xs, state, None, false, Some(y.view_mut()));
+        y
+    }
+}
+
+/// Runs one direction over a sequence.
+///
+/// `x` is `[seq, batch, input]`; `state` holds the initial state and receives the final one;
+/// `lens` gives each batch entry's own length (entries stop there and keep their state, and
+/// a reverse direction starts at its entry's last valid step); `y`, when given, is
+/// `[seq, batch, hidden]`, receives the hidden state of every valid step, and must be zeroed
+/// by the caller for the steps past an entry's length.
+pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
+    x: ArrayView3<T>,
+    state: &mut State<T>,
+    lens: Option<&[usize]>,
+    reverse: bool,
+    mut y: Option<ArrayViewMut3<T>>,
+) {
+    let (t_len, batch, input) = x.dim();
+    let gate_width = cell.weights().r_t.ncols();
+    if t_len == 0 || batch == 0 {
+        return;
+    }
+    // The input projection for every step in one product: it does not depend on the state.
+    let x_std = x.as_standard_layout();
+    let x_rows = x_std
+        .view()
+        .into_shape_with_order((t_len * batch, input))
+        .expect("standard layout reshapes");
+    let mut gx_all = Array2::zeros((t_len * batch, gate_width));
+    cell.project(x_rows, gx_all.view_mut());
+
+    let mut next = state.clone();
+    let mut ws = Workspace::new(batch, gate_width, cell.hidden_size());
+    let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
+
+    if uniform {
+        for k in 0..t_len {
+            let t = if reverse { t_len - 1 - k } else { k };
+            let gx = gx_all.slice(s![t * batch..(t + 1) * batch, ..]);
+            cell.step_projected(gx, state, &mut next, &mut ws);
+            std::mem::swap(state, &mut next);
+            if let Some(y) = y.as_mut() {
+                y.slice_mut(s![t, .., ..]).assign(&state.h);
+            }
+        }
+        return;
+    }
+
+    let lens = lens.unwrap_or(&[]);
+    let steps = lens.iter().copied().max().unwrap_or(0).min(t_len);
+    let mut gx = Array2::zeros((batch, gate_width));
+    let mut times = vec![None; batch];
+    for k in 0..steps {
+        for (b, &len) in lens.iter().enumerate() {
+            let len = len.min(t_len);
+            times[b] = (k < len).then(|| if reverse { len - 1 - k } else { k });
+            match times[b] {
+                Some(t) => gx.row_mut(b).assign(&gx_all.row(t * batch + b)),
+                None => gx.row_mut(b).fill(T::zero()),
+            }
+        }
+        cell.step_projected(gx.view(), state, &mut next, &mut ws);
+        // Only entries still inside their sequence take the new state.
+        for (b, t) in times.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            state.h.row_mut(b).assign(&next.h.row(b));
+            if let (Some(c), Some(nc)) = (state.c.as_mut(), next.c.as_ref()) {
+                c.row_mut(b).assign(&nc.row(b));
+            }
+            if let Some(y) = y.as_mut() {
+                y.slice_mut(s![t, b, ..]).assign(&state.h.row(b));
+            }
+        }
+    }
+}
+
+/// `gates = gx + h · Rᵀ[:, cols]` for the columns `cols` of the gate block.
+fn add_recurrent<T: Float>(
+    gx: ArrayView2<T>,
+    h: ArrayView2<T>,
+    r_t: ArrayView2<T>,
+    mut gates: ArrayViewMut2<T>,
+) {
+    matmul(h, r_t, gates.view_mut());
+    gates.zip_mut_with(&gx, |g, &x| *g = *g + x);
+}
+
+/// `out = x · Wᵀ + bias` (bias broadcast over rows).
+fn project_with_bias<T: Float>(
+    x: ArrayView2<T>,
+    w_t: ArrayView2<T>,
+    bias: ArrayView1<T>,
+    mut out: ArrayViewMut2<T>,
+) {
+    matmul(x, w_t, out.view_mut());
+    out.zip_mut_with(&bias.insert_axis(ndarray::Axis(0)), |o, &b| *o = *o + b);
+}

@@ -1,0 +1,90 @@
+//! Gate order and layout: the one place that knows how each framework stacks gates and orders
+//! axes, and converts between them.
+//!
+//! - ONNX stacks gates as LSTM `i, o, f, c`, GRU `z, r, h`; PyTorch as LSTM `i, f, g, o`,
+//!   GRU `r, z, n`. The cells compute in ONNX order.
+//! - ONNX stores W as `[dirs, gates·hidden, input]` (one row per gate unit); the cells multiply
+//!   row vectors, so they keep the transpose, `[input, gates·hidden]`.
+//! - `layout = 0` is sequence-major (`[T, B, ·]`), `layout = 1` batch-major (`[B, T, ·]`); the
+//!   cells always run sequence-major.
+
+use ndarray::{Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis};
+
+use crate::attrs::OpKind;
+
+/// A framework's gate order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateOrder {
+    /// LSTM i, o, f, c; GRU z, r, h.
+    Onnx,
+    /// LSTM i, f, g, o; GRU r, z, n.
+    PyTorch,
+}
+
+/// For each ONNX gate block, the index of the same gate in PyTorch's order.
+fn onnx_from_torch(op: OpKind) -> &'static [usize] {
+    match op {
+        OpKind::Rnn => &[0],
+        // ONNX i, o, f, c  <-  PyTorch i(0), f(1), g(2), o(3)
+        OpKind::Lstm => &[0, 3, 1, 2],
+        // ONNX z, r, h  <-  PyTorch r(0), z(1), n(2)
+        OpKind::Gru => &[1, 0, 2],
+    }
+}
+
+/// Reorders gate blocks along axis 0 of `a` (whose length is `gates · hidden`) from one
+/// framework's order to the other's. Works for weights (`[G·H, n]`) and biases (`[G·H]`) alike.
+pub fn reorder_gates<A: Clone, D: ndarray::RemoveAxis>(
+    op: OpKind,
+    a: ndarray::ArrayView<A, D>,
+    from: GateOrder,
+    to: GateOrder,
+) -> ndarray::Array<A, D> {
+    if from == to {
+        return a.to_owned();
+    }
+    let g = op.gates();
+    let h = a.len_of(Axis(0)) / g;
+    let perm = onnx_from_torch(op);
+    let blocks: Vec<_> = (0..g)
+        .map(|k| {
+            // Going to ONNX, block k comes from PyTorch's perm[k]; the way back inverts it.
+            let src = if to == GateOrder::Onnx {
+                perm[k]
+            } else {
+                perm.iter().position(|&p| p == k).unwrap_or(k)
+            };
+            a.slice_axis(Axis(0), (src * h..(src + 1) * h).into())
+        })
+        .collect();
+    ndarray::concatenate(Axis(0), &blocks).unwrap_or_else(|_| a.to_owned())
+}
+
+/// ONNX rows (`[G·H, n]`, one row per gate unit) to the cells' columns (`[n, G·H]`).
+pub fn onnx_rows_to_cell_columns<T: Clone>(w: ArrayView2<T>) -> Array2<T> {
+    w.t().as_standard_layout().into_owned()
+}
+
+/// Splits ONNX's `B = [Wb, Rb]` (`[2·G·H]`) into its input-side and recurrent-side halves.
+pub fn split_onnx_bias<T: Clone>(b: ArrayView1<T>) -> (Array1<T>, Array1<T>) {
+    let half = b.len() / 2;
+    (
+        b.slice(ndarray::s![..half]).to_owned(),
+        b.slice(ndarray::s![half..]).to_owned(),
+    )
+}
+
+/// `[B, T, n]` to `[T, B, n]` (and back: the swap is its own inverse).
+pub fn swap_batch_and_seq<T: Clone>(x: ArrayView3<T>) -> Array3<T> {
+    x.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+}
+
+/// States: batch-major `[B, D, H]` to direction-major `[D, B, H]` (and back).
+pub fn swap_batch_and_dirs<T: Clone>(s: ArrayView3<T>) -> Array3<T> {
+    s.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+}
+
+/// Y: the cells' `[T, D, B, H]` (layout 0) to layout 1's `[B, T, D, H]`.
+pub fn seq_major_y_to_batch_major<T: Clone>(y: ArrayView4<T>) -> Array4<T> {
+    y.permuted_axes([2, 0, 1, 3]).as_standard_layout().into_owned()
+}

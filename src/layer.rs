@@ -1,0 +1,282 @@
+//! One recurrent node evaluated on arrays: every direction, both layouts, `sequence_lens`,
+//! initial states. It checks the node's tensors against each other and against the spec, so
+//! both the tract op and library users get the same messages.
+
+use ndarray::{s, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3};
+
+use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
+use crate::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn, State};
+use crate::error::NodeError;
+use crate::gates::{seq_major_y_to_batch_major, swap_batch_and_dirs, swap_batch_and_seq};
+use crate::kernels::Float;
+
+/// A node's cells, one per direction, built once from its weights.
+pub struct Layer<T> {
+    spec: NodeSpec,
+    hidden: usize,
+    input: usize,
+    cells: Vec<Box<dyn Cell<T>>>,
+}
+
+impl<T> std::fmt::Debug for Layer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Layer({} {}, hidden {})", self.spec.op.op_type(), self.spec.name, self.hidden)
+    }
+}
+
+/// The node's outputs, in the node's own layout.
+#[derive(Debug, Clone)]
+pub struct LayerOutputs<T> {
+    /// Y: `[T, D, B, H]` (layout 0) or `[B, T, D, H]` (layout 1).
+    pub y: Array4<T>,
+    /// Y_h: `[D, B, H]` or `[B, D, H]`.
+    pub y_h: Array3<T>,
+    /// Y_c (LSTM): same shape as Y_h.
+    pub y_c: Option<Array3<T>>,
+}
+
+/// What a run needs besides X: the optional inputs, as given to the node.
+#[derive(Debug, Clone, Default)]
+pub struct RunInputs<'a, T> {
+    /// `sequence_lens`, `[B]`.
+    pub sequence_lens: Option<&'a [i64]>,
+    /// `initial_h`, `[D, B, H]` or `[B, D, H]`.
+    pub initial_h: Option<ArrayViewD<'a, T>>,
+    /// `initial_c`, same shape.
+    pub initial_c: Option<ArrayViewD<'a, T>>,
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+impl<T: Float> Layer<T> {
+    /// Builds the cells from the node's W `[D, G·H, I]`, R `[D, G·H, H]`, B `[D, 2·G·H]` and
+    /// P `[D, 3·H]`, after checking their shapes against each other and the attributes.
+    pub fn from_onnx(
+        spec: &NodeSpec,
+        w: ArrayViewD<T>,
+        r: ArrayViewD<T>,
+        b: Option<ArrayViewD<T>>,
+        p: Option<ArrayViewD<T>>,
+    ) -> Result<Layer<T>, NodeError> {
+        let dirs = spec.direction.num_directions();
+        let g = spec.op.gates();
+        let r_shape = r.shape().to_vec();
+        if r_shape.len() != 3 {
+            return Err(spec.error(format!(
+                "input R: expected rank 3 [num_directions, {g}·hidden_size, hidden_size], found shape {}",
+                shape_str(&r_shape)
+            )));
+        }
+        let hidden = spec.hidden_size.unwrap_or(r_shape[2]);
+        let w_shape = w.shape().to_vec();
+        if w_shape.len() != 3 {
+            return Err(spec.error(format!(
+                "input W: expected rank 3 [num_directions, {g}·hidden_size, input_size], found shape {}",
+                shape_str(&w_shape)
+            )));
+        }
+        let input = w_shape[2];
+        let gh = g.checked_mul(hidden).ok_or_else(|| spec.error("hidden_size overflows"))?;
+        let expect = |name: &str, found: &[usize], want: &[usize], what: &str| {
+            if found == want {
+                Ok(())
+            } else {
+                Err(spec.error(format!(
+                    "input {name}: expected shape {} ({what}), found {}",
+                    shape_str(want),
+                    shape_str(found)
+                )))
+            }
+        };
+        let h_from = if spec.hidden_size.is_some() { "hidden_size attribute" } else { "R" };
+        expect(
+            "W",
+            &w_shape,
+            &[dirs, gh, input],
+            &format!("direction '{}', hidden_size {hidden} from {h_from}", spec.direction.as_str()),
+        )?;
+        expect("R", &r_shape, &[dirs, gh, hidden], &format!("hidden_size {hidden} from {h_from}"))?;
+        if let Some(b) = &b {
+            expect("B", b.shape(), &[dirs, 2 * gh], "[num_directions, 2·gates·hidden_size]")?;
+        }
+        if let Some(p) = &p {
+            if spec.op != OpKind::Lstm {
+                return Err(spec.error("input P (peepholes) exists for LSTM only"));
+            }
+            expect("P", p.shape(), &[dirs, 3 * hidden], "[num_directions, 3·hidden_size]")?;
+        }
+        fn view2<'a, T>(a: &ArrayViewD<'a, T>, d: usize) -> ArrayView2<'a, T> {
+            a.clone().index_axis_move(Axis(0), d).into_dimensionality::<Ix2>().expect("rank checked above")
+        }
+        fn view1<'a, T>(a: &ArrayViewD<'a, T>, d: usize) -> ArrayView1<'a, T> {
+            a.clone().index_axis_move(Axis(0), d).into_dimensionality::<Ix1>().expect("rank checked above")
+        }
+        let cells = (0..dirs)
+            .map(|d| {
+                let weights = DirWeights::from_onnx(
+                    view2(&w, d),
+                    view2(&r, d),
+                    b.as_ref().map(|b| view1(b, d)),
+                    p.as_ref().map(|p| view1(p, d)),
+                );
+                let acts = spec.activations_of(d);
+                let clip = spec.clip();
+                let cell: Box<dyn Cell<T>> = match spec.op {
+                    OpKind::Rnn => Box::new(Rnn::new(weights, acts, clip)),
+                    OpKind::Lstm => Box::new(Lstm::new(weights, acts, clip, spec.input_forget)),
+                    OpKind::Gru => {
+                        Box::new(Gru::new(weights, acts, clip, spec.linear_before_reset))
+                    }
+                };
+                cell
+            })
+            .collect();
+        Ok(Layer { spec: spec.clone(), hidden, input, cells })
+    }
+
+    /// Hidden size.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Input size.
+    pub fn input_size(&self) -> usize {
+        self.input
+    }
+
+    /// The node description the layer was built from.
+    pub fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    /// Runs the node on X (in the node's layout). With `carry`, the states it holds (one per
+    /// direction) replace the initial states, and the final states are left in it: that is
+    /// how a stream continues a sequence across calls.
+    pub fn run(
+        &self,
+        x: ArrayViewD<T>,
+        inputs: RunInputs<T>,
+        carry: Option<&mut Vec<State<T>>>,
+    ) -> Result<LayerOutputs<T>, NodeError> {
+        let spec = &self.spec;
+        let batch_major = spec.layout == Layout::BatchMajor;
+        let x_shape = x.shape().to_vec();
+        let x = x.into_dimensionality::<Ix3>().map_err(|_| {
+            spec.error(format!(
+                "input X: expected rank 3 ({}), found shape {}",
+                if batch_major { "[batch, seq, input]" } else { "[seq, batch, input]" },
+                shape_str(&x_shape)
+            ))
+        })?;
+        if x.dim().2 != self.input {
+            return Err(spec.error(format!(
+                "input X: expected input size {} (from W), found {} in shape {}",
+                self.input,
+                x.dim().2,
+                shape_str(x.shape())
+            )));
+        }
+        // The cells run sequence-major.
+        let x_seq = if batch_major { swap_batch_and_seq(x) } else { x.as_standard_layout().into_owned() };
+        let (t_len, batch, _) = x_seq.dim();
+        let dirs = self.cells.len();
+        let h = self.hidden;
+
+        let lens = match inputs.sequence_lens {
+            None => None,
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(spec.error(format!(
+                        "input sequence_lens: expected {batch} values (batch size), found {}",
+                        l.len()
+                    )));
+                }
+                if let Some((b, &bad)) = l.iter().enumerate().find(|(_, &n)| n < 0 || n as u64 > t_len as u64) {
+                    return Err(spec.error(format!(
+                        "input sequence_lens: entry {b} is {bad}, expected 0 ≤ length ≤ {t_len} (sequence length)"
+                    )));
+                }
+                Some(l.iter().map(|&n| n as usize).collect::<Vec<_>>())
+            }
+        };
+
+        let state_dims = if batch_major { [batch, dirs, h] } else { [dirs, batch, h] };
+        let initial = |name: &str, given: Option<ArrayViewD<T>>| -> Result<Option<Array3<T>>, NodeError> {
+            let Some(a) = given else { return Ok(None) };
+            if a.shape() != state_dims {
+                return Err(spec.error(format!(
+                    "input {name}: expected shape {} ({}), found {}",
+                    shape_str(&state_dims),
+                    if batch_major { "[batch, num_directions, hidden]" } else { "[num_directions, batch, hidden]" },
+                    shape_str(a.shape())
+                )));
+            }
+            let a = a.into_dimensionality::<Ix3>().expect("shape checked");
+            Ok(Some(if batch_major { swap_batch_and_dirs(a) } else { a.to_owned() }))
+        };
+        let h0 = initial("initial_h", inputs.initial_h)?;
+        let c0 = initial("initial_c", inputs.initial_c)?;
+        if c0.is_some() && spec.op != OpKind::Lstm {
+            return Err(spec.error("input initial_c exists for LSTM only"));
+        }
+
+        let mut states: Vec<State<T>> = match carry.as_deref() {
+            Some(c) if c.len() == dirs && c.iter().all(|s| s.batch() == batch) => c.clone(),
+            _ => (0..dirs)
+                .map(|d| {
+                    let mut s = self.cells[d].zero_state(batch);
+                    let hd = h0.as_ref().map(|a| a.index_axis(Axis(0), d).to_owned());
+                    let cd = c0.as_ref().map(|a| a.index_axis(Axis(0), d).to_owned());
+                    if hd.is_some() || cd.is_some() {
+                        let hs = hd.unwrap_or_else(|| s.h().to_owned());
+                        let cs = match (cd, s.c()) {
+                            (Some(c), _) => Some(c),
+                            (None, c) => c.map(|c| c.to_owned()),
+                        };
+                        s = State::new(hs, cs);
+                    }
+                    s
+                })
+                .collect(),
+        };
+
+        let mut y = Array4::<T>::zeros((t_len, dirs, batch, h));
+        for (d, cell) in self.cells.iter().enumerate() {
+            let y_d = y.slice_mut(s![.., d, .., ..]);
+            run_sequence(
+                cell.as_ref(),
+                x_seq.view(),
+                &mut states[d],
+                lens.as_deref(),
+                spec.direction.is_reverse(d),
+                Some(y_d),
+            );
+        }
+
+        let stack = |get: &dyn Fn(&State<T>) -> Array2<T>| -> Array3<T> {
+            let views: Vec<Array2<T>> = states.iter().map(get).collect();
+            let v: Vec<ArrayView2<T>> = views.iter().map(|a| a.view()).collect();
+            let dir_major = ndarray::stack(Axis(0), &v).expect("states share a shape");
+            if batch_major {
+                swap_batch_and_dirs(dir_major.view())
+            } else {
+                dir_major
+            }
+        };
+        let y_h = stack(&|s| s.h().to_owned());
+        let y_c = (spec.op == OpKind::Lstm)
+            .then(|| stack(&|s| s.c().map(|c| c.to_owned()).unwrap_or_else(|| s.h().to_owned())));
+        if let Some(c) = carry {
+            *c = states;
+        }
+        let y = if batch_major { seq_major_y_to_batch_major(y.view()) } else { y };
+        Ok(LayerOutputs { y, y_h, y_c })
+    }
+
+    /// Whether the node runs any direction backwards in time.
+    pub fn has_reverse(&self) -> bool {
+        self.spec.direction != Direction::Forward
+    }
+}

@@ -1,0 +1,22 @@
+//! rnn-run: run ONNX models exported from PyTorch with spec-exact native RNN, LSTM and GRU
+//! cells, while tract runs the rest of the graph.
+//!
+//! The layers, top-down: [`attrs`] reads a node's attributes, [`gates`] knows gate orders and
+//! layouts, [`cells`] computes the recurrences on [`kernels`], [`layer`] runs one node on
+//! arrays, [`op`] plugs that into tract, and [`Model`] is what applications use.
+
+pub mod attrs;
+pub mod cells;
+pub mod error;
+pub mod gates;
+pub mod kernels;
+pub mod layer;
+pub mod model;
+pub mod npy;
+pub mod op;
+pub mod stream;
+
+pub use error::{Error, NodeError, Result};
+pub use model::{dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode};
+pub use stream::Stream;
+pub use tract_hir::internal::{DatumType, Tensor};

@@ -1,0 +1,498 @@
+//! The tract op: parsers registered for `RNN`, `LSTM` and `GRU` that replace tract's own, and
+//! the typed op that evaluates a node on the native cells.
+//!
+//! Constant weights (the usual case, and the case after tract folds weight-computing nodes)
+//! are turned into cells once, when the graph is typed, and the op then takes only X and the
+//! per-run inputs. Weights that are still computed at run time are turned into cells per run.
+
+use std::sync::Arc;
+
+use tract_hir::internal::*;
+use tract_onnx::model::{Onnx, ParsingContext};
+use tract_onnx::pb::NodeProto;
+
+use crate::attrs::{Layout, NodeSpec, OpKind};
+use crate::cells::State;
+use crate::kernels::Float;
+use crate::layer::{Layer, LayerOutputs, RunInputs};
+
+/// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
+pub fn register(onnx: &mut Onnx) {
+    onnx.op_register.insert("RNN", parse_node);
+    onnx.op_register.insert("LSTM", parse_node);
+    onnx.op_register.insert("GRU", parse_node);
+}
+
+fn parse_node(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let spec = NodeSpec::from_node(node, ctx.onnx_operator_set_version)?;
+    if spec.slots.output_count() == 0 {
+        return Err(spec.error("the node has no outputs").into());
+    }
+    Ok((expand(RecurrentExpansion { spec: Arc::new(spec) }), vec![]))
+}
+
+/// The inference-time face of a recurrent node: shape rules, then wiring of [`NativeRecurrent`].
+#[derive(Debug, Clone)]
+struct RecurrentExpansion {
+    spec: Arc<NodeSpec>,
+}
+
+impl Expansion for RecurrentExpansion {
+    fn name(&self) -> StaticName {
+        format!("Native{}", self.spec.op.op_type()).into()
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(self.spec.slots.output_count())
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        let spec = &self.spec;
+        check_input_arity(inputs, spec.slots.input_count())?;
+        check_output_arity(outputs, spec.slots.output_count())?;
+        let batch_major = spec.layout == Layout::BatchMajor;
+        let (seq_ax, batch_ax) = if batch_major { (1, 0) } else { (0, 1) };
+        let dirs = spec.direction.num_directions() as i64;
+        // Only what the outputs need: shape disagreements among the inputs are reported by
+        // the op itself, with messages naming the node and the input.
+        let hidden = |s: &mut Solver<'r>, dim: &'p tract_hir::infer::rules::DimProxy| -> InferenceResult {
+            match spec.hidden_size {
+                Some(h) => s.equals(dim, h.to_dim()),
+                None => s.equals(dim, &inputs[2].shape[2]),
+            }
+        };
+        for o in outputs {
+            s.equals(&o.datum_type, &inputs[0].datum_type)?;
+        }
+        s.equals(&inputs[0].rank, 3)?;
+        s.equals(&inputs[2].rank, 3)?;
+        if let Some(y) = spec.slots.y {
+            let y = &outputs[y];
+            s.equals(&y.rank, 4)?;
+            let (t, d, b) = if batch_major { (1, 2, 0) } else { (0, 1, 2) };
+            s.equals(&y.shape[t], &inputs[0].shape[seq_ax])?;
+            s.equals(&y.shape[d], dirs.to_dim())?;
+            s.equals(&y.shape[b], &inputs[0].shape[batch_ax])?;
+            hidden(s, &y.shape[3])?;
+        }
+        for slot in [spec.slots.y_h, spec.slots.y_c].into_iter().flatten() {
+            let o = &outputs[slot];
+            s.equals(&o.rank, 3)?;
+            let (d, b) = if batch_major { (1, 0) } else { (0, 1) };
+            s.equals(&o.shape[d], dirs.to_dim())?;
+            s.equals(&o.shape[b], &inputs[0].shape[batch_ax])?;
+            hidden(s, &o.shape[2])?;
+        }
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let spec = &self.spec;
+        let slots = &spec.slots;
+        let x_dt = model.outlet_fact(inputs[0])?.datum_type;
+        if !matches!(x_dt, DatumType::F32 | DatumType::F64 | DatumType::F16) {
+            return Err(spec
+                .error(format!("input X: expected float32, float64 or float16, found {x_dt:?}"))
+                .into());
+        }
+        let weight_slots: Vec<(&str, usize)> = [("W", Some(1)), ("R", Some(2)), ("B", slots.b), ("P", slots.p)]
+            .into_iter()
+            .filter_map(|(n, s)| s.map(|s| (n, s)))
+            .collect();
+        for &(name, slot) in &weight_slots {
+            let dt = model.outlet_fact(inputs[slot])?.datum_type;
+            if dt != x_dt {
+                return Err(spec
+                    .error(format!("input {name}: expected {x_dt:?} like X, found {dt:?}"))
+                    .into());
+            }
+        }
+        for (name, slot) in [("initial_h", slots.initial_h), ("initial_c", slots.initial_c)] {
+            if let Some(slot) = slot {
+                let dt = model.outlet_fact(inputs[slot])?.datum_type;
+                if dt != x_dt {
+                    return Err(spec
+                        .error(format!("input {name}: expected {x_dt:?} like X, found {dt:?}"))
+                        .into());
+                }
+            }
+        }
+        if let Some(slot) = slots.sequence_lens {
+            let dt = model.outlet_fact(inputs[slot])?.datum_type;
+            if !dt.is_integer() {
+                return Err(spec
+                    .error(format!("input sequence_lens: expected int32, found {dt:?}"))
+                    .into());
+            }
+        }
+
+        let op = NativeRecurrent { spec: spec.clone(), layer: None, streaming: false };
+        match op.prepared(model, inputs)? {
+            Some((prepared, per_run)) => model.wire_node(prefix, prepared, &per_run),
+            None => model.wire_node(prefix, op, inputs),
+        }
+    }
+}
+
+/// A [`Layer`] in the model's element type. Half precision runs in `f32`.
+#[derive(Debug)]
+pub(crate) enum AnyLayer {
+    F32(Layer<f32>),
+    F64(Layer<f64>),
+}
+
+impl AnyLayer {
+    fn build(
+        spec: &NodeSpec,
+        dt: DatumType,
+        w: &Tensor,
+        r: &Tensor,
+        b: Option<&Tensor>,
+        p: Option<&Tensor>,
+    ) -> TractResult<AnyLayer> {
+        fn make<T: Float + Datum>(
+            spec: &NodeSpec,
+            w: &Tensor,
+            r: &Tensor,
+            b: Option<&Tensor>,
+            p: Option<&Tensor>,
+        ) -> TractResult<Layer<T>> {
+            let w = w.cast_to::<T>()?;
+            let r = r.cast_to::<T>()?;
+            let b = b.map(|b| b.cast_to::<T>()).transpose()?;
+            let p = p.map(|p| p.cast_to::<T>()).transpose()?;
+            Ok(Layer::from_onnx(
+                spec,
+                w.to_plain_array_view::<T>()?,
+                r.to_plain_array_view::<T>()?,
+                b.as_ref().map(|b| b.to_plain_array_view::<T>()).transpose()?,
+                p.as_ref().map(|p| p.to_plain_array_view::<T>()).transpose()?,
+            )?)
+        }
+        Ok(match dt {
+            DatumType::F64 => AnyLayer::F64(make::<f64>(spec, w, r, b, p)?),
+            _ => AnyLayer::F32(make::<f32>(spec, w, r, b, p)?),
+        })
+    }
+
+    pub(crate) fn hidden_size(&self) -> usize {
+        match self {
+            AnyLayer::F32(l) => l.hidden_size(),
+            AnyLayer::F64(l) => l.hidden_size(),
+        }
+    }
+}
+
+/// States carried between calls by a streaming op, in the layer's element type.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Carry {
+    #[default]
+    Empty,
+    F32(Vec<State<f32>>),
+    F64(Vec<State<f64>>),
+}
+
+/// The typed op: one recurrent node evaluated by the native cells.
+#[derive(Debug, Clone)]
+pub struct NativeRecurrent {
+    spec: Arc<NodeSpec>,
+    /// Cells built from constant weights; `None` when the weights arrive as inputs.
+    layer: Option<Arc<AnyLayer>>,
+    /// Keep the final states in the session and start the next call from them.
+    pub(crate) streaming: bool,
+}
+
+impl PartialEq for NativeRecurrent {
+    fn eq(&self, other: &Self) -> bool {
+        let same_layer = match (&self.layer, &other.layer) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.spec == other.spec && same_layer && self.streaming == other.streaming
+    }
+}
+impl Eq for NativeRecurrent {}
+
+impl NativeRecurrent {
+    /// The node's description.
+    pub fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    /// Whether the weights were constant and the cells built at load.
+    pub fn weights_prepared(&self) -> bool {
+        self.layer.is_some()
+    }
+
+    /// When every weight input (W, R, and B, P if present) is a constant, the same op with
+    /// its cells built once, and the inputs it still takes per run (X, sequence_lens,
+    /// initial_h, initial_c).
+    fn prepared(
+        &self,
+        model: &TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<Option<(NativeRecurrent, TVec<OutletId>)>> {
+        if self.layer.is_some() {
+            return Ok(None);
+        }
+        let slots = &self.spec.slots;
+        let konst = |slot: Option<usize>| -> TractResult<Option<Arc<Tensor>>> {
+            match slot {
+                None => Ok(None),
+                Some(s) => Ok(model.outlet_fact(inputs[s])?.konst.clone()),
+            }
+        };
+        let (Some(w), Some(r)) = (konst(Some(1))?, konst(Some(2))?) else { return Ok(None) };
+        let b = konst(slots.b)?;
+        let p = konst(slots.p)?;
+        if (slots.b.is_some() && b.is_none()) || (slots.p.is_some() && p.is_none()) {
+            return Ok(None);
+        }
+        let x_dt = model.outlet_fact(inputs[0])?.datum_type;
+        let layer = AnyLayer::build(&self.spec, x_dt, &w, &r, b.as_deref(), p.as_deref())?;
+        let per_run = [Some(0), slots.sequence_lens, slots.initial_h, slots.initial_c];
+        let op = NativeRecurrent { layer: Some(Arc::new(layer)), ..self.clone() };
+        Ok(Some((op, per_run.into_iter().flatten().map(|s| inputs[s]).collect())))
+    }
+
+    /// Positions of (X, sequence_lens, initial_h, initial_c) among this op's inputs, and of
+    /// the weights when they are inputs.
+    fn input_positions(&self) -> (usize, Option<usize>, Option<usize>, Option<usize>) {
+        let slots = &self.spec.slots;
+        if self.layer.is_none() {
+            return (0, slots.sequence_lens, slots.initial_h, slots.initial_c);
+        }
+        let mut next = 1;
+        let mut take = |present: Option<usize>| {
+            present.map(|_| {
+                next += 1;
+                next - 1
+            })
+        };
+        let sl = take(slots.sequence_lens);
+        let h0 = take(slots.initial_h);
+        let c0 = take(slots.initial_c);
+        (0, sl, h0, c0)
+    }
+
+    fn evaluate(&self, inputs: TVec<TValue>, carry: Option<&mut Carry>) -> TractResult<TVec<TValue>> {
+        let built;
+        let layer: &AnyLayer = match &self.layer {
+            Some(l) => l,
+            None => {
+                let slots = &self.spec.slots;
+                let get = |s: Option<usize>| s.map(|s| &*inputs[s]);
+                built = AnyLayer::build(
+                    &self.spec,
+                    inputs[0].datum_type(),
+                    &inputs[1],
+                    &inputs[2],
+                    get(slots.b),
+                    get(slots.p),
+                )?;
+                &built
+            }
+        };
+        let (x_ix, sl_ix, h0_ix, c0_ix) = self.input_positions();
+        let lens = match sl_ix {
+            Some(i) => Some(inputs[i].cast_to::<i64>()?.into_owned()),
+            None => None,
+        };
+        let lens = match &lens {
+            Some(t) => Some(t.try_as_plain_ram()?.as_slice::<i64>()?.to_vec()),
+            None => None,
+        };
+        let x_dt = inputs[x_ix].datum_type();
+
+        fn go<T: Float + Datum>(
+            layer: &Layer<T>,
+            inputs: &TVec<TValue>,
+            (x_ix, h0_ix, c0_ix): (usize, Option<usize>, Option<usize>),
+            lens: Option<&[i64]>,
+            carry: Option<&mut Vec<State<T>>>,
+        ) -> TractResult<LayerOutputs<T>> {
+            let x = inputs[x_ix].cast_to::<T>()?;
+            let h0 = h0_ix.map(|i| inputs[i].cast_to::<T>()).transpose()?;
+            let c0 = c0_ix.map(|i| inputs[i].cast_to::<T>()).transpose()?;
+            let run = RunInputs {
+                sequence_lens: lens,
+                initial_h: h0.as_ref().map(|t| t.to_plain_array_view::<T>()).transpose()?,
+                initial_c: c0.as_ref().map(|t| t.to_plain_array_view::<T>()).transpose()?,
+            };
+            Ok(layer.run(x.to_plain_array_view::<T>()?, run, carry)?)
+        }
+        let ix = (x_ix, h0_ix, c0_ix);
+        let mut outs: TVec<Tensor> = match layer {
+            AnyLayer::F32(l) => {
+                let mut states = match carry.as_deref() {
+                    Some(Carry::F32(s)) => s.clone(),
+                    _ => vec![],
+                };
+                let o = go(l, &inputs, ix, lens.as_deref(), carry.is_some().then_some(&mut states))?;
+                if let Some(c) = carry {
+                    *c = Carry::F32(states);
+                }
+                self.collect(o.y.into_dyn().into_tensor(), o.y_h.into_dyn().into_tensor(), o.y_c.map(|c| c.into_dyn().into_tensor()))
+            }
+            AnyLayer::F64(l) => {
+                let mut states = match carry.as_deref() {
+                    Some(Carry::F64(s)) => s.clone(),
+                    _ => vec![],
+                };
+                let o = go(l, &inputs, ix, lens.as_deref(), carry.is_some().then_some(&mut states))?;
+                if let Some(c) = carry {
+                    *c = Carry::F64(states);
+                }
+                self.collect(o.y.into_dyn().into_tensor(), o.y_h.into_dyn().into_tensor(), o.y_c.map(|c| c.into_dyn().into_tensor()))
+            }
+        };
+        if x_dt == DatumType::F16 {
+            for t in outs.iter_mut() {
+                *t = t.cast_to::<f16>()?.into_owned();
+            }
+        }
+        Ok(outs.into_iter().map(|t| t.into_tvalue()).collect())
+    }
+
+    /// Keeps the requested outputs, in the node's output order.
+    fn collect(&self, y: Tensor, y_h: Tensor, y_c: Option<Tensor>) -> TVec<Tensor> {
+        let slots = &self.spec.slots;
+        let mut outs: Vec<(usize, Tensor)> = vec![];
+        if let Some(s) = slots.y {
+            outs.push((s, y));
+        }
+        if let Some(s) = slots.y_h {
+            outs.push((s, y_h));
+        }
+        if let (Some(s), Some(c)) = (slots.y_c, y_c) {
+            outs.push((s, c));
+        }
+        outs.sort_by_key(|(s, _)| *s);
+        outs.into_iter().map(|(_, t)| t).collect()
+    }
+}
+
+impl Op for NativeRecurrent {
+    fn name(&self) -> StaticName {
+        format!("Native{}", self.spec.op.op_type()).into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "direction={} layout={:?} hidden={:?} weights={}",
+            self.spec.direction.as_str(),
+            self.spec.layout,
+            self.layer.as_ref().map(|l| l.hidden_size()).or(self.spec.hidden_size),
+            if self.layer.is_some() { "prepared" } else { "inputs" }
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeRecurrent {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.evaluate(inputs, None)
+    }
+
+    op_out_of_plan!();
+
+    fn state(&self, _ctx: &EvalContext) -> TractResult<Option<Box<dyn OpState>>> {
+        Ok(self.streaming.then(|| Box::new(StreamState::default()) as Box<dyn OpState>))
+    }
+}
+
+/// A streaming op's memory: the final states of the last call.
+#[derive(Debug, Clone, Default)]
+struct StreamState {
+    carry: Carry,
+}
+
+impl OpState for StreamState {
+    fn eval(
+        &mut self,
+        _ctx: &EvalContext,
+        op: &dyn Op,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        let op = op.downcast_ref::<NativeRecurrent>().context("StreamState belongs to NativeRecurrent")?;
+        op.evaluate(inputs, Some(&mut self.carry))
+    }
+
+    fn reset_lanes(&mut self, _lanes: &[LaneId]) -> TractResult<()> {
+        self.carry = Carry::Empty;
+        Ok(())
+    }
+}
+
+impl TypedOp for NativeRecurrent {
+    as_op!();
+
+    /// Weights computed by nodes (exports without constant folding) become constants once
+    /// tract folds them; the cells are then built once, here, instead of on every run.
+    fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        let Some((op, per_run)) = self.prepared(model, &node.inputs)? else { return Ok(None) };
+        Ok(Some(TypedModelPatch::replace_single_op(model, node, &per_run, op)?))
+    }
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let spec = &self.spec;
+        let x = inputs[0];
+        if x.rank() != 3 {
+            return Err(spec
+                .error(format!("input X: expected rank 3, found shape {:?}", x.shape))
+                .into());
+        }
+        let batch_major = spec.layout == Layout::BatchMajor;
+        let (t, b) = if batch_major { (&x.shape[1], &x.shape[0]) } else { (&x.shape[0], &x.shape[1]) };
+        let h: TDim = match (&self.layer, spec.hidden_size) {
+            (Some(l), _) => l.hidden_size().to_dim(),
+            (None, Some(h)) => h.to_dim(),
+            (None, None) => inputs
+                .get(2)
+                .filter(|r| r.rank() == 3)
+                .map(|r| r.shape[2].clone())
+                .ok_or_else(|| spec.error("input R: expected rank 3"))?,
+        };
+        let d = spec.direction.num_directions().to_dim();
+        let dt = x.datum_type;
+        let y_shape: TVec<TDim> = if batch_major {
+            tvec![b.clone(), t.clone(), d.clone(), h.clone()]
+        } else {
+            tvec![t.clone(), d.clone(), b.clone(), h.clone()]
+        };
+        let s_shape: TVec<TDim> =
+            if batch_major { tvec![b.clone(), d, h] } else { tvec![d, b.clone(), h] };
+        let mut facts = tvec![];
+        let slots = &spec.slots;
+        let mut present: Vec<(usize, TypedFact)> = vec![];
+        if let Some(s) = slots.y {
+            present.push((s, dt.fact(&*y_shape)));
+        }
+        if let Some(s) = slots.y_h {
+            present.push((s, dt.fact(&*s_shape)));
+        }
+        if let Some(s) = slots.y_c {
+            if spec.op == OpKind::Lstm {
+                present.push((s, dt.fact(&*s_shape)));
+            }
+        }
+        present.sort_by_key(|(s, _)| *s);
+        facts.extend(present.into_iter().map(|(_, f)| f));
+        Ok(facts)
+    }
+}
