@@ -309,8 +309,12 @@ pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()>
 
 /// Types, declutters and optimizes a parsed graph; with `streaming`, the recurrent ops keep
 /// their state across calls.
+///
+/// Some of tract's graph rewrites fail on graphs PyTorch's dynamo exporter writes (an unrolled
+/// bidirectional `nn.RNN` with `Flip`, for one); the typed graph is then run as it is, which
+/// is slower but computes the same values.
 pub(crate) fn optimize(model: InferenceModel, streaming: bool) -> TractResult<TypedModel> {
-    let mut typed = model.into_typed()?.into_decluttered()?;
+    let mut typed = model.into_typed()?;
     if streaming {
         for node in typed.nodes_mut() {
             if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
@@ -318,7 +322,10 @@ pub(crate) fn optimize(model: InferenceModel, streaming: bool) -> TractResult<Ty
             }
         }
     }
-    typed.into_optimized()
+    match typed.clone().into_optimized() {
+        Ok(optimized) => Ok(optimized),
+        Err(_) => Ok(typed),
+    }
 }
 
 /// The graph's inputs and outputs, as [`IoInfo`].

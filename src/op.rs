@@ -130,6 +130,43 @@ impl Expansion for RecurrentExpansion {
                 }
             }
         }
+        // Exporters have been known to write initial states whose shape contradicts the
+        // weights (PyTorch's dynamo export of `LSTM(proj_size=..)`): refuse at load.
+        let x_fact = model.outlet_fact(inputs[0])?.clone();
+        let r_fact = model.outlet_fact(inputs[2])?.clone();
+        let hidden = spec.hidden_size.map(|h| h.to_dim()).or_else(|| r_fact.shape.get(2).cloned());
+        let batch_major = spec.layout == Layout::BatchMajor;
+        for (name, slot) in [("initial_h", slots.initial_h), ("initial_c", slots.initial_c)] {
+            let (Some(slot), Some(hidden)) = (slot, hidden.as_ref()) else { continue };
+            let fact = model.outlet_fact(inputs[slot])?;
+            let batch = x_fact.shape.get(if batch_major { 0 } else { 1 });
+            let dirs = spec.direction.num_directions().to_dim();
+            let want: Vec<Option<TDim>> = if batch_major {
+                vec![batch.cloned(), Some(dirs), Some(hidden.clone())]
+            } else {
+                vec![Some(dirs), batch.cloned(), Some(hidden.clone())]
+            };
+            let clash = fact.rank() != 3
+                || want.iter().zip(fact.shape.iter()).any(|(w, f)| {
+                    matches!((w.as_ref().and_then(|w| w.to_i64().ok()), f.to_i64().ok()), (Some(a), Some(b)) if a != b)
+                });
+            if clash {
+                let show = |v: &[Option<TDim>]| {
+                    v.iter().map(|d| d.as_ref().map(|d| d.to_string()).unwrap_or("?".into())).collect::<Vec<_>>().join(", ")
+                };
+                return Err(spec
+                    .error(format!(
+                        "input {name}: shape {} does not fit the node: expected [{}] ({}; hidden size {hidden} from {}; W is {}, R is {})",
+                        dims(&fact.shape),
+                        show(&want),
+                        if batch_major { "[batch, num_directions, hidden]" } else { "[num_directions, batch, hidden]" },
+                        if spec.hidden_size.is_some() { "the hidden_size attribute" } else { "R" },
+                        dims(&model.outlet_fact(inputs[1])?.shape),
+                        dims(&r_fact.shape),
+                    ))
+                    .into());
+            }
+        }
         if let Some(slot) = slots.sequence_lens {
             let dt = model.outlet_fact(inputs[slot])?.datum_type;
             if !dt.is_integer() {
@@ -145,6 +182,11 @@ impl Expansion for RecurrentExpansion {
             None => model.wire_node(prefix, op, inputs),
         }
     }
+}
+
+/// `[1, seq, 5]`.
+fn dims(shape: &ShapeFact) -> String {
+    format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
 }
 
 /// A [`Layer`] in the model's element type. Half precision runs in `f32`.

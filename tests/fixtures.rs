@@ -71,8 +71,16 @@ fn run_group(group: &str, min_cases: usize) -> (usize, f64) {
         let meta = meta(dir);
         let model = Model::load(dir.join("model.onnx"));
         if meta.expect_error {
-            if model.is_ok() {
-                failures.push(format!("{name}: loaded, but a clear refusal was expected"));
+            match &model {
+                Ok(_) => failures.push(format!("{name}: loaded, but a clear refusal was expected")),
+                Err(e) => {
+                    let msg = e.to_string();
+                    eprintln!("{name}: refused: {msg}");
+                    // The message must name the node's input and the shapes that disagree.
+                    if !(msg.contains("initial_") && msg.contains("expected") && msg.contains("R is")) {
+                        failures.push(format!("{name}: refusal does not name the shapes: {msg}"));
+                    }
+                }
             }
             continue;
         }
