@@ -5,6 +5,8 @@
 //! layouts, [`cells`] computes the recurrences on [`kernels`], [`layer`] runs one node on
 //! arrays, [`op`] plugs that into tract, and [`Model`] is what applications use.
 
+#![deny(missing_docs)]
+
 pub mod attrs;
 pub mod cells;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod model;
 pub mod npy;
 pub mod op;
 pub mod stream;
+pub mod torch;
 
 pub use error::{Error, NodeError, Result};
 pub use model::{dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode};

@@ -1,0 +1,1062 @@
+//! Reading and writing numpy's `.npy` and `.npz` files, whatever their element type.
+//!
+//! The header is parsed here rather than by `ndarray-npy`, so that one reader handles every
+//! element type the models take (`float32`, `float64`, `float16`, `int64`, `int32`, and the
+//! small integer and boolean types) and so that a file is checked *before* anything is
+//! allocated: the element count declared by the header, times the element size, must equal
+//! the number of data bytes actually present. A corrupt or hostile header claiming 2^40 rows
+//! is therefore an error naming the file, never an allocation.
+//!
+//! `.npz` archives (as written by `np.savez`) are read by a small ZIP reader of our own that
+//! handles stored (uncompressed) members, including the ZIP64 records numpy writes;
+//! `np.savez_compressed` archives are refused with a message saying so.
+//!
+//! Every failure is an [`Error::Io`] naming the file; format problems carry an
+//! [`std::io::ErrorKind::InvalidData`] error whose text says what is wrong.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use tract_hir::internal::tract_ndarray::{ArrayD, IxDyn, ShapeBuilder};
+use tract_hir::internal::{f16, Datum, DatumType, Tensor};
+
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// Longest header we accept (numpy itself refuses more than 10 000 bytes by default).
+const MAX_HEADER_LEN: usize = 1 << 20;
+
+fn invalid(path: &Path, message: impl Into<String>) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(ErrorKind::InvalidData, message.into()),
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// Element type.
+    pub dtype: DatumType,
+    /// Whether the element bytes are big-endian.
+    pub big_endian: bool,
+    /// Whether the data is stored in column-major (Fortran) order.
+    pub fortran_order: bool,
+    /// The array's shape.
+    pub shape: Vec<usize>,
+    /// Where the data starts, from the beginning of the file.
+    pub data_offset: usize,
+}
+
+impl NpyHeader {
+    /// Size in bytes of one element.
+    pub fn item_size(&self) -> usize {
+        self.dtype.size_of()
+    }
+
+    /// Number of data bytes the header declares, or `None` when that overflows `usize`.
+    pub fn data_len(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(self.item_size(), |acc, &d| acc.checked_mul(d))
+    }
+
+    fn shape_string(&self) -> String {
+        shape_tuple(&self.shape)
+    }
+}
+
+/// `(3,)`, `(2, 3)`, `()`: the shape as numpy writes it.
+fn shape_tuple(shape: &[usize]) -> String {
+    match shape {
+        [] => "()".into(),
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Parses the fixed preamble: returns `(version, header length, offset of the header text)`.
+fn parse_preamble(bytes: &[u8]) -> std::result::Result<(u8, usize, usize), String> {
+    if bytes.len() < 8 || &bytes[..6] != MAGIC {
+        return Err("not a .npy file (it does not start with the \\x93NUMPY magic string)".into());
+    }
+    let major = bytes[6];
+    match major {
+        1 => {
+            if bytes.len() < 10 {
+                return Err("truncated .npy header (the file ends inside the preamble)".into());
+            }
+            Ok((1, u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10))
+        }
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err("truncated .npy header (the file ends inside the preamble)".into());
+            }
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+            Ok((major, len, 12))
+        }
+        v => Err(format!(
+            "unsupported .npy format version {v}.{} (expected 1, 2 or 3)",
+            bytes[7]
+        )),
+    }
+}
+
+/// Parses a whole header (`bytes` holds at least the preamble and the header text).
+fn parse_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
+    let (version, len, start) = parse_preamble(bytes)?;
+    if len > MAX_HEADER_LEN {
+        return Err(format!(
+            "the .npy header claims to be {len} bytes long, which is not plausible"
+        ));
+    }
+    let end = start + len;
+    if bytes.len() < end {
+        return Err(format!(
+            "truncated .npy header: it declares {len} bytes of header text, the file holds {}",
+            bytes.len() - start
+        ));
+    }
+    let raw = &bytes[start..end];
+    let text = if version >= 3 {
+        std::str::from_utf8(raw).map_err(|_| "the .npy header is not valid UTF-8".to_string())?
+    } else {
+        if !raw.is_ascii() {
+            return Err("the .npy header is not ASCII".into());
+        }
+        std::str::from_utf8(raw).map_err(|_| "the .npy header is not ASCII".to_string())?
+    };
+    let dict = PyParser::new(text)
+        .dict()
+        .map_err(|e| format!("cannot parse the .npy header {:?}: {e}", text.trim_end()))?;
+    let mut descr = None;
+    let mut fortran = None;
+    let mut shape = None;
+    for (key, value) in dict {
+        match (key.as_str(), value) {
+            ("descr", PyValue::Str(s)) => descr = Some(s),
+            ("descr", _) => {
+                return Err(
+                    "structured arrays (a list 'descr' in the header) are not supported".into(),
+                )
+            }
+            ("fortran_order", PyValue::Bool(b)) => fortran = Some(b),
+            ("shape", PyValue::Tuple(t)) => shape = Some(t),
+            ("fortran_order", _) | ("shape", _) => {
+                return Err(format!("the .npy header has a malformed '{key}' entry"))
+            }
+            _ => {}
+        }
+    }
+    let descr = descr.ok_or("the .npy header has no 'descr' entry")?;
+    let fortran_order = fortran.ok_or("the .npy header has no 'fortran_order' entry")?;
+    let shape = shape.ok_or("the .npy header has no 'shape' entry")?;
+    let (dtype, big_endian) = parse_descr(&descr)?;
+    Ok(NpyHeader {
+        dtype,
+        big_endian,
+        fortran_order,
+        shape,
+        data_offset: end,
+    })
+}
+
+/// `'<f4'` and friends: element type and byte order.
+fn parse_descr(descr: &str) -> std::result::Result<(DatumType, bool), String> {
+    let unsupported = || {
+        format!(
+            "unsupported element type '{descr}' (supported: float16, float32, float64, int8, \
+             int16, int32, int64, uint8, uint16, uint32, uint64, bool)"
+        )
+    };
+    let mut chars = descr.chars();
+    let (order, kind) = match chars.next() {
+        Some(c @ ('<' | '>' | '|' | '=')) => (c, &descr[1..]),
+        _ => (' ', descr),
+    };
+    let dtype = match kind {
+        "f2" | "e" => DatumType::F16,
+        "f4" | "f" => DatumType::F32,
+        "f8" | "d" => DatumType::F64,
+        "i1" | "b" => DatumType::I8,
+        "i2" | "h" => DatumType::I16,
+        "i4" | "i" => DatumType::I32,
+        "i8" | "q" => DatumType::I64,
+        "u1" | "B" => DatumType::U8,
+        "u2" | "H" => DatumType::U16,
+        "u4" | "I" => DatumType::U32,
+        "u8" | "Q" => DatumType::U64,
+        "b1" | "?" => DatumType::Bool,
+        _ => return Err(unsupported()),
+    };
+    let big_endian = order == '>' || (order == '=' && cfg!(target_endian = "big"));
+    Ok((dtype, big_endian))
+}
+
+/// A value of the tiny subset of Python literals numpy writes in headers.
+#[derive(Debug)]
+enum PyValue {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<usize>),
+    Other,
+}
+
+struct PyParser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> PyParser<'a> {
+    fn new(s: &'a str) -> Self {
+        PyParser {
+            s: s.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while self.pos < self.s.len() && self.s[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.s.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        match self.peek() {
+            Some(x) if x == c => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(x) => Err(format!(
+                "expected '{}' at offset {}, found '{}'",
+                c as char, self.pos, x as char
+            )),
+            None => Err(format!(
+                "expected '{}', found the end of the header",
+                c as char
+            )),
+        }
+    }
+
+    fn dict(&mut self) -> std::result::Result<Vec<(String, PyValue)>, String> {
+        self.expect(b'{')?;
+        let mut entries = vec![];
+        loop {
+            if self.peek() == Some(b'}') {
+                self.pos += 1;
+                break;
+            }
+            let key = self.string()?;
+            self.expect(b':')?;
+            let value = self.value()?;
+            entries.push((key, value));
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {}
+                Some(c) => {
+                    return Err(format!("unexpected '{}' at offset {}", c as char, self.pos))
+                }
+                None => return Err("the header dict is not closed".into()),
+            }
+        }
+        Ok(entries)
+    }
+
+    fn string(&mut self) -> std::result::Result<String, String> {
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return Err(format!("expected a quoted string at offset {}", self.pos)),
+        };
+        self.pos += 1;
+        let start = self.pos;
+        while self.pos < self.s.len() && self.s[self.pos] != quote {
+            self.pos += 1;
+        }
+        if self.pos >= self.s.len() {
+            return Err("unterminated string".into());
+        }
+        let text = String::from_utf8_lossy(&self.s[start..self.pos]).into_owned();
+        self.pos += 1;
+        Ok(text)
+    }
+
+    fn word(&mut self) -> &'a [u8] {
+        self.skip_ws();
+        let start = self.pos;
+        while self.pos < self.s.len()
+            && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_')
+        {
+            self.pos += 1;
+        }
+        &self.s[start..self.pos]
+    }
+
+    fn value(&mut self) -> std::result::Result<PyValue, String> {
+        match self.peek() {
+            Some(b'\'' | b'"') => Ok(PyValue::Str(self.string()?)),
+            Some(b'(') => self.tuple(b'(', b')'),
+            Some(b'[') => {
+                // A list: either a structured descr or something we do not use. Skip it.
+                self.skip_brackets()?;
+                Ok(PyValue::Other)
+            }
+            Some(b'{') => {
+                self.skip_brackets()?;
+                Ok(PyValue::Other)
+            }
+            Some(_) => match self.word() {
+                b"True" => Ok(PyValue::Bool(true)),
+                b"False" => Ok(PyValue::Bool(false)),
+                b"" => Err(format!("unexpected character at offset {}", self.pos)),
+                _ => Ok(PyValue::Other),
+            },
+            None => Err("the header ends where a value was expected".into()),
+        }
+    }
+
+    fn skip_brackets(&mut self) -> std::result::Result<(), String> {
+        let mut depth = 0usize;
+        while self.pos < self.s.len() {
+            match self.s[self.pos] {
+                b'[' | b'(' | b'{' => depth += 1,
+                b']' | b')' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        self.pos += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        Err("unbalanced brackets".into())
+    }
+
+    fn tuple(&mut self, open: u8, close: u8) -> std::result::Result<PyValue, String> {
+        self.expect(open)?;
+        let mut dims = vec![];
+        loop {
+            if self.peek() == Some(close) {
+                self.pos += 1;
+                return Ok(PyValue::Tuple(dims));
+            }
+            let word = self.word();
+            // Python 2 wrote long integers with an `L` suffix.
+            let digits = word.strip_suffix(b"L").unwrap_or(word);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return Err(format!(
+                    "the shape holds '{}', expected a non-negative integer",
+                    String::from_utf8_lossy(word)
+                ));
+            }
+            let text = std::str::from_utf8(digits).unwrap_or("");
+            let dim: usize = text
+                .parse()
+                .map_err(|_| format!("the shape holds {text}, which does not fit in usize"))?;
+            dims.push(dim);
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(c) if c == close => {}
+                _ => return Err("malformed shape tuple".into()),
+            }
+        }
+    }
+}
+
+/// Checks that the header's declared data size equals the bytes present.
+fn check_size(path: &Path, header: &NpyHeader, present: u64) -> Result<usize> {
+    let dtype = crate::model::dtype_name(header.dtype);
+    let Some(needed) = header.data_len() else {
+        return Err(invalid(
+            path,
+            format!(
+                "the header declares shape {} of {dtype}, whose size in bytes overflows; \
+                 the file holds {present} bytes of data",
+                header.shape_string()
+            ),
+        ));
+    };
+    if needed as u64 != present {
+        let elems = if header.item_size() > 0 {
+            needed / header.item_size()
+        } else {
+            0
+        };
+        return Err(invalid(
+            path,
+            format!(
+                "the header declares shape {} of {dtype} ({elems} elements, {needed} bytes), \
+                 but the file holds {present} bytes of data{}",
+                header.shape_string(),
+                if (needed as u64) > present {
+                    " (truncated or corrupt file)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    Ok(needed)
+}
+
+/// Reads a `.npy` file into a tensor of the element type it declares.
+///
+/// The header is checked against the file's size before the data is read: a header that
+/// declares more (or fewer) bytes than the file holds is an error naming the file, the
+/// declared shape and the actual data size.
+pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
+    let path = path.as_ref();
+    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    let file_len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    // The preamble is at most 12 bytes; read it, then exactly the header text.
+    let mut head = vec![0u8; (file_len.min(12)) as usize];
+    file.read_exact(&mut head).map_err(|e| io_err(path, e))?;
+    let (_, len, start) = parse_preamble(&head).map_err(|m| invalid(path, m))?;
+    if len > MAX_HEADER_LEN || (start + len) as u64 > file_len {
+        return Err(invalid(
+            path,
+            format!(
+                "truncated or corrupt .npy header: it declares {len} bytes of header text, \
+                 the file holds {}",
+                file_len.saturating_sub(start as u64)
+            ),
+        ));
+    }
+    head.truncate(start);
+    head.resize(start + len, 0);
+    file.seek(SeekFrom::Start(start as u64))
+        .map_err(|e| io_err(path, e))?;
+    file.read_exact(&mut head[start..])
+        .map_err(|e| io_err(path, e))?;
+    let header = parse_header(&head).map_err(|m| invalid(path, m))?;
+    let present = file_len - header.data_offset as u64;
+    let needed = check_size(path, &header, present)?;
+    let mut data = Vec::with_capacity(needed);
+    file.read_to_end(&mut data).map_err(|e| io_err(path, e))?;
+    if data.len() != needed {
+        return Err(invalid(
+            path,
+            "the file changed size while it was being read",
+        ));
+    }
+    build_tensor(&header, &data).map_err(|m| invalid(path, m))
+}
+
+/// Parses a whole `.npy` file held in memory; `path` only names it in errors.
+pub fn parse_npy(bytes: &[u8], path: impl AsRef<Path>) -> Result<Tensor> {
+    let path = path.as_ref();
+    let header = parse_header(bytes).map_err(|m| invalid(path, m))?;
+    let data = &bytes[header.data_offset..];
+    check_size(path, &header, data.len() as u64)?;
+    build_tensor(&header, data).map_err(|m| invalid(path, m))
+}
+
+/// Reads only the header of a `.npy` file held in memory.
+pub fn parse_npy_header(bytes: &[u8], path: impl AsRef<Path>) -> Result<NpyHeader> {
+    parse_header(bytes).map_err(|m| invalid(path.as_ref(), m))
+}
+
+fn build_tensor(header: &NpyHeader, data: &[u8]) -> std::result::Result<Tensor, String> {
+    let be = header.big_endian;
+    macro_rules! num {
+        ($t:ty, $n:expr) => {
+            typed::<$t, $n>(header, data, |b| {
+                if be {
+                    <$t>::from_be_bytes(b)
+                } else {
+                    <$t>::from_le_bytes(b)
+                }
+            })
+        };
+    }
+    match header.dtype {
+        DatumType::F16 => typed::<f16, 2>(header, data, |b| {
+            f16::from_bits(if be {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            })
+        }),
+        DatumType::F32 => num!(f32, 4),
+        DatumType::F64 => num!(f64, 8),
+        DatumType::I8 => num!(i8, 1),
+        DatumType::I16 => num!(i16, 2),
+        DatumType::I32 => num!(i32, 4),
+        DatumType::I64 => num!(i64, 8),
+        DatumType::U8 => num!(u8, 1),
+        DatumType::U16 => num!(u16, 2),
+        DatumType::U32 => num!(u32, 4),
+        DatumType::U64 => num!(u64, 8),
+        DatumType::Bool => {
+            if let Some(pos) = data.iter().position(|&b| b > 1) {
+                return Err(format!(
+                    "invalid boolean byte {} at element {pos}",
+                    data[pos]
+                ));
+            }
+            typed::<bool, 1>(header, data, |b| b[0] != 0)
+        }
+        other => Err(format!("unsupported element type {other:?}")),
+    }
+}
+
+fn typed<T: Datum + Copy, const N: usize>(
+    header: &NpyHeader,
+    data: &[u8],
+    conv: impl Fn([u8; N]) -> T,
+) -> std::result::Result<Tensor, String> {
+    let values: Vec<T> = data
+        .chunks_exact(N)
+        .map(|c| {
+            let mut b = [0u8; N];
+            b.copy_from_slice(c);
+            conv(b)
+        })
+        .collect();
+    let shape = IxDyn(&header.shape);
+    let array = if header.fortran_order {
+        ArrayD::from_shape_vec(shape.f(), values).map(|a| a.as_standard_layout().into_owned())
+    } else {
+        ArrayD::from_shape_vec(shape, values)
+    }
+    .map_err(|e| format!("data does not fit the shape: {e}"))?;
+    Ok(Tensor::from(array))
+}
+
+/// The `descr` numpy writes for an element type.
+fn descr_of(dt: DatumType) -> Option<&'static str> {
+    Some(match dt {
+        DatumType::F16 => "<f2",
+        DatumType::F32 => "<f4",
+        DatumType::F64 => "<f8",
+        DatumType::I8 => "|i1",
+        DatumType::I16 => "<i2",
+        DatumType::I32 => "<i4",
+        DatumType::I64 => "<i8",
+        DatumType::U8 => "|u1",
+        DatumType::U16 => "<u2",
+        DatumType::U32 => "<u4",
+        DatumType::U64 => "<u8",
+        DatumType::Bool => "|b1",
+        _ => return None,
+    })
+}
+
+/// Encodes a tensor as the bytes of a `.npy` file (format 1.0, or 2.0 for huge headers),
+/// little-endian and in C order, as `np.save` writes it.
+pub fn npy_bytes(tensor: &Tensor) -> std::result::Result<Vec<u8>, String> {
+    let dt = tensor.datum_type();
+    let descr = descr_of(dt).ok_or_else(|| {
+        format!(
+            "cannot write element type {} to .npy",
+            crate::model::dtype_name(dt)
+        )
+    })?;
+    let mut dict = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}",
+        shape_tuple(tensor.shape())
+    );
+    // Pad with spaces and a final newline so that the data starts on a multiple of 64.
+    let (version, prefix) = if dict.len() + 11 <= u16::MAX as usize {
+        (1u8, 10)
+    } else {
+        (2u8, 12)
+    };
+    let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
+    dict.push_str(&" ".repeat(total - prefix - dict.len() - 1));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(total + tensor.len() * dt.size_of());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
+    macro_rules! put {
+        ($t:ty) => {{
+            let view = tensor
+                .to_plain_array_view::<$t>()
+                .map_err(|e| e.to_string())?;
+            for v in view.iter() {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }};
+    }
+    match dt {
+        DatumType::F16 => {
+            let view = tensor
+                .to_plain_array_view::<f16>()
+                .map_err(|e| e.to_string())?;
+            for v in view.iter() {
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        DatumType::F32 => put!(f32),
+        DatumType::F64 => put!(f64),
+        DatumType::I8 => put!(i8),
+        DatumType::I16 => put!(i16),
+        DatumType::I32 => put!(i32),
+        DatumType::I64 => put!(i64),
+        DatumType::U8 => put!(u8),
+        DatumType::U16 => put!(u16),
+        DatumType::U32 => put!(u32),
+        DatumType::U64 => put!(u64),
+        DatumType::Bool => {
+            let view = tensor
+                .to_plain_array_view::<bool>()
+                .map_err(|e| e.to_string())?;
+            out.extend(view.iter().map(|&b| b as u8));
+        }
+        _ => unreachable!("descr_of accepted {dt:?}"),
+    }
+    Ok(out)
+}
+
+/// Writes a tensor as a `.npy` file (float16/32/64, signed and unsigned integers, bool).
+pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = npy_bytes(tensor).map_err(|m| invalid(path, m))?;
+    let mut file = File::create(path).map_err(|e| io_err(path, e))?;
+    file.write_all(&bytes).map_err(|e| io_err(path, e))?;
+    file.flush().map_err(|e| io_err(path, e))
+}
+
+/// Reads every array of a `.npz` archive, in archive order. Names lose one `.npy` suffix, as
+/// numpy's `np.load` does.
+pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    parse_npz(&bytes, path)
+}
+
+/// Parses a whole `.npz` archive held in memory; `path` only names it in errors.
+pub fn parse_npz(bytes: &[u8], path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    let path = path.as_ref();
+    let members =
+        zip::members(bytes).map_err(|m| invalid(path, format!("not a usable .npz: {m}")))?;
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        let name = m.name.strip_suffix(".npy").unwrap_or(&m.name).to_string();
+        let member_path = path.join(&m.name);
+        let data = m.data(bytes).map_err(|e| invalid(&member_path, e))?;
+        out.push((name, parse_npy(data, &member_path)?));
+    }
+    Ok(out)
+}
+
+/// A minimal reader for the ZIP archives numpy writes: stored members, with or without
+/// ZIP64 records.
+mod zip {
+    type R<T> = std::result::Result<T, String>;
+
+    pub(super) struct Member {
+        pub name: String,
+        method: u16,
+        flags: u16,
+        crc: u32,
+        compressed: u64,
+        size: u64,
+        local_offset: u64,
+    }
+
+    fn range(at: usize, n: usize) -> std::ops::Range<usize> {
+        // An offset read from a corrupt archive may be near usize::MAX: saturate, never wrap.
+        at..at.saturating_add(n)
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> R<u16> {
+        b.get(range(at, 2))
+            .map(|s| u16::from_le_bytes([s[0], s[1]]))
+            .ok_or_else(|| "truncated archive".to_string())
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> R<u32> {
+        b.get(range(at, 4))
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+            .ok_or_else(|| "truncated archive".to_string())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> R<u64> {
+        Ok(u32_at(b, at)? as u64 | ((u32_at(b, at.saturating_add(4))? as u64) << 32))
+    }
+
+    fn usize_of(v: u64) -> R<usize> {
+        usize::try_from(v).map_err(|_| "offset out of range".to_string())
+    }
+
+    /// Lists the members from the central directory.
+    pub(super) fn members(b: &[u8]) -> R<Vec<Member>> {
+        if b.len() < 22 {
+            return Err("the file is too short to be a ZIP archive".into());
+        }
+        let lowest = b.len().saturating_sub(22 + 65535);
+        let eocd = (lowest..=b.len() - 22)
+            .rev()
+            .find(|&i| b[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
+            .ok_or("no ZIP end-of-central-directory record (not a ZIP archive)")?;
+        let mut count = u16_at(b, eocd + 10)? as u64;
+        let mut cd_size = u32_at(b, eocd + 12)? as u64;
+        let mut cd_offset = u32_at(b, eocd + 16)? as u64;
+        if count == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF {
+            let loc = eocd.checked_sub(20).ok_or("missing ZIP64 locator")?;
+            if u32_at(b, loc)? != 0x0706_4b50 {
+                return Err("missing ZIP64 end-of-central-directory locator".into());
+            }
+            let z = usize_of(u64_at(b, loc + 8)?)?;
+            if u32_at(b, z)? != 0x0606_4b50 {
+                return Err("bad ZIP64 end-of-central-directory record".into());
+            }
+            count = u64_at(b, z + 32)?;
+            cd_size = u64_at(b, z + 40)?;
+            cd_offset = u64_at(b, z + 48)?;
+        }
+        let start = usize_of(cd_offset)?;
+        let end = start
+            .checked_add(usize_of(cd_size)?)
+            .ok_or("offset out of range")?;
+        if end > b.len() {
+            return Err("the central directory lies outside the file".into());
+        }
+        let mut members = vec![];
+        let mut at = start;
+        for _ in 0..count {
+            if u32_at(b, at)? != 0x0201_4b50 {
+                return Err("corrupt central directory".into());
+            }
+            let flags = u16_at(b, at + 8)?;
+            let method = u16_at(b, at + 10)?;
+            let crc = u32_at(b, at + 16)?;
+            let mut compressed = u32_at(b, at + 20)? as u64;
+            let mut size = u32_at(b, at + 24)? as u64;
+            let name_len = u16_at(b, at + 28)? as usize;
+            let extra_len = u16_at(b, at + 30)? as usize;
+            let comment_len = u16_at(b, at + 32)? as usize;
+            let mut local_offset = u32_at(b, at + 42)? as u64;
+            let name_bytes = b
+                .get(at + 46..at + 46 + name_len)
+                .ok_or("truncated archive")?;
+            let name = String::from_utf8_lossy(name_bytes).into_owned();
+            let extra = b
+                .get(at + 46 + name_len..at + 46 + name_len + extra_len)
+                .ok_or("truncated archive")?;
+            // The ZIP64 extra field holds, in order, the fields whose 32-bit value is saturated.
+            let mut e = 0;
+            while e + 4 <= extra.len() {
+                let id = u16_at(extra, e)?;
+                let len = u16_at(extra, e + 2)? as usize;
+                if id == 1 {
+                    let mut p = e + 4;
+                    if size == 0xFFFF_FFFF {
+                        size = u64_at(extra, p)?;
+                        p += 8;
+                    }
+                    if compressed == 0xFFFF_FFFF {
+                        compressed = u64_at(extra, p)?;
+                        p += 8;
+                    }
+                    if local_offset == 0xFFFF_FFFF {
+                        local_offset = u64_at(extra, p)?;
+                    }
+                }
+                e += 4 + len;
+            }
+            members.push(Member {
+                name,
+                method,
+                flags,
+                crc,
+                compressed,
+                size,
+                local_offset,
+            });
+            at += 46 + name_len + extra_len + comment_len;
+        }
+        Ok(members)
+    }
+
+    impl Member {
+        /// The member's bytes, checked against its CRC.
+        pub(super) fn data<'a>(&self, b: &'a [u8]) -> R<&'a [u8]> {
+            if self.flags & 1 != 0 {
+                return Err("encrypted archive members are not supported".into());
+            }
+            if self.method != 0 {
+                return Err(format!(
+                    "compressed archive members are not supported (method {}; np.savez_compressed \
+                     writes those: save with np.savez instead)",
+                    self.method
+                ));
+            }
+            if self.compressed != self.size {
+                return Err("corrupt archive member (stored sizes disagree)".into());
+            }
+            let lh = usize_of(self.local_offset)?;
+            if u32_at(b, lh)? != 0x0403_4b50 {
+                return Err("corrupt archive (bad local header)".into());
+            }
+            let name_len = u16_at(b, lh + 26)? as usize;
+            let extra_len = u16_at(b, lh + 28)? as usize;
+            let start = lh + 30 + name_len + extra_len;
+            let end = start
+                .checked_add(usize_of(self.size)?)
+                .ok_or("offset out of range")?;
+            let data = b.get(start..end).ok_or("truncated archive member")?;
+            if crc32(data) != self.crc {
+                return Err("corrupt archive member (CRC mismatch)".into());
+            }
+            Ok(data)
+        }
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut table = [0u32; 256];
+        for (i, slot) in table.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *slot = c;
+        }
+        let mut crc = 0xFFFF_FFFFu32;
+        for &byte in data {
+            crc = table[((crc ^ byte as u32) & 0xFF) as usize] ^ (crc >> 8);
+        }
+        !crc
+    }
+
+    #[cfg(test)]
+    pub(super) fn crc32_for_tests(data: &[u8]) -> u32 {
+        crc32(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_hir::internal::tract_ndarray::arr2;
+
+    #[test]
+    fn round_trip_all_types() {
+        let tensors = vec![
+            Tensor::from(arr2(&[[1.5f32, -2.0], [3.25, 4.0]])),
+            Tensor::from(arr2(&[[1.5f64, -2.0, 7.0]])),
+            Tensor::from(arr2(&[[1i64], [-2]])),
+            Tensor::from(arr2(&[[1i32, 2, 3]])),
+            Tensor::from(arr2(&[[f16::from_f32(0.5), f16::from_f32(-1.0)]])),
+            Tensor::from(arr2(&[[true, false]])),
+            Tensor::from(arr2(&[[7u8, 8]])),
+            tensor0(3.0f32),
+        ];
+        for t in tensors {
+            let bytes = npy_bytes(&t).unwrap();
+            assert_eq!(bytes.len() % 64, (t.len() * t.datum_type().size_of()) % 64);
+            let back = parse_npy(&bytes, "t.npy").unwrap();
+            assert_eq!(back, t);
+        }
+    }
+
+    fn tensor0<T: Datum>(v: T) -> Tensor {
+        Tensor::from(tract_hir::internal::tract_ndarray::arr0(v))
+    }
+
+    fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.to_string();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn fortran_order_and_big_endian() {
+        // [[1, 2, 3], [4, 5, 6]] stored column-major: 1 4 2 5 3 6.
+        let data: Vec<u8> = [1f32, 4., 2., 5., 3., 6.]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let bytes = npy_with_header(
+            "{'descr': '>f4', 'fortran_order': True, 'shape': (2, 3), }",
+            &data,
+        );
+        let t = parse_npy(&bytes, "f.npy").unwrap();
+        assert_eq!(t, Tensor::from(arr2(&[[1f32, 2., 3.], [4., 5., 6.]])));
+    }
+
+    #[test]
+    fn huge_shape_is_refused_before_allocating() {
+        let bytes = npy_with_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 3), }",
+            &[0u8; 48],
+        );
+        let err = parse_npy(&bytes, "big.npy").unwrap_err().to_string();
+        assert!(err.contains("big.npy"), "{err}");
+        assert!(err.contains("(1099511627776, 3)"), "{err}");
+        assert!(err.contains("48 bytes"), "{err}");
+        let overflow = npy_with_header(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551615, 2), }",
+            &[0u8; 16],
+        );
+        let err = parse_npy(&overflow, "o.npy").unwrap_err().to_string();
+        assert!(err.contains("overflows"), "{err}");
+    }
+
+    #[test]
+    fn bad_headers_are_errors() {
+        for bytes in [
+            &b""[..],
+            b"hello",
+            b"\x93NUMPY\x01\x00\xff\x00{",
+            b"\x93NUMPY\x09\x00\x10\x00{}",
+            &npy_with_header(
+                "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
+                &[0; 8],
+            ),
+            &npy_with_header("{'descr': '<f4', 'shape': (1,), }", &[0; 4]),
+            &npy_with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }",
+                &[0; 4],
+            ),
+            &npy_with_header(
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                &[0; 4],
+            ),
+            &npy_with_header(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)",
+                &[0; 4],
+            ),
+            &npy_with_header(
+                "{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }",
+                &[7],
+            ),
+        ] {
+            assert!(
+                parse_npy(bytes, "x.npy").is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn python2_long_suffix_and_empty_shape() {
+        let bytes = npy_with_header(
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (2L,), }",
+            &[0; 16],
+        );
+        assert_eq!(parse_npy(&bytes, "x.npy").unwrap().shape(), &[2]);
+        let bytes = npy_with_header(
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (0, 3), }",
+            &[],
+        );
+        assert_eq!(parse_npy(&bytes, "x.npy").unwrap().shape(), &[0, 3]);
+    }
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(zip::crc32_for_tests(b"123456789"), 0xCBF4_3926);
+    }
+
+    /// `np.savez(f, a=np.arange(3, dtype=np.int64), b=np.float32(2.5))` as numpy 2.4 writes it
+    /// (ZIP64 extra fields in the local headers).
+    const NUMPY_NPZ: &[u8] = b"\x50\x4b\x03\x04\x2d\x00\x00\x00\x00\x00\x00\x00\x21\x00\xf7\x40\x12\xea\xff\xff\xff\xff\xff\xff\
+        \xff\xff\x05\x00\x14\x00\x61\x2e\x6e\x70\x79\x01\x00\x10\x00\x98\x00\x00\x00\x00\x00\x00\x00\x98\
+        \x00\x00\x00\x00\x00\x00\x00\x93\x4e\x55\x4d\x50\x59\x01\x00\x76\x00\x7b\x27\x64\x65\x73\x63\x72\
+        \x27\x3a\x20\x27\x3c\x69\x38\x27\x2c\x20\x27\x66\x6f\x72\x74\x72\x61\x6e\x5f\x6f\x72\x64\x65\x72\
+        \x27\x3a\x20\x46\x61\x6c\x73\x65\x2c\x20\x27\x73\x68\x61\x70\x65\x27\x3a\x20\x28\x33\x2c\x29\x2c\
+        \x20\x7d\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\
+        \x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\
+        \x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x01\
+        \x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x50\x4b\x03\x04\x2d\x00\x00\x00\x00\
+        \x00\x00\x00\x21\x00\x64\x8c\x22\xc3\xff\xff\xff\xff\xff\xff\xff\xff\x05\x00\x14\x00\x62\x2e\x6e\
+        \x70\x79\x01\x00\x10\x00\x84\x00\x00\x00\x00\x00\x00\x00\x84\x00\x00\x00\x00\x00\x00\x00\x93\x4e\
+        \x55\x4d\x50\x59\x01\x00\x76\x00\x7b\x27\x64\x65\x73\x63\x72\x27\x3a\x20\x27\x3c\x66\x34\x27\x2c\
+        \x20\x27\x66\x6f\x72\x74\x72\x61\x6e\x5f\x6f\x72\x64\x65\x72\x27\x3a\x20\x46\x61\x6c\x73\x65\x2c\
+        \x20\x27\x73\x68\x61\x70\x65\x27\x3a\x20\x28\x29\x2c\x20\x7d\x20\x20\x20\x20\x20\x20\x20\x20\x20\
+        \x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\
+        \x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\
+        \x20\x20\x20\x20\x20\x0a\x00\x00\x20\x40\x50\x4b\x01\x02\x2d\x03\x2d\x00\x00\x00\x00\x00\x00\x00\
+        \x21\x00\xf7\x40\x12\xea\x98\x00\x00\x00\x98\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+        \x00\x00\x80\x01\x00\x00\x00\x00\x61\x2e\x6e\x70\x79\x50\x4b\x01\x02\x2d\x03\x2d\x00\x00\x00\x00\
+        \x00\x00\x00\x21\x00\x64\x8c\x22\xc3\x84\x00\x00\x00\x84\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\
+        \x00\x00\x00\x00\x00\x80\x01\xcf\x00\x00\x00\x62\x2e\x6e\x70\x79\x50\x4b\x05\x06\x00\x00\x00\x00\
+        \x02\x00\x02\x00\x66\x00\x00\x00\x8a\x01\x00\x00\x00\x00";
+
+    #[test]
+    fn numpy_written_npz() {
+        let bytes = NUMPY_NPZ;
+        let arrays = parse_npz(bytes, "n.npz").unwrap();
+        let names: Vec<_> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(
+            arrays[0].1,
+            Tensor::from(tract_hir::internal::tract_ndarray::arr1(&[0i64, 1, 2]))
+        );
+        assert_eq!(arrays[1].1, tensor0(2.5f32));
+    }
+
+    #[test]
+    fn mutated_files_never_panic() {
+        let npy = npy_bytes(&Tensor::from(arr2(&[[1.5f32, -2.0], [3.25, 4.0]]))).unwrap();
+        for (bytes, npz) in [(NUMPY_NPZ, true), (&npy[..], false)] {
+            for pos in 0..bytes.len() {
+                for value in [0x00, 0x7F, 0xFF] {
+                    let mut m = bytes.to_vec();
+                    m[pos] = value;
+                    // Ok or Err, but never a panic or a huge allocation.
+                    let _ = if npz {
+                        parse_npz(&m, "m.npz").map(|_| ())
+                    } else {
+                        parse_npy(&m, "m.npy").map(|_| ())
+                    };
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_npz_is_an_error() {
+        let bytes = NUMPY_NPZ;
+        let mut bad = bytes.to_vec();
+        // Flip a data byte of the first member: the CRC check must catch it.
+        let pos = bad.windows(6).position(|w| w == MAGIC).unwrap() + 130;
+        bad[pos] ^= 0xFF;
+        assert!(parse_npz(&bad, "n.npz").is_err());
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(parse_npz(&bytes[..cut], "n.npz").is_err());
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The library API: typed errors a caller can match on, and one model shared by many threads.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use rnn_run::npy::read_npy;
+use rnn_run::{Error, Model, Tensor};
+use tract_onnx::pb;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+fn inputs(dir: &Path) -> Vec<Tensor> {
+    (0..)
+        .map(|i| dir.join(format!("input_{i}.npy")))
+        .take_while(|p| p.exists())
+        .map(|p| read_npy(&p).unwrap())
+        .collect()
+}
+
+#[test]
+fn model_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
+}
+
+#[test]
+fn eight_threads_give_identical_results() {
+    let dir = fixture("tutorial/lstm_legacy_long");
+    let model = Model::load(dir.join("model.onnx")).unwrap();
+    let ins = inputs(&dir);
+    let reference = model.run(ins.clone()).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (model, ins) = (&model, ins.clone());
+                s.spawn(move || (0..5).map(|_| model.run(ins.clone()).unwrap()).collect::<Vec<_>>())
+            })
+            .collect();
+        for h in handles {
+            for outs in h.join().unwrap() {
+                assert_eq!(outs, reference, "a threaded run differs from the single-threaded one");
+            }
+        }
+    });
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    match Model::load("no/such/model.onnx") {
+        Err(Error::Io { path, .. }) => assert!(path.ends_with("model.onnx")),
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+}
+
+#[test]
+fn random_bytes_are_an_invalid_model() {
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    assert!(matches!(Model::from_bytes(&bytes), Err(Error::InvalidModel { .. })));
+    assert!(matches!(Model::from_bytes(&[]), Err(Error::InvalidModel { .. })));
+}
+
+#[test]
+fn wrong_inputs_are_input_errors() {
+    let dir = fixture("tutorial/lstm_legacy");
+    let model = Model::load(dir.join("model.onnx")).unwrap();
+    let mut ins = inputs(&dir);
+    ins.pop();
+    match model.run(ins) {
+        Err(Error::Input { message, .. }) => assert!(message.contains("takes 3 inputs"), "{message}"),
+        other => panic!("expected Error::Input, got {other:?}"),
+    }
+    let mut ins = inputs(&dir);
+    ins[0] = Tensor::from(ndarray::Array3::<f64>::zeros((1, 3, 5)));
+    match model.run(ins) {
+        Err(Error::Input { name, message }) => {
+            assert_eq!(name, "input");
+            assert!(message.contains("float32") && message.contains("float64"), "{message}");
+        }
+        other => panic!("expected Error::Input, got {other:?}"),
+    }
+    let mut ins = inputs(&dir);
+    ins[0] = Tensor::from(ndarray::Array3::<f32>::zeros((1, 3, 4)));
+    match model.run(ins) {
+        Err(Error::Input { message, .. }) => assert!(message.contains("axis 2 = 5"), "{message}"),
+        other => panic!("expected Error::Input, got {other:?}"),
+    }
+}
+
+// --- Node errors, on small hand-built models -------------------------------------------------
+
+fn attr_s(name: &str, v: &str) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::String as i32,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_i(name: &str, v: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn attr_strings(name: &str, v: &[&str]) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Strings as i32,
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn initializer(name: &str, dims: &[i64]) -> pb::TensorProto {
+    let n: i64 = dims.iter().product();
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect(),
+        ..Default::default()
+    }
+}
+
+/// One RNN node, X [T=4, B=2, I=3] as input, W/R/B as initializers with the given shapes.
+fn rnn_model(attrs: Vec<pb::AttributeProto>, w: &[i64], r: &[i64], extra_inputs: &[&str]) -> Vec<u8> {
+    let mut node_inputs = vec!["X".to_string(), "W".into(), "R".into()];
+    node_inputs.extend(extra_inputs.iter().map(|s| s.to_string()));
+    let mut graph_inputs = vec![value_info("X", 1, &[4, 2, 3])];
+    if extra_inputs.contains(&"sequence_lens") {
+        graph_inputs.push(value_info("sequence_lens", 6, &[2]));
+    }
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 14 }],
+        graph: Some(pb::GraphProto {
+            name: "g".into(),
+            node: vec![pb::NodeProto {
+                name: "rnn0".into(),
+                op_type: "RNN".into(),
+                input: node_inputs,
+                output: vec!["Y".into()],
+                attribute: attrs,
+                ..Default::default()
+            }],
+            initializer: vec![initializer("W", w), initializer("R", r)],
+            input: graph_inputs,
+            output: vec![value_info("Y", 1, &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}
+
+fn node_error(bytes: &[u8]) -> String {
+    match Model::from_bytes(bytes) {
+        Err(Error::Node(e)) => {
+            assert_eq!(e.node, "rnn0");
+            assert_eq!(e.op, "RNN");
+            e.message
+        }
+        other => panic!("expected Error::Node, got {other:?}"),
+    }
+}
+
+#[test]
+fn node_errors_name_the_attribute_and_what_was_expected() {
+    let ok = rnn_model(vec![attr_i("hidden_size", 5)], &[1, 5, 3], &[1, 5, 5], &[]);
+    Model::from_bytes(&ok).expect("the well-formed model loads");
+
+    let m = node_error(&rnn_model(
+        vec![attr_i("hidden_size", 5), attr_strings("activations", &["Swish"])],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
+    assert!(m.contains("unknown function 'Swish'"), "{m}");
+
+    let m = node_error(&rnn_model(
+        vec![attr_i("hidden_size", 5), attr_strings("activations", &["Tanh", "Tanh"])],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
+    assert!(m.contains("expected 1 functions") && m.contains("found 2"), "{m}");
+
+    let m = node_error(&rnn_model(
+        vec![attr_i("hidden_size", 5), attr_s("direction", "sideways")],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
+    assert!(m.contains("'direction'") && m.contains("sideways"), "{m}");
+
+    let m = node_error(&rnn_model(vec![attr_i("hidden_size", 6)], &[1, 5, 3], &[1, 5, 5], &[]));
+    assert!(m.contains("input W") && m.contains("[1, 6, 3]") && m.contains("[1, 5, 3]"), "{m}");
+
+    let m = node_error(&rnn_model(vec![attr_i("layout", 2)], &[1, 5, 3], &[1, 5, 5], &[]));
+    assert!(m.contains("'layout'") && m.contains("found 2"), "{m}");
+
+    let m = node_error(&rnn_model(vec![attr_i("input_forget", 1)], &[1, 5, 3], &[1, 5, 5], &[]));
+    assert!(m.contains("input_forget"), "{m}");
+}
+
+#[test]
+fn sequence_lens_out_of_range_is_a_node_error_at_run_time() {
+    let bytes = rnn_model(vec![], &[1, 5, 3], &[1, 5, 5], &["", "sequence_lens"]);
+    let model = Model::from_bytes(&bytes).unwrap();
+    let x = Tensor::from(ndarray::Array3::<f32>::zeros((4, 2, 3)));
+    let run = |lens: [i32; 2]| model.run(vec![x.clone(), Tensor::from(ndarray::arr1(&lens))]);
+    run([4, 1]).expect("lengths within the sequence run");
+    for bad in [[5, 1], [-1, 2]] {
+        match run(bad) {
+            Err(Error::Node(e)) => {
+                assert!(e.message.contains("sequence_lens") && e.message.contains("≤ 4"), "{e}")
+            }
+            other => panic!("expected Error::Node, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn non_finite_inputs_propagate() {
+    let bytes = rnn_model(vec![], &[1, 5, 3], &[1, 5, 5], &[]);
+    let model = Model::from_bytes(&bytes).unwrap();
+    let mut x = ndarray::Array3::<f32>::zeros((4, 2, 3));
+    x[[1, 0, 0]] = f32::NAN;
+    x[[0, 1, 0]] = f32::INFINITY;
+    let y = model.run(vec![Tensor::from(x)]).unwrap();
+    let y = y[0].to_plain_array_view::<f32>().unwrap();
+    assert!(y[[0, 0, 0, 0]].is_finite());
+    assert!(y[[1, 0, 0, 0]].is_nan(), "NaN at step 1 reaches Y");
+    assert!(y.iter().all(|v| !v.is_infinite()), "tanh bounds infinities");
+}
