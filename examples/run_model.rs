@@ -1,0 +1,42 @@
+//! Loads a model, prints its inputs and outputs, and runs it once on zeros.
+//!
+//! `cargo run --release --example run_model -- fixtures/tutorial/lstm_legacy/model.onnx`
+
+use rnn_run::{Dim, Model, Tensor};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fixtures/tutorial/lstm_legacy/model.onnx".into());
+    let model = Model::load(&path)?;
+    for node in model.recurrent_nodes() {
+        println!(
+            "{} {} direction={} engine={}",
+            node.spec.op.op_type(),
+            node.spec.name,
+            node.spec.direction.as_str(),
+            node.engine
+        );
+    }
+    // Zeros of each input's shape, taking 4 for every symbolic dimension.
+    let inputs = model
+        .inputs()
+        .iter()
+        .map(|i| {
+            let shape: Vec<usize> = i
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Symbol(_) => 4,
+                })
+                .collect();
+            Tensor::zero_dt(i.dtype, &shape)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = model.run(inputs)?;
+    for (info, t) in model.outputs().iter().zip(&outputs) {
+        println!("{}: {:?} {:?}", info.name, t.datum_type(), t.shape());
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Command-line syntax. `rnn-run inspect MODEL` is recognised before clap sees the arguments,
+//! so that the default form can take `MODEL` positionally.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// What the command line asks for.
+pub enum Command {
+    Run(RunArgs),
+    Inspect(InspectArgs),
+}
+
+/// Run a model.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rnn-run",
+    version,
+    about = "Run an ONNX model exported from PyTorch, with exact native RNN/LSTM/GRU cells",
+    after_help = "INPUT binds to the graph's inputs in order: `x.npy`, or `name=x.npy`, or one \
+                  `.npz` whose keys are input names.\n\nTo describe a model instead: rnn-run \
+                  inspect MODEL [--json]\n\nExit codes: 0 ok, 1 --expect mismatch, 2 error."
+)]
+pub struct RunArgs {
+    /// The ONNX model file.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+
+    /// Input arrays: `x.npy` (graph input order), `name=x.npy`, or one `.npz` keyed by input name.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<OsString>,
+
+    /// Print one JSON document on stdout instead of the readable report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write each output as `<output name>.npy` into DIR (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Reference outputs: files in output order, a directory of `<output name>.npy` or
+    /// `expected_<i>.npy` files, or one `.npz` keyed by output name.
+    #[arg(long, value_name = "REF", num_args = 1..)]
+    pub expect: Vec<PathBuf>,
+
+    /// Relative tolerance for --expect: |got - expected| <= atol + rtol * |expected|.
+    #[arg(long, value_name = "R", default_value = "1e-4", value_parser = tolerance, allow_negative_numbers = true)]
+    pub rtol: f64,
+
+    /// Absolute tolerance for --expect.
+    #[arg(long, value_name = "A", default_value = "1e-5", value_parser = tolerance, allow_negative_numbers = true)]
+    pub atol: f64,
+
+    /// Time N runs after one warm-up run (loading excluded).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub bench: Option<u32>,
+
+    /// Which implementation runs the recurrent nodes.
+    #[arg(long, value_enum, default_value_t = EngineArg::Native)]
+    pub engine: EngineArg,
+
+    /// Number of threads to use (accepted for forward compatibility).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+}
+
+/// Describe a model: inputs, outputs, opset and recurrent nodes.
+#[derive(Parser, Debug)]
+#[command(name = "rnn-run inspect", version)]
+pub struct InspectArgs {
+    /// The ONNX model file.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+
+    /// Print one JSON document instead of the readable report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Which implementation would run the recurrent nodes.
+    #[arg(long, value_enum, default_value_t = EngineArg::Native)]
+    pub engine: EngineArg,
+}
+
+/// `--engine`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineArg {
+    /// rnn-run's native cells.
+    Native,
+    /// tract's own lowering.
+    Tract,
+}
+
+impl From<EngineArg> for rnn_run::Engine {
+    fn from(e: EngineArg) -> Self {
+        match e {
+            EngineArg::Native => rnn_run::Engine::Native,
+            EngineArg::Tract => rnn_run::Engine::Tract,
+        }
+    }
+}
+
+fn tolerance(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}' is not a finite, non-negative number"));
+    }
+    Ok(v)
+}
+
+/// Parses the whole command line (`argv[0]` included).
+pub fn parse(argv: Vec<OsString>) -> Result<Command, clap::Error> {
+    if argv.get(1).is_some_and(|a| a == "inspect") {
+        let rest =
+            std::iter::once(OsString::from("rnn-run inspect")).chain(argv.into_iter().skip(2));
+        InspectArgs::try_parse_from(rest).map(Command::Inspect)
+    } else {
+        RunArgs::try_parse_from(argv).map(Command::Run)
+    }
+}

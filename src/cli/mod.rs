@@ -1,0 +1,282 @@
+//! The `rnn-run` command: argument parsing, running, reporting, exit codes.
+//!
+//! Exit codes: 0 when all went well, 1 when `--expect` found a mismatch, 2 for every error.
+//! Errors are printed on stderr as one line starting with `error: `.
+
+mod args;
+mod compare;
+mod format;
+mod inputs;
+mod json;
+mod output;
+mod report;
+
+use std::ffi::OsString;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use rnn_run::{npy, LoadOptions, Model, Tensor};
+
+use args::{Command, InspectArgs, RunArgs};
+use report::{Bench, OutputReport, RunReport};
+
+/// Exit code for a `--expect` mismatch.
+const EXIT_MISMATCH: i32 = 1;
+/// Exit code for every error.
+const EXIT_ERROR: i32 = 2;
+
+/// Runs the command line and returns the process's exit code.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let command = match args::parse(argv) {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error(&e));
+            return EXIT_ERROR;
+        }
+    };
+    // A safety net: a panic inside tract (or anywhere) becomes one `error: ` line and exit
+    // code 2 instead of a backtrace. The hook only records the message and where it happened.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let place = info.location().map(|l| {
+            // Keep the crate-relative part of the path (`tract-onnx-0.23.9/src/...`).
+            let parts: Vec<&str> = l.file().split(['/', '\\']).collect();
+            let from = parts
+                .iter()
+                .position(|p| *p == "src")
+                .map(|i| i.saturating_sub(1));
+            format!("{}:{}", parts[from.unwrap_or(0)..].join("/"), l.line())
+        });
+        if let Ok(mut slot) = PANIC.lock() {
+            *slot = Some(match place {
+                Some(p) => format!("{message} (at {p})"),
+                None => message,
+            });
+        }
+    }));
+    let result = std::panic::catch_unwind(move || match command {
+        Command::Run(a) => run(a),
+        Command::Inspect(a) => inspect(a),
+    });
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", one_line(&e));
+            EXIT_ERROR
+        }
+        Err(_) => {
+            let message = PANIC
+                .lock()
+                .ok()
+                .and_then(|m| m.clone())
+                .unwrap_or_default();
+            eprintln!("error: internal error, this model cannot be handled: {message}");
+            EXIT_ERROR
+        }
+    }
+}
+
+static PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// clap's message on one line (without the usage block), pointing at `--help`.
+fn usage_error(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut text = String::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(if text.ends_with(':') { " " } else { "; " });
+        }
+        text.push_str(line);
+    }
+    if !text.starts_with("error:") {
+        text = format!("error: {text}");
+    }
+    if text.ends_with(':') {
+        text.pop();
+    }
+    format!("{text} (see rnn-run --help)")
+}
+
+/// The error and its causes on one line, without repeating a cause already quoted.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = vec![];
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Writes the report on stdout. A closed stdout (`rnn-run ... | head`) is not an error worth
+/// reporting, and must not panic as `print!` would.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+fn load(path: &std::path::Path, engine: args::EngineArg) -> Result<Model> {
+    let options = LoadOptions {
+        engine: engine.into(),
+    };
+    Model::load_with(path, &options).map_err(|e| anyhow!("cannot load model: {e}"))
+}
+
+fn inspect(a: InspectArgs) -> Result<i32> {
+    let model = load(&a.model, a.engine)?;
+    if a.json {
+        emit(&format!("{}\n", report::inspect_json(&model).pretty()));
+    } else {
+        emit(&report::inspect_text(&model));
+    }
+    Ok(0)
+}
+
+fn run(a: RunArgs) -> Result<i32> {
+    // Accepted for forward compatibility; the library chooses its own threading for now.
+    let _threads = a.threads;
+
+    let start = Instant::now();
+    let model = load(&a.model, a.engine)?;
+    let load_ms = elapsed_ms(start);
+
+    let bound = inputs::bind(&model, &a.inputs)?;
+    let tensors: Vec<Tensor> = bound.into_iter().map(|b| b.tensor).collect();
+
+    let names: Vec<&str> = model.outputs().iter().map(|o| o.name.as_str()).collect();
+    let safe = output::safe_names(names.iter().copied());
+    let references = if a.expect.is_empty() {
+        None
+    } else {
+        Some(compare::load_references(&a.expect, model.outputs(), &safe)?)
+    };
+    if let Some(dir) = &a.output {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    }
+
+    let start = Instant::now();
+    let outputs = model
+        .run(tensors.clone())
+        .map_err(|e| anyhow!("run failed: {e}"))?;
+    let run_ms = elapsed_ms(start);
+
+    let bench = match a.bench {
+        None => None,
+        Some(n) => {
+            // The run above was the warm-up.
+            let mut times = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let inputs = tensors.clone();
+                let start = Instant::now();
+                model
+                    .run(inputs)
+                    .map_err(|e| anyhow!("run failed during --bench: {e}"))?;
+                times.push(elapsed_ms(start));
+            }
+            Some(Bench::from_times(times))
+        }
+    };
+    drop(tensors);
+
+    if outputs.len() != model.outputs().len() {
+        return Err(anyhow!(
+            "the model produced {} outputs, its graph declares {}",
+            outputs.len(),
+            model.outputs().len()
+        ));
+    }
+
+    let mut paths = vec![None; outputs.len()];
+    if let Some(dir) = &a.output {
+        for (i, t) in outputs.iter().enumerate() {
+            let path = dir.join(format!("{}.npy", safe[i]));
+            npy::write_npy(&path, t)
+                .map_err(|e| anyhow!("cannot write output '{}': {e}", names[i]))?;
+            paths[i] = Some(path.display().to_string());
+        }
+    }
+
+    let mut comparisons: Vec<Option<_>> = (0..outputs.len()).map(|_| None).collect();
+    if let Some(refs) = &references {
+        for (i, (t, r)) in outputs.iter().zip(refs).enumerate() {
+            let c = compare::compare(t, &r.tensor, a.rtol, a.atol).with_context(|| {
+                format!("cannot compare output '{}' with {}", names[i], r.source)
+            })?;
+            comparisons[i] = Some((c, r.tensor.datum_type(), r.source.clone()));
+        }
+    }
+
+    let report = RunReport {
+        model: a.model.display().to_string(),
+        outputs: model
+            .outputs()
+            .iter()
+            .zip(&outputs)
+            .zip(paths)
+            .zip(comparisons)
+            .map(|(((info, tensor), path), comparison)| OutputReport {
+                info,
+                tensor,
+                path,
+                comparison,
+            })
+            .collect(),
+        load_ms,
+        run_ms,
+        bench,
+        rtol: a.rtol,
+        atol: a.atol,
+    };
+    if a.json {
+        emit(&format!("{}\n", report.json().pretty()));
+    } else {
+        emit(&report.text());
+    }
+
+    if report.all_ok() == Some(false) {
+        for o in &report.outputs {
+            if let Some((c, exp_dt, source)) = &o.comparison {
+                if !c.ok() {
+                    let detail = match (&c.error, c.worst_line(o.tensor.datum_type(), *exp_dt)) {
+                        (Some(e), _) => e.clone(),
+                        (None, Some(w)) => format!(
+                            "{} of {} values outside tolerance; {w}",
+                            c.mismatched, c.total
+                        ),
+                        (None, None) => format!("{} values outside tolerance", c.mismatched),
+                    };
+                    eprintln!(
+                        "mismatch: output '{}' differs from {source}: {detail}",
+                        o.info.name
+                    );
+                }
+            }
+        }
+        return Ok(EXIT_MISMATCH);
+    }
+    Ok(0)
+}

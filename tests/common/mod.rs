@@ -1,0 +1,3 @@
+#![allow(dead_code)]
+pub mod onnx_builder;
+pub mod reference;
