@@ -141,6 +141,54 @@ impl Stream {
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
 
+    /// Runs whole inputs through the stream `chunk` time steps at a time, from a fresh state,
+    /// and puts the outputs back together: outputs with a sequence axis are concatenated
+    /// along it, the others are the last chunk's. The result equals [`Model::run`]'s.
+    pub fn run_chunked(&mut self, inputs: Vec<Tensor>, chunk: usize) -> Result<Vec<Tensor>> {
+        check_inputs(&self.inputs, &inputs)?;
+        let chunk = chunk.max(1);
+        let steps = inputs
+            .iter()
+            .zip(&self.input_seq_axes)
+            .find_map(|(t, a)| a.map(|a| t.shape()[a]))
+            .unwrap_or(0);
+        self.reset()?;
+        let run_err = |e: anyhow::Error| Error::Run(chain_message(&e));
+        let mut pieces: Vec<Vec<Tensor>> = vec![];
+        let mut start = 0;
+        loop {
+            let end = (start + chunk).min(steps);
+            let part = inputs
+                .iter()
+                .zip(&self.input_seq_axes)
+                .map(|(t, axis)| match axis {
+                    Some(a) => t.slice(*a, start, end),
+                    None => Ok(t.clone()),
+                })
+                .collect::<TractResult<Vec<_>>>()
+                .map_err(run_err)?;
+            let outs = self.push(part)?;
+            if pieces.is_empty() {
+                pieces = vec![vec![]; outs.len()];
+            }
+            for (k, o) in outs.into_iter().enumerate() {
+                pieces[k].push(o);
+            }
+            start = end;
+            if start >= steps {
+                break;
+            }
+        }
+        pieces
+            .into_iter()
+            .zip(&self.output_seq_axes)
+            .map(|(mut parts, axis)| match axis {
+                Some(a) => Tensor::stack_tensors(*a, &parts).map_err(run_err),
+                None => parts.pop().ok_or_else(|| Error::Run("no chunk was run".into())),
+            })
+            .collect()
+    }
+
     /// Forgets the carried states: the next chunk starts a new sequence.
     pub fn reset(&mut self) -> Result<()> {
         self.state = self.plan.spawn().map_err(|e| Error::Run(chain_message(&e)))?;

@@ -60,6 +60,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = EngineArg::Native)]
     pub engine: EngineArg,
 
+    /// Run through a stream, N time steps per call, with the recurrent state carried between
+    /// calls; the outputs equal a whole run's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunk: Option<u32>,
+
     /// Number of threads to use (accepted for forward compatibility).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,

@@ -178,10 +178,20 @@ fn run(a: RunArgs) -> Result<i32> {
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
     }
 
+    let mut stream = match a.chunk {
+        Some(_) => Some(model.stream().map_err(|e| anyhow!("--chunk: {e}"))?),
+        None => None,
+    };
+    let mut run_once = |inputs: Vec<Tensor>| -> Result<Vec<Tensor>> {
+        match (stream.as_mut(), a.chunk) {
+            (Some(s), Some(n)) => s.run_chunked(inputs, n as usize),
+            _ => model.run(inputs),
+        }
+        .map_err(|e| anyhow!("run failed: {e}"))
+    };
+
     let start = Instant::now();
-    let outputs = model
-        .run(tensors.clone())
-        .map_err(|e| anyhow!("run failed: {e}"))?;
+    let outputs = run_once(tensors.clone())?;
     let run_ms = elapsed_ms(start);
 
     let bench = match a.bench {
@@ -192,9 +202,7 @@ fn run(a: RunArgs) -> Result<i32> {
             for _ in 0..n {
                 let inputs = tensors.clone();
                 let start = Instant::now();
-                model
-                    .run(inputs)
-                    .map_err(|e| anyhow!("run failed during --bench: {e}"))?;
+                run_once(inputs).context("during --bench")?;
                 times.push(elapsed_ms(start));
             }
             Some(Bench::from_times(times))
