@@ -23,3 +23,8 @@ pub use error::{Error, NodeError, Result};
 pub use model::{dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode};
 pub use stream::Stream;
 pub use tract_hir::internal::{DatumType, Tensor};
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

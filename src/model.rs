@@ -178,8 +178,20 @@ impl Model {
             )));
         }
         let inference = Arc::new(parsed.model);
-        let typed = optimize(InferenceModel::clone(&inference), false)
-            .map_err(|e| Error::from_tract(e, invalid))?;
+        // tract's own lowering of recurrent ops (the `tract` engine) can panic on shapes it
+        // does not expect; a library must return an error instead.
+        let typed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            optimize(InferenceModel::clone(&inference), false)
+        }))
+        .map_err(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            invalid(format!("tract failed while preparing the graph ({what})"))
+        })?
+        .map_err(|e| Error::from_tract(e, invalid))?;
 
         let recurrent = specs
             .into_iter()
