@@ -53,6 +53,28 @@ impl<T: Float> Act<T> {
             Activation::Softplus => kernels::softplus(x),
         }
     }
+
+    /// `x ← f(x)` for every element. Sigmoid and tanh go to the kernels' slice functions
+    /// (vectorized; for `f32` a few ulp from the correctly rounded values); the others
+    /// apply [`Act::apply`] element by element.
+    #[inline]
+    pub fn apply_slice(&self, xs: &mut [T]) {
+        match self.kind {
+            Activation::Sigmoid => T::sigmoid_slice(xs),
+            Activation::Tanh => T::tanh_slice(xs),
+            Activation::Relu => {
+                let zero = T::zero();
+                for x in xs {
+                    *x = x.max(zero);
+                }
+            }
+            _ => {
+                for x in xs {
+                    *x = self.apply(*x);
+                }
+            }
+        }
+    }
 }
 
 /// Gate pre-activation bound (`clip`), applied before f and g.
@@ -72,6 +94,22 @@ impl<T: Float> Clip<T> {
             Some(c) if x > c => c,
             Some(c) if x < -c => -c,
             _ => x,
+        }
+    }
+
+    /// [`Clip::apply`] on every element; nothing to do without a bound.
+    #[inline]
+    pub fn apply_slice(&self, xs: &mut [T]) {
+        if let Some(c) = self.0 {
+            for x in xs {
+                *x = if *x > c {
+                    c
+                } else if *x < -c {
+                    -c
+                } else {
+                    *x
+                };
+            }
         }
     }
 }

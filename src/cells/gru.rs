@@ -11,9 +11,9 @@
 use ndarray::{s, Array1, ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{project_with_bias, Cell, DirWeights, State, Workspace};
+use super::{project_packed, rows_of, Cell, DirWeights, State, Workspace};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::{matmul, Float};
+use crate::kernels::{gemm_packed, Float, Init, Packed};
 
 /// A gated recurrent unit.
 #[derive(Debug, Clone)]
@@ -22,6 +22,12 @@ pub struct Gru<T> {
     /// The biases outside the reset gate's reach, folded into the input projection: all of
     /// Wb + Rb, except Rbh when `linear_before_reset` puts it inside `rt ⊙ (…)`.
     bias: Array1<T>,
+    /// Wᵀ, and Rᵀ split into its z, r columns and its h columns, packed for the products.
+    w_p: Packed<T>,
+    r_zr: Packed<T>,
+    r_h: Packed<T>,
+    /// Rbh, `[hidden]`.
+    rbh: Array1<T>,
     f: Act<T>,
     g: Act<T>,
     clip: Clip<T>,
@@ -45,6 +51,10 @@ impl<T: Float> Gru<T> {
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Gru {
             bias,
+            w_p: Packed::pack(weights.w_t.view()),
+            r_zr: Packed::pack(weights.r_t.slice(s![.., ..2 * hs])),
+            r_h: Packed::pack(weights.r_t.slice(s![.., 2 * hs..])),
+            rbh: weights.rb.slice(s![2 * hs..]).to_owned(),
             f: act(0, Activation::Sigmoid),
             g: act(1, Activation::Tanh),
             clip: Clip::new(clip),
@@ -64,7 +74,7 @@ impl<T: Float> Cell<T> for Gru<T> {
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_with_bias(x, self.weights.w_t.view(), self.bias.view(), out);
+        project_packed(x, &self.w_p, self.bias.as_slice().expect("owned, contiguous"), out);
     }
 
     fn step_projected(
@@ -75,55 +85,55 @@ impl<T: Float> Cell<T> for Gru<T> {
         ws: &mut Workspace<T>,
     ) {
         let hs = self.hidden_size();
-        let clip = &self.clip;
-        let h_prev = state.h_slice();
-        let r_t = self.weights.r_t.view();
-        if self.linear_before_reset {
-            // One product covers all three gates: the reset gate applies after it.
-            matmul(state.h.view(), r_t, ws.gates.view_mut());
-        } else {
-            matmul(state.h.view(), r_t.slice(s![.., ..2 * hs]), ws.gates.slice_mut(s![.., ..2 * hs]));
-        }
-        let rbh = self.weights.rb.slice(s![2 * hs..]);
-        let rbh = rbh.as_slice().expect("owned, contiguous");
-        let gx = gx.as_standard_layout();
-        let gx = gx.as_slice().expect("standard layout");
         let width = 3 * hs;
-        {
-            let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
-            let extra = ws.extra.as_slice_mut().expect("workspace is contiguous");
-            for b in 0..state.batch() {
-                let row = &mut gates[b * width..(b + 1) * width];
-                let xrow = &gx[b * width..(b + 1) * width];
-                for j in 0..hs {
-                    let z = self.f.apply(clip.apply(xrow[j] + row[j]));
-                    let r = self.f.apply(clip.apply(xrow[hs + j] + row[hs + j]));
-                    row[j] = z;
-                    row[hs + j] = r;
-                    if self.linear_before_reset {
-                        row[2 * hs + j] = xrow[2 * hs + j] + r * (row[2 * hs + j] + rbh[j]);
-                    } else {
-                        extra[b * hs + j] = r * h_prev[b * hs + j];
-                    }
+        let batch = state.batch();
+        if hs == 0 {
+            return;
+        }
+        let (clip, f, g) = (&self.clip, &self.f, &self.g);
+        let h_prev = state.h_slice();
+        let gx = rows_of(&gx);
+        let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
+        let extra = ws.extra.as_slice_mut().expect("workspace is contiguous");
+        // z and r: input side plus Ht-1·R[zr]ᵀ.
+        gemm_packed(batch, h_prev, hs, &self.r_zr, gates, width, Init::Rows(&gx, width));
+        if self.linear_before_reset {
+            // Ht-1·Rhᵀ + Rbh, which the reset gate scales.
+            let rbh = self.rbh.as_slice().expect("owned, contiguous");
+            gemm_packed(batch, h_prev, hs, &self.r_h, &mut gates[2 * hs..], width, Init::Row(rbh));
+        }
+        for b in 0..batch {
+            let row = &mut gates[b * width..(b + 1) * width];
+            let (zr, gh) = row.split_at_mut(2 * hs);
+            clip.apply_slice(zr);
+            f.apply_slice(zr);
+            let r = &zr[hs..];
+            if self.linear_before_reset {
+                let xh = &gx[b * width + 2 * hs..(b + 1) * width];
+                for ((o, &x), &r) in gh.iter_mut().zip(xh).zip(r) {
+                    *o = x + r * *o;
+                }
+            } else {
+                let hp = &h_prev[b * hs..(b + 1) * hs];
+                for ((e, &r), &h) in extra[b * hs..(b + 1) * hs].iter_mut().zip(r).zip(hp) {
+                    *e = r * h;
                 }
             }
         }
         if !self.linear_before_reset {
-            // (rt ⊙ Ht-1) · Rhᵀ, then the input side (which already holds Wbh + Rbh).
-            let mut hcols = ws.gates.slice_mut(s![.., 2 * hs..]);
-            matmul(ws.extra.view(), r_t.slice(s![.., 2 * hs..]), hcols.view_mut());
-            let gx_h = ndarray::ArrayView2::from_shape((state.batch(), width), gx)
-                .expect("gx is [batch, 3·hidden]");
-            hcols.zip_mut_with(&gx_h.slice(s![.., 2 * hs..]), |o, &x| *o = *o + x);
+            // (rt ⊙ Ht-1)·Rhᵀ on top of the input side (which already holds Wbh + Rbh).
+            gemm_packed(batch, extra, hs, &self.r_h, &mut gates[2 * hs..], width, Init::Rows(&gx[2 * hs..], width));
         }
-        let gates = ws.gates.as_slice().expect("workspace is contiguous");
         let h_next = next.h_slice_mut();
-        for b in 0..state.batch() {
-            let row = &gates[b * width..(b + 1) * width];
-            for j in 0..hs {
-                let z = row[j];
-                let cand = self.g.apply(clip.apply(row[2 * hs + j]));
-                h_next[b * hs + j] = (T::one() - z) * cand + z * h_prev[b * hs + j];
+        for b in 0..batch {
+            let row = &mut gates[b * width..(b + 1) * width];
+            let (z, gh) = row.split_at_mut(2 * hs);
+            let z = &z[..hs];
+            clip.apply_slice(gh);
+            g.apply_slice(gh);
+            let hp = &h_prev[b * hs..(b + 1) * hs];
+            for (((o, &z), &cand), &h) in h_next[b * hs..(b + 1) * hs].iter_mut().zip(z).zip(&*gh).zip(hp) {
+                *o = (T::one() - z) * cand + z * h;
             }
         }
     }

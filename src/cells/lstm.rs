@@ -12,9 +12,9 @@
 use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{add_recurrent, project_with_bias, Cell, DirWeights, State, Workspace};
+use super::{add_mul, project_packed, rows_of, Cell, DirWeights, State, Workspace};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::Float;
+use crate::kernels::{gemm_packed, Float, Init, Packed};
 
 /// A long short-term memory cell.
 #[derive(Debug, Clone)]
@@ -22,6 +22,9 @@ pub struct Lstm<T> {
     weights: DirWeights<T>,
     /// Wb + Rb, folded into the input projection.
     bias: Array1<T>,
+    /// Wᵀ and Rᵀ packed for the products.
+    w_p: Packed<T>,
+    r_p: Packed<T>,
     f: Act<T>,
     g: Act<T>,
     h: Act<T>,
@@ -42,6 +45,8 @@ impl<T: Float> Lstm<T> {
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Lstm {
             bias,
+            w_p: Packed::pack(weights.w_t.view()),
+            r_p: Packed::pack(weights.r_t.view()),
             f: act(0, Activation::Sigmoid),
             g: act(1, Activation::Tanh),
             h: act(2, Activation::Tanh),
@@ -62,7 +67,7 @@ impl<T: Float> Cell<T> for Lstm<T> {
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_with_bias(x, self.weights.w_t.view(), self.bias.view(), out);
+        project_packed(x, &self.w_p, self.bias.as_slice().expect("owned, contiguous"), out);
     }
 
     fn step_projected(
@@ -73,36 +78,58 @@ impl<T: Float> Cell<T> for Lstm<T> {
         ws: &mut Workspace<T>,
     ) {
         let hs = self.hidden_size();
-        add_recurrent(gx, state.h.view(), self.weights.r_t.view(), ws.gates.view_mut());
-        let gates = ws.gates.as_slice().expect("workspace is contiguous");
+        let width = 4 * hs;
+        if hs == 0 {
+            return;
+        }
+        let gx = rows_of(&gx);
+        let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
+        gemm_packed(state.batch(), state.h_slice(), hs, &self.r_p, gates, width, Init::Rows(&gx, width));
         let c_prev = state.c_slice().expect("LSTM state has a cell state");
         let p = self.weights.p.as_ref().map(|p| p.as_slice().expect("owned, contiguous"));
-        let (pi, po, pf) = match p {
-            Some(p) => (&p[..hs], &p[hs..2 * hs], &p[2 * hs..3 * hs]),
-            None => (&[][..], &[][..], &[][..]),
-        };
-        let peep = |p: &[T], j: usize, c: T| if p.is_empty() { T::zero() } else { p[j] * c };
         let (h_next, c_next) = (&mut next.h, next.c.as_mut().expect("LSTM state has a cell state"));
         let h_next = h_next.as_slice_mut().expect("State keeps standard layout");
         let c_next = c_next.as_slice_mut().expect("State keeps standard layout");
-        let clip = &self.clip;
-        for (b, row) in gates.chunks_exact(4 * hs).enumerate() {
-            let (gi, rest) = row.split_at(hs);
-            let (go, rest) = rest.split_at(hs);
-            let (gf, gc) = rest.split_at(hs);
-            for j in 0..hs {
-                let cp = c_prev[b * hs + j];
-                let i = self.f.apply(clip.apply(gi[j] + peep(pi, j, cp)));
-                let f = if self.input_forget {
-                    T::one() - i
-                } else {
-                    self.f.apply(clip.apply(gf[j] + peep(pf, j, cp)))
-                };
-                let cand = self.g.apply(clip.apply(gc[j]));
-                let c = f * cp + i * cand;
-                let o = self.f.apply(clip.apply(go[j] + peep(po, j, c)));
-                c_next[b * hs + j] = c;
-                h_next[b * hs + j] = o * self.h.apply(c);
+        let (clip, f, g, h) = (&self.clip, &self.f, &self.g, &self.h);
+        // Each pass runs over a whole gate block, so activations dispatch once per block and
+        // sigmoid/tanh vectorize.
+        for (b, row) in gates.chunks_exact_mut(width).enumerate() {
+            let (gi, rest) = row.split_at_mut(hs);
+            let (go, rest) = rest.split_at_mut(hs);
+            let (gf, gc) = rest.split_at_mut(hs);
+            let cp = &c_prev[b * hs..(b + 1) * hs];
+            let cn = &mut c_next[b * hs..(b + 1) * hs];
+            let hn = &mut h_next[b * hs..(b + 1) * hs];
+            if let Some(p) = p {
+                add_mul(gi, &p[..hs], cp);
+                if !self.input_forget {
+                    add_mul(gf, &p[2 * hs..3 * hs], cp);
+                }
+            }
+            clip.apply_slice(gi);
+            f.apply_slice(gi);
+            clip.apply_slice(gc);
+            g.apply_slice(gc);
+            if self.input_forget {
+                for (((c, &cp), &i), &cand) in cn.iter_mut().zip(cp).zip(&*gi).zip(&*gc) {
+                    *c = (T::one() - i) * cp + i * cand;
+                }
+            } else {
+                clip.apply_slice(gf);
+                f.apply_slice(gf);
+                for (((c, &cp), (&i, &fg)), &cand) in cn.iter_mut().zip(cp).zip(gi.iter().zip(&*gf)).zip(&*gc) {
+                    *c = fg * cp + i * cand;
+                }
+            }
+            if let Some(p) = p {
+                add_mul(go, &p[hs..2 * hs], cn);
+            }
+            clip.apply_slice(go);
+            f.apply_slice(go);
+            hn.copy_from_slice(cn);
+            h.apply_slice(hn);
+            for (hv, &o) in hn.iter_mut().zip(&*go) {
+                *hv = o * *hv;
             }
         }
     }

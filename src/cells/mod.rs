@@ -19,7 +19,7 @@ pub use rnn::Rnn;
 
 use crate::attrs::OpKind;
 use crate::gates::{onnx_rows_to_cell_columns, split_onnx_bias};
-use crate::kernels::{matmul, Float};
+use crate::kernels::{gemm_packed, Float, Init, Packed};
 
 /// One direction's weights, in the cells' layout: ONNX gate order, transposed to columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,24 +270,35 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     }
 }
 
-/// `gates = gx + h · Rᵀ[:, cols]` for the columns `cols` of the gate block.
-fn add_recurrent<T: Float>(
-    gx: ArrayView2<T>,
-    h: ArrayView2<T>,
-    r_t: ArrayView2<T>,
-    mut gates: ArrayViewMut2<T>,
-) {
-    matmul(h, r_t, gates.view_mut());
-    gates.zip_mut_with(&gx, |g, &x| *g = *g + x);
+/// Rows of a 2-D view as one slice with its row stride: the view itself when it is in
+/// standard layout (the time loop's case), a standard copy otherwise.
+fn rows_of<'a, T: Float>(a: &'a ArrayView2<'a, T>) -> std::borrow::Cow<'a, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
 }
 
-/// `out = x · Wᵀ + bias` (bias broadcast over rows).
-fn project_with_bias<T: Float>(
-    x: ArrayView2<T>,
-    w_t: ArrayView2<T>,
-    bias: ArrayView1<T>,
-    mut out: ArrayViewMut2<T>,
-) {
-    matmul(x, w_t, out.view_mut());
-    out.zip_mut_with(&bias.insert_axis(ndarray::Axis(0)), |o, &b| *o = *o + b);
+/// `out = x · Wᵀ + bias` (bias broadcast over rows), on Wᵀ packed at construction.
+fn project_packed<T: Float>(x: ArrayView2<T>, w_t: &Packed<T>, bias: &[T], mut out: ArrayViewMut2<T>) {
+    let (rows, k) = x.dim();
+    let n = w_t.cols();
+    let xs = rows_of(&x);
+    match out.as_slice_mut() {
+        Some(o) => gemm_packed(rows, &xs, k, w_t, o, n, Init::Row(bias)),
+        None => {
+            let mut tmp = Array2::zeros((rows, n));
+            let o = tmp.as_slice_mut().expect("fresh array is contiguous");
+            gemm_packed(rows, &xs, k, w_t, o, n, Init::Row(bias));
+            out.assign(&tmp);
+        }
+    }
+}
+
+/// `acc += p ⊙ c` (peepholes).
+#[inline]
+fn add_mul<T: Float>(acc: &mut [T], p: &[T], c: &[T]) {
+    for ((a, &p), &c) in acc.iter_mut().zip(p).zip(c) {
+        *a = *a + p * c;
+    }
 }

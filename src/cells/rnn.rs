@@ -3,9 +3,9 @@
 use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{add_recurrent, project_with_bias, Cell, DirWeights, State, Workspace};
+use super::{project_packed, rows_of, Cell, DirWeights, State, Workspace};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::Float;
+use crate::kernels::{gemm_packed, Float, Init, Packed};
 
 /// A simple (Elman) recurrent cell.
 #[derive(Debug, Clone)]
@@ -13,6 +13,9 @@ pub struct Rnn<T> {
     weights: DirWeights<T>,
     /// Wb + Rb: both are constant, so they fold into the input projection.
     bias: Array1<T>,
+    /// Wᵀ and Rᵀ packed for the products.
+    w_p: Packed<T>,
+    r_p: Packed<T>,
     f: Act<T>,
     clip: Clip<T>,
 }
@@ -22,7 +25,14 @@ impl<T: Float> Rnn<T> {
     pub fn new(weights: DirWeights<T>, activations: &[Activation], clip: Option<f32>) -> Rnn<T> {
         let bias = &weights.wb + &weights.rb;
         let f = activations.first().copied().unwrap_or(Activation::Tanh);
-        Rnn { weights, bias, f: Act::new(f), clip: Clip::new(clip) }
+        Rnn {
+            bias,
+            w_p: Packed::pack(weights.w_t.view()),
+            r_p: Packed::pack(weights.r_t.view()),
+            weights,
+            f: Act::new(f),
+            clip: Clip::new(clip),
+        }
     }
 }
 
@@ -36,7 +46,7 @@ impl<T: Float> Cell<T> for Rnn<T> {
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_with_bias(x, self.weights.w_t.view(), self.bias.view(), out);
+        project_packed(x, &self.w_p, self.bias.as_slice().expect("owned, contiguous"), out);
     }
 
     fn step_projected(
@@ -44,11 +54,13 @@ impl<T: Float> Cell<T> for Rnn<T> {
         gx: ArrayView2<T>,
         state: &State<T>,
         next: &mut State<T>,
-        ws: &mut Workspace<T>,
+        _ws: &mut Workspace<T>,
     ) {
-        add_recurrent(gx, state.h.view(), self.weights.r_t.view(), ws.gates.view_mut());
-        for (h, &g) in next.h_slice_mut().iter_mut().zip(ws.gates.iter()) {
-            *h = self.f.apply(self.clip.apply(g));
-        }
+        let hs = self.hidden_size();
+        let gx = rows_of(&gx);
+        let out = next.h_slice_mut();
+        gemm_packed(state.batch(), state.h_slice(), hs, &self.r_p, out, hs, Init::Rows(&gx, hs));
+        self.clip.apply_slice(out);
+        self.f.apply_slice(out);
     }
 }

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""rnn-run against onnxruntime on single-node RNN / LSTM / GRU models, one thread each.
+
+For every case (op, hidden size H = input size, batch, T) the script builds a one-node ONNX
+model with its weights as initializers, then times, alternately and in the same run:
+
+- onnxruntime (CPU provider, intra_op_num_threads=1, inter_op_num_threads=1, sequential), median
+  of --runs session.run calls after a warm-up;
+- `rnn-run MODEL X.npy --bench N --json` (the binary reports the median of N runs after a
+  warm-up, load excluded), and optionally `--engine tract` (--with-tract).
+
+Each side is measured --rounds times, interleaved; the table shows the median over rounds in µs
+per time step and the ratio rnn-run / onnxruntime.
+
+    cargo build --release -j1
+    python scripts/bench_vs_onnxruntime.py            # full table
+    python scripts/bench_vs_onnxruntime.py --quick    # batch 1, H 256/512, plus LSTM H256 b16
+    python scripts/bench_vs_onnxruntime.py --ops lstm --hidden 256 --batch 1 4
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+GATES = {"lstm": 4, "gru_lbr0": 3, "gru_lbr1": 3, "rnn": 1}
+OP_TYPE = {"lstm": "LSTM", "gru_lbr0": "GRU", "gru_lbr1": "GRU", "rnn": "RNN"}
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def build_model(op, hidden, batch, seq, seed=0, opset=14):
+    """One recurrent node, X [seq, batch, H] (concrete: tract's own lowering needs it), weights
+    ±1/√H as initializers."""
+    rng = np.random.default_rng(seed)
+    g = GATES[op]
+    k = 1.0 / np.sqrt(hidden)
+    w = rng.uniform(-k, k, (1, g * hidden, hidden)).astype(np.float32)
+    r = rng.uniform(-k, k, (1, g * hidden, hidden)).astype(np.float32)
+    b = rng.uniform(-k, k, (1, 2 * g * hidden)).astype(np.float32)
+    outputs = ["Y", "Y_h"] + (["Y_c"] if op == "lstm" else [])
+    attrs = {"hidden_size": hidden}
+    if op == "gru_lbr1":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(OP_TYPE[op], ["X", "W", "R", "B"], outputs, name="rec", **attrs)
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [seq, batch, hidden])
+    # Outputs without shapes: tract's own lowering refuses symbolic output dims it cannot
+    # determine, and every runtime infers them anyway.
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs]
+    graph = helper.make_graph(
+        [node],
+        f"{op}_h{hidden}",
+        [x],
+        outs,
+        initializer=[
+            numpy_helper.from_array(w, "W"),
+            numpy_helper.from_array(r, "R"),
+            numpy_helper.from_array(b, "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def ort_session(path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def time_ort(sess, x, runs):
+    feed = {"X": x}
+    sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def time_rnn_run(binary, model_path, x_path, runs, engine=None):
+    cmd = [str(binary), str(model_path), str(x_path), "--bench", str(runs), "--json"]
+    if engine:
+        cmd += ["--engine", engine]
+    env = dict(os.environ, RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}")
+    return float(json.loads(out.stdout)["bench"]["median_ms"])
+
+
+def runs_for(op, hidden, batch, t):
+    """Enough runs for a stable median without making the big cases take forever."""
+    flops = 4.0 * GATES[op] * hidden * hidden * batch * t
+    est_ms = flops / 20e9 * 1e3  # ~20 GFLOP/s
+    return int(min(50, max(5, 300.0 / max(est_ms, 1e-3))))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "rnn-run"))
+    ap.add_argument("--ops", nargs="+", default=list(GATES), choices=list(GATES))
+    ap.add_argument("--hidden", nargs="+", type=int, default=[64, 128, 256, 512])
+    ap.add_argument("--batch", nargs="+", type=int, default=[1, 4, 16])
+    ap.add_argument("--seq", nargs="+", type=int, default=[100])
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved measurements per side")
+    ap.add_argument("--runs", type=int, default=0, help="runs per measurement (0: by size)")
+    ap.add_argument("--with-tract", action="store_true", help="also time --engine tract")
+    ap.add_argument("--quick", action="store_true", help="a handful of headline cases")
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args()
+
+    binary = Path(args.binary)
+    if not binary.exists():
+        sys.exit(f"{binary} not found: run `cargo build --release -j1` first")
+
+    if args.quick:
+        cases = [(op, h, 1, 100) for op in args.ops for h in (256, 512)]
+        cases += [("lstm", 256, 16, 100)]
+    else:
+        cases = [(op, h, b, t) for op in args.ops for h in args.hidden for b in args.batch for t in args.seq]
+
+    print(f"CPU: {cpu_model()}   onnxruntime {ort.__version__}, one thread each; µs per time step")
+    cols = ["op", "H", "batch", "T", "ort", "rnn-run", "ratio"] + (["tract", "tract/ort"] if args.with_tract else [])
+    print(("{:<9} {:>4} {:>5} {:>5} {:>9} {:>9} {:>6}" + (" {:>9} {:>9}" if args.with_tract else "")).format(*cols))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = {}
+        for op, h, batch, t in cases:
+            key = (op, h, batch, t)
+            if key not in models:
+                path = tmp / f"{op}_h{h}_b{batch}_t{t}.onnx"
+                onnx.save(build_model(op, h, batch, t), str(path))
+                models[key] = (path, ort_session(path))
+            path, sess = models[key]
+            x = np.random.default_rng(1).uniform(-1, 1, (t, batch, h)).astype(np.float32)
+            x_path = tmp / f"x_{t}_{batch}_{h}.npy"
+            np.save(x_path, x)
+            runs = args.runs or runs_for(op, h, batch, t)
+            ort_ms, rr_ms, tr_ms = [], [], []
+            for _ in range(args.rounds):
+                ort_ms.append(time_ort(sess, x, runs))
+                rr_ms.append(time_rnn_run(binary, path, x_path, runs))
+                if args.with_tract:
+                    try:
+                        tr_ms.append(time_rnn_run(binary, path, x_path, runs, engine="tract"))
+                    except RuntimeError as e:
+                        print(f"  (tract: {e})", file=sys.stderr)
+                        tr_ms.append(float("nan"))
+            o = statistics.median(ort_ms) * 1e3 / t
+            r = statistics.median(rr_ms) * 1e3 / t
+            row = {"op": op, "hidden": h, "batch": batch, "seq": t, "ort_us": o, "rnn_run_us": r, "ratio": r / o}
+            line = f"{op:<9} {h:>4} {batch:>5} {t:>5} {o:>9.2f} {r:>9.2f} {r / o:>6.2f}"
+            if args.with_tract:
+                tr = statistics.median(tr_ms) * 1e3 / t
+                row["tract_us"] = tr
+                line += f" {tr:>9.2f} {tr / o:>9.2f}"
+            print(line, flush=True)
+            results.append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu_model(), "ort": ort.__version__, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
