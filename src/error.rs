@@ -40,6 +40,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A PyTorch parameter (state-dict entry, see [`crate::torch`]) is missing, unexpected, or
+    /// of the wrong shape or element type.
+    #[error("parameter '{key}': {message}")]
+    Parameter {
+        /// The state-dict key, prefix included (e.g. `lstm.weight_ih_l0`).
+        key: String,
+        /// Expected versus found.
+        message: String,
+    },
+
     /// The model cannot be run as a stream (reverse direction, sequence_lens, time-mixing op).
     #[error("cannot stream this model: {0}")]
     NotStreamable(String),

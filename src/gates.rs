@@ -88,3 +88,22 @@ pub fn swap_batch_and_dirs<T: Clone>(s: ArrayView3<T>) -> Array3<T> {
 pub fn seq_major_y_to_batch_major<T: Clone>(y: ArrayView4<T>) -> Array4<T> {
     y.permuted_axes([2, 0, 1, 3]).as_standard_layout().into_owned()
 }
+
+/// Joins the input-side and recurrent-side biases into ONNX's `B = [Wb, Rb]` (`[2·G·H]`): the
+/// inverse of [`split_onnx_bias`]. PyTorch's `bias_ih` and `bias_hh` (once reordered with
+/// [`reorder_gates`]) are exactly `Wb` and `Rb`.
+pub fn join_onnx_bias<T: Clone>(wb: ArrayView1<T>, rb: ArrayView1<T>) -> Array1<T> {
+    ndarray::concatenate(Axis(0), &[wb, rb]).expect("1-D arrays always concatenate")
+}
+
+/// Y: the cells' `[T, D, B, H]` (layout 0) to PyTorch's `output`, `[T, B, D·H]` (each step's
+/// forward hidden state, then the reverse one), which is also what the next layer of a
+/// stacked PyTorch module takes as input.
+pub fn seq_major_y_to_torch<T: Clone>(y: ArrayView4<T>) -> Array3<T> {
+    let (t, d, b, h) = y.dim();
+    y.permuted_axes([0, 2, 1, 3])
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((t, b, d * h))
+        .expect("standard layout reshapes")
+}
