@@ -65,7 +65,12 @@ fn onnx_weights(op: Op, h: usize, i: usize, seed: u64) -> (Array2<f64>, Array2<f
 
 fn build<T: Float>(op: Op, w: &Array2<f64>, r: &Array2<f64>, b: &Array1<f64>) -> Box<dyn Cell<T>> {
     let cv = |x: &f64| <T as num_traits::NumCast>::from(*x).unwrap();
-    let weights = DirWeights::from_onnx(w.map(cv).view(), r.map(cv).view(), Some(b.map(cv).view()), None);
+    let weights = DirWeights::from_onnx(
+        w.map(cv).view(),
+        r.map(cv).view(),
+        Some(b.map(cv).view()),
+        None,
+    );
     match op {
         Op::Lstm => Box::new(Lstm::new(weights, &[], None, false)),
         Op::Gru0 => Box::new(Gru::new(weights, &[], None, false)),
@@ -89,7 +94,8 @@ fn time_seq(cell: &dyn Cell<f32>, xs: &Array3<f32>) -> f64 {
     let start = Instant::now();
     run();
     let once = start.elapsed();
-    let reps = (Duration::from_millis(250).as_secs_f64() / once.as_secs_f64().max(1e-9)).clamp(3.0, 200.0) as usize;
+    let reps = (Duration::from_millis(250).as_secs_f64() / once.as_secs_f64().max(1e-9))
+        .clamp(3.0, 200.0) as usize;
     let mut times: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
@@ -119,20 +125,28 @@ fn accuracy(op: Op, h: usize, t: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let only_accuracy = filters.iter().any(|f| f == "accuracy");
     let filters: Vec<&String> = filters.iter().filter(|f| *f != "accuracy").collect();
     let ops = [Op::Lstm, Op::Gru0, Op::Gru1, Op::Rnn];
 
     if !only_accuracy {
-        println!("{:<10} {:>5} {:>5} {:>6} {:>12} {:>10}", "op", "H", "batch", "T", "us/step", "GFLOP/s");
+        println!(
+            "{:<10} {:>5} {:>5} {:>6} {:>12} {:>10}",
+            "op", "H", "batch", "T", "us/step", "GFLOP/s"
+        );
         for &op in &ops {
             for &h in &[64usize, 128, 256, 512] {
                 for &batch in &[1usize, 4, 16] {
                     let seqs: &[usize] = if h <= 128 { &[100, 1000] } else { &[100] };
                     for &t in seqs {
                         let label = format!("{} h{} b{} t{}", op.name(), h, batch, t);
-                        if !filters.is_empty() && !filters.iter().all(|f| label.contains(f.as_str())) {
+                        if !filters.is_empty()
+                            && !filters.iter().all(|f| label.contains(f.as_str()))
+                        {
                             continue;
                         }
                         let (w, r, b) = onnx_weights(op, h, h, 1);

@@ -19,26 +19,44 @@ fn weights(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
         })
         .collect()
 }
 
 fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
-    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: 1, float_data: data, ..Default::default() }
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    }
 }
 
 fn x_info() -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dims = [Value::DimParam("seq".into()), Value::DimValue(1), Value::DimValue(I as i64)];
+    let dims = [
+        Value::DimParam("seq".into()),
+        Value::DimValue(1),
+        Value::DimValue(I as i64),
+    ];
     pb::ValueInfoProto {
         name: "X".into(),
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: 1,
                 shape: Some(pb::TensorShapeProto {
-                    dim: dims.into_iter().map(|v| Dimension { value: Some(v), ..Default::default() }).collect(),
+                    dim: dims
+                        .into_iter()
+                        .map(|v| Dimension {
+                            value: Some(v),
+                            ..Default::default()
+                        })
+                        .collect(),
                 }),
             })),
             ..Default::default()
@@ -70,12 +88,18 @@ fn lstm_model(w: &[f32], r: &[f32], b: &[f32]) -> Vec<u8> {
             tensor("B", &[1, 2 * g], b.to_vec()),
         ],
         input: vec![x_info()],
-        output: vec![pb::ValueInfoProto { name: "Y".into(), ..Default::default() }],
+        output: vec![pb::ValueInfoProto {
+            name: "Y".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 14 }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 14,
+        }],
         graph: Some(graph),
         ..Default::default()
     }
@@ -98,7 +122,11 @@ fn median_us(mut f: impl FnMut(), reps: usize) -> f64 {
 }
 
 fn main() {
-    let (w, r, b) = (weights(4 * H * I, 1), weights(4 * H * H, 2), weights(8 * H, 3));
+    let (w, r, b) = (
+        weights(4 * H * I, 1),
+        weights(4 * H * H, 2),
+        weights(8 * H, 3),
+    );
     let model = Model::from_bytes(&lstm_model(&w, &r, &b)).expect("model loads");
     let mut stream = model.stream().expect("model streams");
     let x = Tensor::from(Array3::<f32>::from_elem((1, 1, I), 0.1));
@@ -110,7 +138,12 @@ fn main() {
         Some(ndarray::ArrayView1::from(&b)),
         None,
     );
-    let cell = Lstm::new(dir, &[Activation::Sigmoid, Activation::Tanh, Activation::Tanh], None, false);
+    let cell = Lstm::new(
+        dir,
+        &[Activation::Sigmoid, Activation::Tanh, Activation::Tanh],
+        None,
+        false,
+    );
     let mut state = cell.zero_state(1);
     let x1 = Array2::<f32>::from_elem((1, I), 0.1);
     let step = median_us(|| cell.step(&mut state, x1.view()), 3000);

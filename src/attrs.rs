@@ -145,13 +145,28 @@ pub enum Activation {
     Tanh,
     Sigmoid,
     /// `alpha * x + beta`.
-    Affine { alpha: F32Bits, beta: F32Bits },
-    LeakyRelu { alpha: F32Bits },
-    ThresholdedRelu { alpha: F32Bits },
+    Affine {
+        alpha: F32Bits,
+        beta: F32Bits,
+    },
+    LeakyRelu {
+        alpha: F32Bits,
+    },
+    ThresholdedRelu {
+        alpha: F32Bits,
+    },
     /// `alpha * tanh(beta * x)`.
-    ScaledTanh { alpha: F32Bits, beta: F32Bits },
-    HardSigmoid { alpha: F32Bits, beta: F32Bits },
-    Elu { alpha: F32Bits },
+    ScaledTanh {
+        alpha: F32Bits,
+        beta: F32Bits,
+    },
+    HardSigmoid {
+        alpha: F32Bits,
+        beta: F32Bits,
+    },
+    Elu {
+        alpha: F32Bits,
+    },
     Softsign,
     Softplus,
 }
@@ -187,17 +202,26 @@ impl Activation {
             "Sigmoid" => Activation::Sigmoid,
             "Affine" => {
                 let alpha = alpha(1.0);
-                Activation::Affine { alpha, beta: F32Bits::new(betas.next().unwrap_or(0.0)) }
+                Activation::Affine {
+                    alpha,
+                    beta: F32Bits::new(betas.next().unwrap_or(0.0)),
+                }
             }
             "LeakyRelu" => Activation::LeakyRelu { alpha: alpha(0.01) },
             "ThresholdedRelu" => Activation::ThresholdedRelu { alpha: alpha(1.0) },
             "ScaledTanh" => {
                 let alpha = alpha(1.0);
-                Activation::ScaledTanh { alpha, beta: F32Bits::new(betas.next().unwrap_or(1.0)) }
+                Activation::ScaledTanh {
+                    alpha,
+                    beta: F32Bits::new(betas.next().unwrap_or(1.0)),
+                }
             }
             "HardSigmoid" => {
                 let alpha = alpha(0.2);
-                Activation::HardSigmoid { alpha, beta: F32Bits::new(betas.next().unwrap_or(0.5)) }
+                Activation::HardSigmoid {
+                    alpha,
+                    beta: F32Bits::new(betas.next().unwrap_or(0.5)),
+                }
             }
             "Elu" => Activation::Elu { alpha: alpha(1.0) },
             "Softsign" => Activation::Softsign,
@@ -210,7 +234,10 @@ impl Activation {
     /// The spec's spelling of a function name. Matching ignores case because PyTorch's
     /// exporter writes `relu`/`tanh` and onnxruntime accepts that.
     fn canonical(name: &str) -> Option<&'static str> {
-        ACTIVATION_NAMES.iter().copied().find(|n| n.eq_ignore_ascii_case(name))
+        ACTIVATION_NAMES
+            .iter()
+            .copied()
+            .find(|n| n.eq_ignore_ascii_case(name))
     }
 
     fn takes(name: &str) -> (bool, bool) {
@@ -282,15 +309,24 @@ pub struct Slots {
 impl Slots {
     /// Number of present inputs (X, W, R and the optional ones).
     pub fn input_count(&self) -> usize {
-        3 + [self.b, self.sequence_lens, self.initial_h, self.initial_c, self.p]
-            .iter()
-            .filter(|s| s.is_some())
-            .count()
+        3 + [
+            self.b,
+            self.sequence_lens,
+            self.initial_h,
+            self.initial_c,
+            self.p,
+        ]
+        .iter()
+        .filter(|s| s.is_some())
+        .count()
     }
 
     /// Number of present outputs.
     pub fn output_count(&self) -> usize {
-        [self.y, self.y_h, self.y_c].iter().filter(|s| s.is_some()).count()
+        [self.y, self.y_h, self.y_c]
+            .iter()
+            .filter(|s| s.is_some())
+            .count()
     }
 }
 
@@ -328,7 +364,9 @@ impl NodeSpec {
     pub fn from_node(node: &NodeProto, opset: i64) -> Result<NodeSpec, NodeError> {
         let name = if node.name.is_empty() {
             let first = node.output.iter().find(|o| !o.is_empty());
-            first.map(|o| format!("(producing {o})")).unwrap_or_else(|| "(unnamed)".into())
+            first
+                .map(|o| format!("(producing {o})"))
+                .unwrap_or_else(|| "(unnamed)".into())
         } else {
             node.name.clone()
         };
@@ -339,7 +377,10 @@ impl NodeSpec {
         };
         let op = OpKind::from_op_type(&node.op_type)
             .ok_or_else(|| err(format!("'{}' is not a recurrent op", node.op_type)))?;
-        let attrs = Attrs { list: &node.attribute, err: &err };
+        let attrs = Attrs {
+            list: &node.attribute,
+            err: &err,
+        };
         attrs.check_known(op, opset)?;
 
         let direction = match attrs.string("direction")?.as_deref() {
@@ -356,14 +397,18 @@ impl NodeSpec {
             None => None,
             Some(h) if h > 0 => Some(h as usize),
             Some(h) => {
-                return Err(err(format!("attribute 'hidden_size': expected > 0, found {h}")))
+                return Err(err(format!(
+                    "attribute 'hidden_size': expected > 0, found {h}"
+                )))
             }
         };
         let layout = match attrs.int("layout")? {
             None | Some(0) => Layout::SeqMajor,
             Some(1) => Layout::BatchMajor,
             Some(other) => {
-                return Err(err(format!("attribute 'layout': expected 0 or 1, found {other}")))
+                return Err(err(format!(
+                    "attribute 'layout': expected 0 or 1, found {other}"
+                )))
             }
         };
         let clip = match attrs.float("clip")? {
@@ -482,7 +527,16 @@ impl NodeSpec {
             clip,
             input_forget,
             linear_before_reset,
-            slots: Slots { b, sequence_lens, initial_h, initial_c, p, y, y_h, y_c },
+            slots: Slots {
+                b,
+                sequence_lens,
+                initial_h,
+                initial_c,
+                p,
+                y,
+                y_h,
+                y_c,
+            },
         })
     }
 
@@ -540,7 +594,9 @@ impl<E: Fn(String) -> NodeError> Attrs<'_, E> {
     }
 
     fn find(&self, name: &str, ty: AttributeType) -> Result<Option<&AttributeProto>, NodeError> {
-        let Some(a) = self.list.iter().find(|a| a.name == name) else { return Ok(None) };
+        let Some(a) = self.list.iter().find(|a| a.name == name) else {
+            return Ok(None);
+        };
         // Old exporters leave `type` unset; accept that when the matching field is filled.
         if a.r#type != ty as i32 && a.r#type != AttributeType::Undefined as i32 {
             let found = AttributeType::try_from(a.r#type)
@@ -567,7 +623,9 @@ impl<E: Fn(String) -> NodeError> Attrs<'_, E> {
     }
 
     fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, NodeError> {
-        Ok(self.find(name, AttributeType::Floats)?.map(|a| a.floats.clone()))
+        Ok(self
+            .find(name, AttributeType::Floats)?
+            .map(|a| a.floats.clone()))
     }
 
     fn string(&self, name: &str) -> Result<Option<String>, NodeError> {

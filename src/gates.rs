@@ -8,7 +8,9 @@
 //! - `layout = 0` is sequence-major (`[T, B, ·]`), `layout = 1` batch-major (`[B, T, ·]`); the
 //!   cells always run sequence-major.
 
-use ndarray::{Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis};
+use ndarray::{
+    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis,
+};
 
 use crate::attrs::OpKind;
 
@@ -86,7 +88,9 @@ pub fn swap_batch_and_dirs<T: Clone>(s: ArrayView3<T>) -> Array3<T> {
 
 /// Y: the cells' `[T, D, B, H]` (layout 0) to layout 1's `[B, T, D, H]`.
 pub fn seq_major_y_to_batch_major<T: Clone>(y: ArrayView4<T>) -> Array4<T> {
-    y.permuted_axes([2, 0, 1, 3]).as_standard_layout().into_owned()
+    y.permuted_axes([2, 0, 1, 3])
+        .as_standard_layout()
+        .into_owned()
 }
 
 /// Joins the input-side and recurrent-side biases into ONNX's `B = [Wb, Rb]` (`[2·G·H]`): the

@@ -234,8 +234,14 @@ pub fn gemm_packed<T: Float>(
         return;
     }
     let need = |ld: usize, w: usize| (m - 1) * ld + w;
-    assert!(k == 0 || (lda >= k && a.len() >= need(lda, k)), "gemm_packed: a too short");
-    assert!(ldc >= n && c.len() >= need(ldc, n), "gemm_packed: c too short");
+    assert!(
+        k == 0 || (lda >= k && a.len() >= need(lda, k)),
+        "gemm_packed: a too short"
+    );
+    assert!(
+        ldc >= n && c.len() >= need(ldc, n),
+        "gemm_packed: c too short"
+    );
     let (init, ldi) = match init {
         Init::Zero => (std::ptr::null(), 0),
         Init::Row(r) => {
@@ -243,11 +249,25 @@ pub fn gemm_packed<T: Float>(
             (r.as_ptr(), 0)
         }
         Init::Rows(r, ld) => {
-            assert!(ld >= n && r.len() >= need(ld, n), "gemm_packed: init too short");
+            assert!(
+                ld >= n && r.len() >= need(ld, n),
+                "gemm_packed: init too short"
+            );
             (r.as_ptr(), ld)
         }
     };
-    let g = RawGemm { m, k, n, a: a.as_ptr(), lda, b: b.data().as_ptr(), c: c.as_mut_ptr(), ldc, init, ldi };
+    let g = RawGemm {
+        m,
+        k,
+        n,
+        a: a.as_ptr(),
+        lda,
+        b: b.data().as_ptr(),
+        c: c.as_mut_ptr(),
+        ldc,
+        init,
+        ldi,
+    };
     // SAFETY: every range was checked above.
     unsafe { T::gemm_packed_unchecked(g) }
 }
@@ -397,7 +417,9 @@ mod x86 {
                     // Blocks of rows small enough to stay in L2 while every panel passes
                     // over them (the input projection has T·batch rows); a panel stays in
                     // L1 while the block's tiles use it.
-                    let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / MR * MR).max(MR);
+                    let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / MR
+                        * MR)
+                        .max(MR);
                     let mut r0 = 0;
                     while r0 < g.m {
                         let end = (r0 + block).min(g.m);
@@ -423,8 +445,28 @@ mod x86 {
         };
     }
 
-    avx2_gemm!(f32k, f32, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_setzero_ps);
-    avx2_gemm!(f64k, f64, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd, _mm256_fmadd_pd, _mm256_setzero_pd);
+    avx2_gemm!(
+        f32k,
+        f32,
+        __m256,
+        8,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps,
+        _mm256_setzero_ps
+    );
+    avx2_gemm!(
+        f64k,
+        f64,
+        __m256d,
+        4,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd,
+        _mm256_setzero_pd
+    );
 
     /// The portable loops, compiled with AVX2 enabled so they vectorize 8 wide. No FMA
     /// contraction happens (Rust does not fuse `a * b + c`), so the results are the same
@@ -542,8 +584,12 @@ mod tests {
     use ndarray::Array2;
 
     fn check_gemm<T: Float>(m: usize, k: usize, n: usize, init: u8) {
-        let a = Array2::from_shape_fn((m, k), |(i, j)| T::from_f32(((i * 7 + j * 3) % 11) as f32 * 0.1 - 0.5));
-        let b = Array2::from_shape_fn((k, n), |(i, j)| T::from_f32(((i * 5 + j * 13) % 17) as f32 * 0.05 - 0.4));
+        let a = Array2::from_shape_fn((m, k), |(i, j)| {
+            T::from_f32(((i * 7 + j * 3) % 11) as f32 * 0.1 - 0.5)
+        });
+        let b = Array2::from_shape_fn((k, n), |(i, j)| {
+            T::from_f32(((i * 5 + j * 13) % 17) as f32 * 0.05 - 0.4)
+        });
         let bias = Array2::from_shape_fn((m, n), |(i, j)| T::from_f32((i + 2 * j) as f32 * 0.01));
         let mut want = Array2::zeros((m, n));
         matmul(a.view(), b.view(), want.view_mut());
@@ -559,9 +605,20 @@ mod tests {
             2 => Init::Rows(bias.as_slice().unwrap(), n),
             _ => Init::Zero,
         };
-        gemm_packed(m, a.as_slice().unwrap(), k, &packed, got.as_slice_mut().unwrap(), n, init);
+        gemm_packed(
+            m,
+            a.as_slice().unwrap(),
+            k,
+            &packed,
+            got.as_slice_mut().unwrap(),
+            n,
+            init,
+        );
         for (g, w) in got.iter().zip(want.iter()) {
-            assert!((*g - *w).abs() <= T::from_f32(1e-4), "m {m} k {k} n {n}: {g:?} vs {w:?}");
+            assert!(
+                (*g - *w).abs() <= T::from_f32(1e-4),
+                "m {m} k {k} n {n}: {g:?} vs {w:?}"
+            );
         }
         let mut portable = Array2::from_elem((m, n), T::nan());
         let g = RawGemm {
@@ -581,13 +638,26 @@ mod tests {
         };
         unsafe { gemm_portable(g) };
         for (g, w) in portable.iter().zip(want.iter()) {
-            assert!((*g - *w).abs() <= T::from_f32(1e-4), "portable m {m} k {k} n {n}");
+            assert!(
+                (*g - *w).abs() <= T::from_f32(1e-4),
+                "portable m {m} k {k} n {n}"
+            );
         }
     }
 
     #[test]
     fn packed_products_match_matmul() {
-        for &(m, k, n) in &[(1, 5, 3), (1, 16, 64), (1, 33, 100), (1, 64, 256), (2, 7, 17), (4, 20, 48), (7, 9, 33), (16, 32, 96), (13, 0, 5)] {
+        for &(m, k, n) in &[
+            (1, 5, 3),
+            (1, 16, 64),
+            (1, 33, 100),
+            (1, 64, 256),
+            (2, 7, 17),
+            (4, 20, 48),
+            (7, 9, 33),
+            (16, 32, 96),
+            (13, 0, 5),
+        ] {
             for init in 0..3 {
                 check_gemm::<f32>(m, k, n, init);
                 check_gemm::<f64>(m, k, n, init);
@@ -603,7 +673,13 @@ mod tests {
             let want_s = 1.0 / (1.0 + (-(x as f64)).exp());
             let want_t = (x as f64).tanh();
             let want_e = (x as f64).exp();
-            let rel = |got: f32, want: f64| if want == 0.0 { got.abs() as f64 } else { ((got as f64 - want) / want).abs() };
+            let rel = |got: f32, want: f64| {
+                if want == 0.0 {
+                    got.abs() as f64
+                } else {
+                    ((got as f64 - want) / want).abs()
+                }
+            };
             worst.0 = worst.0.max(rel(sigmoid_f32(x), want_s));
             worst.1 = worst.1.max(rel(tanh_f32(x), want_t));
             if x > -80.0 {
@@ -612,7 +688,10 @@ mod tests {
             x += 0.000_37;
         }
         let ulp = f32::EPSILON as f64;
-        assert!(worst.0 < 4.0 * ulp && worst.1 < 4.0 * ulp && worst.2 < 2.0 * ulp, "relative errors {worst:?}");
+        assert!(
+            worst.0 < 4.0 * ulp && worst.1 < 4.0 * ulp && worst.2 < 2.0 * ulp,
+            "relative errors {worst:?}"
+        );
         assert!(tanh_f32(f32::NAN).is_nan() && sigmoid_f32(f32::NAN).is_nan());
         assert_eq!(sigmoid_f32(-200.0).max(0.0) < 1e-37, true);
         assert_eq!(sigmoid_f32(200.0), 1.0);

@@ -20,7 +20,13 @@ pub struct Layer<T> {
 
 impl<T> std::fmt::Debug for Layer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "Layer({} {}, hidden {})", self.spec.op.op_type(), self.spec.name, self.hidden)
+        write!(
+            f,
+            "Layer({} {}, hidden {})",
+            self.spec.op.op_type(),
+            self.spec.name,
+            self.hidden
+        )
     }
 }
 
@@ -47,7 +53,14 @@ pub struct RunInputs<'a, T> {
 }
 
 fn shape_str(shape: &[usize]) -> String {
-    format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 impl<T: Float> Layer<T> {
@@ -78,7 +91,9 @@ impl<T: Float> Layer<T> {
             )));
         }
         let input = w_shape[2];
-        let gh = g.checked_mul(hidden).ok_or_else(|| spec.error("hidden_size overflows"))?;
+        let gh = g
+            .checked_mul(hidden)
+            .ok_or_else(|| spec.error("hidden_size overflows"))?;
         let expect = |name: &str, found: &[usize], want: &[usize], what: &str| {
             if found == want {
                 Ok(())
@@ -90,28 +105,56 @@ impl<T: Float> Layer<T> {
                 )))
             }
         };
-        let h_from = if spec.hidden_size.is_some() { "hidden_size attribute" } else { "R" };
+        let h_from = if spec.hidden_size.is_some() {
+            "hidden_size attribute"
+        } else {
+            "R"
+        };
         expect(
             "W",
             &w_shape,
             &[dirs, gh, input],
-            &format!("direction '{}', hidden_size {hidden} from {h_from}", spec.direction.as_str()),
+            &format!(
+                "direction '{}', hidden_size {hidden} from {h_from}",
+                spec.direction.as_str()
+            ),
         )?;
-        expect("R", &r_shape, &[dirs, gh, hidden], &format!("hidden_size {hidden} from {h_from}"))?;
+        expect(
+            "R",
+            &r_shape,
+            &[dirs, gh, hidden],
+            &format!("hidden_size {hidden} from {h_from}"),
+        )?;
         if let Some(b) = &b {
-            expect("B", b.shape(), &[dirs, 2 * gh], "[num_directions, 2·gates·hidden_size]")?;
+            expect(
+                "B",
+                b.shape(),
+                &[dirs, 2 * gh],
+                "[num_directions, 2·gates·hidden_size]",
+            )?;
         }
         if let Some(p) = &p {
             if spec.op != OpKind::Lstm {
                 return Err(spec.error("input P (peepholes) exists for LSTM only"));
             }
-            expect("P", p.shape(), &[dirs, 3 * hidden], "[num_directions, 3·hidden_size]")?;
+            expect(
+                "P",
+                p.shape(),
+                &[dirs, 3 * hidden],
+                "[num_directions, 3·hidden_size]",
+            )?;
         }
         fn view2<'a, T>(a: &ArrayViewD<'a, T>, d: usize) -> ArrayView2<'a, T> {
-            a.clone().index_axis_move(Axis(0), d).into_dimensionality::<Ix2>().expect("rank checked above")
+            a.clone()
+                .index_axis_move(Axis(0), d)
+                .into_dimensionality::<Ix2>()
+                .expect("rank checked above")
         }
         fn view1<'a, T>(a: &ArrayViewD<'a, T>, d: usize) -> ArrayView1<'a, T> {
-            a.clone().index_axis_move(Axis(0), d).into_dimensionality::<Ix1>().expect("rank checked above")
+            a.clone()
+                .index_axis_move(Axis(0), d)
+                .into_dimensionality::<Ix1>()
+                .expect("rank checked above")
         }
         let cells = (0..dirs)
             .map(|d| {
@@ -133,7 +176,12 @@ impl<T: Float> Layer<T> {
                 cell
             })
             .collect();
-        Ok(Layer { spec: spec.clone(), hidden, input, cells })
+        Ok(Layer {
+            spec: spec.clone(),
+            hidden,
+            input,
+            cells,
+        })
     }
 
     /// Hidden size.
@@ -166,7 +214,11 @@ impl<T: Float> Layer<T> {
         let x = x.into_dimensionality::<Ix3>().map_err(|_| {
             spec.error(format!(
                 "input X: expected rank 3 ({}), found shape {}",
-                if batch_major { "[batch, seq, input]" } else { "[seq, batch, input]" },
+                if batch_major {
+                    "[batch, seq, input]"
+                } else {
+                    "[seq, batch, input]"
+                },
                 shape_str(&x_shape)
             ))
         })?;
@@ -179,7 +231,11 @@ impl<T: Float> Layer<T> {
             )));
         }
         // The cells run sequence-major.
-        let x_seq = if batch_major { swap_batch_and_seq(x) } else { x.as_standard_layout().into_owned() };
+        let x_seq = if batch_major {
+            swap_batch_and_seq(x)
+        } else {
+            x.as_standard_layout().into_owned()
+        };
         let (t_len, batch, _) = x_seq.dim();
         let dirs = self.cells.len();
         let h = self.hidden;
@@ -193,7 +249,11 @@ impl<T: Float> Layer<T> {
                         l.len()
                     )));
                 }
-                if let Some((b, &bad)) = l.iter().enumerate().find(|(_, &n)| n < 0 || n as u64 > t_len as u64) {
+                if let Some((b, &bad)) = l
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &n)| n < 0 || n as u64 > t_len as u64)
+                {
                     return Err(spec.error(format!(
                         "input sequence_lens: entry {b} is {bad}, expected 0 ≤ length ≤ {t_len} (sequence length)"
                     )));
@@ -202,20 +262,33 @@ impl<T: Float> Layer<T> {
             }
         };
 
-        let state_dims = if batch_major { [batch, dirs, h] } else { [dirs, batch, h] };
-        let initial = |name: &str, given: Option<ArrayViewD<T>>| -> Result<Option<Array3<T>>, NodeError> {
-            let Some(a) = given else { return Ok(None) };
-            if a.shape() != state_dims {
-                return Err(spec.error(format!(
-                    "input {name}: expected shape {} ({}), found {}",
-                    shape_str(&state_dims),
-                    if batch_major { "[batch, num_directions, hidden]" } else { "[num_directions, batch, hidden]" },
-                    shape_str(a.shape())
-                )));
-            }
-            let a = a.into_dimensionality::<Ix3>().expect("shape checked");
-            Ok(Some(if batch_major { swap_batch_and_dirs(a) } else { a.to_owned() }))
+        let state_dims = if batch_major {
+            [batch, dirs, h]
+        } else {
+            [dirs, batch, h]
         };
+        let initial =
+            |name: &str, given: Option<ArrayViewD<T>>| -> Result<Option<Array3<T>>, NodeError> {
+                let Some(a) = given else { return Ok(None) };
+                if a.shape() != state_dims {
+                    return Err(spec.error(format!(
+                        "input {name}: expected shape {} ({}), found {}",
+                        shape_str(&state_dims),
+                        if batch_major {
+                            "[batch, num_directions, hidden]"
+                        } else {
+                            "[num_directions, batch, hidden]"
+                        },
+                        shape_str(a.shape())
+                    )));
+                }
+                let a = a.into_dimensionality::<Ix3>().expect("shape checked");
+                Ok(Some(if batch_major {
+                    swap_batch_and_dirs(a)
+                } else {
+                    a.to_owned()
+                }))
+            };
         let h0 = initial("initial_h", inputs.initial_h)?;
         let c0 = initial("initial_c", inputs.initial_c)?;
         if c0.is_some() && spec.op != OpKind::Lstm {
@@ -266,12 +339,21 @@ impl<T: Float> Layer<T> {
             }
         };
         let y_h = stack(&|s| s.h().to_owned());
-        let y_c = (spec.op == OpKind::Lstm)
-            .then(|| stack(&|s| s.c().map(|c| c.to_owned()).unwrap_or_else(|| s.h().to_owned())));
+        let y_c = (spec.op == OpKind::Lstm).then(|| {
+            stack(&|s| {
+                s.c()
+                    .map(|c| c.to_owned())
+                    .unwrap_or_else(|| s.h().to_owned())
+            })
+        });
         if let Some(c) = carry {
             *c = states;
         }
-        let y = if batch_major { seq_major_y_to_batch_major(y.view()) } else { y };
+        let y = if batch_major {
+            seq_major_y_to_batch_major(y.view())
+        } else {
+            y
+        };
         Ok(LayerOutputs { y, y_h, y_c })
     }
 

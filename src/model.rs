@@ -71,7 +71,14 @@ pub struct IoInfo {
 impl IoInfo {
     /// `[1, seq, 5]`.
     pub fn shape_string(&self) -> String {
-        format!("[{}]", self.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+        format!(
+            "[{}]",
+            self.shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -111,10 +118,23 @@ impl Model {
     /// Loads a model file with options.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
-        Model::from_parts(&bytes, path.display().to_string(), dir.map(Path::to_path_buf), options)
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
+        Model::from_parts(
+            &bytes,
+            path.display().to_string(),
+            dir.map(Path::to_path_buf),
+            options,
+        )
     }
 
     /// Loads a model from bytes (external data, if any, is resolved against the current
@@ -134,17 +154,24 @@ impl Model {
         dir: Option<PathBuf>,
         options: &LoadOptions,
     ) -> Result<Model> {
-        let invalid = |message: String| Error::InvalidModel { what: source.clone(), message };
+        let invalid = |message: String| Error::InvalidModel {
+            what: source.clone(),
+            message,
+        };
         if bytes.is_empty() {
             return Err(invalid("the file is empty, expected an ONNX model".into()));
         }
         let proto = ModelProto::decode(bytes)
             .map_err(|e| invalid(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
         let Some(graph) = proto.graph.as_ref() else {
-            return Err(invalid("not an ONNX model: no graph in the protobuf".into()));
+            return Err(invalid(
+                "not an ONNX model: no graph in the protobuf".into(),
+            ));
         };
         if graph.node.is_empty() && graph.output.is_empty() {
-            return Err(invalid("not an ONNX model: the graph has no nodes and no outputs".into()));
+            return Err(invalid(
+                "not an ONNX model: the graph has no nodes and no outputs".into(),
+            ));
         }
         let opset = proto
             .opset_import
@@ -197,7 +224,8 @@ impl Model {
             .into_iter()
             .map(|spec| {
                 let native = typed.nodes().iter().find_map(|n| {
-                    n.op_as::<NativeRecurrent>().filter(|op| op.spec().name == spec.name)
+                    n.op_as::<NativeRecurrent>()
+                        .filter(|op| op.spec().name == spec.name)
                 });
                 RecurrentNode {
                     engine: options.engine,
@@ -278,18 +306,28 @@ impl Model {
 pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()> {
     if inputs.len() != declared.len() {
         return Err(Error::Input {
-            name: declared.get(inputs.len()).map(|i| i.name.clone()).unwrap_or_default(),
+            name: declared
+                .get(inputs.len())
+                .map(|i| i.name.clone())
+                .unwrap_or_default(),
             message: format!(
                 "the model takes {} input{} ({}), found {}",
                 declared.len(),
                 if declared.len() == 1 { "" } else { "s" },
-                declared.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+                declared
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 inputs.len()
             ),
         });
     }
     for (info, t) in declared.iter().zip(inputs) {
-        let err = |message: String| Error::Input { name: info.name.clone(), message };
+        let err = |message: String| Error::Input {
+            name: info.name.clone(),
+            message,
+        };
         if t.datum_type() != info.dtype {
             return Err(err(format!(
                 "expected element type {}, found {}",

@@ -31,7 +31,12 @@ fn parse_node(
     if spec.slots.output_count() == 0 {
         return Err(spec.error("the node has no outputs").into());
     }
-    Ok((expand(RecurrentExpansion { spec: Arc::new(spec) }), vec![]))
+    Ok((
+        expand(RecurrentExpansion {
+            spec: Arc::new(spec),
+        }),
+        vec![],
+    ))
 }
 
 /// The inference-time face of a recurrent node: shape rules, then wiring of [`NativeRecurrent`].
@@ -63,12 +68,13 @@ impl Expansion for RecurrentExpansion {
         let dirs = spec.direction.num_directions() as i64;
         // Only what the outputs need: shape disagreements among the inputs are reported by
         // the op itself, with messages naming the node and the input.
-        let hidden = |s: &mut Solver<'r>, dim: &'p tract_hir::infer::rules::DimProxy| -> InferenceResult {
-            match spec.hidden_size {
-                Some(h) => s.equals(dim, h.to_dim()),
-                None => s.equals(dim, &inputs[2].shape[2]),
-            }
-        };
+        let hidden =
+            |s: &mut Solver<'r>, dim: &'p tract_hir::infer::rules::DimProxy| -> InferenceResult {
+                match spec.hidden_size {
+                    Some(h) => s.equals(dim, h.to_dim()),
+                    None => s.equals(dim, &inputs[2].shape[2]),
+                }
+            };
         for o in outputs {
             s.equals(&o.datum_type, &inputs[0].datum_type)?;
         }
@@ -105,27 +111,41 @@ impl Expansion for RecurrentExpansion {
         let x_dt = model.outlet_fact(inputs[0])?.datum_type;
         if !matches!(x_dt, DatumType::F32 | DatumType::F64 | DatumType::F16) {
             return Err(spec
-                .error(format!("input X: expected float32, float64 or float16, found {x_dt:?}"))
+                .error(format!(
+                    "input X: expected float32, float64 or float16, found {x_dt:?}"
+                ))
                 .into());
         }
-        let weight_slots: Vec<(&str, usize)> = [("W", Some(1)), ("R", Some(2)), ("B", slots.b), ("P", slots.p)]
-            .into_iter()
-            .filter_map(|(n, s)| s.map(|s| (n, s)))
-            .collect();
+        let weight_slots: Vec<(&str, usize)> = [
+            ("W", Some(1)),
+            ("R", Some(2)),
+            ("B", slots.b),
+            ("P", slots.p),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| s.map(|s| (n, s)))
+        .collect();
         for &(name, slot) in &weight_slots {
             let dt = model.outlet_fact(inputs[slot])?.datum_type;
             if dt != x_dt {
                 return Err(spec
-                    .error(format!("input {name}: expected {x_dt:?} like X, found {dt:?}"))
+                    .error(format!(
+                        "input {name}: expected {x_dt:?} like X, found {dt:?}"
+                    ))
                     .into());
             }
         }
-        for (name, slot) in [("initial_h", slots.initial_h), ("initial_c", slots.initial_c)] {
+        for (name, slot) in [
+            ("initial_h", slots.initial_h),
+            ("initial_c", slots.initial_c),
+        ] {
             if let Some(slot) = slot {
                 let dt = model.outlet_fact(inputs[slot])?.datum_type;
                 if dt != x_dt {
                     return Err(spec
-                        .error(format!("input {name}: expected {x_dt:?} like X, found {dt:?}"))
+                        .error(format!(
+                            "input {name}: expected {x_dt:?} like X, found {dt:?}"
+                        ))
                         .into());
                 }
             }
@@ -134,10 +154,18 @@ impl Expansion for RecurrentExpansion {
         // weights (PyTorch's dynamo export of `LSTM(proj_size=..)`): refuse at load.
         let x_fact = model.outlet_fact(inputs[0])?.clone();
         let r_fact = model.outlet_fact(inputs[2])?.clone();
-        let hidden = spec.hidden_size.map(|h| h.to_dim()).or_else(|| r_fact.shape.get(2).cloned());
+        let hidden = spec
+            .hidden_size
+            .map(|h| h.to_dim())
+            .or_else(|| r_fact.shape.get(2).cloned());
         let batch_major = spec.layout == Layout::BatchMajor;
-        for (name, slot) in [("initial_h", slots.initial_h), ("initial_c", slots.initial_c)] {
-            let (Some(slot), Some(hidden)) = (slot, hidden.as_ref()) else { continue };
+        for (name, slot) in [
+            ("initial_h", slots.initial_h),
+            ("initial_c", slots.initial_c),
+        ] {
+            let (Some(slot), Some(hidden)) = (slot, hidden.as_ref()) else {
+                continue;
+            };
             let fact = model.outlet_fact(inputs[slot])?;
             let batch = x_fact.shape.get(if batch_major { 0 } else { 1 });
             let dirs = spec.direction.num_directions().to_dim();
@@ -152,7 +180,10 @@ impl Expansion for RecurrentExpansion {
                 });
             if clash {
                 let show = |v: &[Option<TDim>]| {
-                    v.iter().map(|d| d.as_ref().map(|d| d.to_string()).unwrap_or("?".into())).collect::<Vec<_>>().join(", ")
+                    v.iter()
+                        .map(|d| d.as_ref().map(|d| d.to_string()).unwrap_or("?".into()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 return Err(spec
                     .error(format!(
@@ -176,7 +207,11 @@ impl Expansion for RecurrentExpansion {
             }
         }
 
-        let op = NativeRecurrent { spec: spec.clone(), layer: None, streaming: false };
+        let op = NativeRecurrent {
+            spec: spec.clone(),
+            layer: None,
+            streaming: false,
+        };
         match op.prepared(model, inputs)? {
             Some((prepared, per_run)) => model.wire_node(prefix, prepared, &per_run),
             None => model.wire_node(prefix, op, inputs),
@@ -186,7 +221,14 @@ impl Expansion for RecurrentExpansion {
 
 /// `[1, seq, 5]`.
 fn dims(shape: &ShapeFact) -> String {
-    format!("[{}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// A [`Layer`] in the model's element type. Half precision runs in `f32`.
@@ -220,8 +262,12 @@ impl AnyLayer {
                 spec,
                 w.to_plain_array_view::<T>()?,
                 r.to_plain_array_view::<T>()?,
-                b.as_ref().map(|b| b.to_plain_array_view::<T>()).transpose()?,
-                p.as_ref().map(|p| p.to_plain_array_view::<T>()).transpose()?,
+                b.as_ref()
+                    .map(|b| b.to_plain_array_view::<T>())
+                    .transpose()?,
+                p.as_ref()
+                    .map(|p| p.to_plain_array_view::<T>())
+                    .transpose()?,
             )?)
         }
         Ok(match dt {
@@ -298,7 +344,9 @@ impl NativeRecurrent {
                 Some(s) => Ok(model.outlet_fact(inputs[s])?.konst.clone()),
             }
         };
-        let (Some(w), Some(r)) = (konst(Some(1))?, konst(Some(2))?) else { return Ok(None) };
+        let (Some(w), Some(r)) = (konst(Some(1))?, konst(Some(2))?) else {
+            return Ok(None);
+        };
         let b = konst(slots.b)?;
         let p = konst(slots.p)?;
         if (slots.b.is_some() && b.is_none()) || (slots.p.is_some() && p.is_none()) {
@@ -306,9 +354,20 @@ impl NativeRecurrent {
         }
         let x_dt = model.outlet_fact(inputs[0])?.datum_type;
         let layer = AnyLayer::build(&self.spec, x_dt, &w, &r, b.as_deref(), p.as_deref())?;
-        let per_run = [Some(0), slots.sequence_lens, slots.initial_h, slots.initial_c];
-        let op = NativeRecurrent { layer: Some(Arc::new(layer)), ..self.clone() };
-        Ok(Some((op, per_run.into_iter().flatten().map(|s| inputs[s]).collect())))
+        let per_run = [
+            Some(0),
+            slots.sequence_lens,
+            slots.initial_h,
+            slots.initial_c,
+        ];
+        let op = NativeRecurrent {
+            layer: Some(Arc::new(layer)),
+            ..self.clone()
+        };
+        Ok(Some((
+            op,
+            per_run.into_iter().flatten().map(|s| inputs[s]).collect(),
+        )))
     }
 
     /// Positions of (X, sequence_lens, initial_h, initial_c) among this op's inputs, and of
@@ -331,7 +390,11 @@ impl NativeRecurrent {
         (0, sl, h0, c0)
     }
 
-    fn evaluate(&self, inputs: TVec<TValue>, carry: Option<&mut Carry>) -> TractResult<TVec<TValue>> {
+    fn evaluate(
+        &self,
+        inputs: TVec<TValue>,
+        carry: Option<&mut Carry>,
+    ) -> TractResult<TVec<TValue>> {
         let built;
         let layer: &AnyLayer = match &self.layer {
             Some(l) => l,
@@ -372,8 +435,14 @@ impl NativeRecurrent {
             let c0 = c0_ix.map(|i| inputs[i].cast_to::<T>()).transpose()?;
             let run = RunInputs {
                 sequence_lens: lens,
-                initial_h: h0.as_ref().map(|t| t.to_plain_array_view::<T>()).transpose()?,
-                initial_c: c0.as_ref().map(|t| t.to_plain_array_view::<T>()).transpose()?,
+                initial_h: h0
+                    .as_ref()
+                    .map(|t| t.to_plain_array_view::<T>())
+                    .transpose()?,
+                initial_c: c0
+                    .as_ref()
+                    .map(|t| t.to_plain_array_view::<T>())
+                    .transpose()?,
             };
             Ok(layer.run(x.to_plain_array_view::<T>()?, run, carry)?)
         }
@@ -384,22 +453,42 @@ impl NativeRecurrent {
                     Some(Carry::F32(s)) => s.clone(),
                     _ => vec![],
                 };
-                let o = go(l, &inputs, ix, lens.as_deref(), carry.is_some().then_some(&mut states))?;
+                let o = go(
+                    l,
+                    &inputs,
+                    ix,
+                    lens.as_deref(),
+                    carry.is_some().then_some(&mut states),
+                )?;
                 if let Some(c) = carry {
                     *c = Carry::F32(states);
                 }
-                self.collect(o.y.into_dyn().into_tensor(), o.y_h.into_dyn().into_tensor(), o.y_c.map(|c| c.into_dyn().into_tensor()))
+                self.collect(
+                    o.y.into_dyn().into_tensor(),
+                    o.y_h.into_dyn().into_tensor(),
+                    o.y_c.map(|c| c.into_dyn().into_tensor()),
+                )
             }
             AnyLayer::F64(l) => {
                 let mut states = match carry.as_deref() {
                     Some(Carry::F64(s)) => s.clone(),
                     _ => vec![],
                 };
-                let o = go(l, &inputs, ix, lens.as_deref(), carry.is_some().then_some(&mut states))?;
+                let o = go(
+                    l,
+                    &inputs,
+                    ix,
+                    lens.as_deref(),
+                    carry.is_some().then_some(&mut states),
+                )?;
                 if let Some(c) = carry {
                     *c = Carry::F64(states);
                 }
-                self.collect(o.y.into_dyn().into_tensor(), o.y_h.into_dyn().into_tensor(), o.y_c.map(|c| c.into_dyn().into_tensor()))
+                self.collect(
+                    o.y.into_dyn().into_tensor(),
+                    o.y_h.into_dyn().into_tensor(),
+                    o.y_c.map(|c| c.into_dyn().into_tensor()),
+                )
             }
         };
         if x_dt == DatumType::F16 {
@@ -438,8 +527,15 @@ impl Op for NativeRecurrent {
             "direction={} layout={:?} hidden={:?} weights={}",
             self.spec.direction.as_str(),
             self.spec.layout,
-            self.layer.as_ref().map(|l| l.hidden_size()).or(self.spec.hidden_size),
-            if self.layer.is_some() { "prepared" } else { "inputs" }
+            self.layer
+                .as_ref()
+                .map(|l| l.hidden_size())
+                .or(self.spec.hidden_size),
+            if self.layer.is_some() {
+                "prepared"
+            } else {
+                "inputs"
+            }
         )])
     }
 
@@ -454,7 +550,9 @@ impl EvalOp for NativeRecurrent {
     op_out_of_plan!();
 
     fn state(&self, _ctx: &EvalContext) -> TractResult<Option<Box<dyn OpState>>> {
-        Ok(self.streaming.then(|| Box::new(StreamState::default()) as Box<dyn OpState>))
+        Ok(self
+            .streaming
+            .then(|| Box::new(StreamState::default()) as Box<dyn OpState>))
     }
 }
 
@@ -471,7 +569,9 @@ impl OpState for StreamState {
         op: &dyn Op,
         inputs: TVec<TValue>,
     ) -> TractResult<TVec<TValue>> {
-        let op = op.downcast_ref::<NativeRecurrent>().context("StreamState belongs to NativeRecurrent")?;
+        let op = op
+            .downcast_ref::<NativeRecurrent>()
+            .context("StreamState belongs to NativeRecurrent")?;
         op.evaluate(inputs, Some(&mut self.carry))
     }
 
@@ -486,9 +586,17 @@ impl TypedOp for NativeRecurrent {
 
     /// Weights computed by nodes (exports without constant folding) become constants once
     /// tract folds them; the cells are then built once, here, instead of on every run.
-    fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-        let Some((op, per_run)) = self.prepared(model, &node.inputs)? else { return Ok(None) };
-        Ok(Some(TypedModelPatch::replace_single_op(model, node, &per_run, op)?))
+    fn declutter(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        let Some((op, per_run)) = self.prepared(model, &node.inputs)? else {
+            return Ok(None);
+        };
+        Ok(Some(TypedModelPatch::replace_single_op(
+            model, node, &per_run, op,
+        )?))
     }
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
@@ -496,11 +604,18 @@ impl TypedOp for NativeRecurrent {
         let x = inputs[0];
         if x.rank() != 3 {
             return Err(spec
-                .error(format!("input X: expected rank 3, found shape {:?}", x.shape))
+                .error(format!(
+                    "input X: expected rank 3, found shape {:?}",
+                    x.shape
+                ))
                 .into());
         }
         let batch_major = spec.layout == Layout::BatchMajor;
-        let (t, b) = if batch_major { (&x.shape[1], &x.shape[0]) } else { (&x.shape[0], &x.shape[1]) };
+        let (t, b) = if batch_major {
+            (&x.shape[1], &x.shape[0])
+        } else {
+            (&x.shape[0], &x.shape[1])
+        };
         let h: TDim = match (&self.layer, spec.hidden_size) {
             (Some(l), _) => l.hidden_size().to_dim(),
             (None, Some(h)) => h.to_dim(),
@@ -517,8 +632,11 @@ impl TypedOp for NativeRecurrent {
         } else {
             tvec![t.clone(), d.clone(), b.clone(), h.clone()]
         };
-        let s_shape: TVec<TDim> =
-            if batch_major { tvec![b.clone(), d, h] } else { tvec![d, b.clone(), h] };
+        let s_shape: TVec<TDim> = if batch_major {
+            tvec![b.clone(), d, h]
+        } else {
+            tvec![d, b.clone(), h]
+        };
         let mut facts = tvec![];
         let slots = &spec.slots;
         let mut present: Vec<(usize, TypedFact)> = vec![];

@@ -43,14 +43,19 @@ impl Model {
         let seq = inference.symbols.sym(STREAM_SEQ);
         for (ix, axis) in seq_inputs.iter().enumerate() {
             let Some(axis) = *axis else { continue };
-            let mut fact = inference.input_fact(ix).map_err(|e| refuse(chain_message(&e)))?.clone();
+            let mut fact = inference
+                .input_fact(ix)
+                .map_err(|e| refuse(chain_message(&e)))?
+                .clone();
             if let Some(mut shape) = fact.shape.concretize() {
                 shape[axis] = seq.clone().into();
                 fact = fact.with_shape(ShapeFactoid::from(shape));
             } else {
                 fact.shape.set_dim(axis, seq.clone().into());
             }
-            inference.set_input_fact(ix, fact).map_err(|e| refuse(chain_message(&e)))?;
+            inference
+                .set_input_fact(ix, fact)
+                .map_err(|e| refuse(chain_message(&e)))?;
         }
         let typed = optimize(inference, true).map_err(|e| {
             refuse(format!(
@@ -63,12 +68,20 @@ impl Model {
         let output_seq_axes = outputs
             .iter()
             .map(|o| {
-                o.shape.iter().position(|d| matches!(d, crate::model::Dim::Symbol(s) if s.contains(STREAM_SEQ)))
+                o.shape.iter().position(
+                    |d| matches!(d, crate::model::Dim::Symbol(s) if s.contains(STREAM_SEQ)),
+                )
             })
             .collect();
         let plan = SimplePlan::new(typed).map_err(|e| refuse(chain_message(&e)))?;
         let state = plan.spawn().map_err(|e| refuse(chain_message(&e)))?;
-        Ok(Stream { plan, state, inputs, input_seq_axes, output_seq_axes })
+        Ok(Stream {
+            plan,
+            state,
+            inputs,
+            input_seq_axes,
+            output_seq_axes,
+        })
     }
 }
 
@@ -81,7 +94,9 @@ fn sequence_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
     // Every axis of every wire, grouped into the sets that tract knows are the same axis.
     let tracks = full_axis_tracking(model)?;
     for node in model.nodes() {
-        let Some(op) = node.op_as::<NativeRecurrent>() else { continue };
+        let Some(op) = node.op_as::<NativeRecurrent>() else {
+            continue;
+        };
         let spec = op.spec();
         let name = format!("node '{}' ({})", spec.name, spec.op.op_type());
         if spec.direction != Direction::Forward {
@@ -94,7 +109,11 @@ fn sequence_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
             bail!("{name} takes sequence_lens, which describe whole sequences, not chunks");
         }
         found = true;
-        let seq_axis = if spec.layout == Layout::BatchMajor { 1 } else { 0 };
+        let seq_axis = if spec.layout == Layout::BatchMajor {
+            1
+        } else {
+            0
+        };
         let x = node.inputs[0];
         let Some(tracking) = tracks.iter().find(|t| t.outlets.get(&x) == Some(&seq_axis)) else {
             bail!("{name}: its time axis cannot be followed back to the graph's inputs");
@@ -184,14 +203,19 @@ impl Stream {
             .zip(&self.output_seq_axes)
             .map(|(mut parts, axis)| match axis {
                 Some(a) => Tensor::stack_tensors(*a, &parts).map_err(run_err),
-                None => parts.pop().ok_or_else(|| Error::Run("no chunk was run".into())),
+                None => parts
+                    .pop()
+                    .ok_or_else(|| Error::Run("no chunk was run".into())),
             })
             .collect()
     }
 
     /// Forgets the carried states: the next chunk starts a new sequence.
     pub fn reset(&mut self) -> Result<()> {
-        self.state = self.plan.spawn().map_err(|e| Error::Run(chain_message(&e)))?;
+        self.state = self
+            .plan
+            .spawn()
+            .map_err(|e| Error::Run(chain_message(&e)))?;
         Ok(())
     }
 

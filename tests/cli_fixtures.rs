@@ -35,7 +35,12 @@ struct Out {
 }
 
 fn rnn_run(args: &[String]) -> Out {
-    let out = Command::cargo_bin("rnn-run").unwrap().current_dir(root()).args(args).output().unwrap();
+    let out = Command::cargo_bin("rnn-run")
+        .unwrap()
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -76,7 +81,10 @@ fn coarse(text: &str) -> String {
 #[test]
 fn inspect_each_tutorial_fixture() {
     for name in tutorial_fixtures() {
-        let out = rnn_run(&["inspect".into(), format!("fixtures/tutorial/{name}/model.onnx")]);
+        let out = rnn_run(&[
+            "inspect".into(),
+            format!("fixtures/tutorial/{name}/model.onnx"),
+        ]);
         assert_eq!(out.code, 0, "{name}: {}", out.stderr);
         insta::assert_snapshot!(format!("inspect_{name}"), out.stdout);
     }
@@ -95,7 +103,11 @@ fn run_each_tutorial_fixture_against_pytorch() {
         args.push("--expect".into());
         args.extend(numbered(dir, "expected"));
         let checked = rnn_run(&args);
-        assert_eq!(checked.code, 0, "{name}: {}{}", checked.stdout, checked.stderr);
+        assert_eq!(
+            checked.code, 0,
+            "{name}: {}{}",
+            checked.stdout, checked.stderr
+        );
     }
 }
 
@@ -106,10 +118,19 @@ fn chunked_cli_runs_match_pytorch() {
             let dir = Path::new(name);
             let mut args = vec![format!("fixtures/tutorial/{name}/model.onnx")];
             args.extend(numbered(dir, "input"));
-            args.extend(["--chunk".into(), chunk.into(), "--json".into(), "--expect".into()]);
+            args.extend([
+                "--chunk".into(),
+                chunk.into(),
+                "--json".into(),
+                "--expect".into(),
+            ]);
             args.extend(numbered(dir, "expected"));
             let out = rnn_run(&args);
-            assert_eq!(out.code, 0, "{name} --chunk {chunk}: {}{}", out.stdout, out.stderr);
+            assert_eq!(
+                out.code, 0,
+                "{name} --chunk {chunk}: {}{}",
+                out.stdout, out.stderr
+            );
             let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
             assert_eq!(v["ok"], serde_json::Value::Bool(true));
         }
@@ -127,6 +148,15 @@ fn chunk_refuses_a_model_that_cannot_stream() {
         "2".into(),
     ]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.starts_with("error: ") && out.stderr.contains("bidirectional"), "{}", out.stderr);
-    assert_eq!(out.stderr.trim_end().lines().count(), 1, "one line: {}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: ") && out.stderr.contains("bidirectional"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "one line: {}",
+        out.stderr
+    );
 }

@@ -7,7 +7,9 @@ use rnn_run::npy::read_npy;
 use rnn_run::{Model, Tensor};
 
 fn fixture_dirs(group: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(group);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(group);
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -44,7 +46,11 @@ fn meta(dir: &Path) -> Meta {
 /// every element is within tolerance.
 fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<f64, String> {
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     let g = got.cast_to::<f64>().unwrap();
     let w = want.cast_to::<f64>().unwrap();
@@ -54,7 +60,9 @@ fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<f64, Str
     for (i, (a, b)) in g.iter().zip(w.iter()).enumerate() {
         let err = (a - b).abs();
         if a.is_nan() != b.is_nan() || err > atol + rtol * b.abs() {
-            return Err(format!("element {i}: got {a}, expected {b} (abs err {err:e})"));
+            return Err(format!(
+                "element {i}: got {a}, expected {b} (abs err {err:e})"
+            ));
         }
         worst = worst.max(err);
     }
@@ -77,7 +85,10 @@ fn run_group(group: &str, min_cases: usize) -> (usize, f64) {
                     let msg = e.to_string();
                     eprintln!("{name}: refused: {msg}");
                     // The message must name the node's input and the shapes that disagree.
-                    if !(msg.contains("initial_") && msg.contains("expected") && msg.contains("R is")) {
+                    if !(msg.contains("initial_")
+                        && msg.contains("expected")
+                        && msg.contains("R is"))
+                    {
                         failures.push(format!("{name}: refusal does not name the shapes: {msg}"));
                     }
                 }
@@ -115,9 +126,21 @@ fn run_group(group: &str, min_cases: usize) -> (usize, f64) {
             }
         }
     }
-    eprintln!("{group}: {} fixtures, largest abs error {worst:e}", dirs.len());
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-    assert!(dirs.len() >= min_cases, "{group}: only {} fixtures found", dirs.len());
+    eprintln!(
+        "{group}: {} fixtures, largest abs error {worst:e}",
+        dirs.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        dirs.len() >= min_cases,
+        "{group}: only {} fixtures found",
+        dirs.len()
+    );
     (dirs.len(), worst)
 }
 

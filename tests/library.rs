@@ -8,7 +8,9 @@ use rnn_run::{Error, Model, Tensor};
 use tract_onnx::pb;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 fn inputs(dir: &Path) -> Vec<Tensor> {
@@ -35,12 +37,19 @@ fn eight_threads_give_identical_results() {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let (model, ins) = (&model, ins.clone());
-                s.spawn(move || (0..5).map(|_| model.run(ins.clone()).unwrap()).collect::<Vec<_>>())
+                s.spawn(move || {
+                    (0..5)
+                        .map(|_| model.run(ins.clone()).unwrap())
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         for h in handles {
             for outs in h.join().unwrap() {
-                assert_eq!(outs, reference, "a threaded run differs from the single-threaded one");
+                assert_eq!(
+                    outs, reference,
+                    "a threaded run differs from the single-threaded one"
+                );
             }
         }
     });
@@ -56,9 +65,17 @@ fn missing_file_is_an_io_error() {
 
 #[test]
 fn random_bytes_are_an_invalid_model() {
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    assert!(matches!(Model::from_bytes(&bytes), Err(Error::InvalidModel { .. })));
-    assert!(matches!(Model::from_bytes(&[]), Err(Error::InvalidModel { .. })));
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    assert!(matches!(
+        Model::from_bytes(&bytes),
+        Err(Error::InvalidModel { .. })
+    ));
+    assert!(matches!(
+        Model::from_bytes(&[]),
+        Err(Error::InvalidModel { .. })
+    ));
 }
 
 #[test]
@@ -68,7 +85,9 @@ fn wrong_inputs_are_input_errors() {
     let mut ins = inputs(&dir);
     ins.pop();
     match model.run(ins) {
-        Err(Error::Input { message, .. }) => assert!(message.contains("takes 3 inputs"), "{message}"),
+        Err(Error::Input { message, .. }) => {
+            assert!(message.contains("takes 3 inputs"), "{message}")
+        }
         other => panic!("expected Error::Input, got {other:?}"),
     }
     let mut ins = inputs(&dir);
@@ -76,7 +95,10 @@ fn wrong_inputs_are_input_errors() {
     match model.run(ins) {
         Err(Error::Input { name, message }) => {
             assert_eq!(name, "input");
-            assert!(message.contains("float32") && message.contains("float64"), "{message}");
+            assert!(
+                message.contains("float32") && message.contains("float64"),
+                "{message}"
+            );
         }
         other => panic!("expected Error::Input, got {other:?}"),
     }
@@ -127,7 +149,10 @@ fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
                 shape: Some(pb::TensorShapeProto {
                     dim: dims
                         .iter()
-                        .map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() })
+                        .map(|&d| Dimension {
+                            value: Some(Value::DimValue(d)),
+                            ..Default::default()
+                        })
                         .collect(),
                 }),
             })),
@@ -149,7 +174,12 @@ fn initializer(name: &str, dims: &[i64]) -> pb::TensorProto {
 }
 
 /// One RNN node, X [T=4, B=2, I=3] as input, W/R/B as initializers with the given shapes.
-fn rnn_model(attrs: Vec<pb::AttributeProto>, w: &[i64], r: &[i64], extra_inputs: &[&str]) -> Vec<u8> {
+fn rnn_model(
+    attrs: Vec<pb::AttributeProto>,
+    w: &[i64],
+    r: &[i64],
+    extra_inputs: &[&str],
+) -> Vec<u8> {
     let mut node_inputs = vec!["X".to_string(), "W".into(), "R".into()];
     node_inputs.extend(extra_inputs.iter().map(|s| s.to_string()));
     let mut graph_inputs = vec![value_info("X", 1, &[4, 2, 3])];
@@ -158,7 +188,10 @@ fn rnn_model(attrs: Vec<pb::AttributeProto>, w: &[i64], r: &[i64], extra_inputs:
     }
     let model = pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 14 }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 14,
+        }],
         graph: Some(pb::GraphProto {
             name: "g".into(),
             node: vec![pb::NodeProto {
@@ -196,7 +229,10 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     Model::from_bytes(&ok).expect("the well-formed model loads");
 
     let m = node_error(&rnn_model(
-        vec![attr_i("hidden_size", 5), attr_strings("activations", &["Swish"])],
+        vec![
+            attr_i("hidden_size", 5),
+            attr_strings("activations", &["Swish"]),
+        ],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
@@ -204,12 +240,18 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     assert!(m.contains("unknown function 'Swish'"), "{m}");
 
     let m = node_error(&rnn_model(
-        vec![attr_i("hidden_size", 5), attr_strings("activations", &["Tanh", "Tanh"])],
+        vec![
+            attr_i("hidden_size", 5),
+            attr_strings("activations", &["Tanh", "Tanh"]),
+        ],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
     ));
-    assert!(m.contains("expected 1 functions") && m.contains("found 2"), "{m}");
+    assert!(
+        m.contains("expected 1 functions") && m.contains("found 2"),
+        "{m}"
+    );
 
     let m = node_error(&rnn_model(
         vec![attr_i("hidden_size", 5), attr_s("direction", "sideways")],
@@ -219,13 +261,31 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     ));
     assert!(m.contains("'direction'") && m.contains("sideways"), "{m}");
 
-    let m = node_error(&rnn_model(vec![attr_i("hidden_size", 6)], &[1, 5, 3], &[1, 5, 5], &[]));
-    assert!(m.contains("input W") && m.contains("[1, 6, 3]") && m.contains("[1, 5, 3]"), "{m}");
+    let m = node_error(&rnn_model(
+        vec![attr_i("hidden_size", 6)],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
+    assert!(
+        m.contains("input W") && m.contains("[1, 6, 3]") && m.contains("[1, 5, 3]"),
+        "{m}"
+    );
 
-    let m = node_error(&rnn_model(vec![attr_i("layout", 2)], &[1, 5, 3], &[1, 5, 5], &[]));
+    let m = node_error(&rnn_model(
+        vec![attr_i("layout", 2)],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
     assert!(m.contains("'layout'") && m.contains("found 2"), "{m}");
 
-    let m = node_error(&rnn_model(vec![attr_i("input_forget", 1)], &[1, 5, 3], &[1, 5, 5], &[]));
+    let m = node_error(&rnn_model(
+        vec![attr_i("input_forget", 1)],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
     assert!(m.contains("input_forget"), "{m}");
 }
 
@@ -239,7 +299,10 @@ fn sequence_lens_out_of_range_is_a_node_error_at_run_time() {
     for bad in [[5, 1], [-1, 2]] {
         match run(bad) {
             Err(Error::Node(e)) => {
-                assert!(e.message.contains("sequence_lens") && e.message.contains("≤ 4"), "{e}")
+                assert!(
+                    e.message.contains("sequence_lens") && e.message.contains("≤ 4"),
+                    "{e}"
+                )
             }
             other => panic!("expected Error::Node, got {other:?}"),
         }

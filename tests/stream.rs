@@ -7,7 +7,9 @@ use rnn_run::npy::read_npy;
 use rnn_run::{Error, Model, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 fn inputs(dir: &Path, prefix: &str) -> Vec<Tensor> {
@@ -32,7 +34,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     let b = b.cast_to::<f64>().unwrap();
     let a = a.to_plain_array_view::<f64>().unwrap();
     let b = b.to_plain_array_view::<f64>().unwrap();
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Runs `name`'s inputs whole and in chunks of each size; returns the largest difference.
@@ -44,8 +49,17 @@ fn chunked_equals_whole(name: &str, prefix: &str) -> f64 {
     let mut stream = model.stream().unwrap_or_else(|e| panic!("{name}: {e}"));
     let seq_axes = stream.input_seq_axes().to_vec();
     let out_axes = stream.output_seq_axes().to_vec();
-    let axis = seq_axes.iter().flatten().next().copied().expect("a sequence input");
-    let (ix, _) = seq_axes.iter().enumerate().find(|(_, a)| a.is_some()).unwrap();
+    let axis = seq_axes
+        .iter()
+        .flatten()
+        .next()
+        .copied()
+        .expect("a sequence input");
+    let (ix, _) = seq_axes
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.is_some())
+        .unwrap();
     let t_len = ins[ix].shape()[axis];
     let mut worst = 0.0f64;
     for chunk in [1, 3, 7, t_len] {
@@ -63,7 +77,9 @@ fn chunked_equals_whole(name: &str, prefix: &str) -> f64 {
                     None => t.clone(),
                 })
                 .collect();
-            last = stream.push(chunk_inputs).unwrap_or_else(|e| panic!("{name} chunk {chunk}: {e}"));
+            last = stream
+                .push(chunk_inputs)
+                .unwrap_or_else(|e| panic!("{name} chunk {chunk}: {e}"));
             for (k, o) in last.iter().enumerate() {
                 collected[k].push(o.clone());
             }
@@ -75,7 +91,10 @@ fn chunked_equals_whole(name: &str, prefix: &str) -> f64 {
                 None => last[k].clone(),
             };
             let d = max_abs_diff(&got, want);
-            assert!(d <= 1e-6, "{name}: chunk {chunk}, output {k}: differs by {d:e}");
+            assert!(
+                d <= 1e-6,
+                "{name}: chunk {chunk}, output {k}: differs by {d:e}"
+            );
             worst = worst.max(d);
         }
     }
@@ -102,7 +121,10 @@ fn chunked_runs_equal_whole_runs() {
     for (name, prefix) in cases {
         worst = worst.max(chunked_equals_whole(name, prefix));
     }
-    eprintln!("{} models, chunks 1/3/7/full: largest difference {worst:e}", cases.len());
+    eprintln!(
+        "{} models, chunks 1/3/7/full: largest difference {worst:e}",
+        cases.len()
+    );
 }
 
 fn refusal(name: &str) -> String {
@@ -117,7 +139,10 @@ fn refusal(name: &str) -> String {
 #[test]
 fn bidirectional_models_are_refused_naming_the_node() {
     let m = refusal("matrix/lstm_l1_bi_legacy_op17");
-    assert!(m.contains("LSTM") && m.contains("bidirectional") && m.contains("node '"), "{m}");
+    assert!(
+        m.contains("LSTM") && m.contains("bidirectional") && m.contains("node '"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -140,7 +165,10 @@ fn reset_starts_over() {
     let mut stream = model.stream().unwrap();
     let first = stream.push(ins.clone()).unwrap();
     let second = stream.push(ins.clone()).unwrap();
-    assert!(max_abs_diff(&first[0], &second[0]) > 1e-3, "state must carry between pushes");
+    assert!(
+        max_abs_diff(&first[0], &second[0]) > 1e-3,
+        "state must carry between pushes"
+    );
     stream.reset().unwrap();
     let again = stream.push(ins).unwrap();
     assert_eq!(max_abs_diff(&first[0], &again[0]), 0.0);

@@ -46,7 +46,8 @@ impl<T: Float> Gru<T> {
         let hs = weights.hidden_size();
         let mut bias = &weights.wb + &weights.rb;
         if linear_before_reset {
-            bias.slice_mut(s![2 * hs..]).assign(&weights.wb.slice(s![2 * hs..]));
+            bias.slice_mut(s![2 * hs..])
+                .assign(&weights.wb.slice(s![2 * hs..]));
         }
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Gru {
@@ -74,7 +75,12 @@ impl<T: Float> Cell<T> for Gru<T> {
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_packed(x, &self.w_p, self.bias.as_slice().expect("owned, contiguous"), out);
+        project_packed(
+            x,
+            &self.w_p,
+            self.bias.as_slice().expect("owned, contiguous"),
+            out,
+        );
     }
 
     fn step_projected(
@@ -96,11 +102,27 @@ impl<T: Float> Cell<T> for Gru<T> {
         let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
         let extra = ws.extra.as_slice_mut().expect("workspace is contiguous");
         // z and r: input side plus Ht-1·R[zr]ᵀ.
-        gemm_packed(batch, h_prev, hs, &self.r_zr, gates, width, Init::Rows(&gx, width));
+        gemm_packed(
+            batch,
+            h_prev,
+            hs,
+            &self.r_zr,
+            gates,
+            width,
+            Init::Rows(&gx, width),
+        );
         if self.linear_before_reset {
             // Ht-1·Rhᵀ + Rbh, which the reset gate scales.
             let rbh = self.rbh.as_slice().expect("owned, contiguous");
-            gemm_packed(batch, h_prev, hs, &self.r_h, &mut gates[2 * hs..], width, Init::Row(rbh));
+            gemm_packed(
+                batch,
+                h_prev,
+                hs,
+                &self.r_h,
+                &mut gates[2 * hs..],
+                width,
+                Init::Row(rbh),
+            );
         }
         for b in 0..batch {
             let row = &mut gates[b * width..(b + 1) * width];
@@ -122,7 +144,15 @@ impl<T: Float> Cell<T> for Gru<T> {
         }
         if !self.linear_before_reset {
             // (rt ⊙ Ht-1)·Rhᵀ on top of the input side (which already holds Wbh + Rbh).
-            gemm_packed(batch, extra, hs, &self.r_h, &mut gates[2 * hs..], width, Init::Rows(&gx[2 * hs..], width));
+            gemm_packed(
+                batch,
+                extra,
+                hs,
+                &self.r_h,
+                &mut gates[2 * hs..],
+                width,
+                Init::Rows(&gx[2 * hs..], width),
+            );
         }
         let h_next = next.h_slice_mut();
         for b in 0..batch {
@@ -132,7 +162,12 @@ impl<T: Float> Cell<T> for Gru<T> {
             clip.apply_slice(gh);
             g.apply_slice(gh);
             let hp = &h_prev[b * hs..(b + 1) * hs];
-            for (((o, &z), &cand), &h) in h_next[b * hs..(b + 1) * hs].iter_mut().zip(z).zip(&*gh).zip(hp) {
+            for (((o, &z), &cand), &h) in h_next[b * hs..(b + 1) * hs]
+                .iter_mut()
+                .zip(z)
+                .zip(&*gh)
+                .zip(hp)
+            {
                 *o = (T::one() - z) * cand + z * h;
             }
         }

@@ -67,7 +67,12 @@ impl<T: Float> Cell<T> for Lstm<T> {
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_packed(x, &self.w_p, self.bias.as_slice().expect("owned, contiguous"), out);
+        project_packed(
+            x,
+            &self.w_p,
+            self.bias.as_slice().expect("owned, contiguous"),
+            out,
+        );
     }
 
     fn step_projected(
@@ -84,10 +89,25 @@ impl<T: Float> Cell<T> for Lstm<T> {
         }
         let gx = rows_of(&gx);
         let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
-        gemm_packed(state.batch(), state.h_slice(), hs, &self.r_p, gates, width, Init::Rows(&gx, width));
+        gemm_packed(
+            state.batch(),
+            state.h_slice(),
+            hs,
+            &self.r_p,
+            gates,
+            width,
+            Init::Rows(&gx, width),
+        );
         let c_prev = state.c_slice().expect("LSTM state has a cell state");
-        let p = self.weights.p.as_ref().map(|p| p.as_slice().expect("owned, contiguous"));
-        let (h_next, c_next) = (&mut next.h, next.c.as_mut().expect("LSTM state has a cell state"));
+        let p = self
+            .weights
+            .p
+            .as_ref()
+            .map(|p| p.as_slice().expect("owned, contiguous"));
+        let (h_next, c_next) = (
+            &mut next.h,
+            next.c.as_mut().expect("LSTM state has a cell state"),
+        );
         let h_next = h_next.as_slice_mut().expect("State keeps standard layout");
         let c_next = c_next.as_slice_mut().expect("State keeps standard layout");
         let (clip, f, g, h) = (&self.clip, &self.f, &self.g, &self.h);
@@ -117,7 +137,9 @@ impl<T: Float> Cell<T> for Lstm<T> {
             } else {
                 clip.apply_slice(gf);
                 f.apply_slice(gf);
-                for (((c, &cp), (&i, &fg)), &cand) in cn.iter_mut().zip(cp).zip(gi.iter().zip(&*gf)).zip(&*gc) {
+                for (((c, &cp), (&i, &fg)), &cand) in
+                    cn.iter_mut().zip(cp).zip(gi.iter().zip(&*gf)).zip(&*gc)
+                {
                     *c = fg * cp + i * cand;
                 }
             }

@@ -11,7 +11,9 @@ pub mod gru;
 pub mod lstm;
 pub mod rnn;
 
-use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
+use ndarray::{
+    s, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
+};
 
 pub use gru::Gru;
 pub use lstm::Lstm;
@@ -91,7 +93,10 @@ impl<T: Float> State<T> {
                 a.as_standard_layout().into_owned()
             }
         };
-        State { h: std(h), c: c.map(std) }
+        State {
+            h: std(h),
+            c: c.map(std),
+        }
     }
 
     /// Hidden state `[batch, hidden]`.
@@ -114,7 +119,9 @@ impl<T: Float> State<T> {
     }
 
     fn c_slice(&self) -> Option<&[T]> {
-        self.c.as_ref().map(|c| c.as_slice().expect("State keeps standard layout"))
+        self.c
+            .as_ref()
+            .map(|c| c.as_slice().expect("State keeps standard layout"))
     }
 
     fn h_slice_mut(&mut self) -> &mut [T] {
@@ -122,7 +129,9 @@ impl<T: Float> State<T> {
     }
 
     fn c_slice_mut(&mut self) -> Option<&mut [T]> {
-        self.c.as_mut().map(|c| c.as_slice_mut().expect("State keeps standard layout"))
+        self.c
+            .as_mut()
+            .map(|c| c.as_slice_mut().expect("State keeps standard layout"))
     }
 }
 
@@ -137,7 +146,10 @@ pub struct Workspace<T> {
 
 impl<T: Float> Workspace<T> {
     fn new(batch: usize, gate_width: usize, hidden: usize) -> Workspace<T> {
-        Workspace { gates: Array2::zeros((batch, gate_width)), extra: Array2::zeros((batch, hidden)) }
+        Workspace {
+            gates: Array2::zeros((batch, gate_width)),
+            extra: Array2::zeros((batch, hidden)),
+        }
     }
 }
 
@@ -177,7 +189,10 @@ pub trait Cell<T: Float>: Send + Sync {
     fn zero_state(&self, batch: usize) -> State<T> {
         let h = self.hidden_size();
         let c = (self.kind() == OpKind::Lstm).then(|| Array2::zeros((batch, h)));
-        State { h: Array2::zeros((batch, h)), c }
+        State {
+            h: Array2::zeros((batch, h)),
+            c,
+        }
     }
 
     /// Advances `state` by one time step of input `x_t` (`[batch, input]`).
@@ -280,7 +295,12 @@ fn rows_of<'a, T: Float>(a: &'a ArrayView2<'a, T>) -> std::borrow::Cow<'a, [T]> 
 }
 
 /// `out = x · Wᵀ + bias` (bias broadcast over rows), on Wᵀ packed at construction.
-fn project_packed<T: Float>(x: ArrayView2<T>, w_t: &Packed<T>, bias: &[T], mut out: ArrayViewMut2<T>) {
+fn project_packed<T: Float>(
+    x: ArrayView2<T>,
+    w_t: &Packed<T>,
+    bias: &[T],
+    mut out: ArrayViewMut2<T>,
+) {
     let (rows, k) = x.dim();
     let n = w_t.cols();
     let xs = rows_of(&x);

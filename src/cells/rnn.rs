@@ -46,7 +46,12 @@ impl<T: Float> Cell<T> for Rnn<T> {
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_packed(x, &self.w_p, self.bias.as_slice().expect("owned, contiguous"), out);
+        project_packed(
+            x,
+            &self.w_p,
+            self.bias.as_slice().expect("owned, contiguous"),
+            out,
+        );
     }
 
     fn step_projected(
@@ -59,7 +64,15 @@ impl<T: Float> Cell<T> for Rnn<T> {
         let hs = self.hidden_size();
         let gx = rows_of(&gx);
         let out = next.h_slice_mut();
-        gemm_packed(state.batch(), state.h_slice(), hs, &self.r_p, out, hs, Init::Rows(&gx, hs));
+        gemm_packed(
+            state.batch(),
+            state.h_slice(),
+            hs,
+            &self.r_p,
+            out,
+            hs,
+            Init::Rows(&gx, hs),
+        );
         self.clip.apply_slice(out);
         self.f.apply_slice(out);
     }
