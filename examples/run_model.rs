@@ -5,9 +5,11 @@
 use rnn_run::{Dim, Model, Tensor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "fixtures/tutorial/lstm_legacy/model.onnx".into());
+    run(std::env::args().nth(1))
+}
+
+fn run(arg: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
+    let path = arg.unwrap_or_else(|| "fixtures/tutorial/lstm_legacy/model.onnx".into());
     let model = Model::load(&path)?;
     for node in model.recurrent_nodes() {
         println!(
@@ -39,4 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}: {:?} {:?}", info.name, t.datum_type(), t.shape());
     }
     Ok(())
+}
+
+/// `cargo test` runs the example too (see `test = true` in Cargo.toml), so it stays working.
+#[test]
+fn example_runs() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+    run(None).unwrap();
 }

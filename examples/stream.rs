@@ -36,3 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{steps} pushes of one step each reproduce the whole run exactly");
     Ok(())
 }
+
+/// `cargo test` runs the example too (see `test = true` in Cargo.toml), so it stays working.
+#[test]
+fn example_runs() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+    main().unwrap();
+}

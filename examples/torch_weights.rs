@@ -24,12 +24,13 @@ fn load3(path: PathBuf) -> Result<Array3<f32>, Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/torch_weights/lstm_l2")
-        });
+    run(std::env::args().nth(1))
+}
+
+fn run(arg: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = arg.map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/torch_weights/lstm_l2")
+    });
 
     // What the state dict cannot tell: the module kind and constructor flags. Input and
     // hidden sizes come from the weights' shapes.
@@ -72,4 +73,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// `cargo test` runs the example too (see `test = true` in Cargo.toml), so it stays working.
+#[test]
+fn example_runs() {
+    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+    run(None).unwrap();
 }
