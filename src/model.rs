@@ -235,7 +235,26 @@ impl Model {
             })
             .collect();
 
-        let (inputs, outputs) = describe_io(&typed).map_err(|e| invalid(chain_message(&e)))?;
+        let (mut inputs, mut outputs) =
+            describe_io(&typed).map_err(|e| invalid(chain_message(&e)))?;
+        // tract's clean-up can move a label from a no-op node onto a graph input (a dynamo
+        // export's `h0` showed up as `val_4`); the ONNX graph's own names are the contract.
+        let initializers: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let onnx_inputs: Vec<&str> = graph
+            .input
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(|n| !initializers.contains(n))
+            .collect();
+        let onnx_outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+        for (infos, names) in [(&mut inputs, onnx_inputs), (&mut outputs, onnx_outputs)] {
+            if infos.len() == names.len() {
+                for (info, name) in infos.iter_mut().zip(names) {
+                    info.name = name.to_string();
+                }
+            }
+        }
         let plan = SimplePlan::new(typed).map_err(|e| Error::from_tract(e, invalid))?;
         Ok(Model {
             source,

@@ -63,7 +63,10 @@ impl Model {
                 chain_message(&e)
             ))
         })?;
-        let (inputs, outputs) = describe_io(&typed).map_err(|e| refuse(chain_message(&e)))?;
+        let (mut inputs, outputs) = describe_io(&typed).map_err(|e| refuse(chain_message(&e)))?;
+        for (info, named) in inputs.iter_mut().zip(self.inputs()) {
+            info.name = named.name.clone();
+        }
         let input_seq_axes = seq_inputs;
         let output_seq_axes = outputs
             .iter()

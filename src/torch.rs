@@ -584,7 +584,7 @@ impl<T: Float> TorchRecurrent<T> {
         };
         // X, W, R, [B], initial_h, [initial_c]; Y, Y_h, [Y_c].
         let b = config.bias.then_some(3);
-        let initial_h = Some(3 + config.bias as usize);
+        let initial_h = 3 + config.bias as usize;
         let lstm = op == OpKind::Lstm;
         NodeSpec {
             name: format!("{}l{layer}", config.prefix),
@@ -605,8 +605,8 @@ impl<T: Float> TorchRecurrent<T> {
             slots: Slots {
                 b,
                 sequence_lens: None,
-                initial_h,
-                initial_c: lstm.then(|| initial_h.unwrap_or(3) + 1),
+                initial_h: Some(initial_h),
+                initial_c: lstm.then_some(initial_h + 1),
                 p: None,
                 y: Some(0),
                 y_h: Some(1),

@@ -322,3 +322,44 @@ fn non_finite_inputs_propagate() {
     assert!(y[[1, 0, 0, 0]].is_nan(), "NaN at step 1 reaches Y");
     assert!(y.iter().all(|v| !v.is_infinite()), "tanh bounds infinities");
 }
+
+/// A float16 model computes in float32 and returns float16: it must agree with the same
+/// model in float32 to float16's precision.
+#[test]
+fn float16_models_run() {
+    use tract_hir::internal::f16;
+    let f32_bytes = rnn_model(vec![], &[1, 5, 3], &[1, 5, 5], &[]);
+    let mut proto = pb::ModelProto::decode(&*f32_bytes).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    for init in &mut graph.initializer {
+        init.data_type = 10;
+        init.raw_data = init
+            .float_data
+            .drain(..)
+            .flat_map(|v| f16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+    }
+    for vi in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+        if let Some(pb::type_proto::Value::TensorType(t)) =
+            vi.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.elem_type = 10;
+        }
+    }
+    let f16_model = Model::from_bytes(&proto.encode_to_vec()).unwrap();
+    let f32_model = Model::from_bytes(&f32_bytes).unwrap();
+    let x = ndarray::Array3::<f32>::from_shape_fn((4, 2, 3), |(t, b, i)| {
+        (t as f32 - 1.5) * 0.3 + b as f32 * 0.2 - i as f32 * 0.1
+    });
+    let want = f32_model.run(vec![Tensor::from(x.clone())]).unwrap();
+    let got = f16_model
+        .run(vec![Tensor::from(x.mapv(f16::from_f32))])
+        .unwrap();
+    assert_eq!(got[0].datum_type(), rnn_run::DatumType::F16);
+    let got = got[0].cast_to::<f32>().unwrap();
+    let got = got.to_plain_array_view::<f32>().unwrap();
+    let want = want[0].to_plain_array_view::<f32>().unwrap();
+    for (g, w) in got.iter().zip(want.iter()) {
+        assert!((g - w).abs() < 2e-3, "float16 {g} vs float32 {w}");
+    }
+}

@@ -241,8 +241,11 @@ fn initializer_f64(t: &pb::TensorProto) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap()
 }
 
+/// One exported node: its op, W, R and B.
+type NodeWeights = (OpKind, ArrayD<f64>, ArrayD<f64>, Option<ArrayD<f64>>);
+
 /// (W, R, B) of each recurrent node of the exported model, in graph order (= layer order).
-fn exported_weights(path: &Path) -> Vec<(OpKind, ArrayD<f64>, ArrayD<f64>, Option<ArrayD<f64>>)> {
+fn exported_weights(path: &Path) -> Vec<NodeWeights> {
     let proto = pb::ModelProto::decode(&*std::fs::read(path).unwrap()).unwrap();
     let graph = proto.graph.unwrap();
     let inits: HashMap<&str, &pb::TensorProto> = graph

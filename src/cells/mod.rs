@@ -127,12 +127,6 @@ impl<T: Float> State<T> {
     fn h_slice_mut(&mut self) -> &mut [T] {
         self.h.as_slice_mut().expect("State keeps standard layout")
     }
-
-    fn c_slice_mut(&mut self) -> Option<&mut [T]> {
-        self.c
-            .as_mut()
-            .map(|c| c.as_slice_mut().expect("State keeps standard layout"))
-    }
 }
 
 /// Buffers a cell reuses across steps, so the time loop does not allocate.
