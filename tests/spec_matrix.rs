@@ -553,7 +553,10 @@ fn run_case(case: &Case, dt: Dt, weights_as_initializers: bool) -> Result<RunSta
         }
         if let Some((idx, g, w, ratio)) = worst {
             stats.max_ratio = stats.max_ratio.max(ratio);
-            if !(ratio <= 1.0) {
+            // Negated on purpose: a NaN ratio must fail too.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            let bad = !(ratio <= 1.0);
+            if bad {
                 return Err(format!(
                     "{}\n  output {name} mismatch: worst at index {idx:?}: got {g:e}, reference {w:e}, \
                      |diff| = {:e} (tolerance atol {atol:e} + rtol {rtol:e}*|ref|)\n  {name} got  = {:?}\n  {name} want = {:?}",

@@ -1,3 +1,6 @@
+// Written as plain loops over indices and explicit comparisons on purpose: it must read like
+// the spec's equations, not like the optimized cells.
+#![allow(clippy::needless_range_loop, clippy::manual_clamp)]
 //! Independent float64 reference implementation of the ONNX RNN, LSTM and GRU
 //! operators, written plainly from the operator specification
 //! (onnx/docs/Operators.md, opsets 7/14/22) with plain loops.
