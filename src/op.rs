@@ -14,7 +14,7 @@ use tract_onnx::pb::NodeProto;
 use crate::attrs::{Layout, NodeSpec, OpKind};
 use crate::cells::State;
 use crate::kernels::Float;
-use crate::layer::{Layer, LayerOutputs, RunInputs};
+use crate::layer::{Layer, RunInputs};
 
 /// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
 pub fn register(onnx: &mut Onnx) {
@@ -293,6 +293,36 @@ pub(crate) enum Carry {
     F64(Vec<State<f64>>),
 }
 
+/// Moving a stream's states in and out of [`Carry`] for one element type.
+trait Carried: Float + Datum {
+    fn states(carry: &Carry) -> Vec<State<Self>>;
+    fn carry(states: Vec<State<Self>>) -> Carry;
+}
+
+impl Carried for f32 {
+    fn states(carry: &Carry) -> Vec<State<f32>> {
+        match carry {
+            Carry::F32(s) => s.clone(),
+            _ => vec![],
+        }
+    }
+    fn carry(states: Vec<State<f32>>) -> Carry {
+        Carry::F32(states)
+    }
+}
+
+impl Carried for f64 {
+    fn states(carry: &Carry) -> Vec<State<f64>> {
+        match carry {
+            Carry::F64(s) => s.clone(),
+            _ => vec![],
+        }
+    }
+    fn carry(states: Vec<State<f64>>) -> Carry {
+        Carry::F64(states)
+    }
+}
+
 /// The typed op: one recurrent node evaluated by the native cells.
 #[derive(Debug, Clone)]
 pub struct NativeRecurrent {
@@ -423,13 +453,16 @@ impl NativeRecurrent {
         };
         let x_dt = inputs[x_ix].datum_type();
 
-        fn go<T: Float + Datum>(
+        /// Runs the layer in its element type, carrying states when streaming, and returns
+        /// the node's requested outputs.
+        fn go<T: Carried>(
+            op: &NativeRecurrent,
             layer: &Layer<T>,
             inputs: &TVec<TValue>,
             (x_ix, h0_ix, c0_ix): (usize, Option<usize>, Option<usize>),
             lens: Option<&[i64]>,
-            carry: Option<&mut Vec<State<T>>>,
-        ) -> TractResult<LayerOutputs<T>> {
+            carry: Option<&mut Carry>,
+        ) -> TractResult<TVec<Tensor>> {
             let x = inputs[x_ix].cast_to::<T>()?;
             let h0 = h0_ix.map(|i| inputs[i].cast_to::<T>()).transpose()?;
             let c0 = c0_ix.map(|i| inputs[i].cast_to::<T>()).transpose()?;
@@ -444,52 +477,25 @@ impl NativeRecurrent {
                     .map(|t| t.to_plain_array_view::<T>())
                     .transpose()?,
             };
-            Ok(layer.run(x.to_plain_array_view::<T>()?, run, carry)?)
+            let mut states = carry.as_deref().map(T::states).unwrap_or_default();
+            let o = layer.run(
+                x.to_plain_array_view::<T>()?,
+                run,
+                carry.is_some().then_some(&mut states),
+            )?;
+            if let Some(c) = carry {
+                *c = T::carry(states);
+            }
+            Ok(op.collect(
+                o.y.into_dyn().into_tensor(),
+                o.y_h.into_dyn().into_tensor(),
+                o.y_c.map(|c| c.into_dyn().into_tensor()),
+            ))
         }
         let ix = (x_ix, h0_ix, c0_ix);
-        let mut outs: TVec<Tensor> = match layer {
-            AnyLayer::F32(l) => {
-                let mut states = match carry.as_deref() {
-                    Some(Carry::F32(s)) => s.clone(),
-                    _ => vec![],
-                };
-                let o = go(
-                    l,
-                    &inputs,
-                    ix,
-                    lens.as_deref(),
-                    carry.is_some().then_some(&mut states),
-                )?;
-                if let Some(c) = carry {
-                    *c = Carry::F32(states);
-                }
-                self.collect(
-                    o.y.into_dyn().into_tensor(),
-                    o.y_h.into_dyn().into_tensor(),
-                    o.y_c.map(|c| c.into_dyn().into_tensor()),
-                )
-            }
-            AnyLayer::F64(l) => {
-                let mut states = match carry.as_deref() {
-                    Some(Carry::F64(s)) => s.clone(),
-                    _ => vec![],
-                };
-                let o = go(
-                    l,
-                    &inputs,
-                    ix,
-                    lens.as_deref(),
-                    carry.is_some().then_some(&mut states),
-                )?;
-                if let Some(c) = carry {
-                    *c = Carry::F64(states);
-                }
-                self.collect(
-                    o.y.into_dyn().into_tensor(),
-                    o.y_h.into_dyn().into_tensor(),
-                    o.y_c.map(|c| c.into_dyn().into_tensor()),
-                )
-            }
+        let mut outs = match layer {
+            AnyLayer::F32(l) => go(self, l, &inputs, ix, lens.as_deref(), carry)?,
+            AnyLayer::F64(l) => go(self, l, &inputs, ix, lens.as_deref(), carry)?,
         };
         if x_dt == DatumType::F16 {
             for t in outs.iter_mut() {
