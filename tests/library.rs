@@ -363,3 +363,23 @@ fn float16_models_run() {
         assert!((g - w).abs() < 2e-3, "float16 {g} vs float32 {w}");
     }
 }
+
+/// A `hidden_size` far beyond the weights present is refused from the shapes, before anything
+/// of that size is allocated.
+#[test]
+fn huge_hidden_size_is_refused_before_allocating() {
+    let m = node_error(&rnn_model(
+        vec![attr_i("hidden_size", 1 << 40)],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
+    assert!(m.contains("input W") && m.contains("1099511627776"), "{m}");
+    let m = node_error(&rnn_model(
+        vec![attr_i("hidden_size", i64::MAX / 2)],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    ));
+    assert!(m.contains("hidden_size") || m.contains("input W"), "{m}");
+}
