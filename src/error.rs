@@ -83,6 +83,12 @@ pub(crate) fn chain_message(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// A shape as messages print it: `[1, seq, 5]`.
+pub(crate) fn shape_string<D: std::fmt::Display>(dims: impl IntoIterator<Item = D>) -> String {
+    let dims: Vec<String> = dims.into_iter().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(", "))
+}
+
 /// A problem with one recurrent node: which node, which attribute or input, expected vs found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("node '{node}' ({op}): {message}")]

@@ -6,7 +6,7 @@ use ndarray::{s, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, Axi
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
 use crate::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn, State};
-use crate::error::NodeError;
+use crate::error::{shape_string, NodeError};
 use crate::gates::{seq_major_y_to_batch_major, swap_batch_and_dirs, swap_batch_and_seq};
 use crate::kernels::Float;
 
@@ -52,17 +52,6 @@ pub struct RunInputs<'a, T> {
     pub initial_c: Option<ArrayViewD<'a, T>>,
 }
 
-fn shape_str(shape: &[usize]) -> String {
-    format!(
-        "[{}]",
-        shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 impl<T: Float> Layer<T> {
     /// Builds the cells from the node's W `[D, G·H, I]`, R `[D, G·H, H]`, B `[D, 2·G·H]` and
     /// P `[D, 3·H]`, after checking their shapes against each other and the attributes.
@@ -79,7 +68,7 @@ impl<T: Float> Layer<T> {
         if r_shape.len() != 3 {
             return Err(spec.error(format!(
                 "input R: expected rank 3 [num_directions, {g}·hidden_size, hidden_size], found shape {}",
-                shape_str(&r_shape)
+                shape_string(&r_shape)
             )));
         }
         let hidden = spec.hidden_size.unwrap_or(r_shape[2]);
@@ -87,7 +76,7 @@ impl<T: Float> Layer<T> {
         if w_shape.len() != 3 {
             return Err(spec.error(format!(
                 "input W: expected rank 3 [num_directions, {g}·hidden_size, input_size], found shape {}",
-                shape_str(&w_shape)
+                shape_string(&w_shape)
             )));
         }
         let input = w_shape[2];
@@ -100,8 +89,8 @@ impl<T: Float> Layer<T> {
             } else {
                 Err(spec.error(format!(
                     "input {name}: expected shape {} ({what}), found {}",
-                    shape_str(want),
-                    shape_str(found)
+                    shape_string(want),
+                    shape_string(found)
                 )))
             }
         };
@@ -219,7 +208,7 @@ impl<T: Float> Layer<T> {
                 } else {
                     "[seq, batch, input]"
                 },
-                shape_str(&x_shape)
+                shape_string(&x_shape)
             ))
         })?;
         if x.dim().2 != self.input {
@@ -227,7 +216,7 @@ impl<T: Float> Layer<T> {
                 "input X: expected input size {} (from W), found {} in shape {}",
                 self.input,
                 x.dim().2,
-                shape_str(x.shape())
+                shape_string(x.shape())
             )));
         }
         // The cells run sequence-major.
@@ -273,13 +262,13 @@ impl<T: Float> Layer<T> {
                 if a.shape() != state_dims {
                     return Err(spec.error(format!(
                         "input {name}: expected shape {} ({}), found {}",
-                        shape_str(&state_dims),
+                        shape_string(state_dims),
                         if batch_major {
                             "[batch, num_directions, hidden]"
                         } else {
                             "[num_directions, batch, hidden]"
                         },
-                        shape_str(a.shape())
+                        shape_string(a.shape())
                     )));
                 }
                 let a = a.into_dimensionality::<Ix3>().expect("shape checked");

@@ -71,14 +71,7 @@ pub struct IoInfo {
 impl IoInfo {
     /// `[1, seq, 5]`.
     pub fn shape_string(&self) -> String {
-        format!(
-            "[{}]",
-            self.shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        crate::error::shape_string(&self.shape)
     }
 }
 

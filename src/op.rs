@@ -13,6 +13,7 @@ use tract_onnx::pb::NodeProto;
 
 use crate::attrs::{Layout, NodeSpec, OpKind};
 use crate::cells::State;
+use crate::error::shape_string;
 use crate::kernels::Float;
 use crate::layer::{Layer, RunInputs};
 
@@ -188,12 +189,12 @@ impl Expansion for RecurrentExpansion {
                 return Err(spec
                     .error(format!(
                         "input {name}: shape {} does not fit the node: expected [{}] ({}; hidden size {hidden} from {}; W is {}, R is {})",
-                        dims(&fact.shape),
+                        shape_string(fact.shape.iter()),
                         show(&want),
                         if batch_major { "[batch, num_directions, hidden]" } else { "[num_directions, batch, hidden]" },
                         if spec.hidden_size.is_some() { "the hidden_size attribute" } else { "R" },
-                        dims(&model.outlet_fact(inputs[1])?.shape),
-                        dims(&r_fact.shape),
+                        shape_string(model.outlet_fact(inputs[1])?.shape.iter()),
+                        shape_string(r_fact.shape.iter()),
                     ))
                     .into());
             }
@@ -217,18 +218,6 @@ impl Expansion for RecurrentExpansion {
             None => model.wire_node(prefix, op, inputs),
         }
     }
-}
-
-/// `[1, seq, 5]`.
-fn dims(shape: &ShapeFact) -> String {
-    format!(
-        "[{}]",
-        shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
 }
 
 /// A [`Layer`] in the model's element type. Half precision runs in `f32`.

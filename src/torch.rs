@@ -50,7 +50,7 @@ use ndarray::{
 use tract_hir::internal::{f16, DatumType, Tensor};
 
 use crate::attrs::{Activation, Direction, Layout, NodeSpec, OpKind, Slots};
-use crate::error::{Error, Result};
+use crate::error::{shape_string, Error, Result};
 use crate::gates::{
     join_onnx_bias, reorder_gates, seq_major_y_to_torch, swap_batch_and_seq, GateOrder,
 };
@@ -218,17 +218,6 @@ fn param_err(key: &str, message: impl Into<String>) -> Error {
         key: key.to_string(),
         message: message.into(),
     }
-}
-
-fn shape_str(shape: &[usize]) -> String {
-    format!(
-        "[{}]",
-        shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
 }
 
 fn invalid_file(path: &Path, message: String) -> Error {
@@ -440,7 +429,7 @@ impl<T: Float> TorchRecurrent<T> {
                 let mut message = format!(
                     "expected shape [{g}·hidden_size, hidden_size] ({module}: {g} gate{}), found {}",
                     if g == 1 { "" } else { "s" },
-                    shape_str(found)
+                    shape_string(found)
                 );
                 if let [rows, h] = found {
                     let other = [(1, "nn.RNN"), (4, "nn.LSTM"), (3, "nn.GRU")]
@@ -463,7 +452,7 @@ impl<T: Float> TorchRecurrent<T> {
                     format!(
                         "expected shape [{gh}, input_size] ({module}: {g} gate{} × hidden_size {hidden} from {k_hh}), found {}",
                         if g == 1 { "" } else { "s" },
-                        shape_str(found)
+                        shape_string(found)
                     ),
                 ))
             }
@@ -477,8 +466,8 @@ impl<T: Float> TorchRecurrent<T> {
                     k,
                     format!(
                         "expected shape {} ({what}), found {}",
-                        shape_str(want),
-                        shape_str(a.shape())
+                        shape_string(want),
+                        shape_string(a.shape())
                     ),
                 ))
             }
@@ -657,7 +646,7 @@ impl<T: Float> TorchRecurrent<T> {
                 message: format!(
                     "expected {order} with input_size {}, found shape {}",
                     self.input_size,
-                    shape_str(input.shape())
+                    shape_string(input.shape())
                 ),
             });
         }
@@ -676,8 +665,8 @@ impl<T: Float> TorchRecurrent<T> {
                     name: name.into(),
                     message: format!(
                         "expected shape {} ([num_layers·num_directions, batch, hidden_size]), found {}",
-                        shape_str(&state_shape),
-                        shape_str(s.shape())
+                        shape_string(state_shape),
+                        shape_string(s.shape())
                     ),
                 }),
                 _ => Ok(()),
