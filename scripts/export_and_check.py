@@ -27,9 +27,7 @@ or to match, 2 for a usage error (bad module or function).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -44,6 +42,10 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+
+# The exporters' output silencer is shared with the fixture generators.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixturelib import quiet  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LEGACY_OPSET = 17
@@ -90,27 +92,6 @@ def flatten(obj: Any) -> list[torch.Tensor]:
 
 def to_np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy())
-
-
-@contextlib.contextmanager
-def quiet():
-    """Silence the exporters' Python and C++ chatter (kept if the export raises)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def one_line(text: str, limit: int = 300) -> str:
