@@ -2,7 +2,9 @@
 //! initial states. It checks the node's tensors against each other and against the spec, so
 //! both the tract op and library users get the same messages.
 
-use ndarray::{s, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3};
+use ndarray::{
+    s, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, Axis, CowArray, Ix1, Ix2, Ix3,
+};
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
 use crate::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn, State};
@@ -195,7 +197,7 @@ impl<T: Float> Layer<T> {
         &self,
         x: ArrayViewD<T>,
         inputs: RunInputs<T>,
-        carry: Option<&mut Vec<State<T>>>,
+        mut carry: Option<&mut Vec<State<T>>>,
     ) -> Result<LayerOutputs<T>, NodeError> {
         let spec = &self.spec;
         let batch_major = spec.layout == Layout::BatchMajor;
@@ -220,10 +222,10 @@ impl<T: Float> Layer<T> {
             )));
         }
         // The cells run sequence-major.
-        let x_seq = if batch_major {
-            swap_batch_and_seq(x)
+        let x_seq: CowArray<T, Ix3> = if batch_major {
+            swap_batch_and_seq(x).into()
         } else {
-            x.as_standard_layout().into_owned()
+            x.as_standard_layout()
         };
         let (t_len, batch, _) = x_seq.dim();
         let dirs = self.cells.len();
@@ -284,8 +286,8 @@ impl<T: Float> Layer<T> {
             return Err(spec.error("input initial_c exists for LSTM only"));
         }
 
-        let mut states: Vec<State<T>> = match carry.as_deref() {
-            Some(c) if c.len() == dirs && c.iter().all(|s| s.batch() == batch) => c.clone(),
+        let mut states: Vec<State<T>> = match carry.as_deref_mut() {
+            Some(c) if c.len() == dirs && c.iter().all(|s| s.batch() == batch) => std::mem::take(c),
             _ => (0..dirs)
                 .map(|d| {
                     let mut s = self.cells[d].zero_state(batch);
@@ -317,9 +319,8 @@ impl<T: Float> Layer<T> {
             );
         }
 
-        let stack = |get: &dyn Fn(&State<T>) -> Array2<T>| -> Array3<T> {
-            let views: Vec<Array2<T>> = states.iter().map(get).collect();
-            let v: Vec<ArrayView2<T>> = views.iter().map(|a| a.view()).collect();
+        let stack = |get: &dyn Fn(&State<T>) -> ArrayView2<T>| -> Array3<T> {
+            let v: Vec<ArrayView2<T>> = states.iter().map(get).collect();
             let dir_major = ndarray::stack(Axis(0), &v).expect("states share a shape");
             if batch_major {
                 swap_batch_and_dirs(dir_major.view())
@@ -327,14 +328,8 @@ impl<T: Float> Layer<T> {
                 dir_major
             }
         };
-        let y_h = stack(&|s| s.h().to_owned());
-        let y_c = (spec.op == OpKind::Lstm).then(|| {
-            stack(&|s| {
-                s.c()
-                    .map(|c| c.to_owned())
-                    .unwrap_or_else(|| s.h().to_owned())
-            })
-        });
+        let y_h = stack(&|s| s.h());
+        let y_c = (spec.op == OpKind::Lstm).then(|| stack(&|s| s.c().unwrap_or_else(|| s.h())));
         if let Some(c) = carry {
             *c = states;
         }

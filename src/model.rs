@@ -347,20 +347,22 @@ pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()>
                 dtype_name(t.datum_type())
             )));
         }
-        let found = format!("{:?}", t.shape());
+        let found = || format!("{:?}", t.shape());
         if t.rank() != info.shape.len() {
             return Err(err(format!(
-                "expected rank {} (shape {}), found shape {found}",
+                "expected rank {} (shape {}), found shape {}",
                 info.shape.len(),
-                info.shape_string()
+                info.shape_string(),
+                found()
             )));
         }
         for (axis, (want, &got)) in info.shape.iter().zip(t.shape()).enumerate() {
             if let Dim::Fixed(n) = want {
                 if *n != got {
                     return Err(err(format!(
-                        "expected shape {} (axis {axis} = {n}), found shape {found}",
-                        info.shape_string()
+                        "expected shape {} (axis {axis} = {n}), found shape {}",
+                        info.shape_string(),
+                        found()
                     )));
                 }
             }

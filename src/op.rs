@@ -284,14 +284,15 @@ pub(crate) enum Carry {
 
 /// Moving a stream's states in and out of [`Carry`] for one element type.
 trait Carried: Float + Datum {
-    fn states(carry: &Carry) -> Vec<State<Self>>;
+    /// Takes the states out, leaving the carry empty (no copy per call).
+    fn take(carry: &mut Carry) -> Vec<State<Self>>;
     fn carry(states: Vec<State<Self>>) -> Carry;
 }
 
 impl Carried for f32 {
-    fn states(carry: &Carry) -> Vec<State<f32>> {
-        match carry {
-            Carry::F32(s) => s.clone(),
+    fn take(carry: &mut Carry) -> Vec<State<f32>> {
+        match std::mem::take(carry) {
+            Carry::F32(s) => s,
             _ => vec![],
         }
     }
@@ -301,9 +302,9 @@ impl Carried for f32 {
 }
 
 impl Carried for f64 {
-    fn states(carry: &Carry) -> Vec<State<f64>> {
-        match carry {
-            Carry::F64(s) => s.clone(),
+    fn take(carry: &mut Carry) -> Vec<State<f64>> {
+        match std::mem::take(carry) {
+            Carry::F64(s) => s,
             _ => vec![],
         }
     }
@@ -466,15 +467,19 @@ impl NativeRecurrent {
                     .map(|t| t.to_plain_array_view::<T>())
                     .transpose()?,
             };
-            let mut states = carry.as_deref().map(T::states).unwrap_or_default();
+            let mut carry = carry;
+            let mut states = carry.as_deref_mut().map(T::take).unwrap_or_default();
             let o = layer.run(
                 x.to_plain_array_view::<T>()?,
                 run,
                 carry.is_some().then_some(&mut states),
-            )?;
+            );
+            // Put the states back even when the run was refused, so a bad chunk does not
+            // lose the stream's place.
             if let Some(c) = carry {
                 *c = T::carry(states);
             }
+            let o = o?;
             Ok(op.collect(
                 o.y.into_dyn().into_tensor(),
                 o.y_h.into_dyn().into_tensor(),
