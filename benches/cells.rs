@@ -1,7 +1,8 @@
 //! Cell throughput: µs per time step for each op, hidden size and batch, single thread.
 //!
 //! `cargo bench --bench cells` runs every case; arguments filter cases by substring
-//! (`cargo bench --bench cells -- lstm h256`), `accuracy` runs only the f32-vs-f64 check.
+//! (`cargo bench --bench cells -- lstm h256`), `accuracy` runs only the f32-vs-f64 check,
+//! `kernel` times the packed matrix product alone.
 //! Plain `std::time`: one warm-up run, then the median of as many runs as fit in ~0.25 s
 //! (at least 3).
 
@@ -9,8 +10,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2, Array3};
-use rnn_run::cells::{Cell, DirWeights, Gru, Lstm, Rnn};
-use rnn_run::kernels::Float;
+use rnn_run::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn};
+use rnn_run::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// Deterministic uniform numbers in [-1, 1) (xorshift64*).
 struct Rng(u64);
@@ -84,12 +85,32 @@ fn input(t: usize, b: usize, i: usize, seed: u64) -> Array3<f64> {
     Array3::from_shape_fn((t, b, i), |_| rng.next())
 }
 
-/// Median seconds of one `seq` over `xs`.
-fn time_seq(cell: &dyn Cell<f32>, xs: &Array3<f32>) -> f64 {
+/// Median seconds of one pass over `xs` (on `threads` threads when more than one).
+fn time_seq(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| time_seq_in_pool(cell, xs, threads))
+}
+
+fn time_seq_in_pool(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> f64 {
     let batch = xs.dim().1;
     let run = || {
         let mut state = cell.zero_state(batch);
-        black_box(cell.seq(&mut state, black_box(xs.view())));
+        let (t, b, _) = xs.dim();
+        let mut y = Array3::zeros((t, b, cell.hidden_size()));
+        let xs = black_box(xs.view());
+        run_sequence(
+            cell,
+            xs,
+            &mut state,
+            None,
+            false,
+            Some(y.view_mut()),
+            threads,
+        );
+        black_box(y);
     };
     let start = Instant::now();
     run();
@@ -124,13 +145,71 @@ fn accuracy(op: Op, h: usize, t: usize) -> (f64, f64) {
     (max_err, max_abs)
 }
 
+/// GFLOP/s of the packed product alone, `[m, k] × [k, n]`, median of repeated calls, with
+/// its columns split over `parts` threads.
+fn kernel_gflops(m: usize, k: usize, n: usize, parts: usize) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(parts)
+        .build()
+        .unwrap();
+    pool.install(|| kernel_gflops_in_pool(m, k, n, parts))
+}
+
+fn kernel_gflops_in_pool(m: usize, k: usize, n: usize, parts: usize) -> f64 {
+    let mut rng = Rng(42);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.next() as f32).collect();
+    let b = Array2::from_shape_fn((k, n), |_| rng.next() as f32);
+    let packed = Packed::pack(b.view());
+    let mut c = vec![0f32; m * n];
+    let reps = (2e9 / (2.0 * (m * k * n) as f64)).clamp(5.0, 20000.0) as usize;
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            gemm_packed_par(parts, m, black_box(&a), k, &packed, &mut c, n, Init::Zero);
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    2.0 * (m * k * n) as f64 / times[reps / 2] / 1e9
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "kernel") {
+        println!(
+            "{:>6} {:>6} {:>6} {:>10} {:>10}",
+            "m", "k", "n", "GFLOP/s", "2 threads"
+        );
+        for (m, k, n) in [
+            (1, 128, 512),
+            (1, 256, 1024),
+            (4, 256, 1024),
+            (16, 256, 1024),
+            (1600, 256, 1024),
+            (16, 512, 2048),
+        ] {
+            println!(
+                "{m:>6} {k:>6} {n:>6} {:>10.1} {:>10.1}",
+                kernel_gflops(m, k, n, 1),
+                kernel_gflops(m, k, n, 2)
+            );
+        }
+        return;
+    }
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
     let only_accuracy = filters.iter().any(|f| f == "accuracy");
-    let filters: Vec<&String> = filters.iter().filter(|f| *f != "accuracy").collect();
+    // `threads2`: the same cases with the products split over two threads.
+    let threads = if filters.iter().any(|f| f == "threads2") {
+        2
+    } else {
+        1
+    };
+    let filters: Vec<&String> = filters
+        .iter()
+        .filter(|f| *f != "accuracy" && *f != "threads2")
+        .collect();
     let ops = [Op::Lstm, Op::Gru0, Op::Gru1, Op::Rnn];
 
     if !only_accuracy {
@@ -141,7 +220,7 @@ fn main() {
         for &op in &ops {
             for &h in &[64usize, 128, 256, 512] {
                 for &batch in &[1usize, 4, 16] {
-                    let seqs: &[usize] = if h <= 128 { &[100, 1000] } else { &[100] };
+                    let seqs: &[usize] = if h <= 128 { &[100, 1000] } else { &[10, 100] };
                     for &t in seqs {
                         let label = format!("{} h{} b{} t{}", op.name(), h, batch, t);
                         if !filters.is_empty()
@@ -152,7 +231,7 @@ fn main() {
                         let (w, r, b) = onnx_weights(op, h, h, 1);
                         let cell = build::<f32>(op, &w, &r, &b);
                         let xs = input(t, batch, h, 2).mapv(|v| v as f32);
-                        let secs = time_seq(cell.as_ref(), &xs);
+                        let secs = time_seq(cell.as_ref(), &xs, threads);
                         let us = secs * 1e6 / t as f64;
                         // Two products (input and recurrent) of [batch, H] × [H, G·H] per step.
                         let flops = 2.0 * 2.0 * (batch * h * op.gates() * h) as f64;

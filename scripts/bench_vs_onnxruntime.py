@@ -7,7 +7,8 @@ model with its weights as initializers, then times, alternately and in the same 
 - onnxruntime (CPU provider, intra_op_num_threads=1, inter_op_num_threads=1, sequential), median
   of --runs session.run calls after a warm-up;
 - `rnn-run MODEL X.npy --bench N --json` (the binary reports the median of N runs after a
-  warm-up, load excluded), and optionally `--engine tract` (--with-tract).
+  warm-up, load excluded), for each of --threads (default 1), and optionally `--engine tract`
+  (--with-tract).
 
 Each side is measured --rounds times, interleaved; the table shows the median over rounds in µs
 per time step and the ratio rnn-run / onnxruntime.
@@ -16,6 +17,7 @@ per time step and the ratio rnn-run / onnxruntime.
     python scripts/bench_vs_onnxruntime.py            # full table
     python scripts/bench_vs_onnxruntime.py --quick    # batch 1, H 256/512, plus LSTM H256 b16
     python scripts/bench_vs_onnxruntime.py --ops lstm --hidden 256 --batch 1 4
+    python scripts/bench_vs_onnxruntime.py --ops lstm gru_lbr1 --hidden 512 --batch 1 --threads 1 2
 """
 
 import argparse
@@ -102,10 +104,12 @@ def time_ort(sess, x, runs):
     return statistics.median(times) * 1e3
 
 
-def time_rnn_run(binary, model_path, x_path, runs, engine=None):
+def time_rnn_run(binary, model_path, x_path, runs, engine=None, threads=1):
     cmd = [str(binary), str(model_path), str(x_path), "--bench", str(runs), "--json"]
     if engine:
         cmd += ["--engine", engine]
+    if threads > 1:
+        cmd += ["--threads", str(threads)]
     env = dict(os.environ, RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -129,6 +133,8 @@ def main():
     ap.add_argument("--seq", nargs="+", type=int, default=[100])
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurements per side")
     ap.add_argument("--runs", type=int, default=0, help="runs per measurement (0: by size)")
+    ap.add_argument("--threads", nargs="+", type=int, default=[1],
+                    help="rnn-run thread counts to time (onnxruntime keeps one thread)")
     ap.add_argument("--with-tract", action="store_true", help="also time --engine tract")
     ap.add_argument("--quick", action="store_true", help="a handful of headline cases")
     ap.add_argument("--json", help="also write the results to this file")
@@ -144,9 +150,14 @@ def main():
     else:
         cases = [(op, h, b, t) for op in args.ops for h in args.hidden for b in args.batch for t in args.seq]
 
-    print(f"CPU: {cpu_model()}   onnxruntime {ort.__version__}, one thread each; µs per time step")
-    cols = ["op", "H", "batch", "T", "ort", "rnn-run", "ratio"] + (["tract", "tract/ort"] if args.with_tract else [])
-    print(("{:<9} {:>4} {:>5} {:>5} {:>9} {:>9} {:>6}" + (" {:>9} {:>9}" if args.with_tract else "")).format(*cols))
+    print(f"CPU: {cpu_model()}   onnxruntime {ort.__version__} on one thread; µs per time step")
+    cols = ["op", "H", "batch", "T", "ort"]
+    for n in args.threads:
+        cols += [f"rnn-run×{n}", "ratio"]
+    cols += ["tract", "tract/ort"] if args.with_tract else []
+    widths = ["{:<9}", "{:>4}", "{:>5}", "{:>5}", "{:>9}"] + ["{:>10}", "{:>6}"] * len(args.threads)
+    widths += ["{:>9}", "{:>9}"] if args.with_tract else []
+    print(" ".join(widths).format(*cols))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -162,10 +173,12 @@ def main():
             x_path = tmp / f"x_{t}_{batch}_{h}.npy"
             np.save(x_path, x)
             runs = args.runs or runs_for(op, h, batch, t)
-            ort_ms, rr_ms, tr_ms = [], [], []
+            ort_ms, tr_ms = [], []
+            rr_ms = {n: [] for n in args.threads}
             for _ in range(args.rounds):
                 ort_ms.append(time_ort(sess, x, runs))
-                rr_ms.append(time_rnn_run(binary, path, x_path, runs))
+                for n in args.threads:
+                    rr_ms[n].append(time_rnn_run(binary, path, x_path, runs, threads=n))
                 if args.with_tract:
                     try:
                         tr_ms.append(time_rnn_run(binary, path, x_path, runs, engine="tract"))
@@ -173,9 +186,14 @@ def main():
                         print(f"  (tract: {e})", file=sys.stderr)
                         tr_ms.append(float("nan"))
             o = statistics.median(ort_ms) * 1e3 / t
-            r = statistics.median(rr_ms) * 1e3 / t
-            row = {"op": op, "hidden": h, "batch": batch, "seq": t, "ort_us": o, "rnn_run_us": r, "ratio": r / o}
-            line = f"{op:<9} {h:>4} {batch:>5} {t:>5} {o:>9.2f} {r:>9.2f} {r / o:>6.2f}"
+            row = {"op": op, "hidden": h, "batch": batch, "seq": t, "ort_us": o}
+            line = f"{op:<9} {h:>4} {batch:>5} {t:>5} {o:>9.2f}"
+            for n in args.threads:
+                r = statistics.median(rr_ms[n]) * 1e3 / t
+                suffix = "" if n == 1 else f"_{n}threads"
+                row["rnn_run_us" + suffix] = r
+                row["ratio" + suffix] = r / o
+                line += f" {r:>10.2f} {r / o:>6.2f}"
             if args.with_tract:
                 tr = statistics.median(tr_ms) * 1e3 / t
                 row["tract_us"] = tr

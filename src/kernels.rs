@@ -229,6 +229,27 @@ pub fn gemm_packed<T: Float>(
     ldc: usize,
     init: Init<'_, T>,
 ) {
+    gemm_packed_par(1, m, a, lda, b, c, ldc, init)
+}
+
+/// Products smaller than this many multiply-adds stay on one thread: below it, handing half
+/// to another core costs more than it saves.
+const PAR_MIN_MACS: usize = 64 * 1024;
+
+/// [`gemm_packed`] with the columns of `b` shared among `parts` threads of the current rayon
+/// pool, whole panels each, so every thread streams its own contiguous slice of the weights
+/// (and keeps it in its own cache when it fits). Call it inside `ThreadPool::install`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_par<T: Float>(
+    parts: usize,
+    m: usize,
+    a: &[T],
+    lda: usize,
+    b: &Packed<T>,
+    c: &mut [T],
+    ldc: usize,
+    init: Init<'_, T>,
+) {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
         return;
@@ -269,7 +290,55 @@ pub fn gemm_packed<T: Float>(
         ldi,
     };
     // SAFETY: every range was checked above.
-    unsafe { T::gemm_packed_unchecked(g) }
+    unsafe { gemm_split(g, parts) }
+}
+
+/// A product's arguments, sent to another thread: each part writes only its own columns of
+/// `c`, and the caller waits for every part (`rayon::join`) before the borrows end.
+struct SendGemm<T>(RawGemm<T>);
+
+// SAFETY: see the type's comment; T is f32 or f64.
+unsafe impl<T: Send> Send for SendGemm<T> {}
+
+impl<T: Float> SendGemm<T> {
+    /// # Safety
+    /// As [`gemm_split`].
+    unsafe fn run(self, parts: usize) {
+        gemm_split(self.0, parts)
+    }
+}
+
+/// Splits the columns in two (whole panels, in proportion to the threads each side gets)
+/// until one part is left per thread.
+///
+/// # Safety
+/// The ranges of `g` are valid, as checked by [`gemm_packed_par`].
+unsafe fn gemm_split<T: Float>(g: RawGemm<T>, parts: usize) {
+    let nr = T::NR;
+    let panels = g.n.div_ceil(nr);
+    if parts <= 1 || panels < 2 || g.m * g.k * g.n < PAR_MIN_MACS {
+        return T::gemm_packed_unchecked(g);
+    }
+    let left_parts = parts / 2;
+    let left_panels = (panels * left_parts / parts).max(1);
+    let col = left_panels * nr;
+    let left = RawGemm { n: col, ..g };
+    let right = RawGemm {
+        n: g.n - col,
+        b: g.b.add(left_panels * g.k * nr),
+        c: g.c.add(col),
+        init: if g.init.is_null() {
+            g.init
+        } else {
+            g.init.add(col)
+        },
+        ..g
+    };
+    let (left, right) = (SendGemm(left), SendGemm(right));
+    rayon::join(
+        move || left.run(left_parts),
+        move || right.run(parts - left_parts),
+    );
 }
 
 /// The portable product: the same panel walk, plain multiply-add.

@@ -3,7 +3,8 @@
 //! both the tract op and library users get the same messages.
 
 use ndarray::{
-    s, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, Axis, CowArray, Ix1, Ix2, Ix3,
+    s, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut3, Axis, CowArray, Ix1, Ix2,
+    Ix3,
 };
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
@@ -52,6 +53,36 @@ pub struct RunInputs<'a, T> {
     pub initial_h: Option<ArrayViewD<'a, T>>,
     /// `initial_c`, same shape.
     pub initial_c: Option<ArrayViewD<'a, T>>,
+    /// Threads to run on (one when `None`).
+    pub threads: Option<&'a Threads>,
+}
+
+/// A pool of worker threads for [`Layer::run`]: the directions of a bidirectional node run
+/// side by side, and each direction's products share their work among the threads it gets
+/// (the recurrent product by columns of Rᵀ, so each core streams its own part of the
+/// weights every step).
+#[derive(Debug)]
+pub struct Threads {
+    pool: rayon::ThreadPool,
+    count: usize,
+}
+
+impl Threads {
+    /// A pool of `count` threads (at least one).
+    pub fn new(count: usize) -> Result<Threads, String> {
+        let count = count.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(count)
+            .thread_name(|i| format!("rnn-run-{i}"))
+            .build()
+            .map_err(|e| format!("cannot start {count} threads: {e}"))?;
+        Ok(Threads { pool, count })
+    }
+
+    /// How many threads the pool has.
+    pub fn count(&self) -> usize {
+        self.count
+    }
 }
 
 impl<T: Float> Layer<T> {
@@ -307,16 +338,41 @@ impl<T: Float> Layer<T> {
         };
 
         let mut y = Array4::<T>::zeros((t_len, dirs, batch, h));
-        for (d, cell) in self.cells.iter().enumerate() {
-            let y_d = y.slice_mut(s![.., d, .., ..]);
-            run_sequence(
-                cell.as_ref(),
-                x_seq.view(),
-                &mut states[d],
-                lens.as_deref(),
-                spec.direction.is_reverse(d),
-                Some(y_d),
-            );
+        let threads = inputs.threads.map_or(1, Threads::count);
+        let mut run_dirs = || {
+            let x = x_seq.view();
+            let lens = lens.as_deref();
+            let run = |d: usize, state: &mut State<T>, y_d: ArrayViewMut3<T>, parts: usize| {
+                let reverse = spec.direction.is_reverse(d);
+                run_sequence(
+                    self.cells[d].as_ref(),
+                    x,
+                    state,
+                    lens,
+                    reverse,
+                    Some(y_d),
+                    parts,
+                );
+            };
+            if dirs == 2 && threads >= 2 {
+                // The directions are independent: one per half of the threads.
+                let (s0, s1) = states.split_at_mut(1);
+                let (y0, y1) = y.view_mut().split_at(Axis(1), 1);
+                let y0 = y0.index_axis_move(Axis(1), 0);
+                let y1 = y1.index_axis_move(Axis(1), 0);
+                rayon::join(
+                    || run(0, &mut s0[0], y0, threads / 2),
+                    || run(1, &mut s1[0], y1, threads - threads / 2),
+                );
+            } else {
+                for (d, state) in states.iter_mut().enumerate() {
+                    run(d, state, y.slice_mut(s![.., d, .., ..]), threads);
+                }
+            }
+        };
+        match inputs.threads {
+            Some(t) if threads > 1 => t.pool.install(run_dirs),
+            _ => run_dirs(),
         }
 
         let stack = |get: &dyn Fn(&State<T>) -> ArrayView2<T>| -> Array3<T> {

@@ -11,6 +11,7 @@ use tract_onnx::pb::ModelProto;
 
 use crate::attrs::{NodeSpec, OpKind};
 use crate::error::{chain_message, Error, Result};
+use crate::layer::Threads;
 use crate::op::NativeRecurrent;
 
 /// Which implementation runs the recurrent nodes.
@@ -37,6 +38,11 @@ impl fmt::Display for Engine {
 pub struct LoadOptions {
     /// Which implementation runs the recurrent nodes.
     pub engine: Engine,
+    /// Threads for the native recurrent nodes (0 or 1: the calling thread only). The two
+    /// directions of a bidirectional node run side by side, and large products share their
+    /// columns; small ones stay on one thread, where handing work over costs more than it
+    /// saves. The rest of the graph runs on the calling thread.
+    pub threads: usize,
 }
 
 /// One dimension of a graph input or output.
@@ -99,6 +105,8 @@ pub struct Model {
     /// The graph as parsed, kept to re-type it for streaming with a free sequence axis.
     pub(crate) inference: Arc<InferenceModel>,
     plan: Arc<TypedSimplePlan>,
+    /// The worker pool shared by the model's recurrent ops (and its streams).
+    pub(crate) threads: Option<Arc<Threads>>,
 }
 
 impl Model {
@@ -198,10 +206,14 @@ impl Model {
             )));
         }
         let inference = Arc::new(parsed.model);
+        let threads = match options.threads {
+            0 | 1 => None,
+            n => Some(Arc::new(Threads::new(n).map_err(Error::Run)?)),
+        };
         // tract's own lowering of recurrent ops (the `tract` engine) can panic on shapes it
         // does not expect; a library must return an error instead.
         let typed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            optimize(InferenceModel::clone(&inference), false)
+            optimize(InferenceModel::clone(&inference), false, threads.as_ref())
         }))
         .map_err(|panic| {
             let what = panic
@@ -258,6 +270,7 @@ impl Model {
             recurrent,
             inference,
             plan,
+            threads,
         })
     }
 
@@ -372,18 +385,21 @@ pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()>
 }
 
 /// Types, declutters and optimizes a parsed graph; with `streaming`, the recurrent ops keep
-/// their state across calls.
+/// their state across calls; with `threads`, they run on that pool.
 ///
 /// Some of tract's graph rewrites fail on graphs PyTorch's dynamo exporter writes (an unrolled
 /// bidirectional `nn.RNN` with `Flip`, for one); the typed graph is then run as it is, which
 /// is slower but computes the same values.
-pub(crate) fn optimize(model: InferenceModel, streaming: bool) -> TractResult<TypedModel> {
+pub(crate) fn optimize(
+    model: InferenceModel,
+    streaming: bool,
+    threads: Option<&Arc<Threads>>,
+) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
-    if streaming {
-        for node in typed.nodes_mut() {
-            if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
-                op.streaming = true;
-            }
+    for node in typed.nodes_mut() {
+        if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
+            op.streaming = streaming;
+            op.threads = threads.cloned();
         }
     }
     match typed.clone().into_optimized() {

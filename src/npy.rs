@@ -795,6 +795,20 @@ mod zip {
             });
             at += 46 + name_len + extra_len + comment_len;
         }
+        // Stored members cannot hold more than the archive: central-directory entries that
+        // point at one member many times would otherwise decode it again and again (a
+        // few-kilobyte file asking for gigabytes).
+        let total = members
+            .iter()
+            .try_fold(0u64, |acc, m| acc.checked_add(m.size))
+            .unwrap_or(u64::MAX);
+        if total > b.len() as u64 {
+            return Err(format!(
+                "its members declare {total} bytes of data, more than the archive's {} bytes \
+                 (corrupt, or members that overlap)",
+                b.len()
+            ));
+        }
         Ok(members)
     }
 

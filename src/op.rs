@@ -15,7 +15,7 @@ use crate::attrs::{Layout, NodeSpec, OpKind};
 use crate::cells::State;
 use crate::error::shape_string;
 use crate::kernels::Float;
-use crate::layer::{Layer, RunInputs};
+use crate::layer::{Layer, RunInputs, Threads};
 
 /// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
 pub fn register(onnx: &mut Onnx) {
@@ -212,6 +212,7 @@ impl Expansion for RecurrentExpansion {
             spec: spec.clone(),
             layer: None,
             streaming: false,
+            threads: None,
         };
         match op.prepared(model, inputs)? {
             Some((prepared, per_run)) => model.wire_node(prefix, prepared, &per_run),
@@ -321,6 +322,8 @@ pub struct NativeRecurrent {
     layer: Option<Arc<AnyLayer>>,
     /// Keep the final states in the session and start the next call from them.
     pub(crate) streaming: bool,
+    /// Worker threads, when the model was loaded with more than one.
+    pub(crate) threads: Option<Arc<Threads>>,
 }
 
 impl PartialEq for NativeRecurrent {
@@ -330,7 +333,12 @@ impl PartialEq for NativeRecurrent {
             (None, None) => true,
             _ => false,
         };
-        self.spec == other.spec && same_layer && self.streaming == other.streaming
+        let same_threads = match (&self.threads, &other.threads) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.spec == other.spec && same_layer && self.streaming == other.streaming && same_threads
     }
 }
 impl Eq for NativeRecurrent {}
@@ -466,6 +474,7 @@ impl NativeRecurrent {
                     .as_ref()
                     .map(|t| t.to_plain_array_view::<T>())
                     .transpose()?,
+                threads: op.threads.as_deref(),
             };
             let mut carry = carry;
             let mut states = carry.as_deref_mut().map(T::take).unwrap_or_default();

@@ -57,7 +57,7 @@ impl Model {
                 .set_input_fact(ix, fact)
                 .map_err(|e| refuse(chain_message(&e)))?;
         }
-        let typed = optimize(inference, true).map_err(|e| {
+        let typed = optimize(inference, true, self.threads.as_ref()).map_err(|e| {
             refuse(format!(
                 "the graph does not accept a free sequence length ({})",
                 chain_message(&e)

@@ -694,6 +694,7 @@ impl<T: Float> TorchRecurrent<T> {
                 sequence_lens: None,
                 initial_h: h0.as_ref().map(|a| a.slice(rows).into_dyn()),
                 initial_c: c0.as_ref().map(|a| a.slice(rows).into_dyn()),
+                threads: None,
             };
             let out = layer.run(x.view().into_dyn(), inputs, None)?;
             h_n.slice_mut(rows).assign(&out.y_h);

@@ -160,3 +160,32 @@ fn chunk_refuses_a_model_that_cannot_stream() {
         out.stderr
     );
 }
+
+#[test]
+fn threaded_cli_runs_match_pytorch() {
+    // Bidirectional (directions side by side), long H=192 (products split), and a stream.
+    for (dir, extra) in [
+        ("fixtures/matrix/lstm_l1_bi_legacy_op17", vec![]),
+        ("fixtures/matrix/gru_l3_bi_noinit_dynamo", vec![]),
+        ("fixtures/matrix/gru_long_h192_dynamo", vec![]),
+        (
+            "fixtures/matrix/lstm_long_h192_legacy_op17",
+            vec!["--chunk", "5"],
+        ),
+    ] {
+        let files = |prefix: &str| -> Vec<String> {
+            (0..)
+                .map(|i| format!("{dir}/{prefix}_{i}.npy"))
+                .take_while(|p| root().join(p).exists())
+                .collect()
+        };
+        let mut args = vec![format!("{dir}/model.onnx")];
+        args.extend(files("input"));
+        args.extend(["--threads", "2"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("--expect".into());
+        args.extend(files("expected"));
+        let out = rnn_run(&args);
+        assert_eq!(out.code, 0, "{dir}: {}{}", out.stdout, out.stderr);
+    }
+}

@@ -458,6 +458,16 @@ struct RunStats {
 
 /// Build, run and compare one case in one dtype. Err carries a full report.
 fn run_case(case: &Case, dt: Dt, weights_as_initializers: bool) -> Result<RunStats, String> {
+    run_case_on(case, dt, weights_as_initializers, 1).map(|(stats, _)| stats)
+}
+
+/// [`run_case`] on a model loaded with `threads`; also returns the outputs.
+fn run_case_on(
+    case: &Case,
+    dt: Dt,
+    weights_as_initializers: bool,
+    threads: usize,
+) -> Result<(RunStats, Vec<rnn_run::Tensor>), String> {
     let desc = || describe(case, dt, weights_as_initializers);
     let i = &case.inputs;
     let opts = BuildOpts {
@@ -495,7 +505,11 @@ fn run_case(case: &Case, dt: Dt, weights_as_initializers: bool) -> Result<RunSta
         tensors.push(t);
     }
 
-    let model = rnn_run::Model::from_bytes(&bytes)
+    let options = rnn_run::LoadOptions {
+        threads,
+        ..Default::default()
+    };
+    let model = rnn_run::Model::from_bytes_with(&bytes, &options)
         .map_err(|e| format!("{}\n  Model::from_bytes failed: {e}", desc()))?;
     let outs = model
         .run(tensors)
@@ -568,7 +582,7 @@ fn run_case(case: &Case, dt: Dt, weights_as_initializers: bool) -> Result<RunSta
             }
         }
     }
-    Ok(stats)
+    Ok((stats, outs))
 }
 
 fn abbreviate(it: impl Iterator<Item = f64>) -> Vec<f64> {
@@ -1498,4 +1512,46 @@ fn builder_models_parse_in_tract() {
             }
         }
     }
+}
+
+/// Threads split the products by whole columns (and the projection by rows), and run the
+/// directions of a bidirectional node side by side: every output element is computed by the
+/// same operations in the same order, so results are bit-identical to one thread. Sizes are
+/// large enough that the products really split (and H is not a multiple of the panel width).
+#[test]
+fn threads_give_bit_identical_results() {
+    let mut checked = 0;
+    for (op, direction, seq, lbr) in [
+        (OpKind::Lstm, "forward", SeqMode::Absent, false),
+        (OpKind::Lstm, "bidirectional", SeqMode::Varied, false),
+        (OpKind::Gru, "forward", SeqMode::Absent, false),
+        (OpKind::Gru, "reverse", SeqMode::Varied, true),
+        (OpKind::Gru, "bidirectional", SeqMode::Absent, true),
+        (OpKind::Rnn, "bidirectional", SeqMode::Absent, false),
+        (OpKind::Rnn, "forward", SeqMode::Varied, false),
+    ] {
+        for batch in [1, 3] {
+            let id = format!("threads_{op:?}_{direction}_{batch}_{lbr}");
+            let h = if op == OpKind::Rnn { 300 } else { 136 };
+            let spec = NamedSpec {
+                shape: (6, batch, 40, h),
+                seq,
+                has_p: op == OpKind::Lstm,
+                ..spec(op, direction)
+            };
+            let case = named_case(&id, spec, |a| a.linear_before_reset = lbr);
+            for dt in [Dt::F32, Dt::F64] {
+                let (_, one) = run_case_on(&case, dt, true, 1).unwrap_or_else(|e| panic!("{e}"));
+                for threads in [2, 3] {
+                    let (_, many) =
+                        run_case_on(&case, dt, true, threads).unwrap_or_else(|e| panic!("{e}"));
+                    for (a, b) in one.iter().zip(&many) {
+                        assert_eq!(a, b, "{id} {dt:?}: {threads} threads differ from one");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 7 * 2 * 2 * 2);
 }

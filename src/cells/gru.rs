@@ -13,7 +13,7 @@ use ndarray::{s, Array1, ArrayView2, ArrayViewMut2};
 use super::activation::{Act, Clip};
 use super::{project_packed, rows_of, Cell, DirWeights, State, Workspace};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::{gemm_packed, Float, Init, Packed};
+use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// A gated recurrent unit.
 #[derive(Debug, Clone)]
@@ -99,10 +99,12 @@ impl<T: Float> Cell<T> for Gru<T> {
         let (clip, f, g) = (&self.clip, &self.f, &self.g);
         let h_prev = state.h_slice();
         let gx = rows_of(&gx);
+        let parts = ws.parts;
         let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
         let extra = ws.extra.as_slice_mut().expect("workspace is contiguous");
         // z and r: input side plus Ht-1·R[zr]ᵀ.
-        gemm_packed(
+        gemm_packed_par(
+            parts,
             batch,
             h_prev,
             hs,
@@ -114,7 +116,8 @@ impl<T: Float> Cell<T> for Gru<T> {
         if self.linear_before_reset {
             // Ht-1·Rhᵀ + Rbh, which the reset gate scales.
             let rbh = self.rbh.as_slice().expect("owned, contiguous");
-            gemm_packed(
+            gemm_packed_par(
+                parts,
                 batch,
                 h_prev,
                 hs,
@@ -144,7 +147,8 @@ impl<T: Float> Cell<T> for Gru<T> {
         }
         if !self.linear_before_reset {
             // (rt ⊙ Ht-1)·Rhᵀ on top of the input side (which already holds Wbh + Rbh).
-            gemm_packed(
+            gemm_packed_par(
+                parts,
                 batch,
                 extra,
                 hs,

@@ -14,7 +14,7 @@ use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 use super::activation::{Act, Clip};
 use super::{add_mul, project_packed, rows_of, Cell, DirWeights, State, Workspace};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::{gemm_packed, Float, Init, Packed};
+use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// A long short-term memory cell.
 #[derive(Debug, Clone)]
@@ -89,7 +89,8 @@ impl<T: Float> Cell<T> for Lstm<T> {
         }
         let gx = rows_of(&gx);
         let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
-        gemm_packed(
+        gemm_packed_par(
+            ws.parts,
             state.batch(),
             state.h_slice(),
             hs,

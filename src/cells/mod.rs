@@ -129,20 +129,24 @@ impl<T: Float> State<T> {
     }
 }
 
-/// Buffers a cell reuses across steps, so the time loop does not allocate.
+/// Buffers a cell reuses across steps, so the time loop does not allocate, and how many
+/// threads its recurrent products may use.
 #[derive(Debug)]
 pub struct Workspace<T> {
     /// `[batch, gates·hidden]`.
     gates: Array2<T>,
     /// `[batch, hidden]`, for GRU's `r ⊙ h`.
     extra: Array2<T>,
+    /// Threads of the current rayon pool the products split their columns over (1: none).
+    parts: usize,
 }
 
 impl<T: Float> Workspace<T> {
-    fn new(batch: usize, gate_width: usize, hidden: usize) -> Workspace<T> {
+    fn new(batch: usize, gate_width: usize, hidden: usize, parts: usize) -> Workspace<T> {
         Workspace {
             gates: Array2::zeros((batch, gate_width)),
             extra: Array2::zeros((batch, hidden)),
+            parts: parts.max(1),
         }
     }
 }
@@ -192,7 +196,7 @@ pub trait Cell<T: Float>: Send + Sync {
     /// Advances `state` by one time step of input `x_t` (`[batch, input]`).
     fn step(&self, state: &mut State<T>, x_t: ArrayView2<T>) {
         let xs = x_t.insert_axis(ndarray::Axis(0));
-        run_sequence(self, xs, state, None, false, None);
+        run_sequence(self, xs, state, None, false, None, 1);
     }
 
     /// Runs a whole sequence `xs` (`[seq, batch, input]`) forward from `state`, leaving the
@@ -200,7 +204,7 @@ pub trait Cell<T: Float>: Send + Sync {
     fn seq(&self, state: &mut State<T>, xs: ArrayView3<T>) -> Array3<T> {
         let (t, b, _) = xs.dim();
         let mut y = Array3::zeros((t, b, self.hidden_size()));
-        run_sequence(self, xs, state, None, false, Some(y.view_mut()));
+        run_sequence(self, xs, state, None, false, Some(y.view_mut()), 1);
         y
     }
 }
@@ -212,6 +216,9 @@ pub trait Cell<T: Float>: Send + Sync {
 /// a reverse direction starts at its entry's last valid step); `y`, when given, is
 /// `[seq, batch, hidden]`, receives the hidden state of every valid step, and must be zeroed
 /// by the caller for the steps past an entry's length.
+///
+/// With `parts` > 1 (inside a rayon pool's `install`), the input projection splits its rows
+/// and every recurrent product its columns over that many threads.
 pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     cell: &C,
     x: ArrayView3<T>,
@@ -219,6 +226,7 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     lens: Option<&[usize]>,
     reverse: bool,
     mut y: Option<ArrayViewMut3<T>>,
+    parts: usize,
 ) {
     let (t_len, batch, input) = x.dim();
     let gate_width = cell.weights().r_t.ncols();
@@ -232,10 +240,10 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
         .into_shape_with_order((t_len * batch, input))
         .expect("standard layout reshapes");
     let mut gx_all = Array2::zeros((t_len * batch, gate_width));
-    cell.project(x_rows, gx_all.view_mut());
+    project_split(cell, x_rows, gx_all.view_mut(), parts);
 
     let mut next = state.clone();
-    let mut ws = Workspace::new(batch, gate_width, cell.hidden_size());
+    let mut ws = Workspace::new(batch, gate_width, cell.hidden_size(), parts);
     let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
 
     if uniform {
@@ -277,6 +285,28 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
             }
         }
     }
+}
+
+/// [`Cell::project`] with the rows shared among `parts` threads of the current rayon pool.
+fn project_split<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
+    x: ArrayView2<T>,
+    mut out: ArrayViewMut2<T>,
+    parts: usize,
+) {
+    let rows = x.nrows();
+    // Each half reads all of Wᵀ: only worth it when there are rows enough to share.
+    if parts <= 1 || rows < 8 {
+        return cell.project(x, out);
+    }
+    let left_parts = parts / 2;
+    let mid = rows * left_parts / parts;
+    let (x1, x2) = x.split_at(ndarray::Axis(0), mid);
+    let (o1, o2) = out.view_mut().split_at(ndarray::Axis(0), mid);
+    rayon::join(
+        || project_split(cell, x1, o1, left_parts),
+        || project_split(cell, x2, o2, parts - left_parts),
+    );
 }
 
 /// Rows of a 2-D view as one slice with its row stride: the view itself when it is in

@@ -5,7 +5,7 @@ use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 use super::activation::{Act, Clip};
 use super::{project_packed, rows_of, Cell, DirWeights, State, Workspace};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::{gemm_packed, Float, Init, Packed};
+use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// A simple (Elman) recurrent cell.
 #[derive(Debug, Clone)]
@@ -59,12 +59,13 @@ impl<T: Float> Cell<T> for Rnn<T> {
         gx: ArrayView2<T>,
         state: &State<T>,
         next: &mut State<T>,
-        _ws: &mut Workspace<T>,
+        ws: &mut Workspace<T>,
     ) {
         let hs = self.hidden_size();
         let gx = rows_of(&gx);
         let out = next.h_slice_mut();
-        gemm_packed(
+        gemm_packed_par(
+            ws.parts,
             state.batch(),
             state.h_slice(),
             hs,

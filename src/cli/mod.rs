@@ -138,15 +138,16 @@ fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
-fn load(path: &std::path::Path, engine: args::EngineArg) -> Result<Model> {
+fn load(path: &std::path::Path, engine: args::EngineArg, threads: u32) -> Result<Model> {
     let options = LoadOptions {
         engine: engine.into(),
+        threads: threads as usize,
     };
     Model::load_with(path, &options).map_err(|e| anyhow!("cannot load model: {e}"))
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
-    let model = load(&a.model, a.engine)?;
+    let model = load(&a.model, a.engine, 1)?;
     if a.json {
         emit(&format!("{}\n", report::inspect_json(&model).pretty()));
     } else {
@@ -156,11 +157,8 @@ fn inspect(a: InspectArgs) -> Result<i32> {
 }
 
 fn run(a: RunArgs) -> Result<i32> {
-    // Accepted for forward compatibility; the library chooses its own threading for now.
-    let _threads = a.threads;
-
     let start = Instant::now();
-    let model = load(&a.model, a.engine)?;
+    let model = load(&a.model, a.engine, a.threads)?;
     let load_ms = elapsed_ms(start);
 
     let bound = inputs::bind(&model, &a.inputs)?;
