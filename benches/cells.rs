@@ -220,7 +220,7 @@ fn main() {
         for &op in &ops {
             for &h in &[64usize, 128, 256, 512] {
                 for &batch in &[1usize, 4, 16] {
-                    let seqs: &[usize] = if h <= 128 { &[100, 1000] } else { &[10, 100] };
+                    let seqs: &[usize] = if h <= 128 { &[100, 1000] } else { &[100] };
                     for &t in seqs {
                         let label = format!("{} h{} b{} t{}", op.name(), h, batch, t);
                         if !filters.is_empty()

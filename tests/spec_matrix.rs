@@ -1555,3 +1555,24 @@ fn threads_give_bit_identical_results() {
     }
     assert_eq!(checked, 7 * 2 * 2 * 2);
 }
+
+/// Long enough that the input projection runs in several chunks (128 rows each, so 25 steps
+/// at batch 5, the last chunk shorter), forwards and backwards.
+#[test]
+fn named_long_sequences_project_in_chunks() {
+    for (op, direction) in [
+        (OpKind::Lstm, "bidirectional"),
+        (OpKind::Gru, "reverse"),
+        (OpKind::Rnn, "bidirectional"),
+    ] {
+        let spec = NamedSpec {
+            shape: (103, 5, 3, 4),
+            ..spec(op, direction)
+        };
+        check_case(&named_case(
+            &format!("long_chunks_{op:?}_{direction}"),
+            spec,
+            |_| {},
+        ));
+    }
+}

@@ -209,6 +209,9 @@ pub trait Cell<T: Float>: Send + Sync {
     }
 }
 
+/// Rows of input projected per product in [`run_sequence`].
+const PROJECTION_ROWS: usize = 128;
+
 /// Runs one direction over a sequence.
 ///
 /// `x` is `[seq, batch, input]`; `state` holds the initial state and receives the final one;
@@ -233,32 +236,50 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     if t_len == 0 || batch == 0 {
         return;
     }
-    // The input projection for every step in one product: it does not depend on the state.
     let x_std = x.as_standard_layout();
     let x_rows = x_std
         .view()
         .into_shape_with_order((t_len * batch, input))
         .expect("standard layout reshapes");
-    let mut gx_all = Array2::zeros((t_len * batch, gate_width));
-    project_split(cell, x_rows, gx_all.view_mut(), parts);
-
     let mut next = state.clone();
     let mut ws = Workspace::new(batch, gate_width, cell.hidden_size(), parts);
     let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
 
     if uniform {
-        for k in 0..t_len {
-            let t = if reverse { t_len - 1 - k } else { k };
-            let gx = gx_all.slice(s![t * batch..(t + 1) * batch, ..]);
-            cell.step_projected(gx, state, &mut next, &mut ws);
-            std::mem::swap(state, &mut next);
-            if let Some(y) = y.as_mut() {
-                y.slice_mut(s![t, .., ..]).assign(&state.h);
+        // The input projection does not depend on the state, so it runs as one product per
+        // chunk of steps: rows enough to keep the product efficient, few enough that the
+        // chunk's gates stay in cache (a whole-sequence buffer would be fresh, faulting pages
+        // on every run, and evicted by the time the steps read it).
+        let chunk = (PROJECTION_ROWS / batch).clamp(1, t_len);
+        let mut gx_chunk = Array2::zeros((chunk * batch, gate_width));
+        let mut done = 0;
+        while done < t_len {
+            let n = chunk.min(t_len - done);
+            let t0 = if reverse { t_len - done - n } else { done };
+            project_split(
+                cell,
+                x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]),
+                gx_chunk.slice_mut(s![..n * batch, ..]),
+                parts,
+            );
+            for k in 0..n {
+                let local = if reverse { n - 1 - k } else { k };
+                let gx = gx_chunk.slice(s![local * batch..(local + 1) * batch, ..]);
+                cell.step_projected(gx, state, &mut next, &mut ws);
+                std::mem::swap(state, &mut next);
+                if let Some(y) = y.as_mut() {
+                    y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+                }
             }
+            done += n;
         }
         return;
     }
 
+    // Entries of different lengths need different time steps at once (a reverse entry starts
+    // at its own last step), so the whole projection is made up front.
+    let mut gx_all = Array2::zeros((t_len * batch, gate_width));
+    project_split(cell, x_rows, gx_all.view_mut(), parts);
     let lens = lens.unwrap_or(&[]);
     let steps = lens.iter().copied().max().unwrap_or(0).min(t_len);
     let mut gx = Array2::zeros((batch, gate_width));
