@@ -412,6 +412,10 @@ def matrix() -> list[tuple[str, Callable[[], fl.TorchCase], str]]:
     for kind in KINDS:
         for exp, op in exporters:
             add_cfg(Cfg(kind, exp, op, layers=2, dynamic=not (exp == "legacy" and op == 14)))
+    # 1b. dynamo without dynamic_shapes (its default) writes the sequence length into Reshape
+    #     targets; streaming has to free them.
+    for kind in ("lstm", "gru"):
+        add_cfg(Cfg(kind, "dynamo", DYNAMO_DEFAULT, layers=2, dynamic=False))
     # 2. structural features x {legacy op17, dynamo default}: covers bidirectional x batch_first,
     #    bidirectional x num_layers, bias, dropout and omitted initial states.
     feats = [

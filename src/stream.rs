@@ -41,12 +41,18 @@ impl Model {
         // Re-type with the sequence axes free and the recurrent ops stateful.
         let mut inference = InferenceModel::clone(&self.inference);
         let seq = inference.symbols.sym(STREAM_SEQ);
+        let mut exported_lengths = vec![];
         for (ix, axis) in seq_inputs.iter().enumerate() {
             let Some(axis) = *axis else { continue };
             let mut fact = inference
                 .input_fact(ix)
                 .map_err(|e| refuse(chain_message(&e)))?
                 .clone();
+            if let Some(n) = fact.shape.dim(axis).and_then(|d| d.concretize()) {
+                if let Ok(n) = n.to_i64() {
+                    exported_lengths.push(n);
+                }
+            }
             if let Some(mut shape) = fact.shape.concretize() {
                 shape[axis] = seq.clone().into();
                 fact = fact.with_shape(ShapeFactoid::from(shape));
@@ -57,6 +63,8 @@ impl Model {
                 .set_input_fact(ix, fact)
                 .map_err(|e| refuse(chain_message(&e)))?;
         }
+        free_reshape_lengths(&mut inference, &exported_lengths)
+            .map_err(|e| refuse(chain_message(&e)))?;
         let typed = optimize(inference, true, self.threads.as_ref()).map_err(|e| {
             refuse(format!(
                 "the graph does not accept a free sequence length ({})",
@@ -86,6 +94,54 @@ impl Model {
             output_seq_axes,
         })
     }
+}
+
+/// PyTorch's dynamo exporter, without `dynamic_shapes`, writes the sequence length into
+/// Reshape targets (`[320, 1, 192]` after a GRU), which then refuse any other length. An entry
+/// equal to an exported length, the only such entry in its target and with no `-1` beside it,
+/// becomes `-1`: the same reshape at the exported length (the volume fixes it), and the one
+/// that follows the sequence at others. Targets shared with other ops, or ambiguous ones
+/// (the length appearing twice), are left alone, and re-typing then refuses the stream.
+fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractResult<()> {
+    if lengths.is_empty() {
+        return Ok(());
+    }
+    let targets: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "Reshape" && n.inputs.len() == 2)
+        .map(|n| n.inputs[1].node)
+        .collect();
+    for id in targets {
+        let node = model.node(id);
+        let Some(konst) = node.op_as::<tract_core::ops::konst::Const>() else {
+            continue;
+        };
+        let only_reshapes = model
+            .outlet_successors(OutletId::new(id, 0))
+            .iter()
+            .all(|inlet| model.node(inlet.node).op.name() == "Reshape" && inlet.slot == 1);
+        let Ok(shape) = konst.val().cast_to::<i64>() else {
+            continue;
+        };
+        let Ok(shape) = shape.try_as_plain_ram().and_then(|t| t.as_slice::<i64>()) else {
+            continue;
+        };
+        let hits: Vec<usize> = (0..shape.len())
+            .filter(|&i| lengths.contains(&shape[i]))
+            .collect();
+        if !only_reshapes || hits.len() != 1 || shape.contains(&-1) || konst.val().rank() != 1 {
+            continue;
+        }
+        let mut freed = shape.to_vec();
+        freed[hits[0]] = -1;
+        let tensor = tensor1(&freed);
+        model.node_mut(id).op = Box::new(tract_core::ops::konst::Const::new(Arc::new(
+            tensor.clone(),
+        ))?);
+        model.set_outlet_fact(OutletId::new(id, 0), InferenceFact::from(tensor))?;
+    }
+    Ok(())
 }
 
 /// For each graph input, the axis that becomes a recurrent node's time axis, after checking
