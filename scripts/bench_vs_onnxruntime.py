@@ -11,7 +11,8 @@ model with its weights as initializers, then times, alternately and in the same 
   (--with-tract).
 
 Each side is measured --rounds times, interleaved; the table shows the median over rounds in µs
-per time step and the ratio rnn-run / onnxruntime.
+per time step and the ratio rnn-run / onnxruntime. A second table does the same on whole PyTorch
+exports from fixtures/matrix (ms per call; --no-exports skips it).
 
     cargo build --release -j1
     python scripts/bench_vs_onnxruntime.py            # full table
@@ -136,6 +137,8 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1],
                     help="rnn-run thread counts to time (onnxruntime keeps one thread)")
     ap.add_argument("--with-tract", action="store_true", help="also time --engine tract")
+    ap.add_argument("--no-exports", dest="exports", action="store_false",
+                    help="skip the full PyTorch exports from fixtures/matrix")
     ap.add_argument("--quick", action="store_true", help="a handful of headline cases")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
@@ -200,8 +203,55 @@ def main():
                 line += f" {tr:>9.2f} {tr / o:>9.2f}"
             print(line, flush=True)
             results.append(row)
+    exports = time_exports(binary, args) if args.exports else []
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_model(), "ort": ort.__version__, "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps(
+            {"cpu": cpu_model(), "ort": ort.__version__, "results": results, "exports": exports}, indent=1))
+
+
+# Whole PyTorch exports from the committed fixtures: the LSTM by the legacy exporter, the GRU by
+# dynamo (weights in model.onnx.data), a bidirectional GRU with a linear head.
+EXPORTS = ["lstm_long_h192_legacy_op17", "gru_long_h192_dynamo", "bigru_linear_head_legacy_op17"]
+
+
+def time_exports(binary, args):
+    """µs per call on full exports, inputs from the fixture, same alternation as the cases."""
+    print("\nfull PyTorch exports (fixtures/matrix), ms per call")
+    print(" ".join(["{:<32}", "{:>9}"] + ["{:>10}", "{:>6}"] * len(args.threads)).format(
+        "model", "ort", *[c for n in args.threads for c in (f"rnn-run×{n}", "ratio")]))
+    rows = []
+    for name in EXPORTS:
+        d = ROOT / "fixtures" / "matrix" / name
+        files = sorted(d.glob("input_*.npy"), key=lambda p: int(p.stem.split("_")[1]))
+        sess = ort_session(d / "model.onnx")
+        feed = {i.name: np.load(f) for i, f in zip(sess.get_inputs(), files)}
+        ort_ms, rr_ms = [], {n: [] for n in args.threads}
+        for _ in range(args.rounds):
+            sess.run(None, feed)
+            times = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                times.append(time.perf_counter() - t0)
+            ort_ms.append(statistics.median(times) * 1e3)
+            for n in args.threads:
+                cmd = [str(binary), str(d / "model.onnx"), *map(str, files), "--bench", "20", "--json"]
+                if n > 1:
+                    cmd += ["--threads", str(n)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                rr_ms[n].append(float(json.loads(out.stdout)["bench"]["median_ms"]))
+        o = statistics.median(ort_ms)
+        row = {"model": name, "ort_ms": o}
+        line = f"{name:<32} {o:>9.3f}"
+        for n in args.threads:
+            r = statistics.median(rr_ms[n])
+            suffix = "" if n == 1 else f"_{n}threads"
+            row["rnn_run_ms" + suffix] = r
+            row["ratio" + suffix] = r / o
+            line += f" {r:>10.3f} {r / o:>6.2f}"
+        print(line, flush=True)
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":

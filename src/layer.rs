@@ -57,6 +57,9 @@ pub struct RunInputs<'a, T> {
     pub threads: Option<&'a Threads>,
 }
 
+/// Work per direction under which [`Layer::run`] stays on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 20;
+
 /// A pool of worker threads for [`Layer::run`]: the directions of a bidirectional node run
 /// side by side, and each direction's products share their work among the threads it gets
 /// (the recurrent product by columns of Rᵀ, so each core streams its own part of the
@@ -338,7 +341,14 @@ impl<T: Float> Layer<T> {
         };
 
         let mut y = Array4::<T>::zeros((t_len, dirs, batch, h));
-        let threads = inputs.threads.map_or(1, Threads::count);
+        let macs = t_len * batch * self.cells[0].weights().r_t.ncols() * (self.input + h);
+        // Below about a million multiply-adds (tens of µs), waking other threads costs more
+        // than they save.
+        let threads = if macs < PAR_MIN_MACS {
+            1
+        } else {
+            inputs.threads.map_or(1, Threads::count)
+        };
         let mut run_dirs = || {
             let x = x_seq.view();
             let lens = lens.as_deref();
