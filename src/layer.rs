@@ -57,8 +57,9 @@ pub struct RunInputs<'a, T> {
     pub threads: Option<&'a Threads>,
 }
 
-/// Work per direction under which [`Layer::run`] stays on the calling thread.
-const PAR_MIN_MACS: usize = 1 << 20;
+/// Multiply-adds per direction under which [`Layer::run`] stays on the calling thread: below
+/// about a million (tens of µs), waking other threads costs more than they save.
+const THREADS_MIN_MACS: usize = 1 << 20;
 
 /// A pool of worker threads for [`Layer::run`]: the directions of a bidirectional node run
 /// side by side, and each direction's products share their work among the threads it gets
@@ -342,9 +343,7 @@ impl<T: Float> Layer<T> {
 
         let mut y = Array4::<T>::zeros((t_len, dirs, batch, h));
         let macs = t_len * batch * self.cells[0].weights().r_t.ncols() * (self.input + h);
-        // Below about a million multiply-adds (tens of µs), waking other threads costs more
-        // than they save.
-        let threads = if macs < PAR_MIN_MACS {
+        let threads = if macs < THREADS_MIN_MACS {
             1
         } else {
             inputs.threads.map_or(1, Threads::count)
