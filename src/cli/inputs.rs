@@ -98,32 +98,15 @@ pub fn bind(model: &Model, raw: &[OsString]) -> Result<Vec<Bound>> {
         Ok(())
     };
     for arg in args {
-        match arg {
+        let (i, path) = match arg {
             Arg::Positional(path) => {
-                let i = next;
                 next += 1;
-                let tensor = read(&path, names[i])?;
-                put(
-                    &mut slots,
-                    i,
-                    Bound {
-                        tensor,
-                        source: path.display().to_string(),
-                    },
-                )?;
+                (next - 1, path)
             }
-            Arg::Named(name, path) => {
-                let i = names.iter().position(|n| *n == name).unwrap_or_default();
-                let tensor = read(&path, &name)?;
-                put(
-                    &mut slots,
-                    i,
-                    Bound {
-                        tensor,
-                        source: path.display().to_string(),
-                    },
-                )?;
-            }
+            Arg::Named(name, path) => (
+                names.iter().position(|n| *n == name).unwrap_or_default(),
+                path,
+            ),
             Arg::Npz(path) => {
                 let arrays = npy::read_npz(&path)
                     .map_err(|e| anyhow::anyhow!("cannot read inputs from {e}"))?;
@@ -147,8 +130,12 @@ pub fn bind(model: &Model, raw: &[OsString]) -> Result<Vec<Bound>> {
                     put(&mut slots, i, Bound { tensor, source })?;
                 }
                 npz_files.push((path, keys));
+                continue;
             }
-        }
+        };
+        let tensor = read(&path, names[i])?;
+        let source = path.display().to_string();
+        put(&mut slots, i, Bound { tensor, source })?;
     }
 
     let missing: Vec<&str> = names
