@@ -446,3 +446,36 @@ fn graph_output_no_node_produces_is_an_error() {
         }
     }
 }
+
+/// fuzz `load_model`, second finding: a `Transpose` whose `perm` is not a permutation
+/// (`[1, 0, 1]`, mutated from a PyTorch export's `[1, 0, 2]`). tract-core's `perm_to_cycles`
+/// then loops forever, pushing onto a vector until memory runs out (libFuzzer: out-of-memory,
+/// malloc(4294967296), in `PermuteAxes::wire` under `Model::from_parts` → `optimize`). No
+/// `catch_unwind` helps; `Model::from_parts` should check every `Transpose` perm first.
+///
+/// The command line runs under a 2 GiB address-space limit, so that today's behaviour ends in
+/// an allocation failure rather than exhausting the machine.
+#[test]
+#[ignore = "needs src/model.rs to refuse a Transpose perm that is not a permutation"]
+fn transpose_perm_not_a_permutation_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        fixture("robustness/load_model_transpose_perm_not_permutation.onnx"),
+        dir.path().join("model.onnx"),
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("rnn-run");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 2097152; exec '{}' inspect model.onnx",
+            bin.display()
+        ))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    assert!(stderr.contains("perm"), "stderr: {stderr}");
+}
