@@ -424,7 +424,8 @@ impl<T: Float> TorchRecurrent<T> {
         // Hidden and input sizes from layer 0's forward weights.
         let (k_hh, w_hh0) = get("weight_hh_l0".into())?;
         let hidden = match w_hh0.shape() {
-            [rows, h] if *h > 0 && *rows == g * h => *h,
+            // Checked: a zero-row array may declare any column count.
+            [rows, h] if *h > 0 && g.checked_mul(*h) == Some(*rows) => *h,
             found => {
                 let mut message = format!(
                     "expected shape [{g}·hidden_size, hidden_size] ({module}: {g} gate{}), found {}",
@@ -434,7 +435,7 @@ impl<T: Float> TorchRecurrent<T> {
                 if let [rows, h] = found {
                     let other = [(1, "nn.RNN"), (4, "nn.LSTM"), (3, "nn.GRU")]
                         .into_iter()
-                        .find(|(og, _)| *og != g && *h > 0 && *rows == og * h);
+                        .find(|(og, _)| *og != g && *h > 0 && og.checked_mul(*h) == Some(*rows));
                     if let Some((_, name)) = other {
                         message.push_str(&format!("; the shape is that of an {name}"));
                     }
