@@ -16,6 +16,7 @@ pub mod layer;
 pub mod model;
 pub mod npy;
 pub mod op;
+mod precheck;
 pub mod stream;
 pub mod torch;
 

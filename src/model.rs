@@ -195,9 +195,10 @@ impl Model {
         if options.engine == Engine::Native {
             crate::op::register(&mut onnx);
         }
+        crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
         let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        let parsed = onnx
-            .parse(&proto, dir_str.as_deref())
+        let parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
+            .map_err(|what| invalid(format!("tract failed while reading the graph ({what})")))?
             .map_err(|e| Error::from_tract(e, invalid))?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(invalid(format!(
@@ -210,20 +211,12 @@ impl Model {
             0 | 1 => None,
             n => Some(Arc::new(Threads::new(n).map_err(Error::Run)?)),
         };
-        // tract's own lowering of recurrent ops (the `tract` engine) can panic on shapes it
-        // does not expect; a library must return an error instead.
-        let typed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            optimize(InferenceModel::clone(&inference), false, threads.as_ref())
-        }))
-        .map_err(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            invalid(format!("tract failed while preparing the graph ({what})"))
-        })?
-        .map_err(|e| Error::from_tract(e, invalid))?;
+        let typed =
+            without_panics(|| optimize(InferenceModel::clone(&inference), false, threads.as_ref()))
+                .map_err(|what| {
+                    invalid(format!("tract failed while preparing the graph ({what})"))
+                })?
+                .map_err(|e| Error::from_tract(e, invalid))?;
 
         let recurrent = specs
             .into_iter()
@@ -325,6 +318,19 @@ impl Model {
             .map_err(|e| Error::from_tract(e, Error::Run))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
+}
+
+/// Runs `f`, turning a panic into its message: tract panics on some malformed graphs (and its
+/// own lowering of recurrent ops on shapes it does not expect), and a library must return an
+/// error instead.
+fn without_panics<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
 }
 
 /// Checks `inputs` against declared inputs: count, element type, rank and fixed dimensions.

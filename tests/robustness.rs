@@ -134,11 +134,10 @@ fn models_cut_between_fields_never_panic() {
 }
 
 /// A model cut right before its `opset_import` (the last field PyTorch and the ONNX node
-/// tests write) still loads today, with opset 0, which `NodeSpec` reads as "any opset".
-/// ONNX requires `opset_import`; refusing a model without a default-domain entry would catch
-/// this truncation (the fix is in `Model::from_parts`, src/model.rs).
+/// tests write) used to load, with opset 0, which `NodeSpec` reads as "any opset". ONNX
+/// requires `opset_import`; `src/precheck.rs` refuses a model without a default-domain entry,
+/// which catches this truncation.
 #[test]
-#[ignore = "needs src/model.rs to refuse a model without a default-domain opset_import"]
 fn model_without_opset_import_is_refused() {
     let bytes = fs::read(fixture("onnx_node/test_lstm_defaults/model.onnx")).unwrap();
     let mut proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).unwrap();
@@ -263,12 +262,10 @@ fn external_data_short_is_an_error() {
     }
 }
 
-/// The message for a short data file should name it, as the one for a missing file does.
-/// Today it is tract's "external data range 1056..1632 is out of bounds (1100 bytes)": the
-/// fix belongs in `Model::from_parts` (check each external tensor's file and range before
-/// tract reads it).
+/// The message for a short data file names it, as the one for a missing file does (tract's
+/// own was "external data range 1056..1632 is out of bounds (1100 bytes)"; `src/precheck.rs`
+/// checks each external tensor's file and range before tract reads it).
 #[test]
-#[ignore = "needs the external-data pre-check in src/model.rs"]
 fn external_data_short_names_the_file() {
     let e = External::new();
     e.write_data(e.data.len() / 2);
@@ -432,10 +429,10 @@ fn identity_model_loads() {
 
 /// fuzz `load_model`, first crash: a graph output that no node produces (the fuzzer renamed
 /// `output` to `outpxt` in a PyTorch export). tract 0.23.9 panics in `Onnx::parse`
-/// (tract-onnx src/model.rs:187, `outlets_by_name[&output.name]`), which `Model::from_parts`
-/// calls outside its `catch_unwind`.
+/// (tract-onnx src/model.rs:187, `outlets_by_name[&output.name]`). `src/precheck.rs` now
+/// refuses such outputs first, and `Model::from_parts` runs tract's parse under
+/// `catch_unwind` as well.
 #[test]
-#[ignore = "needs src/model.rs to refuse unknown graph outputs (or catch panics in parse)"]
 fn graph_output_no_node_produces_is_an_error() {
     let minimal = identity_model(&["z"]);
     let found = fs::read(fixture("robustness/load_model_output_not_produced.onnx")).unwrap();
@@ -451,12 +448,11 @@ fn graph_output_no_node_produces_is_an_error() {
 /// (`[1, 0, 1]`, mutated from a PyTorch export's `[1, 0, 2]`). tract-core's `perm_to_cycles`
 /// then loops forever, pushing onto a vector until memory runs out (libFuzzer: out-of-memory,
 /// malloc(4294967296), in `PermuteAxes::wire` under `Model::from_parts` → `optimize`). No
-/// `catch_unwind` helps; `Model::from_parts` should check every `Transpose` perm first.
+/// `catch_unwind` helps; `src/precheck.rs` checks every `Transpose` perm first.
 ///
-/// The command line runs under a 2 GiB address-space limit, so that today's behaviour ends in
-/// an allocation failure rather than exhausting the machine.
+/// The command line runs under a 2 GiB address-space limit, so that a regression ends in an
+/// allocation failure rather than exhausting the machine.
 #[test]
-#[ignore = "needs src/model.rs to refuse a Transpose perm that is not a permutation"]
 fn transpose_perm_not_a_permutation_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     fs::copy(

@@ -1,0 +1,160 @@
+//! Checks on the ONNX protobuf before tract sees it, for defects tract does not report
+//! cleanly: it panics on a graph output nothing produces, loops until memory runs out on a
+//! Transpose `perm` that is not a permutation, and names neither the file nor the tensor when
+//! an external data file is too short. Each check returns the message for
+//! [`crate::Error::InvalidModel`].
+
+use std::path::Path;
+
+use tract_onnx::pb::{tensor_proto::DataLocation, GraphProto, ModelProto, TensorProto};
+
+/// Runs every check; `dir` is where external data files are looked up (without one, tract
+/// refuses external data by itself).
+pub(crate) fn check_model(
+    proto: &ModelProto,
+    graph: &GraphProto,
+    dir: Option<&Path>,
+) -> Result<(), String> {
+    if !proto
+        .opset_import
+        .iter()
+        .any(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+    {
+        return Err(
+            "no opset_import for the default ONNX domain (every ONNX model declares one; \
+             a file cut short loses it first)"
+                .into(),
+        );
+    }
+    check_outputs(graph)?;
+    check_transposes(graph)?;
+    if let Some(dir) = dir {
+        for t in &graph.initializer {
+            check_external_data(t, dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every graph output is produced by a node, or is a graph input or an initializer.
+fn check_outputs(graph: &GraphProto) -> Result<(), String> {
+    let known = |name: &str| {
+        graph
+            .node
+            .iter()
+            .any(|n| n.output.iter().any(|o| o == name))
+            || graph.input.iter().any(|i| i.name == name)
+            || graph.initializer.iter().any(|t| t.name == name)
+    };
+    match graph.output.iter().find(|o| !known(&o.name)) {
+        Some(o) => Err(format!(
+            "graph output '{}' is not produced by any node, nor is it an input or an initializer",
+            o.name
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every Transpose `perm` (in subgraphs too) is a permutation of `0..len`.
+fn check_transposes(graph: &GraphProto) -> Result<(), String> {
+    for node in &graph.node {
+        for attr in &node.attribute {
+            if node.op_type == "Transpose" && attr.name == "perm" && !is_permutation(&attr.ints) {
+                return Err(format!(
+                    "node '{}' (Transpose): perm {:?} is not a permutation of 0..{}",
+                    node.name,
+                    attr.ints,
+                    attr.ints.len()
+                ));
+            }
+            for g in attr.g.iter().chain(&attr.graphs) {
+                check_transposes(g)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_permutation(perm: &[i64]) -> bool {
+    let mut seen = vec![false; perm.len()];
+    perm.iter().all(|&p| {
+        usize::try_from(p)
+            .ok()
+            .and_then(|p| seen.get_mut(p))
+            .is_some_and(|s| !std::mem::replace(s, true))
+    })
+}
+
+/// An initializer stored in an external file: the file exists and holds the byte range the
+/// tensor declares (`offset` + `length`, or its element count times its element size).
+fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
+    if t.data_location != Some(DataLocation::External as i32) || !t.raw_data.is_empty() {
+        return Ok(());
+    }
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    format!(
+                        "tensor '{}': external data {key} '{v}' is not a number",
+                        t.name
+                    )
+                })
+            })
+            .transpose()
+    };
+    let Some(location) = entry("location") else {
+        return Err(format!(
+            "tensor '{}' is stored as external data but names no location",
+            t.name
+        ));
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let length = match number("length")? {
+        Some(n) => Some(n),
+        None => byte_size(t),
+    };
+    let path = dir.join(location);
+    let size = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) => {
+            return Err(format!(
+                "tensor '{}': external data file {} cannot be read ({e})",
+                t.name,
+                path.display()
+            ))
+        }
+    };
+    let Some(length) = length else { return Ok(()) };
+    match offset.checked_add(length) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(format!(
+            "tensor '{}': external data file {} holds {size} bytes, the tensor needs bytes \
+             {offset}..{} (the file is shorter than the model says)",
+            t.name,
+            path.display(),
+            offset as u128 + length as u128
+        )),
+    }
+}
+
+/// The bytes a tensor's dims and element type call for; `None` for types without a fixed
+/// size (strings) or for sizes that overflow.
+fn byte_size(t: &TensorProto) -> Option<u64> {
+    let item: u64 = match t.data_type {
+        2 | 3 | 9 => 1,       // uint8, int8, bool
+        4 | 5 | 10 | 16 => 2, // uint16, int16, float16, bfloat16
+        1 | 6 | 12 => 4,      // float, int32, uint32
+        7 | 11 | 13 => 8,     // int64, double, uint64
+        _ => return None,
+    };
+    t.dims.iter().try_fold(item, |acc, &d| {
+        u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+    })
+}
