@@ -312,9 +312,9 @@ impl Model {
     /// order). Each call is independent: no state is kept between calls.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.check_inputs(&inputs)?;
-        let outputs = self
-            .plan
-            .run(inputs.into_iter().map(|t| t.into_tvalue()).collect())
+        let inputs = inputs.into_iter().map(|t| t.into_tvalue()).collect();
+        let outputs = without_panics(|| self.plan.run(inputs))
+            .map_err(|what| Error::Run(format!("tract failed while running the graph ({what})")))?
             .map_err(|e| Error::from_tract(e, Error::Run))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
@@ -323,7 +323,7 @@ impl Model {
 /// Runs `f`, turning a panic into its message: tract panics on some malformed graphs (and its
 /// own lowering of recurrent ops on shapes it does not expect), and a library must return an
 /// error instead.
-fn without_panics<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+pub(crate) fn without_panics<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
         panic
             .downcast_ref::<String>()

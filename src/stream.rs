@@ -13,7 +13,7 @@ use tract_hir::internal::*;
 
 use crate::attrs::{Direction, Layout};
 use crate::error::{chain_message, Error, Result};
-use crate::model::{check_inputs, describe_io, optimize, IoInfo, Model};
+use crate::model::{check_inputs, describe_io, optimize, without_panics, IoInfo, Model};
 use crate::op::NativeRecurrent;
 
 /// A model being fed a sequence chunk by chunk. Made by [`Model::stream`].
@@ -212,9 +212,9 @@ impl Stream {
     /// outputs.
     pub fn push(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         check_inputs(&self.inputs, &inputs)?;
-        let outputs = self
-            .state
-            .run(inputs.into_iter().map(|t| t.into_tvalue()).collect())
+        let inputs = inputs.into_iter().map(|t| t.into_tvalue()).collect();
+        let outputs = without_panics(|| self.state.run(inputs))
+            .map_err(|what| Error::Run(format!("tract failed while running the graph ({what})")))?
             .map_err(|e| Error::from_tract(e, Error::Run))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
