@@ -218,6 +218,8 @@ impl Model {
                 })?
                 .map_err(|e| Error::from_tract(e, invalid))?;
 
+        check_tensor_sizes(&typed).map_err(invalid)?;
+
         let recurrent = specs
             .into_iter()
             .map(|spec| {
@@ -318,6 +320,55 @@ impl Model {
             .map_err(|e| Error::from_tract(e, Error::Run))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
+}
+
+/// The largest tensor a graph may make: more than any recurrent model needs, less than
+/// tract's allocation would survive on a common machine.
+const MAX_TENSOR_BYTES: u64 = 4 << 30;
+
+/// Refuses a graph one of whose tensors exceeds [`MAX_TENSOR_BYTES`] even when every symbolic
+/// dimension (batch, sequence) is 1: a size written into the file (a `ConstantOfShape` of a
+/// few hundred million rows) would otherwise make tract try the allocation on the first run.
+fn check_tensor_sizes(typed: &TypedModel) -> std::result::Result<(), String> {
+    let ones = typed
+        .symbols
+        .all_symbols()
+        .iter()
+        .fold(SymbolValues::default(), |v, s| v.with(s, 1));
+    for node in typed.nodes() {
+        for output in &node.outputs {
+            let fact = &output.fact;
+            let dims: Option<Vec<u64>> = fact
+                .shape
+                .iter()
+                .map(|d| {
+                    d.eval(&ones)
+                        .to_i64()
+                        .ok()
+                        .and_then(|n| u64::try_from(n).ok())
+                })
+                .collect();
+            let Some(dims) = dims else { continue };
+            let bytes = dims
+                .iter()
+                .try_fold(fact.datum_type.size_of() as u64, |acc, &d| {
+                    acc.checked_mul(d)
+                });
+            if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
+                return Err(format!(
+                    "node '{}' ({}) makes a tensor of shape {} {} ({} bytes at batch and \
+                     sequence 1), over the {} GiB limit",
+                    node.name,
+                    node.op.name(),
+                    crate::error::shape_string(fact.shape.iter()),
+                    dtype_name(fact.datum_type),
+                    bytes.map_or("over 2^64".to_string(), |b| b.to_string()),
+                    MAX_TENSOR_BYTES >> 30
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f`, turning a panic into its message: tract panics on some malformed graphs (and its

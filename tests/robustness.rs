@@ -503,7 +503,6 @@ fn cli_within_2_gib(dir: &Path, args: &str) -> (Option<i32>, String) {
 /// belongs in src/model.rs: check the byte size of every concrete fact of the typed graph
 /// against a limit at load (and after binding the symbols at run), naming the node.
 #[test]
-#[ignore = "needs src/model.rs to refuse tensors larger than a limit before tract allocates them"]
 fn huge_constant_of_shape_is_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     fs::copy(
