@@ -258,28 +258,120 @@ fn lower_case_activations(bytes: &[u8], mask: u8) -> Vec<u8> {
     })
 }
 
-fn compare(what: &str, got: &Tensor, want: &ArrayD<f64>, dt: Dt, case: &Case, skip_f32: bool) {
-    let got = got.cast_to::<f64>().expect("cast");
-    let got = got.to_plain_array_view::<f64>().expect("view");
-    assert_eq!(got.shape(), want.shape(), "{what}: shape\n{case:?}");
-    if want.iter().any(|v| !v.is_finite()) {
-        return;
+/// Compares outputs with the reference for one case.
+///
+/// float32 runs differ from the float64 reference by rounding, amplified by the recurrence:
+/// an Affine update gate with alpha 3 compounds both the values and their errors step after
+/// step. A float32 mismatch is therefore checked again against the reference's own
+/// sensitivity: the largest change of each output element when every input and weight moves
+/// by 2 float32 ulps (three random perturbations). A difference more than 100 times that is a
+/// finding; one within it is the problem's conditioning, not the cells.
+struct Checker<'a> {
+    attrs: &'a RefAttrs,
+    inputs: &'a RefInputs,
+    reference: reference::RefOutputs,
+    case: &'a Case,
+    dt: Dt,
+    skip_f32: bool,
+    sensitivity: std::cell::OnceCell<reference::RefOutputs>,
+}
+
+impl Checker<'_> {
+    fn want<'r>(outputs: &'r reference::RefOutputs, name: &str) -> &'r ArrayD<f64> {
+        match name {
+            "Y" => &outputs.y,
+            "Y_h" => &outputs.y_h,
+            _ => outputs.y_c.as_ref().expect("Y_c only for LSTM"),
+        }
     }
-    let magnitude = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let (rtol, atol) = match dt {
-        Dt::F64 => (1e-9, 1e-10 * magnitude),
-        Dt::F32 => (1e-4, 1e-4 * magnitude),
-    };
-    for ((idx, &w), &g) in want.indexed_iter().zip(got.iter()) {
-        let ok = (g - w).abs() <= atol + rtol * w.abs();
-        if !ok {
-            if dt == Dt::F32 && skip_f32 {
-                return;
+
+    fn sensitivity(&self) -> &reference::RefOutputs {
+        self.sensitivity.get_or_init(|| {
+            let mut rng = Rng(0x5EED);
+            let ulps = 2.0 * f32::EPSILON as f64;
+            let mut jitter = |a: &ArrayD<f64>| {
+                a.mapv(|v| {
+                    let sign = if rng.next() & 1 == 0 { 1.0 } else { -1.0 };
+                    v * (1.0 + sign * ulps)
+                })
+            };
+            let base = &self.reference;
+            let mut worst = reference::RefOutputs {
+                y: ArrayD::zeros(base.y.raw_dim()),
+                y_h: ArrayD::zeros(base.y_h.raw_dim()),
+                y_c: base.y_c.as_ref().map(|c| ArrayD::zeros(c.raw_dim())),
+            };
+            for _ in 0..3 {
+                let i = self.inputs;
+                let moved = RefInputs {
+                    x: jitter(&i.x),
+                    w: jitter(&i.w),
+                    r: jitter(&i.r),
+                    b: i.b.as_ref().map(&mut jitter),
+                    sequence_lens: i.sequence_lens.clone(),
+                    initial_h: i.initial_h.as_ref().map(&mut jitter),
+                    initial_c: i.initial_c.as_ref().map(&mut jitter),
+                    p: i.p.as_ref().map(&mut jitter),
+                };
+                let out = run_reference(self.attrs, &moved);
+                let widen = |acc: &mut ArrayD<f64>, new: &ArrayD<f64>, old: &ArrayD<f64>| {
+                    ndarray::Zip::from(acc)
+                        .and(new)
+                        .and(old)
+                        .for_each(|a, &n, &o| {
+                            *a = a.max((n - o).abs());
+                        })
+                };
+                widen(&mut worst.y, &out.y, &base.y);
+                widen(&mut worst.y_h, &out.y_h, &base.y_h);
+                if let (Some(a), Some(n), Some(o)) = (&mut worst.y_c, &out.y_c, &base.y_c) {
+                    widen(a, n, o);
+                }
+            }
+            worst
+        })
+    }
+
+    fn check(&self, what: &str, name: &str, got: &Tensor) {
+        let (dt, case) = (self.dt, self.case);
+        let want = Self::want(&self.reference, name);
+        let got = got.cast_to::<f64>().expect("cast");
+        let got = got.to_plain_array_view::<f64>().expect("view");
+        assert_eq!(got.shape(), want.shape(), "{what}: shape\n{case:?}");
+        if want.iter().any(|v| !v.is_finite()) {
+            return;
+        }
+        let magnitude = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        if dt == Dt::F32 && magnitude > 1e30 {
+            // Past float32's range (an unbounded activation such as Affine or Relu
+            // compounding over the steps): inf and NaN there are IEEE arithmetic.
+            return;
+        }
+        let (rtol, atol) = match dt {
+            Dt::F64 => (1e-9, 1e-10 * magnitude),
+            Dt::F32 => (1e-4, 1e-4 * magnitude),
+        };
+        let mut slack: Option<&ArrayD<f64>> = None;
+        for ((idx, &w), &g) in want.indexed_iter().zip(got.iter()) {
+            let diff = (g - w).abs();
+            let within = |extra: f64| diff <= atol + rtol * w.abs() + extra;
+            if within(0.0) {
+                continue;
+            }
+            if dt == Dt::F32 {
+                if self.skip_f32 {
+                    return;
+                }
+                let s = *slack.get_or_insert_with(|| Self::want(self.sensitivity(), name));
+                if within(100.0 * s[&idx]) {
+                    continue;
+                }
             }
             panic!(
-                "{what} {dt:?}: at {idx:?} got {g:e}, reference {w:e} (|diff| {:e}, magnitude {magnitude:e})\n\
+                "{what} {dt:?}: at {idx:?} got {g:e}, reference {w:e} (|diff| {diff:e}, \
+                 magnitude {magnitude:e}, reference's change for 2-ulp input changes {:e})\n\
                  got  {:?}\nwant {:?}\n{case:?}",
-                (g - w).abs(),
+                slack.map(|s| s[&idx]).unwrap_or(0.0),
                 got.iter().take(24).collect::<Vec<_>>(),
                 want.iter().take(24).collect::<Vec<_>>(),
             );
@@ -298,14 +390,21 @@ fn check_valid(case: &Case, built: &Built) {
     if case.no_hidden_attr {
         bytes = edit_node(&bytes, |n| n.attribute.retain(|a| a.name != "hidden_size"));
     }
-    let reference = run_reference(attrs, inputs);
     let dt = opts.dtype;
-    // ThresholdedRelu is discontinuous at alpha: float32 rounding may put a value on the
-    // other side, so a float32 mismatch there is not a finding.
-    let skip_f32 = attrs
-        .activations
-        .as_ref()
-        .is_some_and(|a| a.iter().any(|n| n == "ThresholdedRelu"));
+    let checker = Checker {
+        attrs,
+        inputs,
+        reference: run_reference(attrs, inputs),
+        case,
+        dt,
+        // ThresholdedRelu is discontinuous at alpha: float32 rounding may put a value on
+        // the other side, so a float32 mismatch there is not a finding.
+        skip_f32: attrs
+            .activations
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|n| n == "ThresholdedRelu")),
+        sensitivity: Default::default(),
+    };
 
     let model = Model::from_bytes(&bytes)
         .unwrap_or_else(|e| panic!("a valid node was refused at load: {e}\n{case:?}"));
@@ -314,33 +413,23 @@ fn check_valid(case: &Case, built: &Built) {
         .unwrap_or_else(|e| panic!("a valid node was refused at run: {e}\n{case:?}"));
     assert_eq!(outs.len(), out_names.len());
     for (name, got) in out_names.iter().zip(&outs) {
-        let want = match name.as_str() {
-            "Y" => &reference.y,
-            "Y_h" => &reference.y_h,
-            _ => reference.y_c.as_ref().unwrap(),
-        };
-        compare(name, got, want, dt, case, skip_f32);
+        checker.check(name, name, got);
     }
 
     // The same node through `layer::Layer`, without tract.
     let spec = &model.recurrent_nodes()[0].spec;
     match dt {
-        Dt::F64 => check_layer::<f64>(spec, inputs, &reference, case, dt, skip_f32, |a| a.clone()),
-        Dt::F32 => check_layer::<f32>(spec, inputs, &reference, case, dt, skip_f32, |a| {
-            a.mapv(|v| v as f32)
-        }),
+        Dt::F64 => check_layer::<f64>(spec, &checker, |a| a.clone()),
+        Dt::F32 => check_layer::<f32>(spec, &checker, |a| a.mapv(|v| v as f32)),
     }
 }
 
 fn check_layer<T: rnn_run::kernels::Float>(
     spec: &rnn_run::attrs::NodeSpec,
-    inputs: &RefInputs,
-    reference: &reference::RefOutputs,
-    case: &Case,
-    dt: Dt,
-    skip_f32: bool,
+    checker: &Checker,
     conv: impl Fn(&ArrayD<f64>) -> ArrayD<T>,
 ) {
+    let (inputs, case) = (checker.inputs, checker.case);
     let w = conv(&inputs.w);
     let r = conv(&inputs.r);
     let b = inputs.b.as_ref().map(&conv);
@@ -372,31 +461,10 @@ fn check_layer<T: rnn_run::kernels::Float>(
     let f64_of = |a: ndarray::ArrayViewD<T>| -> Tensor {
         Tensor::from(a.mapv(|v| v.to_f64().unwrap_or(f64::NAN)))
     };
-    compare(
-        "layer Y",
-        &f64_of(out.y.view().into_dyn()),
-        &reference.y,
-        dt,
-        case,
-        skip_f32,
-    );
-    compare(
-        "layer Y_h",
-        &f64_of(out.y_h.view().into_dyn()),
-        &reference.y_h,
-        dt,
-        case,
-        skip_f32,
-    );
-    if let (Some(got), Some(want)) = (&out.y_c, &reference.y_c) {
-        compare(
-            "layer Y_c",
-            &f64_of(got.view().into_dyn()),
-            want,
-            dt,
-            case,
-            skip_f32,
-        );
+    checker.check("layer Y", "Y", &f64_of(out.y.view().into_dyn()));
+    checker.check("layer Y_h", "Y_h", &f64_of(out.y_h.view().into_dyn()));
+    if let Some(got) = &out.y_c {
+        checker.check("layer Y_c", "Y_c", &f64_of(got.view().into_dyn()));
     }
 }
 
