@@ -57,6 +57,10 @@ pub struct RunInputs<'a, T> {
     pub threads: Option<&'a Threads>,
 }
 
+/// The largest tensor rnn-run makes or lets a graph make: more than any recurrent model
+/// needs, less than an allocation would survive on a common machine.
+pub(crate) const MAX_TENSOR_BYTES: u64 = 4 << 30;
+
 /// Multiply-adds per direction under which [`Layer::run`] stays on the calling thread: below
 /// about a million (tens of µs), waking other threads costs more than they save.
 const THREADS_MIN_MACS: usize = 1 << 20;
@@ -265,6 +269,27 @@ impl<T: Float> Layer<T> {
         let (t_len, batch, _) = x_seq.dim();
         let dirs = self.cells.len();
         let h = self.hidden;
+        // Y (and the whole-sequence projection, with sequence_lens) are sized from X's shape,
+        // and an X without features holds no data whatever its length: check before allocating.
+        let gates = self.cells[0].weights().r_t.ncols();
+        let largest = [dirs * h, gates]
+            .iter()
+            .map(|&w| {
+                [t_len, batch, w, std::mem::size_of::<T>()]
+                    .iter()
+                    .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            })
+            .try_fold(0u64, |acc, b| b.map(|b| acc.max(b)));
+        if largest.is_none_or(|b| b > MAX_TENSOR_BYTES) {
+            return Err(spec.error(format!(
+                "input X: shape {} asks for an output Y of {} (over {} bytes), more than the \
+                 {} GiB limit",
+                shape_string(&x_shape),
+                shape_string([t_len, dirs, batch, h]),
+                largest.map_or("2^64".into(), |b| b.to_string()),
+                MAX_TENSOR_BYTES >> 30
+            )));
+        }
 
         let lens = match inputs.sequence_lens {
             None => None,

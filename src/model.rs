@@ -11,7 +11,7 @@ use tract_onnx::pb::ModelProto;
 
 use crate::attrs::{NodeSpec, OpKind};
 use crate::error::{chain_message, Error, Result};
-use crate::layer::Threads;
+use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
 
 /// Which implementation runs the recurrent nodes.
@@ -321,10 +321,6 @@ impl Model {
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
 }
-
-/// The largest tensor a graph may make: more than any recurrent model needs, less than
-/// tract's allocation would survive on a common machine.
-const MAX_TENSOR_BYTES: u64 = 4 << 30;
 
 /// Refuses a graph one of whose tensors exceeds [`MAX_TENSOR_BYTES`] even when every symbolic
 /// dimension (batch, sequence) is 1: a size written into the file (a `ConstantOfShape` of a

@@ -523,11 +523,9 @@ fn huge_constant_of_shape_is_refused_before_allocating() {
 /// holds no data at all (128 bytes of header), yet `Layer::run` allocates Y as
 /// `[T, D, B, H]` = 2^40 × 4 floats (16 TiB) and the process aborts ("memory allocation of
 /// 17592186044416 bytes failed", exit 134): an allocation failure is not a panic and no
-/// `catch_unwind` sees it. The fix belongs in src/layer.rs (and the cells' workspaces):
-/// compute the output and work-space sizes with checked products and allocate them fallibly
-/// (`Vec::try_reserve_exact`), returning a node error naming X's shape.
+/// `catch_unwind` sees it. `Layer::run` now sizes Y (and the whole-sequence projection) with
+/// checked products against the 4 GiB limit first, returning a node error naming X's shape.
 #[test]
-#[ignore = "needs src/layer.rs to size Y with checked products and allocate it fallibly"]
 fn empty_x_with_huge_sequence_is_refused_before_allocating() {
     use pb::tensor_proto::DataType;
     let dir = tempfile::tempdir().unwrap();
@@ -594,7 +592,7 @@ fn empty_x_with_huge_sequence_is_refused_before_allocating() {
     fs::write(dir.path().join("model.onnx"), model.encode_to_vec()).unwrap();
     let mut header =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1, 0), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
