@@ -383,3 +383,28 @@ fn huge_hidden_size_is_refused_before_allocating() {
     ));
     assert!(m.contains("hidden_size") || m.contains("input W"), "{m}");
 }
+
+/// The cells' public API: an LSTM state built without a cell state starts from C = 0 (as an
+/// absent `initial_c` does) instead of panicking.
+#[test]
+fn lstm_state_without_cell_state_starts_from_zero() {
+    use ndarray::{Array1, Array2, Array3};
+    use rnn_run::cells::{Cell, DirWeights, Lstm, State};
+    let w = Array2::from_shape_fn((12, 2), |(i, j)| (i as f32 - j as f32) * 0.05);
+    let r = Array2::from_shape_fn((12, 3), |(i, j)| (i as f32 + j as f32) * 0.02);
+    let b = Array1::from_shape_fn(24, |i| i as f32 * 0.01);
+    let cell = Lstm::new(
+        DirWeights::from_onnx(w.view(), r.view(), Some(b.view()), None),
+        &[],
+        None,
+        false,
+    );
+    let xs = Array3::from_shape_fn((4, 2, 2), |(t, b, i)| (t + b + i) as f32 * 0.1);
+    let h0 = Array2::from_shape_fn((2, 3), |(b, j)| (b + j) as f32 * 0.1);
+    let mut without_c = State::new(h0.clone(), None);
+    let mut with_zero_c = State::new(h0, Some(Array2::zeros((2, 3))));
+    let a = cell.seq(&mut without_c, xs.view());
+    let b = cell.seq(&mut with_zero_c, xs.view());
+    assert_eq!(a, b);
+    assert_eq!(without_c, with_zero_c);
+}

@@ -236,6 +236,11 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     if t_len == 0 || batch == 0 {
         return;
     }
+    // A state built without a cell state (`State::new(h, None)`) starts LSTM from C = 0, as
+    // an absent initial_c does.
+    if cell.kind() == OpKind::Lstm && state.c.is_none() {
+        state.c = Some(Array2::zeros(state.h.raw_dim()));
+    }
     let x_std = x.as_standard_layout();
     let x_rows = x_std
         .view()
