@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use rnn_run::{npy, IoInfo, Tensor};
 
-use super::format::{fmt_exact, fmt_g, fmt_index, values_f64};
+use super::format::{fmt_exact, fmt_g, fmt_index, with_values_f64};
 
 /// A reference array and where it came from.
 pub struct Reference {
@@ -143,16 +143,43 @@ pub fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<
             worst: None,
         });
     }
-    let a =
-        values_f64(got).ok_or_else(|| anyhow!("cannot compare outputs of this element type"))?;
-    let b = values_f64(expected)
-        .ok_or_else(|| anyhow!("cannot compare references of this element type"))?;
+    let found = with_values_f64(got, |a| {
+        with_values_f64(expected, |b| differences(a, b, rtol, atol))
+            .ok_or_else(|| anyhow!("cannot compare references of this element type"))
+    })
+    .ok_or_else(|| anyhow!("cannot compare outputs of this element type"))??;
+    let (max_abs, max_rel, mismatched, worst) = found;
+    let worst = worst.map(|(k, got_k, expected_k)| Worst {
+        index: unravel(k, got.shape()),
+        got: got_k,
+        expected: expected_k,
+    });
+    Ok(Comparison {
+        error: None,
+        max_abs: Some(max_abs),
+        max_rel: Some(max_rel),
+        mismatched,
+        total: got.len(),
+        worst,
+    })
+}
+
+/// Max abs and rel differences, the mismatch count, and the worst element (flat index, got,
+/// expected), reading both value streams once.
+#[allow(clippy::type_complexity)]
+fn differences(
+    a: &mut dyn Iterator<Item = f64>,
+    b: &mut dyn Iterator<Item = f64>,
+    rtol: f64,
+    atol: f64,
+) -> (f64, f64, usize, Option<(usize, f64, f64)>) {
     let mut max_abs = 0f64;
     let mut max_rel = 0f64;
     let mut mismatched = 0;
-    // (badness, diff, flat index); badness = diff / allowed, infinite for NaN or inf mismatches.
-    let mut worst: Option<(f64, f64, usize)> = None;
-    for (k, (&x, &y)) in a.iter().zip(&b).enumerate() {
+    // (badness, diff, flat index, got, expected); badness = diff / allowed, infinite for NaN
+    // or inf mismatches.
+    let mut worst: Option<(f64, f64, usize, f64, f64)> = None;
+    for (k, (x, y)) in a.zip(b).enumerate() {
         let (diff, pass) = if x.is_nan() || y.is_nan() {
             if x.is_nan() && y.is_nan() {
                 (0.0, true)
@@ -187,25 +214,18 @@ pub fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<
         let key = (badness, if diff.is_nan() { f64::INFINITY } else { diff });
         let better = match worst {
             None => true,
-            Some((wb, wd, _)) => key.0 > wb || (key.0 == wb && key.1 > wd),
+            Some((wb, wd, ..)) => key.0 > wb || (key.0 == wb && key.1 > wd),
         };
         if better {
-            worst = Some((key.0, key.1, k));
+            worst = Some((key.0, key.1, k, x, y));
         }
     }
-    let worst = worst.filter(|_| !a.is_empty()).map(|(_, _, k)| Worst {
-        index: unravel(k, got.shape()),
-        got: a[k],
-        expected: b[k],
-    });
-    Ok(Comparison {
-        error: None,
-        max_abs: Some(max_abs),
-        max_rel: Some(max_rel),
+    (
+        max_abs,
+        max_rel,
         mismatched,
-        total: a.len(),
-        worst,
-    })
+        worst.map(|(_, _, k, x, y)| (k, x, y)),
+    )
 }
 
 fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {

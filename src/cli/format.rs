@@ -79,11 +79,40 @@ pub fn fmt_index(index: &[usize]) -> String {
     )
 }
 
-/// The tensor's values as f64 in C order, when its type converts.
-pub fn values_f64(t: &Tensor) -> Option<Vec<f64>> {
-    let cast = t.cast_to::<f64>().ok()?;
-    let view = cast.to_plain_array_view::<f64>().ok()?;
-    Some(view.iter().copied().collect())
+/// Calls `f` with the tensor's values as f64, in C order, converted one at a time: no copy
+/// of the tensor is made (a report on a large output used to hold two f64 copies of it).
+/// `None` when the element type does not convert.
+pub fn with_values_f64<R>(
+    t: &Tensor,
+    f: impl FnOnce(&mut dyn Iterator<Item = f64>) -> R,
+) -> Option<R> {
+    macro_rules! each {
+        ($t:ty, $conv:expr) => {{
+            let view = t.to_plain_array_view::<$t>().ok()?;
+            let mut values = view.iter().map($conv);
+            Some(f(&mut values))
+        }};
+    }
+    match t.datum_type() {
+        DatumType::F32 => each!(f32, |&v| v as f64),
+        DatumType::F64 => each!(f64, |&v| v),
+        DatumType::F16 => each!(tract_hir::internal::f16, |v| v.to_f64()),
+        DatumType::I8 => each!(i8, |&v| v as f64),
+        DatumType::I16 => each!(i16, |&v| v as f64),
+        DatumType::I32 => each!(i32, |&v| v as f64),
+        DatumType::I64 => each!(i64, |&v| v as f64),
+        DatumType::U8 => each!(u8, |&v| v as f64),
+        DatumType::U16 => each!(u16, |&v| v as f64),
+        DatumType::U32 => each!(u32, |&v| v as f64),
+        DatumType::U64 => each!(u64, |&v| v as f64),
+        DatumType::Bool => each!(bool, |&v| if v { 1.0 } else { 0.0 }),
+        _ => {
+            let cast = t.cast_to::<f64>().ok()?;
+            let view = cast.to_plain_array_view::<f64>().ok()?;
+            let mut values = view.iter().copied();
+            Some(f(&mut values))
+        }
+    }
 }
 
 /// Summary statistics of a tensor.
@@ -99,13 +128,19 @@ pub struct Stats {
 /// How many leading values summaries show.
 pub const FIRST: usize = 6;
 
-pub fn stats(values: &[f64]) -> Stats {
+pub fn stats(values: &mut dyn Iterator<Item = f64>) -> Stats {
     let mut min = f64::INFINITY;
     let mut max = f64::NEG_INFINITY;
     let mut sum = 0.0;
     let mut n = 0usize;
     let mut nan = 0usize;
-    for &v in values {
+    let mut count = 0usize;
+    let mut first = Vec::with_capacity(FIRST);
+    for v in values {
+        count += 1;
+        if first.len() < FIRST {
+            first.push(v);
+        }
         if v.is_nan() {
             nan += 1;
             continue;
@@ -116,12 +151,12 @@ pub fn stats(values: &[f64]) -> Stats {
         n += 1;
     }
     Stats {
-        count: values.len(),
+        count,
         nan,
         min: (n > 0).then_some(min),
         max: (n > 0).then_some(max),
         mean: (n > 0).then(|| sum / n as f64),
-        first: values.iter().take(FIRST).copied().collect(),
+        first,
     }
 }
 

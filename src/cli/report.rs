@@ -4,7 +4,7 @@ use rnn_run::attrs::{Layout, OpKind};
 use rnn_run::{dtype_name, Dim, IoInfo, Model, RecurrentNode, Tensor};
 
 use super::compare::Comparison;
-use super::format::{fmt_g, fmt_value, stats, values_f64, FIRST};
+use super::format::{fmt_g, fmt_value, stats, with_values_f64, FIRST};
 use super::json::Json;
 
 /// Everything known about one output after a run.
@@ -154,9 +154,8 @@ impl RunReport<'_> {
                 dtype_name(dt),
                 shape_of(o.tensor)
             ));
-            match values_f64(o.tensor) {
-                Some(values) if !values.is_empty() => {
-                    let s = stats(&values);
+            match with_values_f64(o.tensor, stats) {
+                Some(s) if s.count > 0 => {
                     let v = |x: Option<f64>| x.map(|x| fmt_value(x, dt)).unwrap_or("-".into());
                     out.push_str(&format!(
                         "  min {}  max {}  mean {}  ({} value{}{})\n",
