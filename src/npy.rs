@@ -428,8 +428,7 @@ fn check_size(path: &Path, header: &NpyHeader, present: u64) -> Result<usize> {
 /// declared shape and the actual data size.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
-    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
-    let file_len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    let (mut file, file_len) = open_regular(path)?;
     // The preamble is at most 12 bytes; read it, then exactly the header text.
     let mut head = vec![0u8; (file_len.min(12)) as usize];
     file.read_exact(&mut head).map_err(|e| io_err(path, e))?;
@@ -454,7 +453,10 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let present = file_len - header.data_offset as u64;
     let needed = check_size(path, &header, present)?;
     let mut data = Vec::with_capacity(needed);
-    file.read_to_end(&mut data).map_err(|e| io_err(path, e))?;
+    // One byte more than needed tells a file that grew meanwhile, without reading all of it.
+    file.take(needed as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| io_err(path, e))?;
     if data.len() != needed {
         return Err(invalid(
             path,
@@ -649,8 +651,34 @@ pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
 /// numpy's `np.load` does.
 pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    let (file, len) = open_regular(path)?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|e| invalid(path, format!("cannot hold the {len}-byte archive: {e}")))?;
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err(path, e))?;
     parse_npz(&bytes, path)
+}
+
+/// Opens a file that must be a regular file, and returns its length. A device, FIFO or
+/// directory (`/dev/zero` named `x.npz`, say) would otherwise be read until memory runs out.
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a device, pipe or socket"
+        };
+        return Err(invalid(
+            path,
+            format!("not a regular file ({what}), expected a .npy or .npz file"),
+        ));
+    }
+    Ok((file, meta.len()))
 }
 
 /// Parses a whole `.npz` archive held in memory; `path` only names it in errors.

@@ -605,3 +605,57 @@ fn empty_x_with_huge_sequence_is_refused_before_allocating() {
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
     assert!(!stderr.contains("internal error"), "stderr: {stderr}");
 }
+
+// ------------------------------------------------------------------------------------------
+// Files that are not regular files: a device such as /dev/zero never ends.
+
+#[cfg(unix)]
+#[test]
+fn npy_and_npz_readers_refuse_devices_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.npz")).unwrap();
+    for (what, result) in [
+        (
+            "npz device",
+            rnn_run::npy::read_npz(dir.path().join("zero.npz")).map(|_| ()),
+        ),
+        (
+            "npy device",
+            rnn_run::npy::read_npy("/dev/zero").map(|_| ()),
+        ),
+        (
+            "npz directory",
+            rnn_run::npy::read_npz(dir.path()).map(|_| ()),
+        ),
+        (
+            "npy directory",
+            rnn_run::npy::read_npy(dir.path()).map(|_| ()),
+        ),
+    ] {
+        let err = result.expect_err(what);
+        assert!(matches!(err, Error::Io { .. }), "{what}: {err:?}");
+        assert!(
+            err.to_string().contains("not a regular file"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn cli_refuses_devices_and_directories() {
+    let e = External::new();
+    e.write_data(e.data.len());
+    std::os::unix::fs::symlink("/dev/zero", e.dir.path().join("zero.onnx")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", e.dir.path().join("zero.npz")).unwrap();
+    fs::create_dir(e.dir.path().join("folder.onnx")).unwrap();
+    insta::assert_snapshot!(
+        "cli_model_is_a_device",
+        e.cli(&["zero.onnx", "input_0.npy"])
+    );
+    insta::assert_snapshot!(
+        "cli_model_is_a_directory",
+        e.cli(&["inspect", "folder.onnx"])
+    );
+    insta::assert_snapshot!("cli_npz_is_a_device", e.cli(&["model.onnx", "zero.npz"]));
+}
