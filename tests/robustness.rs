@@ -422,6 +422,47 @@ fn identity_model(outputs: &[&str]) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// `x → Identity → (y, "")`: an empty optional output name, as exporters write for RNN
+/// nodes' absent Y or Y_h, with graph outputs named `outputs`.
+fn identity_model_with_empty_output(outputs: &[&str]) -> Vec<u8> {
+    let mut proto = pb::ModelProto::decode(&identity_model(outputs)[..]).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    graph.node[0].output.push(String::new());
+    proto.encode_to_vec()
+}
+
+/// A graph output with an empty name, in a graph where a node leaves an optional output
+/// unnamed (""): tract registers only non-empty output names, so its parse panics as for any
+/// unknown output (tract-onnx src/model.rs:187). `Model::from_parts` catches the panic
+/// ("tract failed while parsing"); the pre-check's "not produced by any node" message is
+/// missed because `check_outputs` in src/precheck.rs counts the node's "" as producing "".
+/// Seen once in the third `load_model` run.
+#[test]
+#[ignore = "needs src/precheck.rs check_outputs to skip empty names"]
+fn graph_output_with_empty_name_is_named_in_the_error() {
+    let bytes = identity_model_with_empty_output(&["y", ""]);
+    match load_bytes(&bytes, "empty output name") {
+        Err(Error::InvalidModel { message, .. }) => {
+            assert!(message.contains("graph output ''"), "{message}")
+        }
+        other => panic!("expected InvalidModel, got {other:?}"),
+    }
+}
+
+#[test]
+fn graph_output_with_empty_name_is_an_error() {
+    let bytes = identity_model_with_empty_output(&["y", ""]);
+    assert!(matches!(
+        load_bytes(&bytes, "empty output name"),
+        Err(Error::InvalidModel { .. })
+    ));
+    load_bytes(
+        &identity_model_with_empty_output(&["y"]),
+        "unnamed optional output",
+    )
+    .unwrap();
+}
+
 #[test]
 fn identity_model_loads() {
     load_bytes(&identity_model(&["y"]), "identity").unwrap();
