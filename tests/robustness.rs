@@ -700,3 +700,38 @@ fn cli_refuses_devices_and_directories() {
     );
     insta::assert_snapshot!("cli_npz_is_a_device", e.cli(&["model.onnx", "zero.npz"]));
 }
+
+/// External data `location` must be a relative path inside the model's directory (tract
+/// refuses anything else). The pre-check in src/precheck.rs looks the file up first, with
+/// `dir.join(location)`, so an absolute or `..` location is stat-ed outside the directory and
+/// its size shows in the message ("external data file /etc/hostname holds 13 bytes"): a model
+/// file can probe which files exist elsewhere. The check should refuse such locations before
+/// touching them.
+#[test]
+#[ignore = "needs src/precheck.rs to refuse absolute and '..' locations before stat-ing them"]
+fn external_data_outside_the_model_directory_is_refused_unread() {
+    let e = External::new();
+    let bytes = fs::read(e.model()).unwrap();
+    let mut proto = pb::ModelProto::decode(&bytes[..]).unwrap();
+    // The model goes one level down; the file it probes stays beside the subdirectory.
+    let sub = e.dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    let outside = e.dir.path().join("outside.bin");
+    fs::write(&outside, [0u8; 13]).unwrap();
+    for location in [outside.to_str().unwrap(), "../outside.bin"] {
+        for t in &mut proto.graph.as_mut().unwrap().initializer {
+            for entry in &mut t.external_data {
+                if entry.key == "location" {
+                    entry.value = location.to_string();
+                }
+            }
+        }
+        fs::write(sub.join("probe.onnx"), proto.encode_to_vec()).unwrap();
+        let err = catch_unwind(AssertUnwindSafe(|| Model::load(sub.join("probe.onnx"))))
+            .unwrap_or_else(|_| panic!("Model::load panicked"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("13 bytes"), "{location}: {err}");
+        assert!(err.contains("relative"), "{location}: {err}");
+    }
+}
