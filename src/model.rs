@@ -119,10 +119,7 @@ impl Model {
     /// Loads a model file with options.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_regular_file(path)?;
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -507,4 +504,31 @@ pub fn dtype_name(dt: DatumType) -> String {
         DatumType::Bool => "bool".into(),
         other => format!("{other:?}").to_lowercase(),
     }
+}
+
+/// Reads a model file, which must be a regular file: a device or FIFO (`/dev/zero`) would
+/// otherwise be read until memory runs out.
+fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a device, pipe or socket"
+        };
+        return Err(Error::InvalidModel {
+            what: path.display().to_string(),
+            message: format!("not a regular file ({kind}), expected an ONNX model"),
+        });
+    }
+    let mut bytes = Vec::new();
+    // The length is only a hint (the file may change under us); `take` bounds the read.
+    file.take(meta.len()).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }

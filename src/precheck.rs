@@ -46,7 +46,13 @@ fn check_outputs(graph: &GraphProto) -> Result<(), String> {
             || graph.input.iter().any(|i| i.name == name)
             || graph.initializer.iter().any(|t| t.name == name)
     };
-    match graph.output.iter().find(|o| !known(&o.name)) {
+    // An empty name is not a reference: a node's omitted optional outputs are named '' too,
+    // so `known` would find one and let tract panic on the lookup later.
+    match graph
+        .output
+        .iter()
+        .find(|o| o.name.is_empty() || !known(&o.name))
+    {
         Some(o) => Err(format!(
             "graph output '{}' is not produced by any node, nor is it an input or an initializer",
             o.name
@@ -120,9 +126,22 @@ fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
         Some(n) => Some(n),
         None => byte_size(t),
     };
-    let path = dir.join(location);
+    let path = inside_model_dir(dir, location).map_err(|why| {
+        format!(
+            "tensor '{}': external data location '{location}' {why}; ONNX requires a \
+             relative path inside the model's directory",
+            t.name
+        )
+    })?;
     let size = match std::fs::metadata(&path) {
-        Ok(m) => m.len(),
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => {
+            return Err(format!(
+                "tensor '{}': external data {} is not a regular file",
+                t.name,
+                path.display()
+            ))
+        }
         Err(e) => {
             return Err(format!(
                 "tensor '{}': external data file {} cannot be read ({e})",
@@ -142,6 +161,32 @@ fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
             offset as u128 + length as u128
         )),
     }
+}
+
+/// Resolves an external-data `location` against the model's directory, refusing anything
+/// that could reach outside it. The checks come before any metadata is read, so a crafted
+/// model cannot probe the size or existence of files elsewhere through our error messages.
+fn inside_model_dir(dir: &Path, location: &str) -> Result<std::path::PathBuf, &'static str> {
+    use std::path::Component;
+    let rel = Path::new(location);
+    if location.is_empty() {
+        return Err("is empty");
+    }
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err("contains '..'"),
+            Component::RootDir | Component::Prefix(_) => return Err("is absolute"),
+        }
+    }
+    let path = dir.join(rel);
+    // A symlink inside the directory may still point outside it; when both resolve, compare.
+    if let (Ok(real_dir), Ok(real)) = (dir.canonicalize(), path.canonicalize()) {
+        if !real.starts_with(&real_dir) {
+            return Err("resolves (through a symbolic link) outside the model's directory");
+        }
+    }
+    Ok(path)
 }
 
 /// The bytes a tensor's dims and element type call for; `None` for types without a fixed

@@ -14,7 +14,7 @@ mod report;
 use std::ffi::OsString;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use rnn_run::{npy, LoadOptions, Model, Tensor};
 
 use args::{Command, InspectArgs, RunArgs};
@@ -143,21 +143,6 @@ fn load(path: &std::path::Path, engine: args::EngineArg, threads: u32) -> Result
         engine: engine.into(),
         threads: threads as usize,
     };
-    // `Model::load` reads the whole file: a device or FIFO (`/dev/zero`) would be read until
-    // memory runs out. A missing file is left to it (its message names the path).
-    if let Ok(meta) = std::fs::metadata(path) {
-        if !meta.is_file() {
-            bail!(
-                "cannot load model: {}: not a regular file ({}), expected an ONNX model",
-                path.display(),
-                if meta.is_dir() {
-                    "a directory"
-                } else {
-                    "a device, pipe or socket"
-                }
-            );
-        }
-    }
     Model::load_with(path, &options).map_err(|e| anyhow!("cannot load model: {e}"))
 }
 
