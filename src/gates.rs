@@ -9,10 +9,11 @@
 //!   cells always run sequence-major.
 
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis,
+    Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
+    ArrayViewMut3, ArrayViewMut4, Axis,
 };
 
-use crate::attrs::OpKind;
+use crate::attrs::{Layout, OpKind};
 
 /// A framework's gate order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,16 +82,48 @@ pub fn swap_batch_and_seq<T: Clone>(x: ArrayView3<T>) -> Array3<T> {
     x.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
 }
 
-/// States: batch-major `[B, D, H]` to direction-major `[D, B, H]` (and back).
-pub fn swap_batch_and_dirs<T: Clone>(s: ArrayView3<T>) -> Array3<T> {
-    s.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+/// The axis of Y (`[T, D, B, H]` or `[B, T, D, H]`) that holds the directions.
+fn y_dirs_axis(layout: Layout) -> Axis {
+    match layout {
+        Layout::SeqMajor => Axis(1),
+        Layout::BatchMajor => Axis(2),
+    }
 }
 
-/// Y: the cells' `[T, D, B, H]` (layout 0) to layout 1's `[B, T, D, H]`.
-pub fn seq_major_y_to_batch_major<T: Clone>(y: ArrayView4<T>) -> Array4<T> {
-    y.permuted_axes([2, 0, 1, 3])
-        .as_standard_layout()
-        .into_owned()
+/// The axis of a state (`[D, B, H]` or `[B, D, H]`) that holds the directions.
+fn state_dirs_axis(layout: Layout) -> Axis {
+    match layout {
+        Layout::SeqMajor => Axis(0),
+        Layout::BatchMajor => Axis(1),
+    }
+}
+
+/// Each direction of a node's Y, seen as the cells' `[T, B, H]` whatever the node's layout,
+/// so the cells write straight into the output (no transposed copy afterwards).
+pub fn y_directions_as_seq_major<'a, T>(
+    y: &'a mut ArrayViewMut4<'_, T>,
+    layout: Layout,
+) -> Vec<ArrayViewMut3<'a, T>> {
+    y.axis_iter_mut(y_dirs_axis(layout))
+        .map(|d| match layout {
+            Layout::SeqMajor => d,
+            Layout::BatchMajor => d.permuted_axes([1, 0, 2]),
+        })
+        .collect()
+}
+
+/// Direction `d` of a state input or output (`initial_h`, `Y_h`, ...) as the cells' `[B, H]`.
+pub fn state_direction<'a, T>(s: ArrayView3<'a, T>, layout: Layout, d: usize) -> ArrayView2<'a, T> {
+    s.index_axis_move(state_dirs_axis(layout), d)
+}
+
+/// Mutable [`state_direction`].
+pub fn state_direction_mut<'a, T>(
+    s: ArrayViewMut3<'a, T>,
+    layout: Layout,
+    d: usize,
+) -> ArrayViewMut2<'a, T> {
+    s.index_axis_move(state_dirs_axis(layout), d)
 }
 
 /// Joins the input-side and recurrent-side biases into ONNX's `B = [Wb, Rb]` (`[2·G·H]`): the

@@ -3,14 +3,16 @@
 //! both the tract op and library users get the same messages.
 
 use ndarray::{
-    s, Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut3, Axis, CowArray, Ix1, Ix2,
-    Ix3,
+    Array3, Array4, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut3, ArrayViewMut4, Axis,
+    CowArray, Ix1, Ix2, Ix3,
 };
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
 use crate::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn, State};
 use crate::error::{shape_string, NodeError};
-use crate::gates::{seq_major_y_to_batch_major, swap_batch_and_dirs, swap_batch_and_seq};
+use crate::gates::{
+    state_direction, state_direction_mut, swap_batch_and_seq, y_directions_as_seq_major,
+};
 use crate::kernels::Float;
 
 /// A node's cells, one per direction, built once from its weights.
@@ -42,6 +44,18 @@ pub struct LayerOutputs<T> {
     pub y_h: Array3<T>,
     /// Y_c (LSTM): same shape as Y_h.
     pub y_c: Option<Array3<T>>,
+}
+
+/// Where [`Layer::run_into`] writes the node's outputs, each in the node's own layout and
+/// with the shape [`Layer::output_shapes`] gives; an output left `None` is not computed.
+#[derive(Debug, Default)]
+pub struct OutputViews<'a, T> {
+    /// Y, zero-filled by the caller.
+    pub y: Option<ArrayViewMut4<'a, T>>,
+    /// Y_h.
+    pub y_h: Option<ArrayViewMut3<'a, T>>,
+    /// Y_c (LSTM only).
+    pub y_c: Option<ArrayViewMut3<'a, T>>,
 }
 
 /// What a run needs besides X: the optional inputs, as given to the node.
@@ -236,43 +250,52 @@ impl<T: Float> Layer<T> {
         &self,
         x: ArrayViewD<T>,
         inputs: RunInputs<T>,
-        mut carry: Option<&mut Vec<State<T>>>,
+        carry: Option<&mut Vec<State<T>>>,
     ) -> Result<LayerOutputs<T>, NodeError> {
+        let (y_shape, state_shape) = self.output_shapes(x.shape())?;
+        let mut y = Array4::zeros(y_shape);
+        let mut y_h = Array3::zeros(state_shape);
+        let mut y_c = (self.spec.op == OpKind::Lstm).then(|| Array3::zeros(state_shape));
+        self.run_into(
+            x,
+            inputs,
+            carry,
+            OutputViews {
+                y: Some(y.view_mut()),
+                y_h: Some(y_h.view_mut()),
+                y_c: y_c.as_mut().map(|c| c.view_mut()),
+            },
+        )?;
+        Ok(LayerOutputs { y, y_h, y_c })
+    }
+
+    /// The shapes of Y and of Y_h/Y_c for an X of shape `x_shape`, after checking X's rank
+    /// and input size, and that Y (and the work space the run needs) stays under the 4 GiB
+    /// limit: X's sequence length is data, so nothing may be allocated from it unchecked.
+    pub fn output_shapes(&self, x_shape: &[usize]) -> Result<([usize; 4], [usize; 3]), NodeError> {
         let spec = &self.spec;
         let batch_major = spec.layout == Layout::BatchMajor;
-        let x_shape = x.shape().to_vec();
-        let x = x.into_dimensionality::<Ix3>().map_err(|_| {
-            spec.error(format!(
+        let &[a, b, input] = x_shape else {
+            return Err(spec.error(format!(
                 "input X: expected rank 3 ({}), found shape {}",
                 if batch_major {
                     "[batch, seq, input]"
                 } else {
                     "[seq, batch, input]"
                 },
-                shape_string(&x_shape)
-            ))
-        })?;
-        if x.dim().2 != self.input {
+                shape_string(x_shape)
+            )));
+        };
+        if input != self.input {
             return Err(spec.error(format!(
-                "input X: expected input size {} (from W), found {} in shape {}",
+                "input X: expected input size {} (from W), found {input} in shape {}",
                 self.input,
-                x.dim().2,
-                shape_string(x.shape())
+                shape_string(x_shape)
             )));
         }
-        // The cells run sequence-major.
-        let x_seq: CowArray<T, Ix3> = if batch_major {
-            swap_batch_and_seq(x).into()
-        } else {
-            x.as_standard_layout()
-        };
-        let (t_len, batch, _) = x_seq.dim();
-        let dirs = self.cells.len();
-        let h = self.hidden;
-        // Y (and the whole-sequence projection, with sequence_lens) are sized from X's shape,
-        // and an X without features holds no data whatever its length: check before allocating.
-        let gates = self.cells[0].weights().r_t.ncols();
-        let largest = [dirs * h, gates]
+        let (t_len, batch) = if batch_major { (b, a) } else { (a, b) };
+        let (dirs, h) = (self.cells.len(), self.hidden);
+        let largest = [dirs * h, self.cells[0].gate_width()]
             .iter()
             .map(|&w| {
                 [t_len, batch, w, std::mem::size_of::<T>()]
@@ -284,12 +307,63 @@ impl<T: Float> Layer<T> {
             return Err(spec.error(format!(
                 "input X: shape {} asks for an output Y of {} (over {} bytes), more than the \
                  {} GiB limit",
-                shape_string(&x_shape),
+                shape_string(x_shape),
                 shape_string([t_len, dirs, batch, h]),
                 largest.map_or("2^64".into(), |b| b.to_string()),
                 MAX_TENSOR_BYTES >> 30
             )));
         }
+        Ok(if batch_major {
+            ([batch, t_len, dirs, h], [batch, dirs, h])
+        } else {
+            ([t_len, dirs, batch, h], [dirs, batch, h])
+        })
+    }
+
+    /// [`Layer::run`] writing into the caller's arrays (shaped by [`Layer::output_shapes`];
+    /// Y zero-filled, since steps past an entry's `sequence_lens` are left as they are).
+    /// Outputs left `None` are not written, and Y is not even kept when absent: a stream that
+    /// only needs the final state pays for nothing else.
+    pub fn run_into(
+        &self,
+        x: ArrayViewD<T>,
+        inputs: RunInputs<T>,
+        carry: Option<&mut Vec<State<T>>>,
+        mut out: OutputViews<T>,
+    ) -> Result<(), NodeError> {
+        let spec = &self.spec;
+        let layout = spec.layout;
+        let (y_shape, state_shape) = self.output_shapes(x.shape())?;
+        let wrong_output = |name: &str, found: &[usize], want: &[usize]| {
+            (found != want).then(|| {
+                spec.error(format!(
+                    "output {name}: expected an array of shape {}, found {}",
+                    shape_string(want),
+                    shape_string(found)
+                ))
+            })
+        };
+        let given = [
+            ("Y", out.y.as_ref().map(|a| a.shape()), &y_shape[..]),
+            ("Y_h", out.y_h.as_ref().map(|a| a.shape()), &state_shape[..]),
+            ("Y_c", out.y_c.as_ref().map(|a| a.shape()), &state_shape[..]),
+        ];
+        for (name, found, want) in given {
+            if let Some(e) = found.and_then(|f| wrong_output(name, f, want)) {
+                return Err(e);
+            }
+        }
+        if out.y_c.is_some() && spec.op != OpKind::Lstm {
+            return Err(spec.error("output Y_c exists for LSTM only"));
+        }
+        let x = x.into_dimensionality::<Ix3>().expect("rank checked");
+        // The cells run sequence-major.
+        let x_seq: CowArray<T, Ix3> = match layout {
+            Layout::BatchMajor => swap_batch_and_seq(x).into(),
+            Layout::SeqMajor => x.as_standard_layout(),
+        };
+        let (t_len, batch, _) = x_seq.dim();
+        let dirs = self.cells.len();
 
         let lens = match inputs.sequence_lens {
             None => None,
@@ -313,61 +387,61 @@ impl<T: Float> Layer<T> {
             }
         };
 
-        let state_dims = if batch_major {
-            [batch, dirs, h]
-        } else {
-            [dirs, batch, h]
+        let check_state = |name: &str, found: &[usize]| {
+            if found == state_shape {
+                return Ok(());
+            }
+            Err(spec.error(format!(
+                "input {name}: expected shape {} ({}), found {}",
+                shape_string(state_shape),
+                match layout {
+                    Layout::BatchMajor => "[batch, num_directions, hidden]",
+                    Layout::SeqMajor => "[num_directions, batch, hidden]",
+                },
+                shape_string(found)
+            )))
         };
-        let initial =
-            |name: &str, given: Option<ArrayViewD<T>>| -> Result<Option<Array3<T>>, NodeError> {
-                let Some(a) = given else { return Ok(None) };
-                if a.shape() != state_dims {
-                    return Err(spec.error(format!(
-                        "input {name}: expected shape {} ({}), found {}",
-                        shape_string(state_dims),
-                        if batch_major {
-                            "[batch, num_directions, hidden]"
-                        } else {
-                            "[num_directions, batch, hidden]"
-                        },
-                        shape_string(a.shape())
-                    )));
-                }
-                let a = a.into_dimensionality::<Ix3>().expect("shape checked");
-                Ok(Some(if batch_major {
-                    swap_batch_and_dirs(a)
-                } else {
-                    a.to_owned()
-                }))
-            };
-        let h0 = initial("initial_h", inputs.initial_h)?;
-        let c0 = initial("initial_c", inputs.initial_c)?;
+        let mut given = [inputs.initial_h, inputs.initial_c];
+        let [h0, c0] = [("initial_h", 0), ("initial_c", 1)].map(|(name, i)| {
+            given[i]
+                .take()
+                .map(|a| {
+                    check_state(name, a.shape())?;
+                    Ok(a.into_dimensionality::<Ix3>().expect("shape checked"))
+                })
+                .transpose()
+        });
+        let (h0, c0) = (h0?, c0?);
         if c0.is_some() && spec.op != OpKind::Lstm {
             return Err(spec.error("input initial_c exists for LSTM only"));
         }
 
+        let mut carry = carry;
         let mut states: Vec<State<T>> = match carry.as_deref_mut() {
             Some(c) if c.len() == dirs && c.iter().all(|s| s.batch() == batch) => std::mem::take(c),
             _ => (0..dirs)
                 .map(|d| {
-                    let mut s = self.cells[d].zero_state(batch);
-                    let hd = h0.as_ref().map(|a| a.index_axis(Axis(0), d).to_owned());
-                    let cd = c0.as_ref().map(|a| a.index_axis(Axis(0), d).to_owned());
-                    if hd.is_some() || cd.is_some() {
-                        let hs = hd.unwrap_or_else(|| s.h().to_owned());
-                        let cs = match (cd, s.c()) {
-                            (Some(c), _) => Some(c),
-                            (None, c) => c.map(|c| c.to_owned()),
-                        };
-                        s = State::new(hs, cs);
+                    let s = self.cells[d].zero_state(batch);
+                    let h = h0.map(|a| state_direction(a, layout, d).to_owned());
+                    let c = c0.map(|a| state_direction(a, layout, d).to_owned());
+                    if h.is_none() && c.is_none() {
+                        return s;
                     }
-                    s
+                    let c = c.or_else(|| s.c().map(|c| c.to_owned()));
+                    State::new(h.unwrap_or_else(|| s.h().to_owned()), c)
                 })
                 .collect(),
         };
 
-        let mut y = Array4::<T>::zeros((t_len, dirs, batch, h));
-        let macs = t_len * batch * self.cells[0].weights().r_t.ncols() * (self.input + h);
+        let mut y = out.y.take();
+        let mut y_dirs: Vec<Option<ArrayViewMut3<T>>> = match y.as_mut() {
+            Some(y) => y_directions_as_seq_major(y, layout)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..dirs).map(|_| None).collect(),
+        };
+        let macs = t_len * batch * self.cells[0].gate_width() * (self.input + self.hidden);
         let threads = if macs < THREADS_MIN_MACS {
             1
         } else {
@@ -376,31 +450,21 @@ impl<T: Float> Layer<T> {
         let mut run_dirs = || {
             let x = x_seq.view();
             let lens = lens.as_deref();
-            let run = |d: usize, state: &mut State<T>, y_d: ArrayViewMut3<T>, parts: usize| {
+            let run = |d: usize, state: &mut State<T>, y_d: Option<ArrayViewMut3<T>>, parts| {
                 let reverse = spec.direction.is_reverse(d);
-                run_sequence(
-                    self.cells[d].as_ref(),
-                    x,
-                    state,
-                    lens,
-                    reverse,
-                    Some(y_d),
-                    parts,
-                );
+                run_sequence(self.cells[d].as_ref(), x, state, lens, reverse, y_d, parts);
             };
             if dirs == 2 && threads >= 2 {
                 // The directions are independent: one per half of the threads.
                 let (s0, s1) = states.split_at_mut(1);
-                let (y0, y1) = y.view_mut().split_at(Axis(1), 1);
-                let y0 = y0.index_axis_move(Axis(1), 0);
-                let y1 = y1.index_axis_move(Axis(1), 0);
+                let (y0, y1) = y_dirs.split_at_mut(1);
                 rayon::join(
-                    || run(0, &mut s0[0], y0, threads / 2),
-                    || run(1, &mut s1[0], y1, threads - threads / 2),
+                    || run(0, &mut s0[0], y0[0].take(), threads / 2),
+                    || run(1, &mut s1[0], y1[0].take(), threads - threads / 2),
                 );
             } else {
-                for (d, state) in states.iter_mut().enumerate() {
-                    run(d, state, y.slice_mut(s![.., d, .., ..]), threads);
+                for (d, (state, y_d)) in states.iter_mut().zip(&mut y_dirs).enumerate() {
+                    run(d, state, y_d.take(), threads);
                 }
             }
         };
@@ -409,26 +473,19 @@ impl<T: Float> Layer<T> {
             _ => run_dirs(),
         }
 
-        let stack = |get: &dyn Fn(&State<T>) -> ArrayView2<T>| -> Array3<T> {
-            let v: Vec<ArrayView2<T>> = states.iter().map(get).collect();
-            let dir_major = ndarray::stack(Axis(0), &v).expect("states share a shape");
-            if batch_major {
-                swap_batch_and_dirs(dir_major.view())
-            } else {
-                dir_major
+        for (d, state) in states.iter().enumerate() {
+            if let Some(y_h) = out.y_h.as_mut() {
+                state_direction_mut(y_h.view_mut(), layout, d).assign(&state.h());
             }
-        };
-        let y_h = stack(&|s| s.h());
-        let y_c = (spec.op == OpKind::Lstm).then(|| stack(&|s| s.c().unwrap_or_else(|| s.h())));
+            if let Some(y_c) = out.y_c.as_mut() {
+                let c = state.c().unwrap_or_else(|| state.h());
+                state_direction_mut(y_c.view_mut(), layout, d).assign(&c);
+            }
+        }
         if let Some(c) = carry {
             *c = states;
         }
-        let y = if batch_major {
-            seq_major_y_to_batch_major(y.view())
-        } else {
-            y
-        };
-        Ok(LayerOutputs { y, y_h, y_c })
+        Ok(())
     }
 
     /// Whether the node runs any direction backwards in time.

@@ -18,8 +18,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use tract_hir::internal::tract_ndarray::{ArrayD, IxDyn, ShapeBuilder};
-use tract_hir::internal::{f16, Datum, DatumType, Tensor};
+use tract_hir::internal::{f16, DatumType, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -451,19 +450,17 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
         .map_err(|e| io_err(path, e))?;
     let header = parse_header(&head).map_err(|m| invalid(path, m))?;
     let present = file_len - header.data_offset as u64;
-    let needed = check_size(path, &header, present)?;
-    let mut data = Vec::with_capacity(needed);
-    // One byte more than needed tells a file that grew meanwhile, without reading all of it.
-    file.take(needed as u64 + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| io_err(path, e))?;
-    if data.len() != needed {
-        return Err(invalid(
-            path,
-            "the file changed size while it was being read",
-        ));
-    }
-    build_tensor(&header, &data).map_err(|m| invalid(path, m))
+    check_size(path, &header, present)?;
+    // The data goes straight into the tensor: a long input is never held twice.
+    build_tensor(&header, |bytes| {
+        file.read_exact(bytes).map_err(|e| e.to_string())?;
+        // One byte more than needed tells a file that grew meanwhile.
+        match file.read(&mut [0u8]) {
+            Ok(0) => Ok(()),
+            _ => Err("the file changed size while it was being read".into()),
+        }
+    })
+    .map_err(|m| invalid(path, m))
 }
 
 /// Parses a whole `.npy` file held in memory; `path` only names it in errors.
@@ -472,7 +469,11 @@ pub fn parse_npy(bytes: &[u8], path: impl AsRef<Path>) -> Result<Tensor> {
     let header = parse_header(bytes).map_err(|m| invalid(path, m))?;
     let data = &bytes[header.data_offset..];
     check_size(path, &header, data.len() as u64)?;
-    build_tensor(&header, data).map_err(|m| invalid(path, m))
+    build_tensor(&header, |bytes| {
+        bytes.copy_from_slice(&data[..bytes.len()]);
+        Ok(())
+    })
+    .map_err(|m| invalid(path, m))
 }
 
 /// Reads only the header of a `.npy` file held in memory.
@@ -480,71 +481,43 @@ pub fn parse_npy_header(bytes: &[u8], path: impl AsRef<Path>) -> Result<NpyHeade
     parse_header(bytes).map_err(|m| invalid(path.as_ref(), m))
 }
 
-fn build_tensor(header: &NpyHeader, data: &[u8]) -> std::result::Result<Tensor, String> {
-    let be = header.big_endian;
-    macro_rules! num {
-        ($t:ty, $n:expr) => {
-            typed::<$t, $n>(header, data, |b| {
-                if be {
-                    <$t>::from_be_bytes(b)
-                } else {
-                    <$t>::from_le_bytes(b)
-                }
-            })
-        };
-    }
-    match header.dtype {
-        DatumType::F16 => typed::<f16, 2>(header, data, |b| {
-            f16::from_bits(if be {
-                u16::from_be_bytes(b)
-            } else {
-                u16::from_le_bytes(b)
-            })
-        }),
-        DatumType::F32 => num!(f32, 4),
-        DatumType::F64 => num!(f64, 8),
-        DatumType::I8 => num!(i8, 1),
-        DatumType::I16 => num!(i16, 2),
-        DatumType::I32 => num!(i32, 4),
-        DatumType::I64 => num!(i64, 8),
-        DatumType::U8 => num!(u8, 1),
-        DatumType::U16 => num!(u16, 2),
-        DatumType::U32 => num!(u32, 4),
-        DatumType::U64 => num!(u64, 8),
-        DatumType::Bool => {
-            if let Some(pos) = data.iter().position(|&b| b > 1) {
-                return Err(format!(
-                    "invalid boolean byte {} at element {pos}",
-                    data[pos]
-                ));
-            }
-            typed::<bool, 1>(header, data, |b| b[0] != 0)
-        }
-        other => Err(format!("unsupported element type {other:?}")),
-    }
-}
-
-fn typed<T: Datum + Copy, const N: usize>(
+/// The tensor a header describes, its bytes as stored filled in by `fill` (from the file or
+/// from memory, with no staging buffer), then put in the host's byte order and in C order.
+fn build_tensor(
     header: &NpyHeader,
-    data: &[u8],
-    conv: impl Fn([u8; N]) -> T,
+    fill: impl FnOnce(&mut [u8]) -> std::result::Result<(), String>,
 ) -> std::result::Result<Tensor, String> {
-    let values: Vec<T> = data
-        .chunks_exact(N)
-        .map(|c| {
-            let mut b = [0u8; N];
-            b.copy_from_slice(c);
-            conv(b)
-        })
-        .collect();
-    let shape = IxDyn(&header.shape);
-    let array = if header.fortran_order {
-        ArrayD::from_shape_vec(shape.f(), values).map(|a| a.as_standard_layout().into_owned())
-    } else {
-        ArrayD::from_shape_vec(shape, values)
+    let dt = header.dtype;
+    if descr_of(dt).is_none() {
+        return Err(format!("unsupported element type {dt:?}"));
     }
-    .map_err(|e| format!("data does not fit the shape: {e}"))?;
-    Ok(Tensor::from(array))
+    // Fortran order is C order of the reversed shape, transposed.
+    let stored: Vec<usize> = if header.fortran_order {
+        header.shape.iter().rev().copied().collect()
+    } else {
+        header.shape.clone()
+    };
+    let mut t = Tensor::zero_dt(dt, &stored).map_err(|e| e.to_string())?;
+    fill(t.as_bytes_mut())?;
+    let size = dt.size_of();
+    if header.big_endian != cfg!(target_endian = "big") && size > 1 {
+        t.as_bytes_mut()
+            .chunks_exact_mut(size)
+            .for_each(<[u8]>::reverse);
+    }
+    if dt == DatumType::Bool {
+        if let Some(pos) = t.as_bytes().iter().position(|&b| b > 1) {
+            return Err(format!(
+                "invalid boolean byte {} at element {pos}",
+                t.as_bytes()[pos]
+            ));
+        }
+    }
+    if header.fortran_order && stored.len() > 1 {
+        let reverse: Vec<usize> = (0..stored.len()).rev().collect();
+        t = t.permute_axes(&reverse).map_err(|e| e.to_string())?;
+    }
+    Ok(t)
 }
 
 /// The `descr` numpy writes for an element type.
@@ -925,7 +898,7 @@ mod tests {
         }
     }
 
-    fn tensor0<T: Datum>(v: T) -> Tensor {
+    fn tensor0<T: tract_hir::internal::Datum>(v: T) -> Tensor {
         Tensor::from(tract_hir::internal::tract_ndarray::arr0(v))
     }
 
@@ -956,6 +929,34 @@ mod tests {
         );
         let t = parse_npy(&bytes, "f.npy").unwrap();
         assert_eq!(t, Tensor::from(arr2(&[[1f32, 2., 3.], [4., 5., 6.]])));
+    }
+
+    /// The file reader fills the tensor in place; a 3-D Fortran-order, big-endian file read
+    /// from disk must come out as numpy would load it.
+    #[test]
+    fn read_npy_fortran_3d_from_a_file() {
+        let (d0, d1, d2) = (2, 3, 4);
+        let mut stored = vec![0i32; d0 * d1 * d2];
+        for i in 0..d0 {
+            for j in 0..d1 {
+                for k in 0..d2 {
+                    stored[i + d0 * j + d0 * d1 * k] = (100 * i + 10 * j + k) as i32;
+                }
+            }
+        }
+        let data: Vec<u8> = stored.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let bytes = npy_with_header(
+            "{'descr': '>i4', 'fortran_order': True, 'shape': (2, 3, 4), }",
+            &data,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.npy");
+        std::fs::write(&path, &bytes).unwrap();
+        let t = read_npy(&path).unwrap();
+        let want =
+            ndarray::Array3::from_shape_fn((d0, d1, d2), |(i, j, k)| (100 * i + 10 * j + k) as i32);
+        assert_eq!(t, Tensor::from(want));
+        assert_eq!(t, parse_npy(&bytes, "f.npy").unwrap());
     }
 
     #[test]

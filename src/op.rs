@@ -15,7 +15,7 @@ use crate::attrs::{Layout, NodeSpec, OpKind};
 use crate::cells::State;
 use crate::error::shape_string;
 use crate::kernels::Float;
-use crate::layer::{Layer, RunInputs, Threads};
+use crate::layer::{Layer, OutputViews, RunInputs, Threads};
 
 /// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
 pub fn register(onnx: &mut Onnx) {
@@ -476,24 +476,39 @@ impl NativeRecurrent {
                     .transpose()?,
                 threads: op.threads.as_deref(),
             };
+            // The outputs are made as tract tensors and the cells write into them: no copy
+            // of Y afterwards, and nothing made for an output the node does not have.
+            let x = x.to_plain_array_view::<T>()?;
+            let (y_shape, state_shape) = layer.output_shapes(x.shape())?;
+            let slots = &op.spec.slots;
+            let make = |present: bool, shape: &[usize]| {
+                present.then(|| Tensor::zero::<T>(shape)).transpose()
+            };
+            let mut y = make(slots.y.is_some(), &y_shape)?;
+            let mut y_h = make(slots.y_h.is_some(), &state_shape)?;
+            let lstm = op.spec.op == OpKind::Lstm;
+            let mut y_c = make(lstm && slots.y_c.is_some(), &state_shape)?;
+            fn view<T: Datum, D: ndarray::Dimension>(
+                t: Option<&mut Tensor>,
+            ) -> TractResult<Option<ndarray::ArrayViewMut<'_, T, D>>> {
+                t.map(|t| Ok(t.to_plain_array_view_mut::<T>()?.into_dimensionality()?))
+                    .transpose()
+            }
+            let views = OutputViews {
+                y: view(y.as_mut())?,
+                y_h: view(y_h.as_mut())?,
+                y_c: view(y_c.as_mut())?,
+            };
             let mut carry = carry;
             let mut states = carry.as_deref_mut().map(T::take).unwrap_or_default();
-            let o = layer.run(
-                x.to_plain_array_view::<T>()?,
-                run,
-                carry.is_some().then_some(&mut states),
-            );
+            let o = layer.run_into(x, run, carry.is_some().then_some(&mut states), views);
             // Put the states back even when the run was refused, so a bad chunk does not
             // lose the stream's place.
             if let Some(c) = carry {
                 *c = T::carry(states);
             }
-            let o = o?;
-            Ok(op.collect(
-                o.y.into_dyn().into_tensor(),
-                o.y_h.into_dyn().into_tensor(),
-                o.y_c.map(|c| c.into_dyn().into_tensor()),
-            ))
+            o?;
+            Ok(op.collect(y, y_h, y_c))
         }
         let ix = (x_ix, h0_ix, c0_ix);
         let mut outs = match layer {
@@ -508,19 +523,13 @@ impl NativeRecurrent {
         Ok(outs.into_iter().map(|t| t.into_tvalue()).collect())
     }
 
-    /// Keeps the requested outputs, in the node's output order.
-    fn collect(&self, y: Tensor, y_h: Tensor, y_c: Option<Tensor>) -> TVec<Tensor> {
+    /// The requested outputs, in the node's output order.
+    fn collect(&self, y: Option<Tensor>, y_h: Option<Tensor>, y_c: Option<Tensor>) -> TVec<Tensor> {
         let slots = &self.spec.slots;
-        let mut outs: Vec<(usize, Tensor)> = vec![];
-        if let Some(s) = slots.y {
-            outs.push((s, y));
-        }
-        if let Some(s) = slots.y_h {
-            outs.push((s, y_h));
-        }
-        if let (Some(s), Some(c)) = (slots.y_c, y_c) {
-            outs.push((s, c));
-        }
+        let mut outs: Vec<(usize, Tensor)> = [(slots.y, y), (slots.y_h, y_h), (slots.y_c, y_c)]
+            .into_iter()
+            .filter_map(|(slot, t)| Some((slot?, t?)))
+            .collect();
         outs.sort_by_key(|(s, _)| *s);
         outs.into_iter().map(|(_, t)| t).collect()
     }

@@ -408,3 +408,77 @@ fn lstm_state_without_cell_state_starts_from_zero() {
     assert_eq!(a, b);
     assert_eq!(without_c, with_zero_c);
 }
+
+/// `Layer::run_into` writes into the caller's arrays: only the outputs asked for, the same
+/// values `Layer::run` returns, in either layout; arrays of the wrong shape are refused with
+/// the output named.
+#[test]
+fn layer_run_into_writes_only_the_outputs_given() {
+    use ndarray::{Array3, Array4, ArrayD};
+    use rnn_run::attrs::NodeSpec;
+    use rnn_run::layer::{Layer, OutputViews, RunInputs};
+    for layout in [0, 1] {
+        let mut node = pb::NodeProto {
+            name: "lstm".into(),
+            op_type: "LSTM".into(),
+            input: vec!["X".into(), "W".into(), "R".into(), "B".into()],
+            output: vec!["Y".into(), "Y_h".into(), "Y_c".into()],
+            attribute: vec![
+                attr_i("hidden_size", 3),
+                attr_s("direction", "bidirectional"),
+            ],
+            ..Default::default()
+        };
+        node.attribute.push(attr_i("layout", layout));
+        let spec = NodeSpec::from_node(&node, 14).unwrap();
+        let w = ArrayD::from_shape_fn(vec![2, 12, 2], |i| (i[1] as f64 - i[2] as f64) * 0.05);
+        let r = ArrayD::from_shape_fn(vec![2, 12, 3], |i| (i[0] + i[1] + i[2]) as f64 * 0.02);
+        let b = ArrayD::from_shape_fn(vec![2, 24], |i| (i[1] as f64 - i[0] as f64) * 0.01);
+        let layer = Layer::from_onnx(&spec, w.view(), r.view(), Some(b.view()), None).unwrap();
+        // [T=5, B=2] (layout 0) or [B=2, T=5] (layout 1).
+        let x_shape = if layout == 0 { [5, 2, 2] } else { [2, 5, 2] };
+        let x = ArrayD::from_shape_fn(x_shape.to_vec(), |i| {
+            (i[0] * 3 + i[1]) as f64 * 0.1 - i[2] as f64
+        });
+        let whole = layer.run(x.view(), RunInputs::default(), None).unwrap();
+
+        let (y_shape, s_shape) = layer.output_shapes(x.shape()).unwrap();
+        let mut y_c = Array3::zeros(s_shape);
+        let views = OutputViews {
+            y_c: Some(y_c.view_mut()),
+            ..Default::default()
+        };
+        layer
+            .run_into(x.view(), RunInputs::default(), None, views)
+            .unwrap();
+        assert_eq!(y_c, whole.y_c.clone().unwrap(), "layout {layout}");
+        let mut y = Array4::zeros(y_shape);
+        let views = OutputViews {
+            y: Some(y.view_mut()),
+            ..Default::default()
+        };
+        layer
+            .run_into(x.view(), RunInputs::default(), None, views)
+            .unwrap();
+        assert_eq!(y, whole.y, "layout {layout}");
+        // The directions differ, so a mixed-up direction axis would show.
+        assert_ne!(
+            whole.y_h.index_axis(ndarray::Axis(layout as usize), 0),
+            whole.y_h.index_axis(ndarray::Axis(layout as usize), 1)
+        );
+
+        let mut wrong = Array3::zeros([s_shape[0] + 1, s_shape[1], s_shape[2]]);
+        let views = OutputViews {
+            y_h: Some(wrong.view_mut()),
+            ..Default::default()
+        };
+        let err = layer
+            .run_into(x.view(), RunInputs::default(), None, views)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("output Y_h: expected an array of shape"),
+            "{err}"
+        );
+    }
+}

@@ -18,7 +18,6 @@ use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 /// A gated recurrent unit.
 #[derive(Debug, Clone)]
 pub struct Gru<T> {
-    weights: DirWeights<T>,
     /// The biases outside the reset gate's reach, folded into the input projection: all of
     /// Wb + Rb, except Rbh when `linear_before_reset` puts it inside `rt ⊙ (…)`.
     bias: Array1<T>,
@@ -60,7 +59,6 @@ impl<T: Float> Gru<T> {
             g: act(1, Activation::Tanh),
             clip: Clip::new(clip),
             linear_before_reset,
-            weights,
         }
     }
 }
@@ -70,8 +68,12 @@ impl<T: Float> Cell<T> for Gru<T> {
         OpKind::Gru
     }
 
-    fn weights(&self) -> &DirWeights<T> {
-        &self.weights
+    fn hidden_size(&self) -> usize {
+        self.r_zr.rows()
+    }
+
+    fn input_size(&self) -> usize {
+        self.w_p.rows()
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {

@@ -19,12 +19,13 @@ use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 /// A long short-term memory cell.
 #[derive(Debug, Clone)]
 pub struct Lstm<T> {
-    weights: DirWeights<T>,
     /// Wb + Rb, folded into the input projection.
     bias: Array1<T>,
     /// Wᵀ and Rᵀ packed for the products.
     w_p: Packed<T>,
     r_p: Packed<T>,
+    /// Peepholes `[Pi, Po, Pf]`, `[3·hidden]`.
+    p: Option<Array1<T>>,
     f: Act<T>,
     g: Act<T>,
     h: Act<T>,
@@ -47,12 +48,12 @@ impl<T: Float> Lstm<T> {
             bias,
             w_p: Packed::pack(weights.w_t.view()),
             r_p: Packed::pack(weights.r_t.view()),
+            p: weights.p,
             f: act(0, Activation::Sigmoid),
             g: act(1, Activation::Tanh),
             h: act(2, Activation::Tanh),
             clip: Clip::new(clip),
             input_forget,
-            weights,
         }
     }
 }
@@ -62,8 +63,12 @@ impl<T: Float> Cell<T> for Lstm<T> {
         OpKind::Lstm
     }
 
-    fn weights(&self) -> &DirWeights<T> {
-        &self.weights
+    fn hidden_size(&self) -> usize {
+        self.r_p.rows()
+    }
+
+    fn input_size(&self) -> usize {
+        self.w_p.rows()
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
@@ -101,7 +106,6 @@ impl<T: Float> Cell<T> for Lstm<T> {
         );
         let c_prev = state.c_slice().expect("LSTM state has a cell state");
         let p = self
-            .weights
             .p
             .as_ref()
             .map(|p| p.as_slice().expect("owned, contiguous"));

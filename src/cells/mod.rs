@@ -156,9 +156,6 @@ pub trait Cell<T: Float>: Send + Sync {
     /// Which op this cell computes.
     fn kind(&self) -> OpKind;
 
-    /// The cell's weights.
-    fn weights(&self) -> &DirWeights<T>;
-
     /// `out = x · Wᵀ + (the biases that do not depend on the state)`, for any number of rows:
     /// `x` is `[rows, input]`, `out` is `[rows, gates·hidden]`.
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>);
@@ -174,13 +171,14 @@ pub trait Cell<T: Float>: Send + Sync {
     );
 
     /// Hidden size H.
-    fn hidden_size(&self) -> usize {
-        self.weights().hidden_size()
-    }
+    fn hidden_size(&self) -> usize;
 
     /// Input size I.
-    fn input_size(&self) -> usize {
-        self.weights().input_size()
+    fn input_size(&self) -> usize;
+
+    /// Width of a row of gate pre-activations, gates·H.
+    fn gate_width(&self) -> usize {
+        self.kind().gates() * self.hidden_size()
     }
 
     /// The all-zero state for `batch` sequences.
@@ -232,7 +230,7 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     parts: usize,
 ) {
     let (t_len, batch, input) = x.dim();
-    let gate_width = cell.weights().r_t.ncols();
+    let gate_width = cell.gate_width();
     if t_len == 0 || batch == 0 {
         return;
     }

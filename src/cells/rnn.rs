@@ -10,7 +10,6 @@ use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 /// A simple (Elman) recurrent cell.
 #[derive(Debug, Clone)]
 pub struct Rnn<T> {
-    weights: DirWeights<T>,
     /// Wb + Rb: both are constant, so they fold into the input projection.
     bias: Array1<T>,
     /// Wᵀ and Rᵀ packed for the products.
@@ -29,7 +28,6 @@ impl<T: Float> Rnn<T> {
             bias,
             w_p: Packed::pack(weights.w_t.view()),
             r_p: Packed::pack(weights.r_t.view()),
-            weights,
             f: Act::new(f),
             clip: Clip::new(clip),
         }
@@ -41,8 +39,12 @@ impl<T: Float> Cell<T> for Rnn<T> {
         OpKind::Rnn
     }
 
-    fn weights(&self) -> &DirWeights<T> {
-        &self.weights
+    fn hidden_size(&self) -> usize {
+        self.r_p.rows()
+    }
+
+    fn input_size(&self) -> usize {
+        self.w_p.rows()
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
