@@ -1,6 +1,7 @@
 //! Per-push overhead of streaming: one time step pushed through `Stream::push` on an LSTM
 //! (batch 1; H=256, and H=32 where the overhead is not lost in the noise), against a cell's
-//! own `step` on the same weights, with `Layer::run` and a stateless `Model::run` between.
+//! own `step` on the same weights, with `Layer::run` and a stateless `Model::run` between:
+//! first interleaved call by call, then each in its own phase of back-to-back calls.
 //!
 //! `cargo bench --bench stream`
 
@@ -11,7 +12,7 @@ use prost::Message;
 use rnn_run::attrs::Activation;
 use rnn_run::attrs::NodeSpec;
 use rnn_run::cells::{Cell, DirWeights, Lstm};
-use rnn_run::layer::{Layer, RunInputs};
+use rnn_run::layer::{Carry, Layer, RunInputs};
 use rnn_run::{Model, Tensor};
 use tract_onnx::pb;
 
@@ -128,6 +129,27 @@ fn interleaved_us(fs: &mut [&mut dyn FnMut()], reps: usize) -> Vec<Vec<f64>> {
     times
 }
 
+/// Times each closure in its own phase of `reps` back-to-back calls (after a warm-up), the
+/// phases taking turns for `rounds` rounds. Within a phase only that closure's weights are in
+/// use, as in an application that pushes frame after frame. Returns each round's mean per
+/// call in µs, per closure.
+fn phased_us(fs: &mut [&mut dyn FnMut()], rounds: usize, reps: usize) -> Vec<Vec<f64>> {
+    let mut means = vec![Vec::with_capacity(rounds); fs.len()];
+    for _ in 0..rounds {
+        for (f, m) in fs.iter_mut().zip(&mut means) {
+            for _ in 0..reps / 10 {
+                f();
+            }
+            let start = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            m.push(start.elapsed().as_secs_f64() * 1e6 / reps as f64);
+        }
+    }
+    means
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -184,7 +206,7 @@ fn bench(H: usize, I: usize) {
         None,
     )
     .expect("layer builds");
-    let mut carry = vec![];
+    let mut carry = Carry::default();
     let x3 = Array3::<f32>::from_elem((1, 1, I), 0.1).into_dyn();
 
     let reps = 3000;
@@ -211,6 +233,27 @@ fn bench(H: usize, I: usize) {
     println!("  cell.step            {step:8.2} µs   the cell's own arithmetic");
     println!("  layer.run (T=1)      {layer_run:8.2} µs   one node on arrays, state carried");
     println!("  model.run (T=1)      {run:8.2} µs   the whole graph, stateless");
+    println!("  stream.push (T=1)    {push:8.2} µs");
+    println!("  overhead per push    {overhead:8.2} µs   median of (push − step) per round");
+
+    // Each in its own phase: the weights a phase reads are the only ones in use, as when an
+    // application pushes frame after frame (interleaving makes the four copies of the weights
+    // evict one another, which at H=256 costs as much as the overhead itself).
+    let rounds = 15;
+    let m = phased_us(
+        &mut [&mut || cell.step(&mut state, x1.view()), &mut || {
+            drop(stream.push(vec![x.clone()]).unwrap())
+        }],
+        rounds,
+        reps / 3,
+    );
+    let overhead = median(m[1].iter().zip(&m[0]).map(|(p, s)| p - s).collect());
+    let [step, push] = [0, 1].map(|i| median(m[i].clone()));
+    println!(
+        "  in phases of {} calls, {rounds} rounds (median of round means):",
+        reps / 3
+    );
+    println!("  cell.step            {step:8.2} µs");
     println!("  stream.push (T=1)    {push:8.2} µs");
     println!("  overhead per push    {overhead:8.2} µs   median of (push − step) per round");
 }

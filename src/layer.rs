@@ -8,7 +8,7 @@ use ndarray::{
 };
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
-use crate::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn, State};
+use crate::cells::{run_sequence_in, Cell, DirWeights, Gru, Lstm, Rnn, Scratch, State, Walk};
 use crate::error::{shape_string, NodeError};
 use crate::gates::{
     state_direction, state_direction_mut, swap_batch_and_seq, y_directions_as_seq_major,
@@ -69,6 +69,30 @@ pub struct RunInputs<'a, T> {
     pub initial_c: Option<ArrayViewD<'a, T>>,
     /// Threads to run on (one when `None`).
     pub threads: Option<&'a Threads>,
+}
+
+/// What a stream keeps of a node from one call of [`Layer::run`] to the next: each
+/// direction's final state, and the buffers the next call reuses.
+#[derive(Debug, Clone)]
+pub struct Carry<T> {
+    states: Vec<State<T>>,
+    scratch: Vec<Option<Scratch<T>>>,
+}
+
+impl<T> Default for Carry<T> {
+    fn default() -> Self {
+        Carry {
+            states: vec![],
+            scratch: vec![],
+        }
+    }
+}
+
+impl<T> Carry<T> {
+    /// The final states of the last call, one per direction (none before the first call).
+    pub fn states(&self) -> &[State<T>] {
+        &self.states
+    }
 }
 
 /// The largest tensor rnn-run makes or lets a graph make: more than any recurrent model
@@ -250,7 +274,7 @@ impl<T: Float> Layer<T> {
         &self,
         x: ArrayViewD<T>,
         inputs: RunInputs<T>,
-        carry: Option<&mut Vec<State<T>>>,
+        carry: Option<&mut Carry<T>>,
     ) -> Result<LayerOutputs<T>, NodeError> {
         let (y_shape, state_shape) = self.output_shapes(x.shape())?;
         let mut y = Array4::zeros(y_shape);
@@ -328,7 +352,7 @@ impl<T: Float> Layer<T> {
         &self,
         x: ArrayViewD<T>,
         inputs: RunInputs<T>,
-        carry: Option<&mut Vec<State<T>>>,
+        carry: Option<&mut Carry<T>>,
         mut out: OutputViews<T>,
     ) -> Result<(), NodeError> {
         let spec = &self.spec;
@@ -417,8 +441,15 @@ impl<T: Float> Layer<T> {
         }
 
         let mut carry = carry;
+        let mut scratch = carry
+            .as_deref_mut()
+            .map(|c| std::mem::take(&mut c.scratch))
+            .unwrap_or_default();
+        scratch.resize_with(dirs, || None);
         let mut states: Vec<State<T>> = match carry.as_deref_mut() {
-            Some(c) if c.len() == dirs && c.iter().all(|s| s.batch() == batch) => std::mem::take(c),
+            Some(c) if c.states.len() == dirs && c.states.iter().all(|s| s.batch() == batch) => {
+                std::mem::take(&mut c.states)
+            }
             _ => (0..dirs)
                 .map(|d| {
                     let s = self.cells[d].zero_state(batch);
@@ -450,21 +481,39 @@ impl<T: Float> Layer<T> {
         let mut run_dirs = || {
             let x = x_seq.view();
             let lens = lens.as_deref();
-            let run = |d: usize, state: &mut State<T>, y_d: Option<ArrayViewMut3<T>>, parts| {
-                let reverse = spec.direction.is_reverse(d);
-                run_sequence(self.cells[d].as_ref(), x, state, lens, reverse, y_d, parts);
+            let run = |d: usize,
+                       state: &mut State<T>,
+                       y_d: Option<ArrayViewMut3<T>>,
+                       scratch: &mut Option<Scratch<T>>,
+                       parts| {
+                let walk = Walk {
+                    lens,
+                    reverse: spec.direction.is_reverse(d),
+                    parts,
+                };
+                run_sequence_in(self.cells[d].as_ref(), x, state, walk, y_d, scratch);
             };
             if dirs == 2 && threads >= 2 {
                 // The directions are independent: one per half of the threads.
                 let (s0, s1) = states.split_at_mut(1);
                 let (y0, y1) = y_dirs.split_at_mut(1);
+                let (k0, k1) = scratch.split_at_mut(1);
                 rayon::join(
-                    || run(0, &mut s0[0], y0[0].take(), threads / 2),
-                    || run(1, &mut s1[0], y1[0].take(), threads - threads / 2),
+                    || run(0, &mut s0[0], y0[0].take(), &mut k0[0], threads / 2),
+                    || {
+                        run(
+                            1,
+                            &mut s1[0],
+                            y1[0].take(),
+                            &mut k1[0],
+                            threads - threads / 2,
+                        )
+                    },
                 );
             } else {
-                for (d, (state, y_d)) in states.iter_mut().zip(&mut y_dirs).enumerate() {
-                    run(d, state, y_d.take(), threads);
+                let per_dir = states.iter_mut().zip(&mut y_dirs).zip(&mut scratch);
+                for (d, ((state, y_d), k)) in per_dir.enumerate() {
+                    run(d, state, y_d.take(), k, threads);
                 }
             }
         };
@@ -483,7 +532,8 @@ impl<T: Float> Layer<T> {
             }
         }
         if let Some(c) = carry {
-            *c = states;
+            c.states = states;
+            c.scratch = scratch;
         }
         Ok(())
     }

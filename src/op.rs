@@ -12,10 +12,9 @@ use tract_onnx::model::{Onnx, ParsingContext};
 use tract_onnx::pb::NodeProto;
 
 use crate::attrs::{Layout, NodeSpec, OpKind};
-use crate::cells::State;
 use crate::error::shape_string;
 use crate::kernels::Float;
-use crate::layer::{Layer, OutputViews, RunInputs, Threads};
+use crate::layer::{Carry as LayerCarry, Layer, OutputViews, RunInputs, Threads};
 
 /// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
 pub fn register(onnx: &mut Onnx) {
@@ -274,43 +273,43 @@ impl AnyLayer {
     }
 }
 
-/// States carried between calls by a streaming op, in the layer's element type.
+/// What a streaming op carries between calls, in the layer's element type.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Carry {
     #[default]
     Empty,
-    F32(Vec<State<f32>>),
-    F64(Vec<State<f64>>),
+    F32(LayerCarry<f32>),
+    F64(LayerCarry<f64>),
 }
 
-/// Moving a stream's states in and out of [`Carry`] for one element type.
+/// Moving a stream's carry in and out of [`Carry`] for one element type.
 trait Carried: Float + Datum {
-    /// Takes the states out, leaving the carry empty (no copy per call).
-    fn take(carry: &mut Carry) -> Vec<State<Self>>;
-    fn carry(states: Vec<State<Self>>) -> Carry;
+    /// Takes the carry out, leaving it empty (no copy per call).
+    fn take(carry: &mut Carry) -> LayerCarry<Self>;
+    fn carry(layer_carry: LayerCarry<Self>) -> Carry;
 }
 
 impl Carried for f32 {
-    fn take(carry: &mut Carry) -> Vec<State<f32>> {
+    fn take(carry: &mut Carry) -> LayerCarry<f32> {
         match std::mem::take(carry) {
-            Carry::F32(s) => s,
-            _ => vec![],
+            Carry::F32(c) => c,
+            _ => LayerCarry::default(),
         }
     }
-    fn carry(states: Vec<State<f32>>) -> Carry {
-        Carry::F32(states)
+    fn carry(layer_carry: LayerCarry<f32>) -> Carry {
+        Carry::F32(layer_carry)
     }
 }
 
 impl Carried for f64 {
-    fn take(carry: &mut Carry) -> Vec<State<f64>> {
+    fn take(carry: &mut Carry) -> LayerCarry<f64> {
         match std::mem::take(carry) {
-            Carry::F64(s) => s,
-            _ => vec![],
+            Carry::F64(c) => c,
+            _ => LayerCarry::default(),
         }
     }
-    fn carry(states: Vec<State<f64>>) -> Carry {
-        Carry::F64(states)
+    fn carry(layer_carry: LayerCarry<f64>) -> Carry {
+        Carry::F64(layer_carry)
     }
 }
 
@@ -500,12 +499,12 @@ impl NativeRecurrent {
                 y_c: view(y_c.as_mut())?,
             };
             let mut carry = carry;
-            let mut states = carry.as_deref_mut().map(T::take).unwrap_or_default();
-            let o = layer.run_into(x, run, carry.is_some().then_some(&mut states), views);
+            let mut kept = carry.as_deref_mut().map(T::take).unwrap_or_default();
+            let o = layer.run_into(x, run, carry.is_some().then_some(&mut kept), views);
             // Put the states back even when the run was refused, so a bad chunk does not
             // lose the stream's place.
             if let Some(c) = carry {
-                *c = T::carry(states);
+                *c = T::carry(kept);
             }
             o?;
             Ok(op.collect(y, y_h, y_c))
@@ -523,15 +522,14 @@ impl NativeRecurrent {
         Ok(outs.into_iter().map(|t| t.into_tvalue()).collect())
     }
 
-    /// The requested outputs, in the node's output order.
+    /// The requested outputs, in the node's output order (the slots number the present
+    /// outputs in ONNX's order, Y, Y_h, Y_c).
     fn collect(&self, y: Option<Tensor>, y_h: Option<Tensor>, y_c: Option<Tensor>) -> TVec<Tensor> {
         let slots = &self.spec.slots;
-        let mut outs: Vec<(usize, Tensor)> = [(slots.y, y), (slots.y_h, y_h), (slots.y_c, y_c)]
+        [(slots.y, y), (slots.y_h, y_h), (slots.y_c, y_c)]
             .into_iter()
-            .filter_map(|(slot, t)| Some((slot?, t?)))
-            .collect();
-        outs.sort_by_key(|(s, _)| *s);
-        outs.into_iter().map(|(_, t)| t).collect()
+            .filter_map(|(slot, t)| slot.and(t))
+            .collect()
     }
 }
 

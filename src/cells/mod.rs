@@ -131,7 +131,7 @@ impl<T: Float> State<T> {
 
 /// Buffers a cell reuses across steps, so the time loop does not allocate, and how many
 /// threads its recurrent products may use.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Workspace<T> {
     /// `[batch, gates·hidden]`.
     gates: Array2<T>,
@@ -207,6 +207,47 @@ pub trait Cell<T: Float>: Send + Sync {
     }
 }
 
+/// What [`run_sequence`] works in besides the state: the next state, the workspace and a
+/// chunk of projected inputs. Kept from one call to the next (a stream keeps one per
+/// direction), it spares a one-step call every allocation.
+#[derive(Debug, Clone)]
+pub(crate) struct Scratch<T> {
+    next: State<T>,
+    ws: Workspace<T>,
+    gx: Array2<T>,
+}
+
+impl<T: Float> Scratch<T> {
+    fn new(state: &State<T>, gate_width: usize, hidden: usize, rows: usize, parts: usize) -> Self {
+        Scratch {
+            next: state.clone(),
+            ws: Workspace::new(state.batch(), gate_width, hidden, parts),
+            gx: Array2::zeros((rows, gate_width)),
+        }
+    }
+
+    /// Whether the buffers suit a run from `state` projecting `rows` rows at a time.
+    fn fits(&self, state: &State<T>, rows: usize, gate_width: usize, parts: usize) -> bool {
+        self.next.h.dim() == state.h.dim()
+            && self.next.c.is_some() == state.c.is_some()
+            && self.ws.gates.nrows() == state.batch()
+            && self.ws.parts == parts.max(1)
+            && self.gx.nrows() >= rows
+            && self.gx.ncols() == gate_width
+    }
+}
+
+/// How [`run_sequence_in`] walks the sequence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Walk<'a> {
+    /// Each batch entry's own length.
+    pub lens: Option<&'a [usize]>,
+    /// Backwards in time.
+    pub reverse: bool,
+    /// Threads of the current rayon pool to share the products among.
+    pub parts: usize,
+}
+
 /// Rows of input projected per product in [`run_sequence`].
 const PROJECTION_ROWS: usize = 128;
 
@@ -226,8 +267,29 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     state: &mut State<T>,
     lens: Option<&[usize]>,
     reverse: bool,
-    mut y: Option<ArrayViewMut3<T>>,
+    y: Option<ArrayViewMut3<T>>,
     parts: usize,
+) {
+    let walk = Walk {
+        lens,
+        reverse,
+        parts,
+    };
+    run_sequence_in(cell, x, state, walk, y, &mut None)
+}
+
+/// [`run_sequence`] in buffers kept by the caller (made or remade when they do not fit).
+pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
+    x: ArrayView3<T>,
+    state: &mut State<T>,
+    Walk {
+        lens,
+        reverse,
+        parts,
+    }: Walk,
+    mut y: Option<ArrayViewMut3<T>>,
+    scratch: &mut Option<Scratch<T>>,
 ) {
     let (t_len, batch, input) = x.dim();
     let gate_width = cell.gate_width();
@@ -244,17 +306,29 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
         .view()
         .into_shape_with_order((t_len * batch, input))
         .expect("standard layout reshapes");
-    let mut next = state.clone();
-    let mut ws = Workspace::new(batch, gate_width, cell.hidden_size(), parts);
+    // The input projection does not depend on the state, so it runs as one product per chunk
+    // of steps: rows enough to keep the product efficient, few enough that the chunk's gates
+    // stay in cache (a whole-sequence buffer would be fresh, faulting pages on every run, and
+    // evicted by the time the steps read it).
+    let chunk = (PROJECTION_ROWS / batch).clamp(1, t_len);
+    let scratch = match scratch {
+        Some(s) if s.fits(state, chunk * batch, gate_width, parts) => s,
+        _ => scratch.insert(Scratch::new(
+            state,
+            gate_width,
+            cell.hidden_size(),
+            chunk * batch,
+            parts,
+        )),
+    };
+    let Scratch {
+        next,
+        ws,
+        gx: gx_chunk,
+    } = scratch;
     let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
 
     if uniform {
-        // The input projection does not depend on the state, so it runs as one product per
-        // chunk of steps: rows enough to keep the product efficient, few enough that the
-        // chunk's gates stay in cache (a whole-sequence buffer would be fresh, faulting pages
-        // on every run, and evicted by the time the steps read it).
-        let chunk = (PROJECTION_ROWS / batch).clamp(1, t_len);
-        let mut gx_chunk = Array2::zeros((chunk * batch, gate_width));
         let mut done = 0;
         while done < t_len {
             let n = chunk.min(t_len - done);
@@ -268,8 +342,8 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
             for k in 0..n {
                 let local = if reverse { n - 1 - k } else { k };
                 let gx = gx_chunk.slice(s![local * batch..(local + 1) * batch, ..]);
-                cell.step_projected(gx, state, &mut next, &mut ws);
-                std::mem::swap(state, &mut next);
+                cell.step_projected(gx, state, next, ws);
+                std::mem::swap(state, next);
                 if let Some(y) = y.as_mut() {
                     y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
                 }
@@ -296,7 +370,7 @@ pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
                 None => gx.row_mut(b).fill(T::zero()),
             }
         }
-        cell.step_projected(gx.view(), state, &mut next, &mut ws);
+        cell.step_projected(gx.view(), state, next, ws);
         // Only entries still inside their sequence take the new state.
         for (b, t) in times.iter().enumerate() {
             let Some(t) = *t else { continue };
