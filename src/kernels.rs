@@ -417,41 +417,10 @@ mod x86 {
                     }
                 }
 
-                thread_local! {
-                    /// Rows of A repacked for [`tile`], reused from call to call.
-                    static A_PACK: std::cell::RefCell<Vec<$t>> =
-                        const { std::cell::RefCell::new(Vec::new()) };
-                }
-
-                /// Copies rows `r0..end` of A tile by tile (`MR` rows, fewer in the last), each
-                /// tile step-major: the `R` values a step of [`tile`] broadcasts sit side by
-                /// side, one sequential stream instead of `R` rows far apart.
-                #[inline]
-                unsafe fn pack_rows(g: &RawGemm<$t>, r0: usize, end: usize, out: &mut [$t]) {
-                    let mut r = r0;
-                    while r < end {
-                        let rows = MR.min(end - r);
-                        let tile = &mut out[(r - r0) * g.k..(r - r0 + rows) * g.k];
-                        for rr in 0..rows {
-                            let row = std::slice::from_raw_parts(g.a.add((r + rr) * g.lda), g.k);
-                            for (kk, &v) in row.iter().enumerate() {
-                                tile[kk * rows + rr] = v;
-                            }
-                        }
-                        r += rows;
-                    }
-                }
-
-                /// `R` rows × one panel (`w` valid columns). Row `r`'s value for step `kk` is
-                /// at `a + r·row_step + kk·k_step` (A as given, or packed by [`pack_rows`]).
+                /// `R` rows × one panel (`w` valid columns).
                 #[inline]
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn tile<const R: usize>(
-                    g: &RawGemm<$t>,
-                    (a, row_step, k_step): (*const $t, usize, usize),
-                    r0: usize,
-                    panel: usize,
-                ) {
+                unsafe fn tile<const R: usize>(g: &RawGemm<$t>, r0: usize, panel: usize) {
                     let col = panel * NR;
                     let w = NR.min(g.n - col);
                     let mut acc = [[$zero(); 2]; R];
@@ -460,17 +429,16 @@ mod x86 {
                             *acc = load_part(g.init.add((r0 + r) * g.ldi + col), w);
                         }
                     }
-                    let mut a = a;
+                    let a = g.a.add(r0 * g.lda);
                     let mut bp = g.b.add(panel * g.k * NR);
-                    for _ in 0..g.k {
+                    for kk in 0..g.k {
                         let b0 = $load(bp);
                         let b1 = $load(bp.add(L));
                         for (r, acc) in acc.iter_mut().enumerate() {
-                            let x = $bcast(&*a.add(r * row_step));
+                            let x = $bcast(&*a.add(r * g.lda + kk));
                             acc[0] = $fma(x, b0, acc[0]);
                             acc[1] = $fma(x, b1, acc[1]);
                         }
-                        a = a.add(k_step);
                         bp = bp.add(NR);
                     }
                     for (r, acc) in acc.iter().enumerate() {
@@ -521,42 +489,26 @@ mod x86 {
                     let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / MR
                         * MR)
                         .max(MR);
-                    // Each block's rows are repacked once and then read by every panel.
-                    let pack = g.m > 1;
-                    A_PACK.with(|buf| {
-                        let mut buf = buf.borrow_mut();
-                        if pack && buf.len() < block.min(g.m) * g.k {
-                            buf.resize(block.min(g.m) * g.k, 0 as $t);
-                        }
-                        let mut r0 = 0;
-                        while r0 < g.m {
-                            let end = (r0 + block).min(g.m);
-                            if pack {
-                                pack_rows(&g, r0, end, &mut buf);
-                            }
-                            for panel in panel..panels {
-                                let mut r = r0;
-                                while r < end {
-                                    let rows = MR.min(end - r);
-                                    let a = if pack {
-                                        (buf.as_ptr().add((r - r0) * g.k), 1, rows)
-                                    } else {
-                                        (g.a.add(r * g.lda), g.lda, 1)
-                                    };
-                                    match rows {
-                                        6 => tile::<6>(&g, a, r, panel),
-                                        5 => tile::<5>(&g, a, r, panel),
-                                        4 => tile::<4>(&g, a, r, panel),
-                                        3 => tile::<3>(&g, a, r, panel),
-                                        2 => tile::<2>(&g, a, r, panel),
-                                        _ => tile::<1>(&g, a, r, panel),
-                                    }
-                                    r += rows;
+                    let mut r0 = 0;
+                    while r0 < g.m {
+                        let end = (r0 + block).min(g.m);
+                        for panel in panel..panels {
+                            let mut r = r0;
+                            while r < end {
+                                let rows = MR.min(end - r);
+                                match rows {
+                                    6 => tile::<6>(&g, r, panel),
+                                    5 => tile::<5>(&g, r, panel),
+                                    4 => tile::<4>(&g, r, panel),
+                                    3 => tile::<3>(&g, r, panel),
+                                    2 => tile::<2>(&g, r, panel),
+                                    _ => tile::<1>(&g, r, panel),
                                 }
+                                r += rows;
                             }
-                            r0 = end;
                         }
-                    });
+                        r0 = end;
+                    }
                 }
             }
         };
