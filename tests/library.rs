@@ -482,3 +482,23 @@ fn layer_run_into_writes_only_the_outputs_given() {
         );
     }
 }
+
+/// Misusing the cells' API (shapes that disagree) is a programming error: it panics, naming
+/// what disagrees, instead of indexing out of bounds inside a kernel.
+#[test]
+#[should_panic(expected = "x's input size is not the cell's")]
+fn cell_step_with_the_wrong_input_size_panics_with_a_message() {
+    use ndarray::{Array1, Array2};
+    use rnn_run::cells::{Cell, DirWeights, Gru};
+    let w = Array2::<f32>::zeros((9, 2));
+    let r = Array2::<f32>::zeros((9, 3));
+    let b = Array1::<f32>::zeros(18);
+    let cell = Gru::new(
+        DirWeights::from_onnx(w.view(), r.view(), Some(b.view()), None),
+        &[],
+        None,
+        false,
+    );
+    let mut state = cell.zero_state(1);
+    cell.step(&mut state, Array2::zeros((1, 5)).view());
+}

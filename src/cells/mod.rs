@@ -192,6 +192,11 @@ pub trait Cell<T: Float>: Send + Sync {
     }
 
     /// Advances `state` by one time step of input `x_t` (`[batch, input]`).
+    ///
+    /// # Panics
+    /// When `x_t`'s input size is not the cell's or its batch is not the state's (a
+    /// programming error: [`crate::layer::Layer`] and [`crate::Model`] check data they are
+    /// given and return errors).
     fn step(&self, state: &mut State<T>, x_t: ArrayView2<T>) {
         let xs = x_t.insert_axis(ndarray::Axis(0));
         run_sequence(self, xs, state, None, false, None, 1);
@@ -199,6 +204,9 @@ pub trait Cell<T: Float>: Send + Sync {
 
     /// Runs a whole sequence `xs` (`[seq, batch, input]`) forward from `state`, leaving the
     /// final state there; returns every step's hidden state, `[seq, batch, hidden]`.
+    ///
+    /// # Panics
+    /// As [`Cell::step`].
     fn seq(&self, state: &mut State<T>, xs: ArrayView3<T>) -> Array3<T> {
         let (t, b, _) = xs.dim();
         let mut y = Array3::zeros((t, b, self.hidden_size()));
@@ -261,6 +269,11 @@ const PROJECTION_ROWS: usize = 128;
 ///
 /// With `parts` > 1 (inside a rayon pool's `install`), the input projection splits its rows
 /// and every recurrent product its columns over that many threads.
+///
+/// # Panics
+/// When the shapes disagree: `x`'s input size with the cell's, the state's batch or hidden
+/// size with `x` and the cell, `y`'s shape with `[seq, batch, hidden]`, or `lens`'s length
+/// with the batch.
 pub fn run_sequence<T: Float, C: Cell<T> + ?Sized>(
     cell: &C,
     x: ArrayView3<T>,
@@ -292,6 +305,36 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
     scratch: &mut Option<Scratch<T>>,
 ) {
     let (t_len, batch, input) = x.dim();
+    let hidden = cell.hidden_size();
+    // Callers pass checked shapes; a mismatch is a programming error, named here rather than
+    // as an index deep in a kernel.
+    assert_eq!(input, cell.input_size(), "x's input size is not the cell's");
+    assert_eq!(
+        state.h.dim(),
+        (batch, hidden),
+        "the state is not [x's batch, hidden]"
+    );
+    if let Some(c) = &state.c {
+        assert_eq!(
+            c.dim(),
+            (batch, hidden),
+            "the cell state is not [x's batch, hidden]"
+        );
+    }
+    if let Some(y) = &y {
+        assert_eq!(
+            y.dim(),
+            (t_len, batch, hidden),
+            "y is not [seq, batch, hidden]"
+        );
+    }
+    if let Some(l) = lens {
+        assert_eq!(
+            l.len(),
+            batch,
+            "lens does not have one length per batch entry"
+        );
+    }
     let gate_width = cell.gate_width();
     if t_len == 0 || batch == 0 {
         return;

@@ -224,7 +224,9 @@ pub fn apply_activation(a: &Activation, x: f64) -> f64 {
             }
         }
         "Softsign" => x / (1.0 + x.abs()),
-        "Softplus" => (1.0 + x.exp()).ln(),
+        // The spec's ln(e^x + 1), rearranged so that e^x cannot overflow for large x (the
+        // plain form gives inf past x = 709, where the value is x).
+        "Softplus" => x.max(0.0) + (-x.abs()).exp().ln_1p(),
         other => panic!("reference: unknown activation {other:?}"),
     }
 }
