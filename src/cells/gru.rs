@@ -11,18 +11,17 @@
 use ndarray::{s, Array1, ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{project_packed, rows_of, Cell, DirWeights, State, Workspace};
+use super::{rows_of, Cell, DirWeights, InputProjection, State, Workspace};
 use crate::attrs::{Activation, OpKind};
 use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// A gated recurrent unit.
 #[derive(Debug, Clone)]
 pub struct Gru<T> {
-    /// The biases outside the reset gate's reach, folded into the input projection: all of
-    /// Wb + Rb, except Rbh when `linear_before_reset` puts it inside `rt ⊙ (…)`.
-    bias: Array1<T>,
-    /// Wᵀ, and Rᵀ split into its z, r columns and its h columns, packed for the products.
-    w_p: Packed<T>,
+    /// Wᵀ packed, with the biases outside the reset gate's reach folded in: all of Wb + Rb,
+    /// except Rbh when `linear_before_reset` puts it inside `rt ⊙ (…)`.
+    input: InputProjection<T>,
+    /// Rᵀ split into its z, r columns and its h columns, packed.
     r_zr: Packed<T>,
     r_h: Packed<T>,
     /// Rbh, `[hidden]`.
@@ -50,8 +49,7 @@ impl<T: Float> Gru<T> {
         }
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Gru {
-            bias,
-            w_p: Packed::pack(weights.w_t.view()),
+            input: InputProjection::new(weights.w_t.view(), bias),
             r_zr: Packed::pack(weights.r_t.slice(s![.., ..2 * hs])),
             r_h: Packed::pack(weights.r_t.slice(s![.., 2 * hs..])),
             rbh: weights.rb.slice(s![2 * hs..]).to_owned(),
@@ -73,16 +71,11 @@ impl<T: Float> Cell<T> for Gru<T> {
     }
 
     fn input_size(&self) -> usize {
-        self.w_p.rows()
+        self.input.input_size()
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_packed(
-            x,
-            &self.w_p,
-            self.bias.as_slice().expect("owned, contiguous"),
-            out,
-        );
+        self.input.project(x, out)
     }
 
     fn step_projected(

@@ -12,17 +12,16 @@
 use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{add_mul, project_packed, rows_of, Cell, DirWeights, State, Workspace};
+use super::{add_mul, rows_of, Cell, DirWeights, InputProjection, State, Workspace};
 use crate::attrs::{Activation, OpKind};
 use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// A long short-term memory cell.
 #[derive(Debug, Clone)]
 pub struct Lstm<T> {
-    /// Wb + Rb, folded into the input projection.
-    bias: Array1<T>,
-    /// Wᵀ and Rᵀ packed for the products.
-    w_p: Packed<T>,
+    /// Wᵀ packed, with Wb + Rb folded in.
+    input: InputProjection<T>,
+    /// Rᵀ packed.
     r_p: Packed<T>,
     /// Peepholes `[Pi, Po, Pf]`, `[3·hidden]`.
     p: Option<Array1<T>>,
@@ -45,8 +44,7 @@ impl<T: Float> Lstm<T> {
         let bias = &weights.wb + &weights.rb;
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Lstm {
-            bias,
-            w_p: Packed::pack(weights.w_t.view()),
+            input: InputProjection::new(weights.w_t.view(), bias),
             r_p: Packed::pack(weights.r_t.view()),
             p: weights.p,
             f: act(0, Activation::Sigmoid),
@@ -68,16 +66,11 @@ impl<T: Float> Cell<T> for Lstm<T> {
     }
 
     fn input_size(&self) -> usize {
-        self.w_p.rows()
+        self.input.input_size()
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_packed(
-            x,
-            &self.w_p,
-            self.bias.as_slice().expect("owned, contiguous"),
-            out,
-        );
+        self.input.project(x, out)
     }
 
     fn step_projected(

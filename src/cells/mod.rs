@@ -12,7 +12,7 @@ pub mod lstm;
 pub mod rnn;
 
 use ndarray::{
-    s, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
+    s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
 };
 
 pub use gru::Gru;
@@ -459,23 +459,41 @@ fn rows_of<'a, T: Float>(a: &'a ArrayView2<'a, T>) -> std::borrow::Cow<'a, [T]> 
     }
 }
 
-/// `out = x · Wᵀ + bias` (bias broadcast over rows), on Wᵀ packed at construction.
-fn project_packed<T: Float>(
-    x: ArrayView2<T>,
-    w_t: &Packed<T>,
-    bias: &[T],
-    mut out: ArrayViewMut2<T>,
-) {
-    let (rows, k) = x.dim();
-    let n = w_t.cols();
-    let xs = rows_of(&x);
-    match out.as_slice_mut() {
-        Some(o) => gemm_packed(rows, &xs, k, w_t, o, n, Init::Row(bias)),
-        None => {
-            let mut tmp = Array2::zeros((rows, n));
-            let o = tmp.as_slice_mut().expect("fresh array is contiguous");
-            gemm_packed(rows, &xs, k, w_t, o, n, Init::Row(bias));
-            out.assign(&tmp);
+/// The input side every cell kind shares: Wᵀ packed once, and the biases that do not depend
+/// on the state, folded into the projection.
+#[derive(Debug, Clone)]
+pub(crate) struct InputProjection<T> {
+    w_p: Packed<T>,
+    bias: Array1<T>,
+}
+
+impl<T: Float> InputProjection<T> {
+    /// From Wᵀ (`[input, gates·hidden]`) and the folded bias (`[gates·hidden]`).
+    fn new(w_t: ArrayView2<T>, bias: Array1<T>) -> InputProjection<T> {
+        InputProjection {
+            w_p: Packed::pack(w_t),
+            bias,
+        }
+    }
+
+    fn input_size(&self) -> usize {
+        self.w_p.rows()
+    }
+
+    /// `out = x · Wᵀ + bias`, the bias broadcast over rows.
+    fn project(&self, x: ArrayView2<T>, mut out: ArrayViewMut2<T>) {
+        let (rows, k) = x.dim();
+        let n = self.w_p.cols();
+        let xs = rows_of(&x);
+        let bias = Init::Row(self.bias.as_slice().expect("owned, contiguous"));
+        match out.as_slice_mut() {
+            Some(o) => gemm_packed(rows, &xs, k, &self.w_p, o, n, bias),
+            None => {
+                let mut tmp = Array2::zeros((rows, n));
+                let o = tmp.as_slice_mut().expect("fresh array is contiguous");
+                gemm_packed(rows, &xs, k, &self.w_p, o, n, bias);
+                out.assign(&tmp);
+            }
         }
     }
 }

@@ -1,19 +1,18 @@
 //! RNN: `Ht = f(Xt·Wᵀ + Ht-1·Rᵀ + Wb + Rb)`.
 
-use ndarray::{Array1, ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{project_packed, rows_of, Cell, DirWeights, State, Workspace};
+use super::{rows_of, Cell, DirWeights, InputProjection, State, Workspace};
 use crate::attrs::{Activation, OpKind};
 use crate::kernels::{gemm_packed_par, Float, Init, Packed};
 
 /// A simple (Elman) recurrent cell.
 #[derive(Debug, Clone)]
 pub struct Rnn<T> {
-    /// Wb + Rb: both are constant, so they fold into the input projection.
-    bias: Array1<T>,
-    /// Wᵀ and Rᵀ packed for the products.
-    w_p: Packed<T>,
+    /// Wᵀ packed, with Wb + Rb folded in (both are constant).
+    input: InputProjection<T>,
+    /// Rᵀ packed.
     r_p: Packed<T>,
     f: Act<T>,
     clip: Clip<T>,
@@ -25,8 +24,7 @@ impl<T: Float> Rnn<T> {
         let bias = &weights.wb + &weights.rb;
         let f = activations.first().copied().unwrap_or(Activation::Tanh);
         Rnn {
-            bias,
-            w_p: Packed::pack(weights.w_t.view()),
+            input: InputProjection::new(weights.w_t.view(), bias),
             r_p: Packed::pack(weights.r_t.view()),
             f: Act::new(f),
             clip: Clip::new(clip),
@@ -44,16 +42,11 @@ impl<T: Float> Cell<T> for Rnn<T> {
     }
 
     fn input_size(&self) -> usize {
-        self.w_p.rows()
+        self.input.input_size()
     }
 
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
-        project_packed(
-            x,
-            &self.w_p,
-            self.bias.as_slice().expect("owned, contiguous"),
-            out,
-        );
+        self.input.project(x, out)
     }
 
     fn step_projected(
