@@ -351,6 +351,17 @@ impl Fixture {
         self.dir.path().join(p)
     }
 
+    /// Writes float32 arrays into an .npz with ndarray-npy (a writer independent of ours).
+    fn write_npz(&self, name: &str, arrays: &[(&str, &Tensor)]) {
+        let file = fs::File::create(self.path(name)).unwrap();
+        let mut npz = ndarray_npy::NpzWriter::new(file);
+        for (key, t) in arrays {
+            npz.add_array(*key, &t.to_plain_array_view::<f32>().unwrap())
+                .unwrap();
+        }
+        npz.finish().unwrap();
+    }
+
     fn cmd(&self, args: &[&str]) -> Run {
         let out = Command::cargo_bin("rnn-run")
             .unwrap()
@@ -619,13 +630,8 @@ fn expect_passes_against_directory_files_and_npz() {
     assert_ok(&f.cmd(&["lstm.onnx", "x.npy", "--expect", "fixture_style"]));
 
     // One .npz keyed by output name, as np.savez(**outputs) writes it.
-    let file = fs::File::create(f.path("ref.npz")).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(file);
-    for (name, t) in ["Y", "Y_h", "lstm/Y_c:0"].iter().zip(&refs) {
-        npz.add_array(*name, &t.to_plain_array_view::<f32>().unwrap())
-            .unwrap();
-    }
-    npz.finish().unwrap();
+    let keyed: Vec<(&str, &Tensor)> = ["Y", "Y_h", "lstm/Y_c:0"].into_iter().zip(&refs).collect();
+    f.write_npz("ref.npz", &keyed);
     let run = f.cmd(&["lstm.onnx", "x.npy", "--expect", "ref.npz", "--json"]);
     assert_ok(&run);
     assert_eq!(run.json()["ok"], true);
@@ -1012,13 +1018,7 @@ fn inputs_bind_by_position_name_or_npz() {
     let x = read_npy(f.path("x.npy")).unwrap();
     let h0 = read_npy(f.path("h0.npy")).unwrap();
     // Keys as input names (numpy adds ".npy" to member names; both spellings are read).
-    let file = fs::File::create(f.path("inputs.npz")).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(file);
-    npz.add_array("h0", &h0.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.add_array("X", &x.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.finish().unwrap();
+    f.write_npz("inputs.npz", &[("h0", &h0), ("X", &x)]);
     assert_ok(&f.cmd(&[
         "gru.onnx",
         "inputs.npz",
@@ -1031,11 +1031,7 @@ fn inputs_bind_by_position_name_or_npz() {
     ]));
 
     // An .npz for some inputs, a name= binding for the rest.
-    let file = fs::File::create(f.path("only_x.npz")).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(file);
-    npz.add_array("X", &x.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.finish().unwrap();
+    f.write_npz("only_x.npz", &[("X", &x)]);
     assert_ok(&f.cmd(&[
         "gru.onnx",
         "only_x.npz",
@@ -1045,13 +1041,7 @@ fn inputs_bind_by_position_name_or_npz() {
     ]));
 
     // np.savez(path, x, h0) names positional arrays arr_0, arr_1: they bind by position.
-    let file = fs::File::create(f.path("positional.npz")).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(file);
-    npz.add_array("arr_0", &x.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.add_array("arr_1", &h0.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.finish().unwrap();
+    f.write_npz("positional.npz", &[("arr_0", &x), ("arr_1", &h0)]);
     assert_ok(&f.cmd(&[
         "gru.onnx",
         "positional.npz",
@@ -1274,18 +1264,8 @@ fn error_input_mismatch() {
 fn error_npz_inputs() {
     let f = Fixture::new();
     let x = read_npy(f.path("x.npy")).unwrap();
-    let file = fs::File::create(f.path("partial.npz")).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(file);
-    npz.add_array("X", &x.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.finish().unwrap();
-    let file = fs::File::create(f.path("extra.npz")).unwrap();
-    let mut npz = ndarray_npy::NpzWriter::new(file);
-    npz.add_array("X", &x.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.add_array("Z", &x.to_plain_array_view::<f32>().unwrap())
-        .unwrap();
-    npz.finish().unwrap();
+    f.write_npz("partial.npz", &[("X", &x)]);
+    f.write_npz("extra.npz", &[("X", &x), ("Z", &x)]);
     fs::write(f.path("broken.npz"), b"PK\x03\x04 not really a zip").unwrap();
     error_case(&f, "err_npz_missing_key", &["gru.onnx", "partial.npz"]);
     error_case(&f, "err_npz_unknown_key", &["gru.onnx", "extra.npz"]);
