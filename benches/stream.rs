@@ -8,13 +8,17 @@
 use std::time::Instant;
 
 use ndarray::{Array2, Array3};
-use prost::Message;
 use rnn_run::attrs::Activation;
 use rnn_run::attrs::NodeSpec;
 use rnn_run::cells::{Cell, DirWeights, Lstm};
 use rnn_run::layer::{Carry, Layer, RunInputs};
 use rnn_run::{Model, Tensor};
 use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+
+#[path = "../tests/common/proto.rs"]
+mod proto;
+use proto::{attr_int, float_initializer, model_bytes, value_info, Dim};
 
 fn weights(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
@@ -28,87 +32,34 @@ fn weights(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn tensor(name: &str, dims: &[i64], data: Vec<f32>) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        float_data: data,
-        ..Default::default()
-    }
-}
-
-fn x_info(i: usize) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dims = [
-        Value::DimParam("seq".into()),
-        Value::DimValue(1),
-        Value::DimValue(i as i64),
-    ];
-    pb::ValueInfoProto {
-        name: "X".into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .into_iter()
-                        .map(|v| Dimension {
-                            value: Some(v),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn lstm_node(h: usize) -> pb::NodeProto {
     pb::NodeProto {
         name: "lstm".into(),
         op_type: "LSTM".into(),
         input: vec!["X".into(), "W".into(), "R".into(), "B".into()],
         output: vec!["Y".into()],
-        attribute: vec![pb::AttributeProto {
-            name: "hidden_size".into(),
-            r#type: pb::attribute_proto::AttributeType::Int as i32,
-            i: h as i64,
-            ..Default::default()
-        }],
+        attribute: vec![attr_int("hidden_size", h as i64)],
         ..Default::default()
     }
 }
 
+/// One forward LSTM, X `[seq, 1, i]`, constant W, R and B.
 fn lstm_model(w: &[f32], r: &[f32], b: &[f32], h: usize, i: usize) -> Vec<u8> {
     let g = 4 * h as i64;
+    let x_dims = [Dim::S("seq"), Dim::N(1), Dim::N(i as i64)];
     let graph = pb::GraphProto {
         name: "lstm".into(),
         node: vec![lstm_node(h)],
         initializer: vec![
-            tensor("W", &[1, g, i as i64], w.to_vec()),
-            tensor("R", &[1, g, h as i64], r.to_vec()),
-            tensor("B", &[1, 2 * g], b.to_vec()),
+            float_initializer("W", &[1, g, i as i64], w.to_vec()),
+            float_initializer("R", &[1, g, h as i64], r.to_vec()),
+            float_initializer("B", &[1, 2 * g], b.to_vec()),
         ],
-        input: vec![x_info(i)],
-        output: vec![pb::ValueInfoProto {
-            name: "Y".into(),
-            ..Default::default()
-        }],
+        input: vec![value_info("X", DataType::Float, Some(&x_dims))],
+        output: vec![value_info("Y", DataType::Float, None)],
         ..Default::default()
     };
-    pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 14,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    model_bytes(graph, 14)
 }
 
 /// Times each closure `reps` times, interleaved (one call of each per round), so every

@@ -6,118 +6,27 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use prost::Message;
 use rnn_run::npy::{read_npy, write_npy};
 use rnn_run::Tensor;
 use tempfile::TempDir;
 use tract_hir::internal::tract_ndarray::{Array, ArrayD, IxDyn};
-use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
-use tract_onnx::pb::{
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+use tract_onnx::pb::{GraphProto, NodeProto};
+
+mod common;
+use common::proto::{
+    attr_float, attr_int, attr_string, attr_strings, float_initializer, model_bytes, value_info,
+    Dim,
 };
 
 // ------------------------------------------------------------------------------------------
 // Building models
-
-enum D {
-    N(i64),
-    S(&'static str),
-}
-
-fn value_info(name: &str, elem: DataType, dims: Option<&[D]>) -> ValueInfoProto {
-    let shape = dims.map(|dims| TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|d| Dimension {
-                value: Some(match d {
-                    D::N(n) => dimension::Value::DimValue(*n),
-                    D::S(s) => dimension::Value::DimParam(s.to_string()),
-                }),
-                ..Default::default()
-            })
-            .collect(),
-    });
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem as i32,
-                shape,
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 /// Deterministic weights in [-0.5, 0.5).
 fn weights(n: usize, seed: f32) -> Vec<f32> {
     (0..n)
         .map(|k| (k as f32 * 0.7 + seed).sin() * 0.5)
         .collect()
-}
-
-fn initializer(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: DataType::Float as i32,
-        float_data: data,
-        ..Default::default()
-    }
-}
-
-fn attr_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i,
-        ..Default::default()
-    }
-}
-
-fn attr_float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Float as i32,
-        f,
-        ..Default::default()
-    }
-}
-
-fn attr_string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::String as i32,
-        s: s.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Strings as i32,
-        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        ..Default::default()
-    }
-}
-
-fn model(graph: GraphProto, opset: i64) -> Vec<u8> {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: opset,
-        }],
-        producer_name: "rnn-run tests".into(),
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
 }
 
 const HIDDEN: usize = 3;
@@ -143,27 +52,31 @@ fn lstm_model(with_y_c: bool) -> Vec<u8> {
         name: "lstm_graph".into(),
         node: vec![node],
         initializer: vec![
-            initializer("W", &[1, 4 * h, i], weights(4 * HIDDEN * FEATURES, 0.1)),
-            initializer("R", &[1, 4 * h, h], weights(4 * HIDDEN * HIDDEN, 1.3)),
-            initializer("B", &[1, 8 * h], weights(8 * HIDDEN, 2.9)),
+            float_initializer("W", &[1, 4 * h, i], weights(4 * HIDDEN * FEATURES, 0.1)),
+            float_initializer("R", &[1, 4 * h, h], weights(4 * HIDDEN * HIDDEN, 1.3)),
+            float_initializer("B", &[1, 8 * h], weights(8 * HIDDEN, 2.9)),
         ],
         // A fixed batch: tract's own engine (`--engine tract`) needs one when initial_h is absent.
         input: vec![value_info(
             "X",
             DataType::Float,
-            Some(&[D::S("seq"), D::N(2), D::N(i)]),
+            Some(&[Dim::S("seq"), Dim::N(2), Dim::N(i)]),
         )],
         output: [
             value_info(
                 "Y",
                 DataType::Float,
-                Some(&[D::S("seq"), D::N(1), D::N(2), D::N(h)]),
+                Some(&[Dim::S("seq"), Dim::N(1), Dim::N(2), Dim::N(h)]),
             ),
-            value_info("Y_h", DataType::Float, Some(&[D::N(1), D::N(2), D::N(h)])),
+            value_info(
+                "Y_h",
+                DataType::Float,
+                Some(&[Dim::N(1), Dim::N(2), Dim::N(h)]),
+            ),
             value_info(
                 "lstm/Y_c:0",
                 DataType::Float,
-                Some(&[D::N(1), D::N(2), D::N(h)]),
+                Some(&[Dim::N(1), Dim::N(2), Dim::N(h)]),
             ),
         ]
         .into_iter()
@@ -171,7 +84,7 @@ fn lstm_model(with_y_c: bool) -> Vec<u8> {
         .collect(),
         ..Default::default()
     };
-    model(graph, 14)
+    model_bytes(graph, 14)
 }
 
 /// A bidirectional GRU with two graph inputs, `X` and `h0`, and a few non-default attributes,
@@ -202,29 +115,29 @@ fn gru_model() -> Vec<u8> {
         name: "gru_graph".into(),
         node: vec![node],
         initializer: vec![
-            initializer("W", &[2, 3 * h, i], weights(2 * 3 * HIDDEN * FEATURES, 0.4)),
-            initializer("R", &[2, 3 * h, h], weights(2 * 3 * HIDDEN * HIDDEN, 1.7)),
+            float_initializer("W", &[2, 3 * h, i], weights(2 * 3 * HIDDEN * FEATURES, 0.4)),
+            float_initializer("R", &[2, 3 * h, h], weights(2 * 3 * HIDDEN * HIDDEN, 1.7)),
         ],
         input: vec![
             value_info(
                 "X",
                 DataType::Float,
-                Some(&[D::S("seq"), D::S("batch"), D::N(i)]),
+                Some(&[Dim::S("seq"), Dim::S("batch"), Dim::N(i)]),
             ),
             value_info(
                 "h0",
                 DataType::Float,
-                Some(&[D::N(2), D::S("batch"), D::N(h)]),
+                Some(&[Dim::N(2), Dim::S("batch"), Dim::N(h)]),
             ),
         ],
         output: vec![value_info(
             "h_n",
             DataType::Float,
-            Some(&[D::N(2), D::S("batch"), D::N(h)]),
+            Some(&[Dim::N(2), Dim::S("batch"), Dim::N(h)]),
         )],
         ..Default::default()
     };
-    model(graph, 14)
+    model_bytes(graph, 14)
 }
 
 /// A reverse RNN with a symbolic batch and no initial_h, which tract's own engine cannot
@@ -245,22 +158,22 @@ fn rnn_model() -> Vec<u8> {
         name: "rnn_graph".into(),
         node: vec![node],
         initializer: vec![
-            initializer("W", &[1, h, i], weights(HIDDEN * FEATURES, 0.2)),
-            initializer("R", &[1, h, h], weights(HIDDEN * HIDDEN, 0.9)),
+            float_initializer("W", &[1, h, i], weights(HIDDEN * FEATURES, 0.2)),
+            float_initializer("R", &[1, h, h], weights(HIDDEN * HIDDEN, 0.9)),
         ],
         input: vec![value_info(
             "X",
             DataType::Float,
-            Some(&[D::S("seq"), D::S("batch"), D::N(i)]),
+            Some(&[Dim::S("seq"), Dim::S("batch"), Dim::N(i)]),
         )],
         output: vec![value_info(
             "Y",
             DataType::Float,
-            Some(&[D::S("seq"), D::N(1), D::S("batch"), D::N(h)]),
+            Some(&[Dim::S("seq"), Dim::N(1), Dim::S("batch"), Dim::N(h)]),
         )],
         ..Default::default()
     };
-    model(graph, 14)
+    model_bytes(graph, 14)
 }
 
 /// A forward RNN with Relu whose weights and inputs are small multiples of powers of two: its
@@ -282,34 +195,34 @@ fn exact_model() -> Vec<u8> {
         name: "exact_graph".into(),
         node: vec![node],
         initializer: vec![
-            initializer("W", &[1, 3, 2], vec![0.5, -0.25, 0.25, 0.5, -0.5, 0.75]),
-            initializer(
+            float_initializer("W", &[1, 3, 2], vec![0.5, -0.25, 0.25, 0.5, -0.5, 0.75]),
+            float_initializer(
                 "R",
                 &[1, 3, 3],
                 vec![0.5, 0.0, 0.25, 0.0, -0.5, 0.5, 0.25, 0.25, 0.0],
             ),
-            initializer("B", &[1, 6], vec![0.125, 0.0, -0.25, 0.0, 0.25, 0.125]),
+            float_initializer("B", &[1, 6], vec![0.125, 0.0, -0.25, 0.0, 0.25, 0.125]),
         ],
         input: vec![value_info(
             "X",
             DataType::Float,
-            Some(&[D::S("seq"), D::S("batch"), D::N(2)]),
+            Some(&[Dim::S("seq"), Dim::S("batch"), Dim::N(2)]),
         )],
         output: vec![
             value_info(
                 "Y",
                 DataType::Float,
-                Some(&[D::S("seq"), D::N(1), D::S("batch"), D::N(3)]),
+                Some(&[Dim::S("seq"), Dim::N(1), Dim::S("batch"), Dim::N(3)]),
             ),
             value_info(
                 "Y_h",
                 DataType::Float,
-                Some(&[D::N(1), D::S("batch"), D::N(3)]),
+                Some(&[Dim::N(1), Dim::S("batch"), Dim::N(3)]),
             ),
         ],
         ..Default::default()
     };
-    model(graph, 14)
+    model_bytes(graph, 14)
 }
 
 /// `[3, 2, 2]` values in {-0.75, -0.5, ..., 1}, for [`exact_model`].

@@ -6,6 +6,10 @@ use prost::Message;
 use rnn_run::npy::read_npy;
 use rnn_run::{Error, Model, Tensor};
 use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+
+mod common;
+use common::proto::{attr_int, attr_string, attr_strings, fixed, float_initializer, value_info};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -112,65 +116,10 @@ fn wrong_inputs_are_input_errors() {
 
 // --- Node errors, on small hand-built models -------------------------------------------------
 
-fn attr_s(name: &str, v: &str) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::String as i32,
-        s: v.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-fn attr_i(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
-
-fn attr_strings(name: &str, v: &[&str]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Strings as i32,
-        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, elem: i32, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn initializer(name: &str, dims: &[i64]) -> pb::TensorProto {
     let n: i64 = dims.iter().product();
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        float_data: (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect(),
-        ..Default::default()
-    }
+    let data = (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect();
+    float_initializer(name, dims, data)
 }
 
 /// One RNN node, X [T=4, B=2, I=3] as input, W/R/B as initializers with the given shapes.
@@ -182,9 +131,13 @@ fn rnn_model(
 ) -> Vec<u8> {
     let mut node_inputs = vec!["X".to_string(), "W".into(), "R".into()];
     node_inputs.extend(extra_inputs.iter().map(|s| s.to_string()));
-    let mut graph_inputs = vec![value_info("X", 1, &[4, 2, 3])];
+    let mut graph_inputs = vec![value_info("X", DataType::Float, Some(&fixed(&[4, 2, 3])))];
     if extra_inputs.contains(&"sequence_lens") {
-        graph_inputs.push(value_info("sequence_lens", 6, &[2]));
+        graph_inputs.push(value_info(
+            "sequence_lens",
+            DataType::Int32,
+            Some(&fixed(&[2])),
+        ));
     }
     let model = pb::ModelProto {
         ir_version: 8,
@@ -204,7 +157,7 @@ fn rnn_model(
             }],
             initializer: vec![initializer("W", w), initializer("R", r)],
             input: graph_inputs,
-            output: vec![value_info("Y", 1, &[])],
+            output: vec![value_info("Y", DataType::Float, None)],
             ..Default::default()
         }),
         ..Default::default()
@@ -225,12 +178,17 @@ fn node_error(bytes: &[u8]) -> String {
 
 #[test]
 fn node_errors_name_the_attribute_and_what_was_expected() {
-    let ok = rnn_model(vec![attr_i("hidden_size", 5)], &[1, 5, 3], &[1, 5, 5], &[]);
+    let ok = rnn_model(
+        vec![attr_int("hidden_size", 5)],
+        &[1, 5, 3],
+        &[1, 5, 5],
+        &[],
+    );
     Model::from_bytes(&ok).expect("the well-formed model loads");
 
     let m = node_error(&rnn_model(
         vec![
-            attr_i("hidden_size", 5),
+            attr_int("hidden_size", 5),
             attr_strings("activations", &["Swish"]),
         ],
         &[1, 5, 3],
@@ -241,7 +199,7 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
 
     let m = node_error(&rnn_model(
         vec![
-            attr_i("hidden_size", 5),
+            attr_int("hidden_size", 5),
             attr_strings("activations", &["Tanh", "Tanh"]),
         ],
         &[1, 5, 3],
@@ -254,7 +212,10 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     );
 
     let m = node_error(&rnn_model(
-        vec![attr_i("hidden_size", 5), attr_s("direction", "sideways")],
+        vec![
+            attr_int("hidden_size", 5),
+            attr_string("direction", "sideways"),
+        ],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
@@ -262,7 +223,7 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     assert!(m.contains("'direction'") && m.contains("sideways"), "{m}");
 
     let m = node_error(&rnn_model(
-        vec![attr_i("hidden_size", 6)],
+        vec![attr_int("hidden_size", 6)],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
@@ -273,7 +234,7 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     );
 
     let m = node_error(&rnn_model(
-        vec![attr_i("layout", 2)],
+        vec![attr_int("layout", 2)],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
@@ -281,7 +242,7 @@ fn node_errors_name_the_attribute_and_what_was_expected() {
     assert!(m.contains("'layout'") && m.contains("found 2"), "{m}");
 
     let m = node_error(&rnn_model(
-        vec![attr_i("input_forget", 1)],
+        vec![attr_int("input_forget", 1)],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
@@ -369,14 +330,14 @@ fn float16_models_run() {
 #[test]
 fn huge_hidden_size_is_refused_before_allocating() {
     let m = node_error(&rnn_model(
-        vec![attr_i("hidden_size", 1 << 40)],
+        vec![attr_int("hidden_size", 1 << 40)],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
     ));
     assert!(m.contains("input W") && m.contains("1099511627776"), "{m}");
     let m = node_error(&rnn_model(
-        vec![attr_i("hidden_size", i64::MAX / 2)],
+        vec![attr_int("hidden_size", i64::MAX / 2)],
         &[1, 5, 3],
         &[1, 5, 5],
         &[],
@@ -424,12 +385,12 @@ fn layer_run_into_writes_only_the_outputs_given() {
             input: vec!["X".into(), "W".into(), "R".into(), "B".into()],
             output: vec!["Y".into(), "Y_h".into(), "Y_c".into()],
             attribute: vec![
-                attr_i("hidden_size", 3),
-                attr_s("direction", "bidirectional"),
+                attr_int("hidden_size", 3),
+                attr_string("direction", "bidirectional"),
             ],
             ..Default::default()
         };
-        node.attribute.push(attr_i("layout", layout));
+        node.attribute.push(attr_int("layout", layout));
         let spec = NodeSpec::from_node(&node, 14).unwrap();
         let w = ArrayD::from_shape_fn(vec![2, 12, 2], |i| (i[1] as f64 - i[2] as f64) * 0.05);
         let r = ArrayD::from_shape_fn(vec![2, 12, 3], |i| (i[0] + i[1] + i[2]) as f64 * 0.02);

@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 pub mod onnx_builder;
+pub mod proto;
 pub mod reference;

@@ -2,13 +2,15 @@
 //! `tract_onnx::pb`, for feeding the library under test.
 #![allow(dead_code)]
 
+use super::proto::{
+    attr_float, attr_floats, attr_int, attr_string, attr_strings, fixed, value_info,
+};
 use super::reference::{OpKind, RefAttrs, RefInputs};
 use ndarray::ArrayD;
 use prost::Message;
 use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_proto::DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    ValueInfoProto,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,74 +60,6 @@ impl BuildOpts {
             want_y_c: op == OpKind::Lstm,
             weights_as_initializers: false,
         }
-    }
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
-
-fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Float as i32,
-        f: v,
-        ..Default::default()
-    }
-}
-
-fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Floats as i32,
-        floats: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn attr_string(name: &str, v: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::String as i32,
-        s: v.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-fn attr_strings(name: &str, v: &[String]) -> AttributeProto {
-    AttributeProto {
-        name: name.to_string(),
-        r#type: AttributeType::Strings as i32,
-        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, elem: DataType, shape: Option<&[usize]>) -> ValueInfoProto {
-    let shape = shape.map(|s| TensorShapeProto {
-        dim: s
-            .iter()
-            .map(|&d| tensor_shape_proto::Dimension {
-                value: Some(tensor_shape_proto::dimension::Value::DimValue(d as i64)),
-                ..Default::default()
-            })
-            .collect(),
-    });
-    ValueInfoProto {
-        name: name.to_string(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem as i32,
-                shape,
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }
 
@@ -281,8 +215,8 @@ pub fn build_node_model(
             initializers.push(tensor_proto(name, a, opts.dtype, raw));
         } else {
             let vi = match val {
-                Val::F(a) => value_info(name, elem, Some(a.shape())),
-                Val::Lens(l) => value_info(name, DataType::Int32, Some(&[l.len()])),
+                Val::F(a) => value_info(name, elem, Some(&fixed(a.shape()))),
+                Val::Lens(l) => value_info(name, DataType::Int32, Some(&fixed(&[l.len()]))),
             };
             graph_inputs.push(vi);
             input_names.push(name.to_string());
