@@ -17,17 +17,19 @@ use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 use rnn_run::layer::{Layer, RunInputs};
 use rnn_run::{Model, Tensor};
-use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::{AttributeProto, ModelProto};
 
 #[path = "common.rs"]
 mod common;
 #[path = "../../tests/common/onnx_builder.rs"]
 mod onnx_builder;
+#[path = "../../tests/common/proto.rs"]
+mod proto;
 #[path = "../../tests/common/reference.rs"]
 mod reference;
 
 use onnx_builder::{build_node_model, BuildOpts, Dt};
+use proto::{attr_float, attr_floats, attr_int, attr_string, attr_strings};
 use reference::{run_reference, takes_alpha, takes_beta, OpKind, RefAttrs, RefInputs};
 
 #[derive(Arbitrary, Debug)]
@@ -647,51 +649,6 @@ fn expect_error(case: &Case, bytes: &[u8], inputs: Vec<Tensor>) {
             "a broken node was accepted ({} outputs)\n{case:?}",
             outs.len()
         );
-    }
-}
-
-fn attr_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i,
-        ..Default::default()
-    }
-}
-
-fn attr_float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Float as i32,
-        f,
-        ..Default::default()
-    }
-}
-
-fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Floats as i32,
-        floats: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn attr_string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::String as i32,
-        s: s.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Strings as i32,
-        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        ..Default::default()
     }
 }
 
