@@ -704,3 +704,48 @@ fn external_data_outside_the_model_directory_is_refused_unread() {
         assert!(err.contains("relative"), "{location}: {err}");
     }
 }
+
+/// fuzz `load_model`, strict run of session 3: small models (mutated fixtures) on which tract
+/// 0.23.9 itself panics, in smallvec (lib.rs:1513 and :1538), tract-core (model/fact.rs:21,
+/// ops/array/gather.rs:75) or tract-onnx (tensor.rs:193, ops/array/slice.rs:86). The library
+/// runs tract under `catch_unwind`; each must come back as an error saying tract failed,
+/// whether at load or at run time (on zero inputs of the declared shapes, as the target does).
+#[test]
+fn tract_panics_become_errors() {
+    for name in [
+        "fact_21",
+        "gather_75",
+        "onnx_tensor_193",
+        "slice_86",
+        "smallvec_1513",
+        "smallvec_1538",
+    ] {
+        let bytes = fs::read(fixture(&format!("robustness/tract_panic_{name}.onnx"))).unwrap();
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> rnn_run::Result<()> {
+            let model = Model::from_bytes(&bytes)?;
+            // The target's choice for symbolic dimensions, so the same panic is reached.
+            let symbolic = 1 + bytes.len() % 3;
+            let inputs = model
+                .inputs()
+                .iter()
+                .map(|info| {
+                    let shape: Vec<usize> = info
+                        .shape
+                        .iter()
+                        .map(|d| match d {
+                            rnn_run::Dim::Fixed(n) => *n,
+                            rnn_run::Dim::Symbol(_) => symbolic,
+                        })
+                        .collect();
+                    rnn_run::Tensor::zero_dt(info.dtype, &shape).unwrap()
+                })
+                .collect();
+            model.run(inputs).map(|_| ())
+        }));
+        let err = outcome
+            .unwrap_or_else(|_| panic!("{name}: a panic escaped the library"))
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains("tract failed while"), "{name}: {err}");
+    }
+}
