@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example run_model -- fixtures/tutorial/lstm_legacy/model.onnx`
 
-use rnn_run::{Dim, Model, Tensor};
+use rnn_run::{Model, Tensor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     run(std::env::args().nth(1))
@@ -24,17 +24,7 @@ fn run(arg: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
     let inputs = model
         .inputs()
         .iter()
-        .map(|i| {
-            let shape: Vec<usize> = i
-                .shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => *n,
-                    Dim::Symbol(_) => 4,
-                })
-                .collect();
-            Tensor::zero_dt(i.dtype, &shape)
-        })
+        .map(|i| Tensor::zero_dt(i.dtype, &i.shape_with(4)))
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = model.run(inputs)?;
     for (info, t) in model.outputs().iter().zip(&outputs) {

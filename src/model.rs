@@ -79,6 +79,17 @@ impl IoInfo {
     pub fn shape_string(&self) -> String {
         crate::error::shape_string(&self.shape)
     }
+
+    /// The shape with every symbolic dimension set to `symbolic`, to make example inputs.
+    pub fn shape_with(&self, symbolic: usize) -> Vec<usize> {
+        self.shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Symbol(_) => symbolic,
+            })
+            .collect()
+    }
 }
 
 /// A recurrent node of the model, as `inspect` reports it.

@@ -729,15 +729,7 @@ fn tract_panics_become_errors() {
                 .inputs()
                 .iter()
                 .map(|info| {
-                    let shape: Vec<usize> = info
-                        .shape
-                        .iter()
-                        .map(|d| match d {
-                            rnn_run::Dim::Fixed(n) => *n,
-                            rnn_run::Dim::Symbol(_) => symbolic,
-                        })
-                        .collect();
-                    rnn_run::Tensor::zero_dt(info.dtype, &shape).unwrap()
+                    rnn_run::Tensor::zero_dt(info.dtype, &info.shape_with(symbolic)).unwrap()
                 })
                 .collect();
             model.run(inputs).map(|_| ())

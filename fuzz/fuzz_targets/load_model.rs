@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rnn_run::{Dim, Model, Tensor};
+use rnn_run::{Model, Tensor};
 
 #[path = "common.rs"]
 mod common;
@@ -26,14 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let symbolic = 1 + data.len() % 3;
     let mut inputs = vec![];
     for info in model.inputs() {
-        let shape: Vec<usize> = info
-            .shape
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => *n,
-                Dim::Symbol(_) => symbolic,
-            })
-            .collect();
+        let shape = info.shape_with(symbolic);
         let elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         match elements {
             Some(n) if n <= MAX_ELEMENTS => {}
