@@ -517,8 +517,7 @@ pub fn dtype_name(dt: DatumType) -> String {
     }
 }
 
-/// Reads a model file, which must be a regular file: a device or FIFO (`/dev/zero`) would
-/// otherwise be read until memory runs out.
+/// Reads a model file, which must be a regular file.
 fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let io = |source| Error::Io {
@@ -527,12 +526,7 @@ fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "a device, pipe or socket"
-        };
+    if let Some(kind) = crate::error::not_a_regular_file(&meta) {
         return Err(Error::InvalidModel {
             what: path.display().to_string(),
             message: format!("not a regular file ({kind}), expected an ONNX model"),

@@ -640,12 +640,7 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
 fn open_regular(path: &Path) -> Result<(File, u64)> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() {
-            "a directory"
-        } else {
-            "a device, pipe or socket"
-        };
+    if let Some(what) = crate::error::not_a_regular_file(&meta) {
         return Err(invalid(
             path,
             format!("not a regular file ({what}), expected a .npy or .npz file"),

@@ -134,14 +134,16 @@ fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
         )
     })?;
     let size = match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => {
-            return Err(format!(
-                "tensor '{}': external data {} is not a regular file",
-                t.name,
-                path.display()
-            ))
-        }
+        Ok(m) => match crate::error::not_a_regular_file(&m) {
+            None => m.len(),
+            Some(kind) => {
+                return Err(format!(
+                    "tensor '{}': external data {} is not a regular file ({kind})",
+                    t.name,
+                    path.display()
+                ))
+            }
+        },
         Err(e) => {
             return Err(format!(
                 "tensor '{}': external data file {} cannot be read ({e})",
