@@ -425,10 +425,12 @@ impl<T: Float> Layer<T> {
                 shape_string(found)
             )))
         };
-        let mut given = [inputs.initial_h, inputs.initial_c];
-        let [h0, c0] = [("initial_h", 0), ("initial_c", 1)].map(|(name, i)| {
-            given[i]
-                .take()
+        let [h0, c0] = [
+            ("initial_h", inputs.initial_h),
+            ("initial_c", inputs.initial_c),
+        ]
+        .map(|(name, given)| {
+            given
                 .map(|a| {
                     check_state(name, a.shape())?;
                     Ok(a.into_dimensionality::<Ix3>().expect("shape checked"))

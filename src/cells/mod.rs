@@ -226,10 +226,10 @@ pub(crate) struct Scratch<T> {
 }
 
 impl<T: Float> Scratch<T> {
-    fn new(state: &State<T>, gate_width: usize, hidden: usize, rows: usize, parts: usize) -> Self {
+    fn new(state: &State<T>, gate_width: usize, rows: usize, parts: usize) -> Self {
         Scratch {
             next: state.clone(),
-            ws: Workspace::new(state.batch(), gate_width, hidden, parts),
+            ws: Workspace::new(state.batch(), gate_width, state.h.ncols(), parts),
             gx: Array2::zeros((rows, gate_width)),
         }
     }
@@ -356,13 +356,7 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
     let chunk = (PROJECTION_ROWS / batch).clamp(1, t_len);
     let scratch = match scratch {
         Some(s) if s.fits(state, chunk * batch, gate_width, parts) => s,
-        _ => scratch.insert(Scratch::new(
-            state,
-            gate_width,
-            cell.hidden_size(),
-            chunk * batch,
-            parts,
-        )),
+        _ => scratch.insert(Scratch::new(state, gate_width, chunk * batch, parts)),
     };
     let Scratch {
         next,
