@@ -528,3 +528,104 @@ def format_exc_short(e: BaseException) -> str:
 
 
 Builder = Callable[[], TorchCase]
+
+
+# --------------------------------------------------------------------------------------
+# npz + manifest.json layout (fixtures/realworld, fixtures/graphs, fixtures/streaming)
+# --------------------------------------------------------------------------------------
+#
+# One manifest.json per folder; every call of every case is a pair of uncompressed .npz
+# files: <case>_call<k>_inputs.npz keyed by graph input name, <case>_call<k>_expected.npz
+# keyed by graph output name, dtypes exactly as the graph declares (0-d arrays for scalars).
+
+
+def ort_session(model_path: Path):
+    """onnxruntime session as used for every reference: CPUExecutionProvider, 1 thread."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_run_named(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def declared_np_dtype(vi: onnx.ValueInfoProto):
+    return onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+
+
+def check_against_graph(model: onnx.ModelProto, inputs: dict[str, np.ndarray],
+                        outputs: dict[str, np.ndarray] | None = None) -> None:
+    """Names, dtypes and ranks/fixed dims of the arrays must match the graph's declarations."""
+    g_in, g_out = graph_io(model)
+    for vis, arrs, what in [(g_in, inputs, "input"), (g_out, outputs, "output")]:
+        if arrs is None:
+            continue
+        names = [v.name for v in vis]
+        if sorted(names) != sorted(arrs):
+            raise RuntimeError(f"{what} names {sorted(arrs)} differ from graph {names}")
+        for vi in vis:
+            a = arrs[vi.name]
+            if a.dtype != declared_np_dtype(vi):
+                raise RuntimeError(f"{what} {vi.name}: dtype {a.dtype} vs declared {declared_np_dtype(vi)}")
+            if not shape_compatible(vi_shape(vi), a.shape):
+                raise RuntimeError(f"{what} {vi.name}: shape {list(a.shape)} vs declared {vi_shape(vi)}")
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez (uncompressed); the arrays keep their dtype and rank (0-d stays 0-d)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # np.ascontiguousarray would turn a 0-d array into shape (1,): copy in C order instead.
+    arrays = {k: np.array(v, order="C", copy=True) for k, v in arrays.items()}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with np.load(path) as back:
+        for k, v in arrays.items():
+            assert back[k].dtype == v.dtype and back[k].shape == v.shape, (path, k)
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def io_decl(model: onnx.ModelProto) -> dict:
+    """Graph inputs/outputs as {"name", "dtype", "shape"} (shape entries: int, dim_param or null)."""
+    g_in, g_out = graph_io(model)
+    conv = lambda vi: {"name": vi.name, "dtype": str(np.dtype(declared_np_dtype(vi))),  # noqa: E731
+                       "shape": vi_shape(vi)}
+    return {"inputs": [conv(v) for v in g_in], "outputs": [conv(v) for v in g_out]}
+
+
+def all_op_types(model: onnx.ModelProto) -> list[str]:
+    """Op types of the graph and of every subgraph (If/Loop/Scan bodies)."""
+    ops: set[str] = set()
+
+    def walk(g):
+        for n in g.node:
+            ops.add(n.op_type)
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+                for sg in a.graphs:
+                    walk(sg)
+
+    walk(model.graph)
+    return sorted(ops)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
