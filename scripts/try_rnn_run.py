@@ -6,7 +6,7 @@ Each call is run on its stored inputs (for call sequences these hold onnxruntime
 output of the previous call), compared with --expect at the case's atol/rtol. This is a quick
 look for humans, not a test: the Rust tests read the manifests themselves.
 
-Usage: python scripts/try_rnn_run.py [--bin PATH] [--only PATTERN] DIR [DIR ...]
+Usage: python scripts/try_rnn_run.py [--bin PATH] [--only PATTERN] [--chunk N] DIR [DIR ...]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--bin", default=str(REPO_ROOT / "target" / "release" / "rnn-run"))
     ap.add_argument("--only", action="append", help="model name glob/substring; repeatable")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--chunk", type=int, help="pass --chunk N (streaming run, N steps per call)")
     args = ap.parse_args()
     for d in args.dirs:
         manifest = json.loads((d / "manifest.json").read_text())
@@ -55,6 +56,8 @@ def main() -> None:
                 for k, call in enumerate(case["calls"]):
                     cmd = [args.bin, str(d / model["file"]), str(d / call["inputs"]), "--expect",
                            str(d / call["expected"]), "--atol", str(case["atol"]), "--rtol", str(case["rtol"])]
+                    if args.chunk:
+                        cmd += ["--chunk", str(args.chunk)]
                     try:
                         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                         msg = one_line(p.stdout + "\n" + p.stderr)
@@ -68,7 +71,8 @@ def main() -> None:
                 n_ok = sum(ok for ok, _ in results)
                 status = "ok" if n_ok == len(case["calls"]) else "FAIL"
                 last = results[-1][1]
-                print(f"{d.name}/{name} [{case['name']}] {status} {n_ok}/{len(case['calls'])} calls: {last}")
+                tag = f" stream={model['stream']}" if "stream" in model else ""
+                print(f"{d.name}/{name}{tag} [{case['name']}] {status} {n_ok}/{len(case['calls'])} calls: {last}")
                 sys.stdout.flush()
 
 
