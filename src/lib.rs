@@ -9,6 +9,7 @@
 
 pub mod attrs;
 pub mod cells;
+pub mod describe;
 pub mod error;
 pub mod gates;
 pub mod kernels;
@@ -16,12 +17,17 @@ pub mod layer;
 pub mod model;
 pub mod npy;
 pub mod op;
+mod passes;
 mod precheck;
 pub mod stream;
 pub mod torch;
 
+pub use describe::ModelInfo;
 pub use error::{Error, NodeError, Result};
-pub use model::{dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode};
+pub use model::{
+    dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode, Typing, DEFAULT_PLAN_CACHE,
+};
+pub use passes::specialize::PlanStats;
 pub use stream::Stream;
 pub use tract_hir::internal::{DatumType, Tensor};
 

@@ -4,15 +4,18 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
 use tract_hir::internal::*;
-use tract_onnx::pb::ModelProto;
+use tract_onnx::pb::{GraphProto, ModelProto};
 
-use crate::attrs::{NodeSpec, OpKind};
+use crate::attrs::NodeSpec;
+use crate::describe::ModelInfo;
 use crate::error::{chain_message, Error, Result};
 use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
+use crate::passes::specialize::{PlanCache, PlanStats, Specialized};
 
 /// Which implementation runs the recurrent nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,7 +46,13 @@ pub struct LoadOptions {
     /// columns; small ones stay on one thread, where handing work over costs more than it
     /// saves. The rest of the graph runs on the calling thread.
     pub threads: usize,
+    /// How many plans specialized to input signatures (shapes, and scalar values where the
+    /// graph needs them) are kept; 0 means the default, [`DEFAULT_PLAN_CACHE`].
+    pub plan_cache: usize,
 }
+
+/// Plans kept per model unless [`LoadOptions::plan_cache`] says otherwise.
+pub const DEFAULT_PLAN_CACHE: usize = 8;
 
 /// One dimension of a graph input or output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +106,9 @@ impl IoInfo {
 pub struct RecurrentNode {
     /// The parsed and checked attributes.
     pub spec: NodeSpec,
+    /// `None` in the main graph; otherwise the subgraphs that hold it, outermost first
+    /// (`If 'If_0' else_branch > If '/decoder/If_1' then_branch`).
+    pub subgraph: Option<String>,
     /// Which implementation runs it.
     pub engine: Engine,
     /// Native engine: whether the weights were constant and the cells built at load.
@@ -108,16 +120,29 @@ pub struct RecurrentNode {
 #[derive(Debug, Clone)]
 pub struct Model {
     source: String,
-    opset: i64,
     engine: Engine,
+    info: ModelInfo,
     inputs: Vec<IoInfo>,
     outputs: Vec<IoInfo>,
     recurrent: Vec<RecurrentNode>,
-    /// The graph as parsed, kept to re-type it for streaming with a free sequence axis.
+    /// The graph as parsed: every plan is specialized from it.
     pub(crate) inference: Arc<InferenceModel>,
-    plan: Arc<TypedSimplePlan>,
+    /// The graph typed with its declared (symbolic) shapes and decluttered, or why tract
+    /// cannot type it before it sees actual inputs.
+    symbolic: std::result::Result<Arc<TypedModel>, String>,
+    /// Plans specialized to input signatures, shared by clones and threads.
+    plans: Arc<PlanCache>,
     /// The worker pool shared by the model's recurrent ops (and its streams).
     pub(crate) threads: Option<Arc<Threads>>,
+}
+
+/// Whether the graph could be typed with its declared shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Typing {
+    /// It types with symbolic dimensions; runs still use plans specialized to their inputs.
+    Symbolic,
+    /// tract cannot type it until it sees the actual inputs (the reason); runs specialize.
+    Deferred(String),
 }
 
 impl Model {
@@ -182,19 +207,7 @@ impl Model {
                 "not an ONNX model: the graph has no nodes and no outputs".into(),
             ));
         }
-        let opset = proto
-            .opset_import
-            .iter()
-            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-            .map(|o| o.version)
-            .unwrap_or(0);
-
-        let mut specs = vec![];
-        for node in &graph.node {
-            if OpKind::from_op_type(&node.op_type).is_some() && node.domain.is_empty() {
-                specs.push(NodeSpec::from_node(node, opset)?);
-            }
-        }
+        let info = ModelInfo::from_proto(&proto)?;
 
         let mut onnx = tract_onnx::onnx();
         // Exporters write symbolic shapes into value_info that can contradict the concrete
@@ -203,6 +216,7 @@ impl Model {
         if options.engine == Engine::Native {
             crate::op::register(&mut onnx);
         }
+        crate::passes::branches::register(&mut onnx);
         crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
         let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
         let parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
@@ -214,65 +228,77 @@ impl Model {
                 parsed.unresolved_inputs.join(", ")
             )));
         }
+        refuse_unknown_ops(&parsed.model, graph).map_err(invalid)?;
         let inference = Arc::new(parsed.model);
         let threads = match options.threads {
             0 | 1 => None,
             n => Some(Arc::new(Threads::new(n).map_err(Error::Run)?)),
         };
-        let typed =
-            without_panics(|| optimize(InferenceModel::clone(&inference), false, threads.as_ref()))
-                .map_err(|what| {
-                    invalid(format!("tract failed while preparing the graph ({what})"))
-                })?
-                .map_err(|e| Error::from_tract(e, invalid))?;
 
-        check_tensor_sizes(&typed).map_err(invalid)?;
+        // Typing with the declared shapes checks the recurrent nodes against their inputs
+        // (a refusal there is the model's fault, reported now) and describes the inputs and
+        // outputs; where tract gives up for want of concrete shapes, runs specialize anyway.
+        let symbolic = match without_panics(|| {
+            type_graph(InferenceModel::clone(&inference), threads.as_ref())
+        }) {
+            Ok(Ok(typed)) => {
+                check_tensor_sizes(&typed).map_err(invalid)?;
+                Ok(Arc::new(typed))
+            }
+            Ok(Err(e)) => match Error::from_tract(e, Error::Run) {
+                Error::Run(why) => Err(why),
+                node_error => return Err(node_error),
+            },
+            Err(panic) => Err(format!("tract failed while typing the graph ({panic})")),
+        };
 
-        let recurrent = specs
-            .into_iter()
-            .map(|spec| {
-                let native = typed.nodes().iter().find_map(|n| {
-                    n.op_as::<NativeRecurrent>()
-                        .filter(|op| op.spec().name == spec.name)
+        let recurrent = info
+            .recurrent
+            .iter()
+            .map(|found| {
+                let typed = symbolic.as_ref().ok().and_then(|typed| {
+                    typed.nodes().iter().find_map(|n| {
+                        n.op_as::<NativeRecurrent>()
+                            .filter(|op| op.spec().name == found.spec.name)
+                    })
                 });
                 RecurrentNode {
                     engine: options.engine,
-                    weights_prepared: native.is_some_and(|op| op.weights_prepared()),
-                    spec,
+                    weights_prepared: options.engine == Engine::Native
+                        && typed.map_or(found.constant_weights, |op| op.weights_prepared()),
+                    spec: found.spec.clone(),
+                    subgraph: found.subgraph.clone(),
                 }
             })
             .collect();
 
-        let (mut inputs, mut outputs) =
-            describe_io(&typed).map_err(|e| invalid(chain_message(&e)))?;
+        let (mut inputs, mut outputs) = match &symbolic {
+            Ok(typed) => describe_io(typed).map_err(|e| invalid(chain_message(&e)))?,
+            Err(_) => (info.inputs.clone(), info.outputs.clone()),
+        };
         // tract's clean-up can move a label from a no-op node onto a graph input (a dynamo
         // export's `h0` showed up as `val_4`); the ONNX graph's own names are the contract.
-        let initializers: std::collections::HashSet<&str> =
-            graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let onnx_inputs: Vec<&str> = graph
-            .input
-            .iter()
-            .map(|i| i.name.as_str())
-            .filter(|n| !initializers.contains(n))
-            .collect();
-        let onnx_outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-        for (infos, names) in [(&mut inputs, onnx_inputs), (&mut outputs, onnx_outputs)] {
-            if infos.len() == names.len() {
-                for (info, name) in infos.iter_mut().zip(names) {
-                    info.name = name.to_string();
+        for (infos, declared) in [(&mut inputs, &info.inputs), (&mut outputs, &info.outputs)] {
+            if infos.len() == declared.len() {
+                for (info, declared) in infos.iter_mut().zip(declared) {
+                    info.name = declared.name.clone();
                 }
             }
         }
-        let plan = SimplePlan::new(typed).map_err(|e| Error::from_tract(e, invalid))?;
+        let capacity = match options.plan_cache {
+            0 => DEFAULT_PLAN_CACHE,
+            n => n,
+        };
         Ok(Model {
             source,
-            opset,
             engine: options.engine,
+            info,
             inputs,
             outputs,
             recurrent,
             inference,
-            plan,
+            symbolic,
+            plans: Arc::new(PlanCache::new(capacity)),
             threads,
         })
     }
@@ -284,7 +310,25 @@ impl Model {
 
     /// The default-domain opset the model imports.
     pub fn opset(&self) -> i64 {
-        self.opset
+        self.info.opset
+    }
+
+    /// What the protobuf says: opsets, op histogram, recurrent nodes in subgraphs too.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Whether tract typed the graph with its declared shapes, or waits for actual inputs.
+    pub fn typing(&self) -> Typing {
+        match &self.symbolic {
+            Ok(_) => Typing::Symbolic,
+            Err(why) => Typing::Deferred(why.clone()),
+        }
+    }
+
+    /// How the cache of specialized plans has been used.
+    pub fn plan_stats(&self) -> PlanStats {
+        self.plans.stats()
     }
 
     /// Which engine runs the recurrent nodes.
@@ -302,9 +346,9 @@ impl Model {
         &self.outputs
     }
 
-    /// The optimized graph the plan runs.
-    pub(crate) fn plan_model(&self) -> &TypedModel {
-        self.plan.model()
+    /// The graph typed with its declared shapes, or why it cannot be.
+    pub(crate) fn symbolic_model(&self) -> std::result::Result<&TypedModel, &str> {
+        self.symbolic.as_deref().map_err(String::as_str)
     }
 
     /// Every RNN, LSTM and GRU node, in graph order.
@@ -318,16 +362,101 @@ impl Model {
         check_inputs(&self.inputs, inputs)
     }
 
+    /// Makes (or finds in the cache) the plan specialized to inputs like these, without
+    /// running it; returns how long making it took, zero when it was cached. [`Model::run`]
+    /// does this itself: call it to keep that cost out of a timed run.
+    pub fn prepare(&self, inputs: &[Tensor]) -> Result<Duration> {
+        self.check_inputs(inputs)?;
+        let (plan, built) = self.plan_for(inputs)?;
+        Ok(if built {
+            plan.build_time
+        } else {
+            Duration::ZERO
+        })
+    }
+
     /// Runs the model on `inputs` (graph input order) and returns the outputs (graph output
-    /// order). Each call is independent: no state is kept between calls.
+    /// order). Each call is independent: no state is kept between calls. The graph runs as
+    /// specialized to the inputs' shapes (see [`Model::prepare`]).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.check_inputs(&inputs)?;
-        let inputs = inputs.into_iter().map(|t| t.into_tvalue()).collect();
-        let outputs = without_panics(|| self.plan.run(inputs))
+        let (plan, _) = self.plan_for(&inputs)?;
+        let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
+        let fed = plan
+            .fed
+            .iter()
+            .map(|&ix| inputs[ix].take().map(|t| t.into_tvalue()))
+            .collect::<Option<TVec<TValue>>>()
+            .ok_or_else(|| Error::Run("an input is fed twice".into()))?;
+        let outputs = without_panics(|| plan.plan.run(fed))
             .map_err(|what| Error::Run(format!("tract failed while running the graph ({what})")))?
             .map_err(|e| Error::from_tract(e, Error::Run))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
+
+    /// The cached plan for these inputs, or a new one; true when it was built now.
+    fn plan_for(&self, inputs: &[Tensor]) -> Result<(Arc<Specialized>, bool)> {
+        let shapes = || {
+            inputs
+                .iter()
+                .map(|t| format!("{:?}", t.shape()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let invalid = |message: String| Error::InvalidModel {
+            what: self.source.clone(),
+            message: format!("for inputs of shapes {}: {message}", shapes()),
+        };
+        let build = |model: InferenceModel| -> TractResult<TypedModel> {
+            let typed = optimize(model, false, self.threads.as_ref())?;
+            check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
+            Ok(typed)
+        };
+        without_panics(|| self.plans.get_or_build(&self.inference, inputs, build))
+            .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
+            .map_err(|e| Error::from_tract(e, invalid))
+    }
+}
+
+/// Refuses a graph whose outputs need an operator that neither tract nor rnn-run implements,
+/// naming the node and its domain, now rather than at the first run. (Branches of an `If`
+/// are not checked: an unknown op in a branch never taken does no harm.)
+fn refuse_unknown_ops(
+    model: &InferenceModel,
+    graph: &GraphProto,
+) -> std::result::Result<(), String> {
+    for id in model.eval_order().map_err(|e| chain_message(&e))? {
+        let node = &model.nodes()[id];
+        let name = node.op.name();
+        let Some(op) = name
+            .strip_prefix("Unimplemented(")
+            .and_then(|n| n.strip_suffix(')'))
+        else {
+            continue;
+        };
+        let domain = graph
+            .node
+            .iter()
+            .find(|n| n.name == node.name)
+            .map(|n| n.domain.as_str())
+            .filter(|d| !d.is_empty() && *d != "ai.onnx");
+        let what = match domain {
+            Some(d) => format!("{d} {op}"),
+            None => op.to_string(),
+        };
+        let hint = match domain {
+            Some("com.microsoft") => {
+                ", an onnxruntime-only operator (the model was probably optimized or \
+                 quantized for onnxruntime: run rnn-run on the float model it came from)"
+            }
+            _ => "",
+        };
+        return Err(format!(
+            "node '{}' ({what}) is not an operator rnn-run or tract can run{hint}",
+            node.name
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a graph one of whose tensors exceeds [`MAX_TENSOR_BYTES`] even when every symbolic
@@ -445,6 +574,25 @@ pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()>
     Ok(())
 }
 
+/// Types and declutters a parsed graph with its declared shapes, the recurrent ops on
+/// `threads`.
+fn type_graph(model: InferenceModel, threads: Option<&Arc<Threads>>) -> TractResult<TypedModel> {
+    let mut typed = model.into_typed()?;
+    crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
+    set_threads(&mut typed, false, threads);
+    typed.declutter()?;
+    Ok(typed)
+}
+
+fn set_threads(typed: &mut TypedModel, streaming: bool, threads: Option<&Arc<Threads>>) {
+    for node in typed.nodes_mut() {
+        if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
+            op.streaming = streaming;
+            op.threads = threads.cloned();
+        }
+    }
+}
+
 /// Types, declutters and optimizes a parsed graph; with `streaming`, the recurrent ops keep
 /// their state across calls; with `threads`, they run on that pool.
 ///
@@ -457,12 +605,8 @@ pub(crate) fn optimize(
     threads: Option<&Arc<Threads>>,
 ) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
-    for node in typed.nodes_mut() {
-        if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
-            op.streaming = streaming;
-            op.threads = threads.cloned();
-        }
-    }
+    crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
+    set_threads(&mut typed, streaming, threads);
     match typed.clone().into_optimized() {
         Ok(optimized) => Ok(optimized),
         Err(_) => Ok(typed),

@@ -35,7 +35,9 @@ impl Model {
     /// steps (a reduction over the sequence axis).
     pub fn stream(&self) -> Result<Stream> {
         let refuse = |m: String| Error::NotStreamable(m);
-        let typed = self.plan_model();
+        let typed = self
+            .symbolic_model()
+            .map_err(|why| refuse(why.to_string()))?;
         let seq_inputs = sequence_axes(typed).map_err(|e| refuse(chain_message(&e)))?;
 
         // Re-type with the sequence axes free and the recurrent ops stateful.

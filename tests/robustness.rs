@@ -709,7 +709,8 @@ fn external_data_outside_the_model_directory_is_refused_unread() {
 /// 0.23.9 itself panics, in smallvec (lib.rs:1513 and :1538), tract-core (model/fact.rs:21,
 /// ops/array/gather.rs:75) or tract-onnx (tensor.rs:193, ops/array/slice.rs:86). The library
 /// runs tract under `catch_unwind`; each must come back as an error saying tract failed,
-/// whether at load or at run time (on zero inputs of the declared shapes, as the target does).
+/// whether at load or at run time (on zero inputs of the declared shapes, as the target does),
+/// unless the loader refuses the model by name first.
 #[test]
 fn tract_panics_become_errors() {
     for name in [
@@ -738,6 +739,14 @@ fn tract_panics_become_errors() {
             .unwrap_or_else(|_| panic!("{name}: a panic escaped the library"))
             .expect_err(name)
             .to_string();
-        assert!(err.contains("tract failed while"), "{name}: {err}");
+        // fact_21's and smallvec_1538's mutations turned a Constant into an unknown op
+        // (Cosstant, Constnat), which the loader now refuses by name before tract can reach
+        // its panic; the four others still panic inside tract.
+        let refused_first = ["fact_21", "smallvec_1538"].contains(&name)
+            && err.contains(") is not an operator rnn-run or tract can run");
+        assert!(
+            err.contains("tract failed while") || refused_first,
+            "{name}: {err}"
+        );
     }
 }

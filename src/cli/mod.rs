@@ -142,6 +142,7 @@ fn load(path: &std::path::Path, engine: args::EngineArg, threads: u32) -> Result
     let options = LoadOptions {
         engine: engine.into(),
         threads: threads as usize,
+        ..Default::default()
     };
     Model::load_with(path, &options).map_err(|e| anyhow!("cannot load model: {e}"))
 }
