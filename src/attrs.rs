@@ -321,6 +321,46 @@ impl Slots {
         .count()
     }
 
+    /// The slots of the same node with initial_h (and, for an LSTM, initial_c) among its
+    /// inputs and Y_h (and Y_c) among its outputs, present or not before.
+    pub fn with_states(&self, lstm: bool) -> Slots {
+        // Inputs in ONNX order: X, W, R, B, sequence_lens, initial_h, initial_c, P.
+        let present = [
+            self.b.is_some(),
+            self.sequence_lens.is_some(),
+            true,
+            lstm || self.initial_c.is_some(),
+            self.p.is_some(),
+        ];
+        let mut next = 3;
+        let mut place = |here: bool| {
+            here.then(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        let [b, sequence_lens, initial_h, initial_c, p] = present.map(&mut place);
+        let outputs = [self.y.is_some(), true, lstm || self.y_c.is_some()];
+        let mut next = 0;
+        let mut place = |here: bool| {
+            here.then(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        let [y, y_h, y_c] = outputs.map(&mut place);
+        Slots {
+            b,
+            sequence_lens,
+            initial_h,
+            initial_c,
+            p,
+            y,
+            y_h,
+            y_c,
+        }
+    }
+
     /// Number of present outputs.
     pub fn output_count(&self) -> usize {
         [self.y, self.y_h, self.y_c]

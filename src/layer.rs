@@ -93,6 +93,11 @@ impl<T> Carry<T> {
     pub fn states(&self) -> &[State<T>] {
         &self.states
     }
+
+    /// Drops the states and keeps the buffers: the next call starts from its initial states.
+    pub fn forget_states(&mut self) {
+        self.states.clear();
+    }
 }
 
 /// The largest tensor rnn-run makes or lets a graph make: more than any recurrent model

@@ -28,7 +28,7 @@ pub use model::{
     dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode, Typing, DEFAULT_PLAN_CACHE,
 };
 pub use passes::specialize::PlanStats;
-pub use stream::Stream;
+pub use stream::{Stream, StreamOptions, StreamOutput};
 pub use tract_hir::internal::{DatumType, Tensor};
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

@@ -408,7 +408,7 @@ impl Model {
             message: format!("for inputs of shapes {}: {message}", shapes()),
         };
         let build = |model: InferenceModel| -> TractResult<TypedModel> {
-            let typed = optimize(model, false, self.threads.as_ref())?;
+            let typed = optimize(model, self.threads.as_ref())?;
             check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
             Ok(typed)
         };
@@ -518,7 +518,7 @@ pub(crate) fn without_panics<R>(f: impl FnOnce() -> R) -> std::result::Result<R,
 }
 
 /// Checks `inputs` against declared inputs: count, element type, rank and fixed dimensions.
-pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()> {
+pub fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()> {
     if inputs.len() != declared.len() {
         return Err(Error::Input {
             name: declared
@@ -576,37 +576,47 @@ pub(crate) fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()>
 
 /// Types and declutters a parsed graph with its declared shapes, the recurrent ops on
 /// `threads`.
-fn type_graph(model: InferenceModel, threads: Option<&Arc<Threads>>) -> TractResult<TypedModel> {
+pub(crate) fn type_graph(
+    model: InferenceModel,
+    threads: Option<&Arc<Threads>>,
+) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
-    set_threads(&mut typed, false, threads);
+    set_threads(&mut typed, threads);
     typed.declutter()?;
     Ok(typed)
 }
 
-fn set_threads(typed: &mut TypedModel, streaming: bool, threads: Option<&Arc<Threads>>) {
+pub(crate) fn set_threads(typed: &mut TypedModel, threads: Option<&Arc<Threads>>) {
     for node in typed.nodes_mut() {
         if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
-            op.streaming = streaming;
             op.threads = threads.cloned();
         }
     }
 }
 
-/// Types, declutters and optimizes a parsed graph; with `streaming`, the recurrent ops keep
-/// their state across calls; with `threads`, they run on that pool.
+/// Types, declutters and optimizes a parsed graph; with `threads`, the recurrent ops run on
+/// that pool.
 ///
 /// Some of tract's graph rewrites fail on graphs PyTorch's dynamo exporter writes (an unrolled
 /// bidirectional `nn.RNN` with `Flip`, for one); the typed graph is then run as it is, which
 /// is slower but computes the same values.
 pub(crate) fn optimize(
     model: InferenceModel,
-    streaming: bool,
     threads: Option<&Arc<Threads>>,
 ) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
-    set_threads(&mut typed, streaming, threads);
+    optimize_typed(typed, threads)
+}
+
+/// Declutters and optimizes a typed graph, its recurrent ops on `threads`; where tract's
+/// rewrites fail, the graph runs as it is.
+pub(crate) fn optimize_typed(
+    mut typed: TypedModel,
+    threads: Option<&Arc<Threads>>,
+) -> TractResult<TypedModel> {
+    set_threads(&mut typed, threads);
     match typed.clone().into_optimized() {
         Ok(optimized) => Ok(optimized),
         Err(_) => Ok(typed),

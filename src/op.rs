@@ -210,7 +210,7 @@ impl Expansion for RecurrentExpansion {
         let op = NativeRecurrent {
             spec: spec.clone(),
             layer: None,
-            streaming: false,
+            keep_buffers: false,
             threads: None,
         };
         match op.prepared(model, inputs)? {
@@ -319,8 +319,9 @@ pub struct NativeRecurrent {
     spec: Arc<NodeSpec>,
     /// Cells built from constant weights; `None` when the weights arrive as inputs.
     layer: Option<Arc<AnyLayer>>,
-    /// Keep the final states in the session and start the next call from them.
-    pub(crate) streaming: bool,
+    /// Keep the time loop's buffers in the session from one call to the next (a stream's
+    /// plan, run once per chunk); the states always come from the inputs.
+    pub(crate) keep_buffers: bool,
     /// Worker threads, when the model was loaded with more than one.
     pub(crate) threads: Option<Arc<Threads>>,
 }
@@ -337,7 +338,10 @@ impl PartialEq for NativeRecurrent {
             (None, None) => true,
             _ => false,
         };
-        self.spec == other.spec && same_layer && self.streaming == other.streaming && same_threads
+        self.spec == other.spec
+            && same_layer
+            && self.keep_buffers == other.keep_buffers
+            && same_threads
     }
 }
 impl Eq for NativeRecurrent {}
@@ -351,6 +355,52 @@ impl NativeRecurrent {
     /// Whether the weights were constant and the cells built at load.
     pub fn weights_prepared(&self) -> bool {
         self.layer.is_some()
+    }
+
+    /// The same node taking its initial states as inputs and giving its final states as
+    /// outputs, whether or not the model's node does: a stream feeds each chunk the states
+    /// the last one ended with. Only for a node whose weights were prepared at load.
+    pub(crate) fn with_state_io(&self) -> TractResult<NativeRecurrent> {
+        ensure!(
+            self.layer.is_some(),
+            "the weights of {} are not prepared",
+            self.spec.name
+        );
+        let mut spec = NodeSpec::clone(&self.spec);
+        let lstm = spec.op == OpKind::Lstm;
+        spec.slots = spec.slots.with_states(lstm);
+        Ok(NativeRecurrent {
+            spec: Arc::new(spec),
+            keep_buffers: true,
+            ..self.clone()
+        })
+    }
+
+    /// The type of its states (initial_h, Y_h...) for an X of type `x`.
+    pub(crate) fn state_fact(&self, x: &TypedFact) -> TractResult<TypedFact> {
+        let batch_major = self.spec.layout == Layout::BatchMajor;
+        let batch = x.shape[if batch_major { 0 } else { 1 }].clone();
+        let hidden = self
+            .layer
+            .as_ref()
+            .map(|l| l.hidden_size())
+            .context("weights not prepared")?
+            .to_dim();
+        let dirs = self.spec.direction.num_directions().to_dim();
+        let shape: TVec<TDim> = if batch_major {
+            tvec![batch, dirs, hidden]
+        } else {
+            tvec![dirs, batch, hidden]
+        };
+        Ok(x.datum_type.fact(&*shape))
+    }
+
+    /// Positions of (X, sequence_lens, initial_h, initial_c) among the inputs the op takes
+    /// once its weights are prepared.
+    pub(crate) fn run_input_positions(
+        &self,
+    ) -> (usize, Option<usize>, Option<usize>, Option<usize>) {
+        self.input_positions()
     }
 
     /// When every weight input (W, R, and B, P if present) is a constant, the same op with
@@ -567,12 +617,12 @@ impl EvalOp for NativeRecurrent {
 
     fn state(&self, _ctx: &EvalContext) -> TractResult<Option<Box<dyn OpState>>> {
         Ok(self
-            .streaming
+            .keep_buffers
             .then(|| Box::new(StreamState::default()) as Box<dyn OpState>))
     }
 }
 
-/// A streaming op's memory: the final states of the last call.
+/// A stream plan's op memory: the time loop's buffers of the last call.
 #[derive(Debug, Clone, Default)]
 struct StreamState {
     carry: Carry,
@@ -588,6 +638,13 @@ impl OpState for StreamState {
         let op = op
             .downcast_ref::<NativeRecurrent>()
             .context("StreamState belongs to NativeRecurrent")?;
+        // The states come from the inputs (the stream feeds back the last chunk's): only
+        // the buffers are reused.
+        match &mut self.carry {
+            Carry::F32(c) => c.forget_states(),
+            Carry::F64(c) => c.forget_states(),
+            Carry::Empty => {}
+        }
         op.evaluate(inputs, Some(&mut self.carry))
     }
 
@@ -613,6 +670,41 @@ impl TypedOp for NativeRecurrent {
         Ok(Some(TypedModelPatch::replace_single_op(
             model, node, &per_run, op,
         )?))
+    }
+
+    /// Y's time axis is X's, and the batch axes of X, the states and the outputs are one:
+    /// the time-axis analysis of a stream follows them through the node.
+    fn axes_mapping(
+        &self,
+        inputs: &[&TypedFact],
+        outputs: &[&TypedFact],
+    ) -> TractResult<AxesMapping> {
+        let mut mapping = AxesMapping::disconnected(inputs, outputs)?;
+        if inputs[0].rank() != 3 {
+            return Ok(mapping);
+        }
+        let batch_major = self.spec.layout == Layout::BatchMajor;
+        let (x_seq, x_batch) = if batch_major { (1, 0) } else { (0, 1) };
+        let x = |axis| (InOut::In(0), axis);
+        let slots = &self.spec.slots;
+        if let Some(y) = slots.y {
+            let (y_seq, y_batch) = if batch_major { (1, 0) } else { (0, 2) };
+            mapping = mapping.linking(x(x_seq), (InOut::Out(y), y_seq))?;
+            mapping = mapping.linking(x(x_batch), (InOut::Out(y), y_batch))?;
+        }
+        let state_batch = if batch_major { 0 } else { 1 };
+        for slot in [slots.y_h, slots.y_c].into_iter().flatten() {
+            if slot < outputs.len() && outputs[slot].rank() == 3 {
+                mapping = mapping.linking(x(x_batch), (InOut::Out(slot), state_batch))?;
+            }
+        }
+        let (_, _, h0, c0) = self.input_positions();
+        for slot in [h0, c0].into_iter().flatten() {
+            if slot < inputs.len() && inputs[slot].rank() == 3 {
+                mapping = mapping.linking(x(x_batch), (InOut::In(slot), state_batch))?;
+            }
+        }
+        Ok(mapping)
     }
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {

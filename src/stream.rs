@@ -1,100 +1,822 @@
-//! Streaming: run a model a chunk of time steps at a time, the recurrent states kept inside
-//! the library between calls.
+//! Streaming: run a model a chunk of time steps at a time, everything carried between chunks
+//! (recurrent states, a causal convolution's last frames) kept by the stream.
 //!
-//! The stream is a second plan of the same graph in which (1) the sequence axis of every input
-//! that reaches a recurrent node's X is a free symbol, so chunks of any length fit even when
-//! the model was exported with a fixed length, and (2) the recurrent ops keep their final
-//! states in the session and start the next chunk from them.
+//! A stream is accepted only where the time-axis analysis ([`crate::passes::time_axis`])
+//! proves that the chunked run equals the whole run; everything else is refused with the node
+//! named. The stream then runs a copy of the graph in which every carried value is an explicit
+//! input and output ([`crate::passes::state_io`]), planned per chunk shape: so chunks of any
+//! length fit, even on a model exported with a fixed length.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tract_core::axes::full_axis_tracking;
 use tract_hir::internal::*;
 
-use crate::attrs::{Direction, Layout};
 use crate::error::{chain_message, Error, Result};
-use crate::model::{check_inputs, describe_io, optimize, without_panics, IoInfo, Model};
-use crate::op::NativeRecurrent;
+use crate::model::{check_inputs, optimize_typed, without_panics, Dim, IoInfo, Model};
+use crate::passes::state_io::{explicit_states, StateStart, StreamGraph};
+use crate::passes::time_axis::{analyse, find_time_axes, Flow};
 
-/// A model being fed a sequence chunk by chunk. Made by [`Model::stream`].
-#[derive(Debug)]
-pub struct Stream {
-    plan: Arc<TypedSimplePlan>,
-    state: TypedSimpleState,
-    inputs: Vec<IoInfo>,
-    input_seq_axes: Vec<Option<usize>>,
-    output_seq_axes: Vec<Option<usize>>,
-}
-
-/// The name given to the free sequence dimension of a stream's inputs.
+/// The name of the symbol that stands for a chunk's length while a stream's graph is typed.
 pub const STREAM_SEQ: &str = "stream_seq";
 
-impl Model {
-    /// A stream over this model. Refused, with the node named, when a recurrent node runs
-    /// backwards in time (reverse, bidirectional), takes `sequence_lens`, or an op mixes time
-    /// steps (a reduction over the sequence axis).
-    pub fn stream(&self) -> Result<Stream> {
-        let refuse = |m: String| Error::NotStreamable(m);
-        let typed = self
-            .symbolic_model()
-            .map_err(|why| refuse(why.to_string()))?;
-        let seq_inputs = sequence_axes(typed).map_err(|e| refuse(chain_message(&e)))?;
+/// Stream plans kept per stream (one per chunk shape seen lately).
+const STREAM_PLANS: usize = 4;
 
-        // Re-type with the sequence axes free and the recurrent ops stateful.
-        let mut inference = InferenceModel::clone(&self.inference);
-        let seq = inference.symbols.sym(STREAM_SEQ);
-        let mut exported_lengths = vec![];
-        for (ix, axis) in seq_inputs.iter().enumerate() {
-            let Some(axis) = *axis else { continue };
-            let mut fact = inference
-                .input_fact(ix)
-                .map_err(|e| refuse(chain_message(&e)))?
-                .clone();
-            if let Some(n) = fact.shape.dim(axis).and_then(|d| d.concretize()) {
-                if let Ok(n) = n.to_i64() {
-                    exported_lengths.push(n);
+/// Options for [`Model::stream_with`].
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    /// For each model input, its time axis, or `None` for an input given once at the start
+    /// of the stream (initial states, a sample rate). By default the time axis is found from
+    /// the graph: the axis that becomes a recurrent node's time axis.
+    pub time_axes: Option<Vec<Option<usize>>>,
+}
+
+/// What a stream output holds after each push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutput {
+    /// One entry per step of the chunk along this axis: concatenating the pushes' outputs
+    /// gives the whole run's.
+    PerStep {
+        /// The time axis.
+        axis: usize,
+    },
+    /// The value after the chunk's last step (a final state, a read of the last step): the
+    /// last push's is the whole run's.
+    Final,
+}
+
+/// A model being fed a sequence chunk by chunk. Made by [`Model::stream`],
+/// [`Model::stream_from`] or [`Model::stream_with`].
+#[derive(Debug)]
+pub struct Stream {
+    model: Model,
+    time_axes: Vec<Option<usize>>,
+    /// The model's inputs split: those with a time axis, pushed; the others, given once.
+    time_inputs: Vec<usize>,
+    start_inputs: Vec<usize>,
+    /// The stream-start values, in `start_inputs` order.
+    start: Vec<Tensor>,
+    /// What `push` takes: the time inputs, their time axis free.
+    pushed: Vec<IoInfo>,
+    /// The graph with explicit states, built at the first push for the chunks' shape (all
+    /// but the time axis).
+    graph: Option<Arc<Built>>,
+    /// The shape of the first chunk, the time axis aside: later chunks must agree.
+    chunk_shapes: Option<Vec<Vec<usize>>>,
+    plans: VecDeque<(Vec<Vec<usize>>, Arc<StreamPlan>)>,
+    /// The session of the last plan used (its ops keep buffers between chunks).
+    session: Option<(Arc<StreamPlan>, TypedSimpleState)>,
+    /// The carried values, once the first chunk ran.
+    states: Option<Vec<TValue>>,
+    pushes: usize,
+}
+
+/// A stream's graph, and which stream-start inputs it takes (scalar integers, such as a
+/// sample rate, are folded into it as constants).
+#[derive(Debug)]
+struct Built {
+    graph: StreamGraph,
+    start_fed: Vec<usize>,
+    outputs: Vec<StreamOutput>,
+}
+
+/// A stream's graph planned for one chunk shape.
+#[derive(Debug)]
+struct StreamPlan {
+    plan: Arc<TypedSimplePlan>,
+    /// Computes the states' first values, when some are computed.
+    start: Option<Arc<TypedSimplePlan>>,
+    /// The states' concrete types, for the zeros they start from.
+    state_facts: Vec<TypedFact>,
+}
+
+impl Model {
+    /// A stream over a model whose inputs all have a time axis. See [`Model::stream_from`].
+    pub fn stream(&self) -> Result<Stream> {
+        self.stream_with(&StreamOptions::default(), vec![])
+    }
+
+    /// A stream over this model. `start` holds the inputs without a time axis (initial
+    /// states, a sample rate), in the model's input order; they hold for the whole stream.
+    /// Each [`Stream::push`] then takes the inputs with a time axis.
+    ///
+    /// Refused, with the node named, when the model cannot be cut into chunks exactly: a
+    /// recurrent node running backward or taking `sequence_lens`, a reduction, pooling or
+    /// softmax over time, a read of a step other than the last, a convolution that looks
+    /// ahead, an op not known to keep time steps apart.
+    pub fn stream_from(&self, start: Vec<Tensor>) -> Result<Stream> {
+        self.stream_with(&StreamOptions::default(), start)
+    }
+
+    /// [`Model::stream_from`] with options.
+    pub fn stream_with(&self, options: &StreamOptions, start: Vec<Tensor>) -> Result<Stream> {
+        let refuse = |m: String| Error::NotStreamable(m);
+        let time_axes = match &options.time_axes {
+            Some(axes) => {
+                if axes.len() != self.inputs().len() {
+                    return Err(refuse(format!(
+                        "time_axes names {} inputs, the model has {}",
+                        axes.len(),
+                        self.inputs().len()
+                    )));
+                }
+                axes.clone()
+            }
+            None => self.time_axes()?,
+        };
+        let time_inputs: Vec<usize> = (0..time_axes.len())
+            .filter(|&i| time_axes[i].is_some())
+            .collect();
+        let start_inputs: Vec<usize> = (0..time_axes.len())
+            .filter(|&i| time_axes[i].is_none())
+            .collect();
+        if time_inputs.is_empty() {
+            return Err(refuse("no input has a time axis".into()));
+        }
+        let start_infos: Vec<IoInfo> = start_inputs
+            .iter()
+            .map(|&i| self.inputs()[i].clone())
+            .collect();
+        if start.len() != start_infos.len() {
+            let names: Vec<&str> = start_infos.iter().map(|i| i.name.as_str()).collect();
+            return Err(Error::Input {
+                name: names.get(start.len()).unwrap_or(&"").to_string(),
+                message: format!(
+                    "a stream over this model takes {} input{} at its start ({}), found {}; \
+                     the others ({}) are pushed chunk by chunk",
+                    start_infos.len(),
+                    if start_infos.len() == 1 { "" } else { "s" },
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    start.len(),
+                    time_inputs
+                        .iter()
+                        .map(|&i| self.inputs()[i].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        check_inputs(&start_infos, &start)?;
+        for (ix, axis) in time_axes.iter().enumerate() {
+            if let Some(axis) = axis {
+                if *axis >= self.inputs()[ix].shape.len() {
+                    return Err(refuse(format!(
+                        "input '{}' has no axis {axis}",
+                        self.inputs()[ix].name
+                    )));
                 }
             }
-            if let Some(mut shape) = fact.shape.concretize() {
-                shape[axis] = seq.clone().into();
-                fact = fact.with_shape(ShapeFactoid::from(shape));
-            } else {
-                fact.shape.set_dim(axis, seq.clone().into());
-            }
-            inference
-                .set_input_fact(ix, fact)
-                .map_err(|e| refuse(chain_message(&e)))?;
         }
-        free_reshape_lengths(&mut inference, &exported_lengths)
-            .map_err(|e| refuse(chain_message(&e)))?;
-        let typed = optimize(inference, true, self.threads.as_ref()).map_err(|e| {
-            refuse(format!(
-                "the graph does not accept a free sequence length ({})",
-                chain_message(&e)
-            ))
-        })?;
-        let (mut inputs, outputs) = describe_io(&typed).map_err(|e| refuse(chain_message(&e)))?;
-        for (info, named) in inputs.iter_mut().zip(self.inputs()) {
-            info.name = named.name.clone();
-        }
-        let input_seq_axes = seq_inputs;
-        let output_seq_axes = outputs
+        let pushed = time_inputs
             .iter()
-            .map(|o| {
-                o.shape.iter().position(
-                    |d| matches!(d, crate::model::Dim::Symbol(s) if s.contains(STREAM_SEQ)),
-                )
+            .map(|&i| {
+                let mut info = self.inputs()[i].clone();
+                info.shape[time_axes[i].unwrap()] = Dim::Symbol(STREAM_SEQ.into());
+                info
             })
             .collect();
-        let plan = SimplePlan::new(typed).map_err(|e| refuse(chain_message(&e)))?;
-        let state = plan.spawn().map_err(|e| refuse(chain_message(&e)))?;
-        Ok(Stream {
-            plan,
-            state,
-            inputs,
-            input_seq_axes,
-            output_seq_axes,
+        let stream = Stream {
+            model: self.clone(),
+            time_axes,
+            time_inputs,
+            start_inputs,
+            start,
+            pushed,
+            graph: None,
+            chunk_shapes: None,
+            plans: VecDeque::new(),
+            session: None,
+            states: None,
+            pushes: 0,
+        };
+        // An early look with the chunks' other dimensions as declared, so that a model that
+        // mixes time steps is refused now. The graph that runs is built at the first push,
+        // with those dimensions as the chunks have them: ONNX semantics can depend on them
+        // (a `Squeeze` without axes drops a batch of 1, not a symbolic batch).
+        if let Err(Building::Refused(why)) = stream.build(None) {
+            return Err(refuse(why));
+        }
+        Ok(stream)
+    }
+
+    /// For each input, the time axis a stream would use (see [`StreamOptions::time_axes`]).
+    pub fn time_axes(&self) -> Result<Vec<Option<usize>>> {
+        self.find_time_axes(None)
+    }
+
+    /// The time axes, followed on the graph typed with its declared shapes or, when tract
+    /// cannot type it so, specialized to `inputs` (or to probe shapes without them); then
+    /// extended to inputs whose declared time dimension has the same name.
+    fn find_time_axes(&self, inputs: Option<&[Tensor]>) -> Result<Vec<Option<usize>>> {
+        let refuse = |m: String| Error::NotStreamable(m);
+        if self.recurrent_nodes().is_empty() {
+            return Err(refuse(
+                "the model has no RNN, LSTM or GRU node to carry state between chunks (an \
+                 exporter may have unrolled the recurrence into per-step ops, as PyTorch's \
+                 dynamo exporter does with nn.RNN: export with dynamo=False to stream)"
+                    .into(),
+            ));
+        }
+        let typed = match (self.symbolic_model(), inputs) {
+            (Ok(typed), _) => typed.clone(),
+            (Err(why), Some(inputs)) => {
+                let (model, _) =
+                    crate::passes::specialize::specialize(&self.inference, inputs, true)
+                        .map_err(|e| refuse(chain_message(&e)))?;
+                without_panics(|| crate::model::type_graph(model, None))
+                    .map_err(|p| refuse(format!("tract failed while typing the graph ({p})")))?
+                    .map_err(|e| {
+                        refuse(format!(
+                            "the time axis cannot be found: the graph does not type ({why}; \
+                             for these inputs: {})",
+                            chain_message(&e)
+                        ))
+                    })?
+            }
+            (Err(why), None) => self.probe_model().map_err(|e| {
+                refuse(format!(
+                    "the time axis cannot be found: the graph types only for actual input \
+                     shapes ({why}; with probe shapes: {}); give the time axes with \
+                     StreamOptions::time_axes, or start the stream from actual inputs",
+                    chain_message(&e)
+                ))
+            })?,
+        };
+        // With scalar inputs folded, the typed graph may take fewer inputs: map by name.
+        let found = find_time_axes(&typed).map_err(|e| refuse(chain_message(&e)))?;
+        let typed_inputs = typed
+            .input_outlets()
+            .map_err(|e| refuse(chain_message(&e)))?;
+        let mut axes: Vec<Option<usize>> = self
+            .inputs()
+            .iter()
+            .map(|info| {
+                typed_inputs
+                    .iter()
+                    .position(|o| typed.node(o.node).name == info.name)
+                    .and_then(|k| found.get(k).copied().flatten())
+            })
+            .collect();
+        // Tracking stops at ops whose axes do not map one to one (a convolution over time):
+        // an input declaring the same named length as a time input has its time axis there
+        // too (a second input `y[batch, time, c]` beside `x[batch, time, f]`).
+        let named: Vec<&str> = axes
+            .iter()
+            .zip(self.inputs())
+            .filter_map(|(a, info)| match &info.shape[(*a)?] {
+                Dim::Symbol(name) if name != "?" => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        for (axis, info) in axes.iter_mut().zip(self.inputs()) {
+            if axis.is_none() {
+                let same: Vec<usize> = (0..info.shape.len())
+                    .filter(|&a| matches!(&info.shape[a], Dim::Symbol(n) if named.contains(&n.as_str())))
+                    .collect();
+                if let [a] = same[..] {
+                    *axis = Some(a);
+                }
+            }
+        }
+        if axes.iter().all(Option::is_none) {
+            return Err(refuse(
+                "no input's axis maps one to one onto a recurrent node's time axis: either the \
+                 model takes one frame per call and carries its state through its inputs and \
+                 outputs (as Silero VAD does: run it with Model::run, feeding the state output \
+                 back), or the time axis passes through an op that changes its length (a \
+                 strided convolution or a pooling over time), which does not stream"
+                    .into(),
+            ));
+        }
+        Ok(axes)
+    }
+
+    /// The graph typed with its declared shapes, every unknown dimension given a distinct
+    /// small size: enough to follow the time axis when symbolic dimensions defeat typing.
+    fn probe_model(&self) -> TractResult<TypedModel> {
+        let mut model = InferenceModel::clone(&self.inference);
+        let primes = [3usize, 5, 7, 11, 13, 17, 19, 23, 29, 31];
+        let mut names: Vec<String> = vec![];
+        let mut unnamed = 0;
+        for (ix, info) in self.inputs().iter().enumerate() {
+            let shape: TVec<usize> = info
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Symbol(name) => {
+                        let k = if name == "?" {
+                            unnamed += 1;
+                            names.len() + unnamed
+                        } else {
+                            names.iter().position(|n| n == name).unwrap_or_else(|| {
+                                names.push(name.clone());
+                                names.len() - 1
+                            })
+                        };
+                        primes[k % primes.len()]
+                    }
+                })
+                .collect();
+            model.set_input_fact(ix, InferenceFact::dt_shape(info.dtype, shape))?;
+        }
+        crate::model::type_graph(model, None)
+    }
+}
+
+/// Why a stream's graph was not built.
+enum Building {
+    /// The analysis refused it (final).
+    Refused(String),
+    /// tract could not type it with these shapes.
+    Untyped(String),
+}
+
+impl Stream {
+    /// Types the graph with the time axis free and the stream-start inputs as given, the
+    /// time inputs' other dimensions as declared or, with `chunk`, as in these tensors; then
+    /// analyses it and makes its states explicit.
+    fn build(&self, chunk: Option<&[Tensor]>) -> std::result::Result<Built, Building> {
+        let untyped = |e: anyhow::Error| Building::Untyped(chain_message(&e));
+        let model = &self.model;
+        let mut inference = InferenceModel::clone(&model.inference);
+        let seq = inference.symbols.sym(STREAM_SEQ);
+        let mut exported_lengths = vec![];
+        let mut start_fed = vec![];
+        let outlets = inference.input_outlets().map_err(untyped)?.to_vec();
+        for (k, &ix) in self.start_inputs.iter().enumerate() {
+            let t = &self.start[k];
+            if crate::passes::specialize::scalar_integer(t).is_some() {
+                let value = Arc::new(t.clone());
+                inference.node_mut(outlets[ix].node).op =
+                    Box::new(tract_core::ops::konst::Const::new(value).map_err(untyped)?);
+                inference
+                    .set_outlet_fact(outlets[ix], InferenceFact::from(t.clone()))
+                    .map_err(untyped)?;
+            } else {
+                inference
+                    .set_input_fact(ix, InferenceFact::dt_shape(t.datum_type(), t.shape()))
+                    .map_err(untyped)?;
+                start_fed.push(k);
+            }
+        }
+        for (k, &ix) in self.time_inputs.iter().enumerate() {
+            let axis = self.time_axes[ix].unwrap();
+            let info = &model.inputs()[ix];
+            if let Dim::Fixed(n) = info.shape[axis] {
+                exported_lengths.push(n as i64);
+            }
+            let shape: TVec<TDim> = match chunk {
+                Some(chunk) => chunk[k].shape().iter().map(|&d| d.to_dim()).collect(),
+                None => info
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed(n) => Ok(n.to_dim()),
+                        Dim::Symbol(name) if name == "?" => {
+                            Ok(inference.symbols.new_with_prefix("unnamed").into())
+                        }
+                        Dim::Symbol(name) => inference.symbols.parse_tdim(name),
+                    })
+                    .collect::<TractResult<_>>()
+                    .map_err(untyped)?,
+            };
+            let mut shape = shape;
+            shape[axis] = seq.clone().into();
+            inference
+                .set_input_fact(ix, InferenceFact::dt_shape(info.dtype, shape))
+                .map_err(untyped)?;
+        }
+        free_reshape_lengths(&mut inference, &exported_lengths).map_err(untyped)?;
+        crate::passes::tdim::symbolic_shape_casts(&mut inference).map_err(untyped)?;
+        // The typed graph's inputs: the time inputs, then the start inputs not folded.
+        let fed: Vec<usize> = self
+            .time_inputs
+            .iter()
+            .copied()
+            .chain(start_fed.iter().map(|&k| self.start_inputs[k]))
+            .collect();
+        inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
+        let typed = without_panics(|| crate::model::type_graph(inference, None))
+            .map_err(|p| Building::Untyped(format!("tract failed while typing ({p})")))?
+            .map_err(|e| {
+                Building::Untyped(format!(
+                    "the graph does not type with a free time axis ({})",
+                    chain_message(&e)
+                ))
+            })?;
+        let time: Vec<(usize, usize)> = self
+            .time_inputs
+            .iter()
+            .enumerate()
+            .map(|(k, &ix)| (k, self.time_axes[ix].unwrap()))
+            .collect();
+        let streamable = analyse(&typed, &time, &seq)
+            .map_err(untyped)?
+            .map_err(|refusal| Building::Refused(refusal.to_string()))?;
+        let n_time = self.time_inputs.len();
+        let graph = explicit_states(
+            &typed,
+            &streamable,
+            &(0..n_time).collect::<Vec<_>>(),
+            &(n_time..fed.len()).collect::<Vec<_>>(),
+            &seq,
+        )
+        .map_err(|e| Building::Refused(chain_message(&e)))?;
+        let outputs = graph
+            .output_flows
+            .iter()
+            .map(|f| match f {
+                Flow::Step(axis) => StreamOutput::PerStep { axis: *axis },
+                _ => StreamOutput::Final,
+            })
+            .collect();
+        Ok(Built {
+            graph,
+            start_fed,
+            outputs,
         })
+    }
+
+    /// Runs the next chunk: the inputs with a time axis (see [`Stream::time_inputs`]), in
+    /// the model's input order, each with the same number (one or more) of time steps.
+    /// Returns the chunk's outputs: per-step outputs for its steps, final ones after its
+    /// last step (see [`Stream::outputs`]).
+    pub fn push(&mut self, chunk: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        check_inputs(&self.pushed, &chunk).map_err(|e| match e {
+            Error::Input { name, message } if chunk.len() != self.pushed.len() => Error::Input {
+                name,
+                message: format!(
+                    "{message}: a push takes the inputs with a time axis; the others were \
+                     given when the stream started"
+                ),
+            },
+            e => e,
+        })?;
+        let mut steps = None;
+        for (k, t) in chunk.iter().enumerate() {
+            let axis = self.time_axes[self.time_inputs[k]].unwrap();
+            let n = t.shape()[axis];
+            let name = &self.pushed[k].name;
+            if n == 0 {
+                return Err(Error::Input {
+                    name: name.clone(),
+                    message: "a push needs at least one time step".into(),
+                });
+            }
+            match steps {
+                None => steps = Some(n),
+                Some(m) if m != n => {
+                    return Err(Error::Input {
+                        name: name.clone(),
+                        message: format!(
+                            "{n} time steps along axis {axis}, but '{}' has {m}: the time \
+                             inputs of a chunk must have the same length",
+                            self.pushed[0].name
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+        let shapes: Vec<Vec<usize>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let mut shape = t.shape().to_vec();
+                shape[self.time_axes[self.time_inputs[k]].unwrap()] = 0;
+                shape
+            })
+            .collect();
+        if let Some(first) = &self.chunk_shapes {
+            if let Some(k) = (0..shapes.len()).find(|&k| shapes[k] != first[k]) {
+                return Err(Error::Input {
+                    name: self.pushed[k].name.clone(),
+                    message: format!(
+                        "shape {:?}, but the stream's first chunk had {:?} (time axis aside): \
+                         a stream keeps its batch and feature sizes",
+                        chunk[k].shape(),
+                        first[k]
+                    ),
+                });
+            }
+        }
+        let built = match &self.graph {
+            Some(g) => g.clone(),
+            None => {
+                let built = self.build(Some(&chunk)).map_err(|b| match b {
+                    Building::Refused(m) | Building::Untyped(m) => Error::NotStreamable(m),
+                })?;
+                let built = Arc::new(built);
+                self.graph = Some(built.clone());
+                self.chunk_shapes = Some(shapes);
+                built
+            }
+        };
+        let plan = self.plan_for(&built, &chunk)?;
+        let states = match self.states.take() {
+            Some(s) => s,
+            None => self.first_states(&built, &plan)?,
+        };
+        let n_out = built.outputs.len();
+        let mut fed: TVec<TValue> = chunk.into_iter().map(|t| t.into_tvalue()).collect();
+        fed.extend(
+            built
+                .start_fed
+                .iter()
+                .map(|&k| self.start[k].clone().into_tvalue()),
+        );
+        fed.extend(states.iter().cloned());
+        let session = match self.session.take() {
+            Some((p, s)) if Arc::ptr_eq(&p, &plan) => s,
+            _ => plan
+                .plan
+                .spawn()
+                .map_err(|e| Error::Run(chain_message(&e)))?,
+        };
+        let mut session = session;
+        let result = without_panics(|| session.run(fed));
+        self.session = Some((plan.clone(), session));
+        let mut outputs = match result {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                // A failed chunk leaves the stream where it was.
+                self.states = Some(states);
+                return Err(Error::from_tract(e, Error::Run));
+            }
+            Err(what) => {
+                self.states = Some(states);
+                return Err(Error::Run(format!(
+                    "tract failed while running the graph ({what})"
+                )));
+            }
+        };
+        let next: Vec<TValue> = outputs.drain(n_out..).collect();
+        self.states = Some(next);
+        self.pushes += 1;
+        Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
+    }
+
+    /// The plan for a chunk of these shapes, made on first use.
+    fn plan_for(&mut self, built: &Built, chunk: &[Tensor]) -> Result<Arc<StreamPlan>> {
+        let shapes: Vec<Vec<usize>> = chunk.iter().map(|t| t.shape().to_vec()).collect();
+        if let Some(pos) = self.plans.iter().position(|(s, _)| *s == shapes) {
+            let entry = self.plans.remove(pos).unwrap();
+            let plan = entry.1.clone();
+            self.plans.push_back(entry);
+            return Ok(plan);
+        }
+        let graph = &built.graph;
+        let invalid = |e: anyhow::Error| {
+            Error::Run(format!(
+                "cannot plan the stream for chunks of shapes {shapes:?}: {}",
+                chain_message(&e)
+            ))
+        };
+        // Bind the graph's symbols (the chunk length, a batch) from the tensors fed.
+        let mut values: HashMap<Symbol, TDim> = HashMap::new();
+        let fed_shapes = chunk.iter().map(|t| t.shape().to_vec()).chain(
+            built
+                .start_fed
+                .iter()
+                .map(|&k| self.start[k].shape().to_vec()),
+        );
+        let inputs = graph.model.input_outlets().map_err(invalid)?;
+        for (outlet, shape) in inputs.iter().zip(fed_shapes) {
+            let fact = graph.model.outlet_fact(*outlet).map_err(invalid)?;
+            for (dim, &n) in fact.shape.iter().zip(&shape) {
+                if let TDim::Sym(sym) = dim {
+                    values.insert(sym.clone(), n.to_dim());
+                }
+            }
+        }
+        let make = |model: &TypedModel| -> TractResult<Arc<TypedSimplePlan>> {
+            let concrete = model.set_symbols(&values)?;
+            let optimized = optimize_typed(concrete, self.model.threads.as_ref())?;
+            SimplePlan::new(optimized)
+        };
+        let plan = without_panics(|| make(&graph.model))
+            .map_err(|p| Error::Run(format!("tract failed while planning the stream ({p})")))?
+            .map_err(invalid)?;
+        let computes = graph
+            .states
+            .iter()
+            .any(|(s, _)| matches!(s, StateStart::Computed(_)));
+        let start = if computes {
+            Some(
+                without_panics(|| make(&graph.start))
+                    .map_err(|p| Error::Run(format!("tract failed while planning ({p})")))?
+                    .map_err(invalid)?,
+            )
+        } else {
+            None
+        };
+        let first_state = graph.time_inputs + graph.start_inputs;
+        let state_facts = plan.model().input_outlets().map_err(invalid)?[first_state..]
+            .iter()
+            .map(|o| plan.model().outlet_fact(*o).cloned())
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(invalid)?;
+        let plan = Arc::new(StreamPlan {
+            plan,
+            start,
+            state_facts,
+        });
+        self.plans.push_back((shapes, plan.clone()));
+        if self.plans.len() > STREAM_PLANS {
+            self.plans.pop_front();
+        }
+        Ok(plan)
+    }
+
+    /// The states a stream starts from: the recurrent nodes' initial states computed from
+    /// the stream-start inputs, zeros elsewhere.
+    fn first_states(&self, built: &Built, plan: &StreamPlan) -> Result<Vec<TValue>> {
+        let computed = match &plan.start {
+            None => tvec![],
+            Some(start) => {
+                let fed: TVec<TValue> = built
+                    .start_fed
+                    .iter()
+                    .map(|&k| self.start[k].clone().into_tvalue())
+                    .collect();
+                without_panics(|| start.run(fed))
+                    .map_err(|p| {
+                        Error::Run(format!("tract failed while starting the stream ({p})"))
+                    })?
+                    .map_err(|e| Error::from_tract(e, Error::Run))?
+            }
+        };
+        built
+            .graph
+            .states
+            .iter()
+            .zip(&plan.state_facts)
+            .map(|((start, name), fact)| {
+                let shape = fact
+                    .shape
+                    .as_concrete()
+                    .ok_or_else(|| Error::Run(format!("state {name} has no concrete shape")))?;
+                match start {
+                    StateStart::Computed(k) => {
+                        let t = computed[*k].clone();
+                        if t.shape() != shape {
+                            return Err(Error::Input {
+                                name: name.clone(),
+                                message: format!(
+                                    "the initial state has shape {:?}, the stream's chunks \
+                                     call for {shape:?}",
+                                    t.shape()
+                                ),
+                            });
+                        }
+                        Ok(t)
+                    }
+                    StateStart::Zeros => Tensor::zero_dt(fact.datum_type, shape)
+                        .map(|t| t.into_tvalue())
+                        .map_err(|e| Error::Run(chain_message(&e))),
+                }
+            })
+            .collect()
+    }
+
+    /// Runs whole time inputs through the stream `chunk` time steps at a time, from a fresh
+    /// state, and puts the outputs back together: per-step outputs are concatenated, final
+    /// ones are the last chunk's. The result equals [`Model::run`]'s.
+    pub fn run_chunked(&mut self, time_inputs: Vec<Tensor>, chunk: usize) -> Result<Vec<Tensor>> {
+        check_inputs(&self.pushed, &time_inputs)?;
+        let chunk = chunk.max(1);
+        let axis0 = self.time_axes[self.time_inputs[0]].unwrap();
+        let steps = time_inputs[0].shape()[axis0];
+        self.reset()?;
+        let run_err = |e: anyhow::Error| Error::Run(chain_message(&e));
+        let mut pieces: Vec<Vec<Tensor>> = vec![];
+        let mut start = 0;
+        while start < steps {
+            let end = (start + chunk).min(steps);
+            let part = time_inputs
+                .iter()
+                .enumerate()
+                .map(|(k, t)| t.slice(self.time_axes[self.time_inputs[k]].unwrap(), start, end))
+                .collect::<TractResult<Vec<_>>>()
+                .map_err(run_err)?;
+            let outs = self.push(part)?;
+            if pieces.is_empty() {
+                pieces = vec![vec![]; outs.len()];
+            }
+            for (k, o) in outs.into_iter().enumerate() {
+                pieces[k].push(o);
+            }
+            start = end;
+        }
+        if pieces.is_empty() {
+            return Err(Error::Input {
+                name: self.pushed[0].name.clone(),
+                message: "no time steps to run".into(),
+            });
+        }
+        let outputs = self.outputs().to_vec();
+        pieces
+            .into_iter()
+            .zip(outputs)
+            .map(|(mut parts, kind)| match kind {
+                StreamOutput::PerStep { axis } => {
+                    Tensor::stack_tensors(axis, &parts).map_err(run_err)
+                }
+                StreamOutput::Final => parts
+                    .pop()
+                    .ok_or_else(|| Error::Run("no chunk was run".into())),
+            })
+            .collect()
+    }
+
+    /// Forgets the carried states: the next chunk starts a new sequence (from the same
+    /// stream-start inputs).
+    pub fn reset(&mut self) -> Result<()> {
+        self.states = None;
+        self.pushes = 0;
+        Ok(())
+    }
+
+    /// How many chunks were pushed since the stream started or was reset.
+    pub fn pushes(&self) -> usize {
+        self.pushes
+    }
+
+    /// What [`Stream::push`] takes: the model's inputs that have a time axis (named
+    /// [`STREAM_SEQ`] there, any length fits), in the model's order.
+    pub fn time_inputs(&self) -> &[IoInfo] {
+        &self.pushed
+    }
+
+    /// The names of the inputs given when the stream started.
+    pub fn start_inputs(&self) -> Vec<&str> {
+        self.start_inputs
+            .iter()
+            .map(|&i| self.model.inputs()[i].name.as_str())
+            .collect()
+    }
+
+    /// For each model input, its time axis (None for the stream-start inputs).
+    pub fn input_seq_axes(&self) -> &[Option<usize>] {
+        &self.time_axes
+    }
+
+    /// What each output holds after a push. Known once the stream's graph is typed, at the
+    /// latest after the first push; empty before.
+    pub fn outputs(&self) -> &[StreamOutput] {
+        self.graph.as_ref().map(|g| &g.outputs[..]).unwrap_or(&[])
+    }
+
+    /// For each output, its time axis: chunks' outputs concatenate along it. Outputs
+    /// without one (final states, heads on the last step) hold the latest chunk's value.
+    pub fn output_seq_axes(&self) -> Vec<Option<usize>> {
+        self.outputs()
+            .iter()
+            .map(|o| match o {
+                StreamOutput::PerStep { axis } => Some(*axis),
+                StreamOutput::Final => None,
+            })
+            .collect()
+    }
+}
+
+impl Model {
+    /// Runs the model through a stream, `chunk` time steps per push, and puts the outputs
+    /// back together; also returns the number of pushes. The inputs are the model's, in its
+    /// order: those without a time axis start the stream.
+    pub fn run_chunked(&self, inputs: Vec<Tensor>, chunk: usize) -> Result<(Vec<Tensor>, usize)> {
+        // Element types and ranks now; the stream checks the sizes once it knows the time axes.
+        let any_size: Vec<IoInfo> = self
+            .inputs()
+            .iter()
+            .map(|info| IoInfo {
+                shape: vec![Dim::Symbol("any".into()); info.shape.len()],
+                ..info.clone()
+            })
+            .collect();
+        check_inputs(&any_size, &inputs)?;
+        let axes = self.find_time_axes(Some(&inputs))?;
+        let (mut time, mut start) = (vec![], vec![]);
+        for (t, axis) in inputs.into_iter().zip(&axes) {
+            match axis {
+                Some(_) => time.push(t),
+                None => start.push(t),
+            }
+        }
+        let mut stream = self.stream_with(
+            &StreamOptions {
+                time_axes: Some(axes),
+            },
+            start,
+        )?;
+        let outputs = stream.run_chunked(time, chunk)?;
+        Ok((outputs, stream.pushes()))
     }
 }
 
@@ -103,7 +825,7 @@ impl Model {
 /// equal to an exported length, the only such entry in its target and with no `-1` beside it,
 /// becomes `-1`: the same reshape at the exported length (the volume fixes it), and the one
 /// that follows the sequence at others. Targets shared with other ops, or ambiguous ones
-/// (the length appearing twice), are left alone, and re-typing then refuses the stream.
+/// (the length appearing twice), are left alone, and typing then refuses the stream.
 fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractResult<()> {
     if lengths.is_empty() {
         return Ok(());
@@ -144,155 +866,4 @@ fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractRes
         model.set_outlet_fact(OutletId::new(id, 0), InferenceFact::from(tensor))?;
     }
     Ok(())
-}
-
-/// For each graph input, the axis that becomes a recurrent node's time axis, after checking
-/// that every recurrent node can run forward chunk by chunk.
-fn sequence_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
-    let inputs = model.input_outlets()?.to_vec();
-    let mut axes: Vec<Option<usize>> = vec![None; inputs.len()];
-    let mut found = false;
-    // Every axis of every wire, grouped into the sets that tract knows are the same axis.
-    let tracks = full_axis_tracking(model)?;
-    for node in model.nodes() {
-        let Some(op) = node.op_as::<NativeRecurrent>() else {
-            continue;
-        };
-        let spec = op.spec();
-        let name = format!("node '{}' ({})", spec.name, spec.op.op_type());
-        if spec.direction != Direction::Forward {
-            bail!(
-                "{name} runs direction '{}': a backward pass needs the whole sequence",
-                spec.direction.as_str()
-            );
-        }
-        if spec.slots.sequence_lens.is_some() {
-            bail!("{name} takes sequence_lens, which describe whole sequences, not chunks");
-        }
-        found = true;
-        let seq_axis = if spec.layout == Layout::BatchMajor {
-            1
-        } else {
-            0
-        };
-        let x = node.inputs[0];
-        let Some(tracking) = tracks.iter().find(|t| t.outlets.get(&x) == Some(&seq_axis)) else {
-            bail!("{name}: its time axis cannot be followed back to the graph's inputs");
-        };
-        for d in &tracking.destructors {
-            let consumer = model.node(d.node);
-            if consumer.op_as::<NativeRecurrent>().is_none() {
-                bail!(
-                    "node '{}' ({}) mixes time steps: it consumes the sequence axis of {name}'s input",
-                    consumer.name,
-                    consumer.op.name()
-                );
-            }
-        }
-        for (ix, input) in inputs.iter().enumerate() {
-            if let Some(&axis) = tracking.outlets.get(input) {
-                axes[ix] = Some(axis);
-            }
-        }
-    }
-    if !found {
-        bail!(
-            "the model has no RNN, LSTM or GRU node to carry state (PyTorch's dynamo exporter \
-             unrolls nn.RNN into fixed-length steps; export with dynamo=False to stream)"
-        );
-    }
-    if axes.iter().all(Option::is_none) {
-        bail!("no graph input reaches a recurrent node's time axis");
-    }
-    Ok(axes)
-}
-
-impl Stream {
-    /// Runs the next chunk: inputs in graph order, each with any number of time steps along
-    /// its sequence axis (see [`Stream::input_seq_axes`]). Inputs without a sequence axis
-    /// (initial states) are read on the first chunk after a reset only. Returns the chunk's
-    /// outputs.
-    pub fn push(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        check_inputs(&self.inputs, &inputs)?;
-        let inputs = inputs.into_iter().map(|t| t.into_tvalue()).collect();
-        let outputs = without_panics(|| self.state.run(inputs))
-            .map_err(|what| Error::Run(format!("tract failed while running the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, Error::Run))?;
-        Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
-    }
-
-    /// Runs whole inputs through the stream `chunk` time steps at a time, from a fresh state,
-    /// and puts the outputs back together: outputs with a sequence axis are concatenated
-    /// along it, the others are the last chunk's. The result equals [`Model::run`]'s.
-    pub fn run_chunked(&mut self, inputs: Vec<Tensor>, chunk: usize) -> Result<Vec<Tensor>> {
-        check_inputs(&self.inputs, &inputs)?;
-        let chunk = chunk.max(1);
-        let steps = inputs
-            .iter()
-            .zip(&self.input_seq_axes)
-            .find_map(|(t, a)| a.map(|a| t.shape()[a]))
-            .unwrap_or(0);
-        self.reset()?;
-        let run_err = |e: anyhow::Error| Error::Run(chain_message(&e));
-        let mut pieces: Vec<Vec<Tensor>> = vec![];
-        let mut start = 0;
-        loop {
-            let end = (start + chunk).min(steps);
-            let part = inputs
-                .iter()
-                .zip(&self.input_seq_axes)
-                .map(|(t, axis)| match axis {
-                    Some(a) => t.slice(*a, start, end),
-                    None => Ok(t.clone()),
-                })
-                .collect::<TractResult<Vec<_>>>()
-                .map_err(run_err)?;
-            let outs = self.push(part)?;
-            if pieces.is_empty() {
-                pieces = vec![vec![]; outs.len()];
-            }
-            for (k, o) in outs.into_iter().enumerate() {
-                pieces[k].push(o);
-            }
-            start = end;
-            if start >= steps {
-                break;
-            }
-        }
-        pieces
-            .into_iter()
-            .zip(&self.output_seq_axes)
-            .map(|(mut parts, axis)| match axis {
-                Some(a) => Tensor::stack_tensors(*a, &parts).map_err(run_err),
-                None => parts
-                    .pop()
-                    .ok_or_else(|| Error::Run("no chunk was run".into())),
-            })
-            .collect()
-    }
-
-    /// Forgets the carried states: the next chunk starts a new sequence.
-    pub fn reset(&mut self) -> Result<()> {
-        self.state = self
-            .plan
-            .spawn()
-            .map_err(|e| Error::Run(chain_message(&e)))?;
-        Ok(())
-    }
-
-    /// The stream's inputs (the sequence axes are named [`STREAM_SEQ`]).
-    pub fn inputs(&self) -> &[IoInfo] {
-        &self.inputs
-    }
-
-    /// For each input, its sequence axis (None for inputs such as initial states).
-    pub fn input_seq_axes(&self) -> &[Option<usize>] {
-        &self.input_seq_axes
-    }
-
-    /// For each output, its sequence axis: chunks' outputs concatenate along it. Outputs
-    /// without one (final states, heads on the last step) hold the latest chunk's value.
-    pub fn output_seq_axes(&self) -> &[Option<usize>] {
-        &self.output_seq_axes
-    }
 }

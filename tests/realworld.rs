@@ -65,3 +65,90 @@ fn failure_class_graphs_match_onnxruntime() {
     let (models, _, _) = run_folder(&folder("graphs"), &[]);
     assert!(models >= 15);
 }
+
+/// `--chunk` where it should: the denoisers (NSNet2, the DeepFilterNet-like conv + GRU with a
+/// causal time convolution), Silero's sequence model and the tf2onnx/keras2onnx exports
+/// stream one step at a time and equal the whole run; the rest are refused by name.
+#[test]
+fn real_models_stream_or_are_refused_by_name() {
+    use common::streaming::chunked_vs_whole;
+    let streams: &[(&str, &str)] = &[
+        ("realworld", "nsnet2-20ms-baseline"),
+        ("realworld", "silero_vad_16k_sequence"),
+        ("graphs", "conv_gru_dfn_legacy"),
+        ("graphs", "conv_gru_dfn_dynamo"),
+        ("graphs", "tf2onnx_zero_state"),
+        ("graphs", "keras2onnx_zero_state"),
+        ("graphs", "squeeze_noaxes"),
+    ];
+    let refused: &[(&str, &str, &str)] = &[
+        (
+            "realworld",
+            "silero_vad",
+            "carries its state through its inputs and outputs",
+        ),
+        (
+            "realworld",
+            "silero_vad_16k_op15",
+            "carries its state through its inputs",
+        ),
+        (
+            "realworld",
+            "silero_vad_op18_ifless",
+            "no RNN, LSTM or GRU node",
+        ),
+        (
+            "graphs",
+            "conv_gru_lookahead_legacy",
+            "looks ahead along the time axis",
+        ),
+        (
+            "graphs",
+            "conv_gru_lookahead_dynamo",
+            "looks ahead along the time axis",
+        ),
+        ("graphs", "reverse_by_slice_lstm", "StridedSlice"),
+        (
+            "graphs",
+            "packed_unsorted_legacy_lstm",
+            "takes sequence_lens",
+        ),
+    ];
+    let model_and_inputs = |dir: &str, name: &str| {
+        let folder = folder(dir);
+        let m = folder
+            .models()
+            .into_iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone();
+        let model = Model::load(folder.path(&m["file"])).unwrap();
+        let cases: Vec<Vec<rnn_run::Tensor>> = m["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| folder.inputs(&model, &c["calls"][0]["inputs"]))
+            .collect();
+        (model, cases)
+    };
+    let mut worst = 0.0f64;
+    for (dir, name) in streams {
+        let (model, cases) = model_and_inputs(dir, name);
+        for inputs in cases {
+            let d = chunked_vs_whole(&model, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(d <= 1e-5, "{name}: chunked differs from whole by {d:e}");
+            worst = worst.max(d);
+        }
+    }
+    for (dir, name, why) in refused {
+        let (model, mut cases) = model_and_inputs(dir, name);
+        match model.run_chunked(cases.remove(0), 1) {
+            Err(rnn_run::Error::NotStreamable(m)) => assert!(m.contains(why), "{name}: {m}"),
+            other => panic!("{name}: expected a refusal naming {why}, got {other:?}"),
+        }
+    }
+    eprintln!(
+        "{} models stream, largest difference {worst:e}",
+        streams.len()
+    );
+}

@@ -63,7 +63,9 @@ fn classify(raw: &OsString, names: &[&str]) -> Result<Arg> {
 
 /// Reads the INPUT arguments and checks them against the model: count, names, element types,
 /// ranks and fixed dimensions. Every error names the input and the file.
-pub fn bind(model: &Model, raw: &[OsString]) -> Result<Vec<Bound>> {
+/// With `free_dims` (a chunked run, whose stream finds the time axes and checks the chunks
+/// itself), every dimension may have any size: only element types and ranks are checked.
+pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Bound>> {
     let infos = model.inputs();
     let names: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
     let args = raw
@@ -179,7 +181,15 @@ pub fn bind(model: &Model, raw: &[OsString]) -> Result<Vec<Bound>> {
         }
     }
     let tensors: Vec<Tensor> = bound.iter().map(|b| b.tensor.clone()).collect();
-    if let Err(e) = model.check_inputs(&tensors) {
+    let mut declared = infos.to_vec();
+    if free_dims {
+        for info in declared.iter_mut() {
+            for dim in info.shape.iter_mut() {
+                *dim = rnn_run::Dim::Symbol("any".into());
+            }
+        }
+    }
+    if let Err(e) = rnn_run::model::check_inputs(&declared, &tensors) {
         match e {
             Error::Input { name, message } => {
                 let source = names

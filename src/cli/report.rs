@@ -47,7 +47,11 @@ pub struct RunReport<'a> {
     pub model: String,
     pub outputs: Vec<OutputReport<'a>>,
     pub load_ms: f64,
+    /// Making the plan specialized to the inputs' shapes (0 when it was cached).
+    pub plan_ms: f64,
     pub run_ms: f64,
+    /// `--chunk`: the chunk length and how many pushes the run took.
+    pub stream: Option<(usize, usize)>,
     pub bench: Option<Bench>,
     pub rtol: f64,
     pub atol: f64,
@@ -125,7 +129,12 @@ impl RunReport<'_> {
             .with("model", self.model.as_str())
             .with("outputs", Json::Arr(outputs))
             .with("load_ms", ms(self.load_ms))
+            .with("plan_ms", ms(self.plan_ms))
             .with("run_ms", ms(self.run_ms));
+        if let Some((chunk, pushes)) = self.stream {
+            doc.set("chunk", chunk);
+            doc.set("pushes", pushes);
+        }
         if let Some(ok) = self.all_ok() {
             doc.set("ok", ok);
             doc.set("rtol", self.rtol);
@@ -223,9 +232,16 @@ impl RunReport<'_> {
                 ));
             }
         }
+        if let Some((chunk, pushes)) = self.stream {
+            out.push_str(&format!(
+                "stream: chunk {chunk}, {pushes} push{}\n",
+                if pushes == 1 { "" } else { "es" }
+            ));
+        }
         out.push_str(&format!(
-            "time: load {}, run {}\n",
+            "time: load {}, plan {}, run {}\n",
             fmt_ms(self.load_ms),
+            fmt_ms(self.plan_ms),
             fmt_ms(self.run_ms)
         ));
         if let Some(b) = &self.bench {

@@ -2,8 +2,12 @@
 //!
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
-//! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type.
+//! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
+//! - [`time_axis`]: which graphs may stream, following the time axis through every op;
+//! - [`state_io`]: a stream's graph, with what is carried between chunks as inputs/outputs.
 
 pub mod branches;
 pub mod specialize;
+pub mod state_io;
 pub mod tdim;
+pub mod time_axis;

@@ -176,7 +176,7 @@ fn is_scalar_integer(t: &Tensor) -> bool {
     scalar_integer(t).is_some()
 }
 
-fn scalar_integer(t: &Tensor) -> Option<i64> {
+pub(crate) fn scalar_integer(t: &Tensor) -> Option<i64> {
     if t.rank() != 0 || !(t.datum_type().is_integer() || t.datum_type() == DatumType::Bool) {
         return None;
     }

@@ -3,3 +3,4 @@ pub mod manifest;
 pub mod onnx_builder;
 pub mod proto;
 pub mod reference;
+pub mod streaming;
