@@ -402,7 +402,7 @@ impl Stream {
             .chain(start_fed.iter().map(|&k| self.start_inputs[k]))
             .collect();
         inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
-        let typed = without_panics(|| crate::model::type_graph(inference, None))
+        let typed = without_panics(|| type_for_analysis(inference))
             .map_err(|p| Building::Untyped(format!("tract failed while typing ({p})")))?
             .map_err(|e| {
                 Building::Untyped(format!(
@@ -818,6 +818,29 @@ impl Model {
         let outputs = stream.run_chunked(time, chunk)?;
         Ok((outputs, stream.pushes()))
     }
+}
+
+/// Types a stream's graph for the time-axis analysis: constants folded and the recurrent
+/// nodes' weights prepared, but nothing else rewritten, so that nodes keep their ONNX names
+/// and ops their meaning (tract's clean-up merges slices, folds pads into convolutions and
+/// renames nodes after their neighbours).
+fn type_for_analysis(inference: InferenceModel) -> TractResult<TypedModel> {
+    let mut typed = inference.into_typed()?;
+    crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
+    typed.prop_consts()?;
+    let recurrent: Vec<usize> = typed
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<crate::op::NativeRecurrent>())
+        .map(|n| n.id)
+        .collect();
+    for id in recurrent {
+        let node = typed.node(id).clone();
+        if let Some(patch) = node.op.declutter(&typed, &node)? {
+            patch.apply(&mut typed)?;
+        }
+    }
+    Ok(typed)
 }
 
 /// PyTorch's dynamo exporter, without `dynamic_shapes`, writes the sequence length into

@@ -100,7 +100,7 @@ fn real_models_stream_or_are_refused_by_name() {
         (
             "graphs",
             "conv_gru_lookahead_legacy",
-            "looks ahead along the time axis",
+            "after the time axis: it looks ahead",
         ),
         (
             "graphs",

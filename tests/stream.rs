@@ -138,7 +138,7 @@ fn check_exact(
         return Err(format!("chunked differs from whole by {d:e}"));
     }
     // Against onnxruntime, chunk by chunk (one step at a time).
-    let got = run_schedule(model, ins, &[1]).map_err(|e| e.to_string())?;
+    let got = run_schedule(model, ins, &[1], None).map_err(|e| e.to_string())?;
     let case = &m["cases"][0];
     let want = folder.expected(model, &case["calls"][0]["expected"]);
     for (k, (g, w)) in got.iter().zip(&want).enumerate() {

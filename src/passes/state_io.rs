@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use tract_core::ops::array::{Slice, TypedConcat};
+use tract_core::ops::array::{Pad, Slice, TypedConcat};
 use tract_core::ops::cnn::{Conv, PaddingSpec};
 use tract_hir::internal::*;
 
@@ -105,7 +105,9 @@ pub fn explicit_states(
                 }
                 state_inputs.insert(node.id, fed);
             }
-            Carried::ConvHistory { node, axis, frames } => {
+            Carried::ConvHistory {
+                node, axis, frames, ..
+            } => {
                 let node = model.node(*node);
                 let x = model.outlet_fact(node.inputs[0])?;
                 let mut shape = x.shape.to_tvec();
@@ -127,7 +129,24 @@ pub fn explicit_states(
         let carried = streamable.carried.iter().find(|c| match c {
             Carried::Recurrent { node } | Carried::ConvHistory { node, .. } => *node == id,
         });
+        // A `Pad` whose zeros in front of the time axis the history replaces.
+        let history_pad = streamable.carried.iter().find_map(|c| match c {
+            Carried::ConvHistory {
+                pad: Some(pad),
+                axis,
+                ..
+            } if *pad == id => Some(*axis),
+            _ => None,
+        });
         let wired: TVec<OutletId> = match carried {
+            None if history_pad.is_some() => {
+                let axis = history_pad.unwrap();
+                let mut pad = node.op_as::<Pad>().context("a Pad")?.clone();
+                pad.pads[axis].0 = 0;
+                let node_inputs: TVec<OutletId> = node.inputs.iter().map(|i| mapping[i]).collect();
+                let name = target.unique_name(&*node.name).into_owned();
+                target.wire_node(name, pad, &node_inputs)?
+            }
             None => {
                 let node_inputs: TVec<OutletId> = node.inputs.iter().map(|i| mapping[i]).collect();
                 let name = target.unique_name(&*node.name).into_owned();
@@ -161,10 +180,13 @@ pub fn explicit_states(
                 mine.sort_by_key(|(o, _)| *o);
                 mine.into_iter().map(|(_, outlet)| outlet).collect()
             }
-            Some(Carried::ConvHistory { axis, frames, .. }) => {
+            Some(Carried::ConvHistory {
+                axis, frames, pad, ..
+            }) => {
                 let conv = node.op_as::<Conv>().context("a convolution")?;
                 let history = state_inputs[&id][0];
                 let x = mapping[&node.inputs[0]];
+                let _ = pad;
                 let joined = target.wire_node(
                     format!("{}.with_history", node.name),
                     TypedConcat { axis: *axis },

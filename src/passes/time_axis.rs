@@ -1,9 +1,10 @@
 //! The time-axis analysis: which graphs may run as a stream, and how.
 //!
 //! A stream feeds a model a chunk of time steps at a time and must give, chunk after chunk,
-//! exactly what one run over the whole sequence gives. The analysis runs on the typed,
-//! decluttered graph (before optimization, so that projections are still plain matrix
-//! products) in which the time axis of every time input is one symbol, `S`. It follows that
+//! exactly what one run over the whole sequence gives. The analysis runs on the graph as
+//! typed, before tract's clean-up and optimization (projections are still plain matrix
+//! products, and nodes keep their ONNX names for the messages), in which the time axis of
+//! every time input is one symbol, `S`. It follows that
 //! axis from the inputs to the outputs and gives every wire a [`Flow`]:
 //!
 //! - [`Flow::Static`]: does not depend on the time inputs (weights, initial states);
@@ -26,13 +27,16 @@
 use std::collections::HashMap;
 
 use tract_core::axes::full_axis_tracking;
-use tract_core::ops::array::{Gather, MultiBroadcastTo, Pad, Slice, TypedConcat};
+use tract_core::ops::array::{
+    Gather, MultiBroadcastTo, Pad, PadMode, Slice, StridedSlice, TypedConcat,
+};
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::cast::Cast;
 use tract_core::ops::change_axes::AxisOp;
 use tract_core::ops::cnn::{Conv, Deconv, MaxPool, PaddingSpec, PoolSpec, SumPool};
 use tract_core::ops::einsum::EinSum;
 use tract_core::ops::element_wise::ElementWiseOp;
+use tract_core::ops::identity::Identity;
 use tract_core::ops::konst::Const;
 use tract_core::ops::logic::Iff;
 use tract_core::ops::nn::{Reduce, Reducer, RmsNorm, Softmax};
@@ -52,6 +56,9 @@ pub enum Flow {
     Final,
     /// Computed from the chunk's length.
     Length,
+    /// Per step along `axis`, with `before` frames of zeros in front: a convolution's left
+    /// padding written as a `Pad` node. Only a convolution that is then causal may take it.
+    Padded { axis: usize, before: usize },
 }
 
 /// A node that keeps something from one chunk to the next.
@@ -59,11 +66,13 @@ pub enum Flow {
 pub enum Carried {
     /// A forward recurrent node: its hidden (and cell) state.
     Recurrent { node: usize },
-    /// A convolution causal along `axis` of its input: its last `frames` input frames.
+    /// A convolution causal along `axis` of its input: its last `frames` input frames. When
+    /// its left padding comes from a `Pad` node, that node's time padding is dropped too.
     ConvHistory {
         node: usize,
         axis: usize,
         frames: usize,
+        pad: Option<usize>,
     },
 }
 
@@ -119,13 +128,25 @@ pub fn find_time_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
         let axis = seq_axis(op.spec().layout);
         let x = node.inputs[0];
         let time_dim = model.outlet_fact(x)?.shape[axis].clone();
-        let Some(tracking) = tracks.iter().find(|t| t.outlets.get(&x) == Some(&axis)) else {
-            continue;
-        };
-        for (ix, input) in inputs.iter().enumerate() {
-            if let Some(&a) = tracking.outlets.get(input) {
-                if model.outlet_fact(*input)?.shape[a] == time_dim {
-                    axes[ix] = Some(a);
+        if let Some(tracking) = tracks.iter().find(|t| t.outlets.get(&x) == Some(&axis)) {
+            for (ix, input) in inputs.iter().enumerate() {
+                if let Some(&a) = tracking.outlets.get(input) {
+                    if model.outlet_fact(*input)?.shape[a] == time_dim {
+                        axes[ix] = Some(a);
+                    }
+                }
+            }
+        }
+        // Tracking stops at ops whose axes tract does not map one to one (a softmax, a
+        // convolution over time); a named length is the same axis wherever it appears.
+        if let TDim::Sym(_) = time_dim {
+            for (ix, input) in inputs.iter().enumerate() {
+                let shape = &model.outlet_fact(*input)?.shape;
+                let same: Vec<usize> = (0..shape.rank())
+                    .filter(|&a| shape[a] == time_dim)
+                    .collect();
+                if let ([a], None) = (&same[..], axes[ix]) {
+                    axes[ix] = Some(*a);
                 }
             }
         }
@@ -180,10 +201,21 @@ pub fn analyse(
         // shape comes from an op the rules do not know to be local in time.
         for (slot, flow) in outputs.iter().enumerate() {
             let fact = &node.outputs[slot].fact;
-            let bad_axis = fact.shape.iter().enumerate().find(|(axis, dim)| {
-                mentions(dim, s) && *flow != Flow::Step(*axis)
-                    || (*flow == Flow::Step(*axis) && **dim != TDim::Sym(s.clone()))
-            });
+            let expected = |axis: usize| match *flow {
+                Flow::Step(a) if a == axis => Some(TDim::Sym(s.clone())),
+                Flow::Padded { axis: a, before } if a == axis => {
+                    Some(TDim::Sym(s.clone()) + before as i64)
+                }
+                _ => None,
+            };
+            let bad_axis =
+                fact.shape
+                    .iter()
+                    .enumerate()
+                    .find(|(axis, dim)| match expected(*axis) {
+                        Some(want) => (*dim).clone() - want != TDim::Val(0),
+                        None => mentions(dim, s),
+                    });
             if let Some((axis, dim)) = bad_axis {
                 return Ok(Err(Refusal {
                     node: node.name.clone(),
@@ -198,6 +230,17 @@ pub fn analyse(
         }
     }
     for (ix, outlet) in model.output_outlets()?.iter().enumerate() {
+        if let Flow::Padded { before, .. } = flows[outlet] {
+            let node = model.node(outlet.node);
+            return Ok(Err(Refusal {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                reason: format!(
+                    "pads the time axis with {before} frames in front for output {ix}: its \
+                     length is not the chunk's"
+                ),
+            }));
+        }
         if flows[outlet] == Flow::Length {
             let node = model.node(outlet.node);
             return Ok(Err(Refusal {
@@ -301,6 +344,24 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
         return recurrent(ctx, rec, inputs, carried);
     }
 
+    // Zeros padded in front of the time axis become the frames of earlier chunks, which only
+    // a convolution can take in place of its own padding.
+    if let Some(Flow::Padded { axis, before }) = inputs
+        .iter()
+        .find(|f| matches!(f, Flow::Padded { .. }))
+        .copied()
+    {
+        if let (Some(conv), [_, rest @ ..]) = (op.downcast_ref::<Conv>(), inputs) {
+            if rest.iter().all(|f| *f == Flow::Static) {
+                return conv_rule(ctx, &conv.pool_spec, axis, Some(before), carried);
+            }
+        }
+        return Ok(Err(format!(
+            "takes a time axis padded with {before} frames in front, which only a \
+             convolution can take in a stream"
+        )));
+    }
+
     if steps.is_empty() {
         // Static and final inputs only: a broadcast of a constant along the time axis is a
         // per-step constant; any other op making the time axis makes positions.
@@ -333,7 +394,7 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
     let axis = steps[0].1;
     let all_same_axis = steps.iter().all(|(_, a)| *a == axis);
 
-    if op.is::<ElementWiseOp>() || op.is::<Cast>() {
+    if op.is::<ElementWiseOp>() || op.is::<Cast>() || op.is::<Identity>() {
         return Ok(Ok(ctx.same(Flow::Step(axis))));
     }
     if op.is::<TypedBinOp>() || op.is::<Iff>() {
@@ -374,6 +435,12 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
     }
     if let Some(gather) = op.downcast_ref::<Gather>() {
         return gather_rule(ctx, gather, inputs);
+    }
+    if let Some(strided) = op.downcast_ref::<StridedSlice>() {
+        if steps.iter().any(|(slot, _)| *slot != 0) {
+            return Ok(Err("slices at per-step positions".into()));
+        }
+        return strided_slice_rule(ctx, strided, axis);
     }
     if let Some(concat) = op.downcast_ref::<TypedConcat>() {
         if !all_same_axis || steps.len() != inputs.len() {
@@ -420,10 +487,30 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
         return Ok(Ok(vec![Flow::Step(axis)]));
     }
     if let Some(pad) = op.downcast_ref::<Pad>() {
-        if pad.pads.get(axis) == Some(&(0, 0)) {
-            return Ok(Ok(vec![Flow::Step(axis)]));
-        }
-        return Ok(Err("pads the time axis".into()));
+        let zeros = match &pad.mode {
+            PadMode::Constant(v) => v
+                .cast_to::<f64>()
+                .ok()
+                .and_then(|v| {
+                    v.try_as_plain_ram()
+                        .ok()?
+                        .as_slice::<f64>()
+                        .ok()
+                        .map(|s| s.iter().all(|x| *x == 0.0))
+                })
+                .unwrap_or(false),
+            _ => false,
+        };
+        return Ok(match pad.pads.get(axis) {
+            Some(&(0, 0)) => Ok(vec![Flow::Step(axis)]),
+            Some(&(before, 0)) if zeros => Ok(vec![Flow::Padded { axis, before }]),
+            Some(&(_, after)) if after > 0 => Err(format!(
+                "pads {after} frame{} after the time axis: it looks ahead, to frames a \
+                 stream has not been given yet",
+                if after == 1 { "" } else { "s" }
+            )),
+            _ => Err("pads the time axis with other values than zeros".into()),
+        });
     }
     if op.is::<MultiBroadcastTo>() {
         return Ok(Ok(vec![Flow::Step(axis)]));
@@ -432,16 +519,16 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
         if steps.iter().any(|(slot, _)| *slot != 0) {
             return Ok(Err("takes per-step weights".into()));
         }
-        return conv_rule(ctx, &conv.pool_spec, axis, true, carried);
+        return conv_rule(ctx, &conv.pool_spec, axis, Some(0), carried);
     }
     if let Some(deconv) = op.downcast_ref::<Deconv>() {
-        return conv_rule(ctx, &deconv.pool_spec, axis, false, carried);
+        return conv_rule(ctx, &deconv.pool_spec, axis, None, carried);
     }
     if let Some(pool) = op.downcast_ref::<MaxPool>() {
-        return conv_rule(ctx, &pool.pool_spec, axis, false, carried);
+        return conv_rule(ctx, &pool.pool_spec, axis, None, carried);
     }
     if let Some(pool) = op.downcast_ref::<SumPool>() {
-        return conv_rule(ctx, &pool.pool_spec, axis, false, carried);
+        return conv_rule(ctx, &pool.pool_spec, axis, None, carried);
     }
     Ok(Err(
         "is not known to keep time steps apart (rnn-run streams only ops it can prove do)".into(),
@@ -575,6 +662,63 @@ fn axis_op_rule(ctx: &Ctx, op: &AxisOp, axis: usize) -> TractResult<Rule> {
     }
 }
 
+/// ONNX `Slice` as typed (begin, end, axes and steps as constant inputs): along the time
+/// axis only the whole axis (local) or its last step (final) can stream.
+fn strided_slice_rule(ctx: &Ctx, op: &StridedSlice, axis: usize) -> TractResult<Rule> {
+    let konst = |slot: Option<usize>| -> TractResult<Option<Arc<Tensor>>> {
+        match slot {
+            None => Ok(None),
+            Some(s) => Ok(ctx.input_fact(s)?.konst.clone()),
+        }
+    };
+    let (Some(begin), Some(end)) = (konst(Some(1))?, konst(Some(2))?) else {
+        return Ok(Err("slices at bounds computed while the graph runs".into()));
+    };
+    let rank = ctx.input_fact(0)?.rank() as i64;
+    let axes: Vec<usize> = match konst(op.optional_axes_input)? {
+        Some(a) => a
+            .cast_to::<i64>()?
+            .try_as_plain_ram()?
+            .as_slice::<i64>()?
+            .iter()
+            .map(|&a| (if a < 0 { a + rank } else { a }) as usize)
+            .collect(),
+        None => (0..begin.len()).collect(),
+    };
+    let strides: Vec<i32> = match konst(op.optional_steps_input)? {
+        Some(s) => s
+            .cast_to::<i32>()?
+            .try_as_plain_ram()?
+            .as_slice::<i32>()?
+            .to_vec(),
+        None => vec![1; axes.len()],
+    };
+    let shrunk_before = (0..axes.len())
+        .filter(|&k| op.shrink_axis_mask & (1 << k) != 0 && axes[k] < axis)
+        .count();
+    let Some(k) = axes.iter().position(|&a| a == axis) else {
+        return Ok(Ok(vec![Flow::Step(axis - shrunk_before)]));
+    };
+    let s = TDim::Sym(ctx.s.clone());
+    let dim = op.prepare_one_dim(k, &s, &begin, &end, &strides)?;
+    if dim.stride == 1 && dim.begin == TDim::Val(0) && dim.end == s && !dim.shrink {
+        return Ok(Ok(vec![Flow::Step(axis - shrunk_before)]));
+    }
+    if dim.stride == 1 && dim.begin == s.clone() - 1 && dim.end == s {
+        return Ok(Ok(vec![Flow::Final]));
+    }
+    if dim.stride < 0 {
+        return Ok(Err(
+            "reverses the time axis (a backward pass needs the whole sequence)".into(),
+        ));
+    }
+    Ok(Err(format!(
+        "reads steps {}..{} of the time axis (only the last step of a chunk is the whole \
+         sequence's)",
+        dim.begin, dim.end
+    )))
+}
+
 fn gather_rule(ctx: &Ctx, gather: &Gather, inputs: &[Flow]) -> TractResult<Rule> {
     let indices_rank = ctx.input_fact(1)?.rank();
     match (inputs[0], inputs[1]) {
@@ -613,14 +757,17 @@ fn gather_rule(ctx: &Ctx, gather: &Gather, inputs: &[Flow]) -> TractResult<Rule>
 
 /// Convolutions and pools: along the time axis, a kernel of one frame is local; a longer one
 /// is carried (its last frames kept from chunk to chunk) when it is a convolution, causal
-/// (padded on the left by exactly its reach) and of stride 1.
+/// (padded on the left by exactly its reach, its own padding plus `padded` frames from a
+/// `Pad` before it) and of stride 1. `padded` is `None` for ops that cannot carry.
 fn conv_rule(
     ctx: &Ctx,
     spec: &PoolSpec,
     axis: usize,
-    can_carry: bool,
+    padded: Option<usize>,
     carried: &mut Vec<Carried>,
 ) -> TractResult<Rule> {
+    let can_carry = padded.is_some();
+    let padded = padded.unwrap_or(0);
     let shape = spec.data_format.shape(ctx.input_fact(0)?.shape.to_tvec())?;
     if shape.n_axis() == Some(axis) {
         return Ok(Ok(vec![Flow::Step(axis)]));
@@ -634,9 +781,12 @@ fn conv_rule(
         return Ok(Err(format!("strides by {stride} over the time axis")));
     }
     let s = TDim::Sym(ctx.s.clone());
-    let padded = spec.padding.compute_one(geo, &s, k, d, stride);
+    let own = spec.padding.compute_one(geo, &s, k, d, stride);
     let reach = (k - 1) * d;
-    let (before, after) = (padded.pad_before.clone(), padded.pad_after.clone());
+    let (before, after) = (
+        own.pad_before.clone() + padded as i64,
+        own.pad_after.clone(),
+    );
     if reach == 0 && before == TDim::Val(0) && after == TDim::Val(0) {
         return Ok(Ok(vec![Flow::Step(axis)]));
     }
@@ -662,6 +812,7 @@ fn conv_rule(
         node: ctx.node.id,
         axis,
         frames: reach,
+        pad: (padded > 0).then(|| ctx.node.inputs[0].node),
     });
     Ok(Ok(vec![Flow::Step(axis)]))
 }

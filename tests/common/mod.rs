@@ -2,5 +2,6 @@
 pub mod manifest;
 pub mod onnx_builder;
 pub mod proto;
+pub mod random_graph;
 pub mod reference;
 pub mod streaming;

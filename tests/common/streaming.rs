@@ -24,13 +24,18 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Feeds `inputs` (the model's, in its order) through a stream in chunks of the sizes in
 /// `schedule` (cycled), and returns the outputs put back together: per-step outputs
-/// concatenated, final ones from the last push.
+/// concatenated, final ones from the last push. The time axes are the model's own, or
+/// `axes` when given.
 pub fn run_schedule(
     model: &Model,
     inputs: &[Tensor],
     schedule: &[usize],
+    axes: Option<&[Option<usize>]>,
 ) -> rnn_run::Result<Vec<Tensor>> {
-    let axes = model.time_axes()?;
+    let axes = match axes {
+        Some(a) => a.to_vec(),
+        None => model.time_axes()?,
+    };
     let (mut time, mut start) = (vec![], vec![]);
     for (t, a) in inputs.iter().zip(&axes) {
         match a {
@@ -38,7 +43,10 @@ pub fn run_schedule(
             None => start.push(t.clone()),
         }
     }
-    let mut stream = model.stream_from(start)?;
+    let options = rnn_run::StreamOptions {
+        time_axes: Some(axes.clone()),
+    };
+    let mut stream = model.stream_with(&options, start)?;
     let steps = time[0].0.shape()[time[0].1];
     let mut pieces: Vec<Vec<Tensor>> = vec![];
     let mut at = 0;
@@ -93,7 +101,7 @@ pub fn chunked_vs_whole(model: &Model, inputs: &[Tensor]) -> rnn_run::Result<f64
     let steps = inputs[ix].shape()[axis];
     let mut worst = 0.0f64;
     for schedule in schedules(steps) {
-        let chunked = run_schedule(model, inputs, &schedule)?;
+        let chunked = run_schedule(model, inputs, &schedule, None)?;
         for (k, (got, want)) in chunked.iter().zip(&whole).enumerate() {
             if got.shape() != want.shape() {
                 return Err(rnn_run::Error::Run(format!(
