@@ -204,3 +204,45 @@ impl ElementWiseMiniOp for Onnxruntime {
         tract_op.0.eval_in_place(t, out_dt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (x, onnxruntime 1.32's Sigmoid, onnxruntime 1.32's Tanh), as bits.
+    const ORT: [(u32, u32, u32); 6] = [
+        (0xbecae9bf, 0x3ecdecea, 0xbec0eac6),
+        (0x3ff5ec1c, 0x3f5f4dba, 0x3f7540e9),
+        (0x3ea12068, 0x3f13f9ea, 0x3e9c0292),
+        (0xbf4b4f7f, 0x3e9f5efa, 0xbf292852),
+        (0xc107fb89, 0x39558800, 0xbf7ffffe),
+        (0xb882d37e, 0x3efffdf5, 0xb882d37d),
+    ];
+
+    #[test]
+    fn logistic_and_tanh_are_onnxruntimes_to_the_bit() {
+        for (x, sig, th) in ORT {
+            let x = f32::from_bits(x);
+            assert_eq!(logistic(x).to_bits(), sig, "logistic({x})");
+            assert_eq!(tanh(x).to_bits(), th, "tanh({x})");
+            let mut v = [x; 9];
+            logistic_slice(&mut v);
+            assert!(v.iter().all(|s| s.to_bits() == sig), "logistic_slice({x})");
+            let mut v = [x; 9];
+            tanh_slice(&mut v);
+            assert!(v.iter().all(|t| t.to_bits() == th), "tanh_slice({x})");
+        }
+    }
+
+    #[test]
+    fn special_values() {
+        assert_eq!(logistic(0.0), 0.5);
+        assert!(logistic(f32::NAN).is_nan());
+        assert!(tanh(f32::NAN).is_nan());
+        assert_eq!(tanh(0.0), 0.0);
+        // Clamped to ±18 / ±9 first: no overflow, outputs in range.
+        assert!((0.0..=1.0).contains(&logistic(f32::INFINITY)));
+        assert!((0.0..=1.0).contains(&logistic(f32::NEG_INFINITY)));
+        assert!(tanh(f32::INFINITY) <= 1.0 && tanh(f32::NEG_INFINITY) >= -1.0);
+    }
+}

@@ -480,10 +480,11 @@ struct QuantWeights {
 
 impl QuantWeights {
     /// From the node's constant (or per-run) tensors, after checking their types, shapes and
-    /// zero points.
+    /// zero points; `x_input` is X's input size when known.
     #[allow(clippy::too_many_arguments)]
     fn build(
         spec: &QuantSpec,
+        x_input: Option<usize>,
         w: &Tensor,
         r: &Tensor,
         b: Option<&Tensor>,
@@ -507,9 +508,10 @@ impl QuantWeights {
                 )))
             }
         };
-        let input = match w.shape() {
-            &[_, i, _] => i,
-            other => {
+        let input = match (x_input, w.shape()) {
+            (Some(i), _) => i,
+            (None, &[_, i, _]) => i,
+            (None, other) => {
                 return Err(spec.error(format!(
                     "input W: expected rank 3 [num_directions, input_size, 4·hidden_size], \
                      found shape {}",
@@ -969,8 +971,14 @@ impl QuantizedLstm {
             }
         }
         let get = |i: usize| consts[i].as_deref();
+        let x_input = model
+            .outlet_fact(inputs[0])?
+            .shape
+            .get(2)
+            .and_then(|d| d.to_usize().ok());
         let weights = QuantWeights::build(
             &self.spec,
+            x_input,
             get(0).expect("W"),
             get(1).expect("R"),
             get(2),
@@ -1026,6 +1034,7 @@ impl QuantizedLstm {
                 let s = self.weight_slots();
                 built = QuantWeights::build(
                     spec,
+                    inputs[0].shape().get(2).copied(),
                     &inputs[1],
                     &inputs[2],
                     get(s[2]),
@@ -1250,5 +1259,101 @@ impl TypedOp for QuantizedLstm {
         }
         present.sort_by_key(|(s, _)| *s);
         Ok(present.into_iter().map(|(_, f)| f).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_parameters_follow_onnxruntime() {
+        // Range [-1, 2]: scale 3/255, zero point round(85.0) = 85.
+        let (scale, zp) = quantization_params([-1.0, 2.0, 0.5]);
+        assert_eq!(scale.to_bits(), 0x3c40c0c1);
+        assert_eq!(zp, 85);
+        // 0.5 / scale = 42.5 rounds half to even: 42.
+        let q: Vec<u8> = [-1.0, 2.0, 0.5, 9.0, -9.0]
+            .iter()
+            .map(|&v| quantize(v, scale, zp))
+            .collect();
+        assert_eq!(q, [0, 255, 127, 255, 0]);
+        // The range always includes 0; an all-zero range has scale 1.
+        assert_eq!(quantization_params([3.0, 1.0]), (3.0 / 255.0, 0));
+        assert_eq!(quantization_params([-2.0f32]), (2.0 / 255.0, 255));
+        assert_eq!(quantization_params([0.0f32; 4]), (1.0, 0));
+        assert_eq!(quantization_params(std::iter::empty()), (1.0, 0));
+    }
+
+    #[test]
+    fn integer_products_are_exact_and_rescaled_per_column() {
+        // a: 2 rows × 3, w: 3 × 2.
+        let a = [1, -2, 3, 255, -255, 0];
+        let w = IntMatrix {
+            k: 3,
+            n: 2,
+            data: vec![1, -1, 2, 255, -255, 3],
+        };
+        let mut acc = vec![0; ROW_BLOCK * 2];
+        let mut out = vec![10.0f32; 4];
+        int_product(&a, 2, &w, &[0.5, 2.0], &mut out, true, &mut acc);
+        // Row 0: 1·1 − 2·2 + 3·(−255) = −768; 1·(−1) − 2·255 + 3·3 = −502.
+        // Row 1: 255·1 − 255·2 = −255; 255·(−1) − 255·255 = −65280.
+        assert_eq!(
+            out,
+            [10.0 - 384.0, 10.0 - 1004.0, 10.0 - 127.5, 10.0 - 130560.0]
+        );
+        int_product(&a, 2, &w, &[1.0], &mut out, false, &mut acc);
+        assert_eq!(out, [-768.0, -502.0, -255.0, -65280.0]);
+    }
+
+    fn node(domain: &str) -> NodeProto {
+        use tract_onnx::pb::attribute_proto::AttributeType;
+        use tract_onnx::pb::AttributeProto;
+        let mut n = NodeProto {
+            name: "q".into(),
+            op_type: OP_TYPE.into(),
+            domain: domain.into(),
+            ..Default::default()
+        };
+        n.input = INPUT_NAMES.iter().map(|s| s.to_string()).collect();
+        for i in [3, 4, 7] {
+            n.input[i].clear();
+        }
+        n.output = vec!["Y".into(), "".into(), "Y_c".into()];
+        n.attribute.push(AttributeProto {
+            name: "hidden_size".into(),
+            r#type: AttributeType::Int as i32,
+            i: 3,
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn spec_slots_count_only_present_inputs() {
+        let spec = QuantSpec::from_node(&node(DOMAIN)).unwrap();
+        assert_eq!(spec.hidden, 3);
+        let s = spec.lstm.slots;
+        assert_eq!((s.b, s.sequence_lens, s.p), (None, None, None));
+        assert_eq!((s.initial_h, s.initial_c), (Some(3), Some(4)));
+        assert_eq!((s.y, s.y_h, s.y_c), (Some(0), None, Some(1)));
+        assert_eq!(spec.quant_slots, [5, 6, 7, 8]);
+        assert_eq!(spec.input_count(), 9);
+    }
+
+    #[test]
+    fn the_domain_and_hidden_size_are_required() {
+        let e = QuantSpec::from_node(&node("")).unwrap_err();
+        assert_eq!(e.op, "ai.onnx DynamicQuantizeLSTM");
+        assert!(e.message.contains("found it in domain 'ai.onnx'"), "{e}");
+        let mut n = node(DOMAIN);
+        n.attribute.clear();
+        let e = QuantSpec::from_node(&n).unwrap_err();
+        assert!(e.to_string().contains("'hidden_size' is required"), "{e}");
+        let mut n = node(DOMAIN);
+        n.input.pop();
+        let e = QuantSpec::from_node(&n).unwrap_err();
+        assert!(e.to_string().contains("expected 12 inputs"), "{e}");
     }
 }
