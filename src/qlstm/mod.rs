@@ -26,10 +26,11 @@
 //!    `zero_point = round_half_even(clamp(0 − min / scale, 0, 255))`, all in float32.
 //!    `MlasQuantizeLinear` then maps each element to
 //!    `clamp(round_half_even(a / scale) + zero_point, 0, 255)` (a true division).
-//! 2. **The product is exact in int32**: `Σ (a_q − a_zp)(w_q − w_zp)` by MLAS (on a CPU with
-//!    VNNI; without it, MLAS's u8×s8 kernels pair products in saturating int16, so onnxruntime
-//!    itself can be off there for int8 weights). rnn-run computes the sum in wrapping int32,
-//!    which is the same number whenever MLAS's is exact.
+//! 2. **The product is exact in int32**: `Σ (a_q − a_zp)(w_q − w_zp)` by MLAS, on a CPU with
+//!    VNNI such as the one the references come from. (onnxruntime's quantization guide warns
+//!    that its u8×s8 kernels for AVX2/AVX-512 without VNNI use `VPMADDUBSW`, which saturates
+//!    pairs of products to int16, so onnxruntime itself can be off there for int8 weights.)
+//!    rnn-run computes the sum in wrapping int32, the same number whenever MLAS's is exact.
 //! 3. **Rescaling**: `float(sum) · (a_scale · w_scale[col])`, the multiplier formed first in
 //!    float32 (`w_scale[col]` one per column, or the tensor's one). The input product writes
 //!    it; each step's recurrent product is *added* to the input projection of that step.
