@@ -19,6 +19,7 @@ pub mod npy;
 pub mod op;
 mod passes;
 mod precheck;
+pub mod qlstm;
 pub mod stream;
 pub mod torch;
 

@@ -21,6 +21,7 @@ pub fn register(onnx: &mut Onnx) {
     onnx.op_register.insert("RNN", parse_node);
     onnx.op_register.insert("LSTM", parse_node);
     onnx.op_register.insert("GRU", parse_node);
+    crate::qlstm::register(onnx);
 }
 
 fn parse_node(

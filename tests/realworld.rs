@@ -50,14 +50,10 @@ fn run_folder(folder: &Folder, refused: &[(&str, &str)]) -> (usize, usize, f64) 
 
 #[test]
 fn realworld_models_match_onnxruntime() {
-    // ddddocr's OCR model is quantized for onnxruntime (com.microsoft DynamicQuantizeLSTM):
-    // it must be refused at load with the node and the operator named.
-    let refused = [(
-        "common_old",
-        "node 'LSTM_202_quant' (com.microsoft DynamicQuantizeLSTM) is not an operator",
-    )];
-    let (models, _, _) = run_folder(&folder("realworld"), &refused);
-    assert!(models >= 7);
+    // ddddocr's OCR model (common_old) runs its com.microsoft DynamicQuantizeLSTM on
+    // rnn-run's reproduction of onnxruntime's quantized LSTM (src/qlstm/).
+    let (models, _, _) = run_folder(&folder("realworld"), &[]);
+    assert!(models >= 8);
 }
 
 #[test]
