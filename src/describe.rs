@@ -24,6 +24,9 @@ pub struct FoundNode {
     /// Whether W and R (and B, P when given) are initializers or `Constant` outputs, so that
     /// the cells can be built once rather than on every run.
     pub constant_weights: bool,
+    /// onnxruntime's `com.microsoft` DynamicQuantizeLSTM (int8 weights), described by its
+    /// LSTM attributes.
+    pub quantized: bool,
 }
 
 /// The protobuf's description of a model.
@@ -44,6 +47,36 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// Describes a model file: fails where [`crate::Model::load`] refuses the file itself (not
+    /// a regular file, not an ONNX model, external data missing or outside its directory), or
+    /// on a recurrent node whose attributes break the spec, but not where tract cannot load
+    /// the graph.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<ModelInfo> {
+        use prost::Message;
+        let path = path.as_ref();
+        let bytes = crate::model::read_regular_file(path)?;
+        let invalid = |message: String| crate::Error::InvalidModel {
+            what: path.display().to_string(),
+            message,
+        };
+        let proto = ModelProto::decode(&bytes[..])
+            .map_err(|e| invalid(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+        let Some(graph) = proto.graph.as_ref() else {
+            return Err(invalid(
+                "not an ONNX model: no graph in the protobuf".into(),
+            ));
+        };
+        let dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        });
+        crate::precheck::check_model(&proto, graph, dir).map_err(invalid)?;
+        Ok(ModelInfo::from_proto(&proto)?)
+    }
+
     /// Describes a decoded model. Fails only on a recurrent node whose attributes break the
     /// spec (the error names it).
     pub fn from_proto(proto: &ModelProto) -> Result<ModelInfo, NodeError> {
@@ -103,6 +136,7 @@ fn walk<'g>(
     found: &mut Vec<FoundNode>,
 ) -> Result<(), NodeError> {
     let here: Vec<&GraphProto> = scopes.iter().map(|(g, _)| *g).chain([graph]).collect();
+    let constants = constant_values(&here);
     for node in &graph.node {
         let op = if node.domain.is_empty() || node.domain == "ai.onnx" {
             node.op_type.clone()
@@ -110,11 +144,17 @@ fn walk<'g>(
             format!("{}:{}", node.domain, node.op_type)
         };
         *counts.entry(op).or_default() += 1;
-        if node.domain.is_empty() && OpKind::from_op_type(&node.op_type).is_some() {
-            let spec = NodeSpec::from_node(node, opset)?;
+        let quantized =
+            node.domain == crate::qlstm::DOMAIN && node.op_type == crate::qlstm::OP_TYPE;
+        if quantized || node.domain.is_empty() && OpKind::from_op_type(&node.op_type).is_some() {
+            let spec = if quantized {
+                crate::qlstm::QuantSpec::from_node(node)?.lstm
+            } else {
+                NodeSpec::from_node(node, opset)?
+            };
             let constant_weights = weight_inputs(node, &spec)
                 .iter()
-                .all(|name| here.iter().any(|g| is_constant(g, name)));
+                .all(|name| constants.contains(name));
             found.push(FoundNode {
                 spec,
                 subgraph: (!scopes.is_empty()).then(|| {
@@ -125,6 +165,7 @@ fn walk<'g>(
                         .join(" > ")
                 }),
                 constant_weights,
+                quantized,
             });
         }
         for attr in &node.attribute {
@@ -153,13 +194,42 @@ fn weight_inputs<'n>(node: &'n NodeProto, spec: &NodeSpec) -> Vec<&'n str> {
         .collect()
 }
 
-/// Whether `name` is an initializer of `graph` or the output of one of its `Constant` nodes.
-fn is_constant(graph: &GraphProto, name: &str) -> bool {
-    graph.initializer.iter().any(|t| t.name == name)
-        || graph
-            .node
-            .iter()
-            .any(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name))
+/// The values of `graphs` (a graph and those enclosing it) known before anything runs:
+/// initializers, `Constant` outputs, and what shape-only ops (Unsqueeze, Transpose, Cast...)
+/// make of them alone, as exporters write around weights (tract folds them at load).
+fn constant_values<'g>(graphs: &[&'g GraphProto]) -> std::collections::HashSet<&'g str> {
+    const PURE: &[&str] = &[
+        "Constant",
+        "Identity",
+        "Unsqueeze",
+        "Squeeze",
+        "Reshape",
+        "Transpose",
+        "Cast",
+        "Concat",
+        "Slice",
+        "Gather",
+        "Split",
+        "Flatten",
+    ];
+    let mut known: std::collections::HashSet<&str> = graphs
+        .iter()
+        .flat_map(|g| g.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    for graph in graphs {
+        for node in &graph.node {
+            let pure = node.domain.is_empty() && PURE.contains(&node.op_type.as_str());
+            if pure
+                && node
+                    .input
+                    .iter()
+                    .all(|i| i.is_empty() || known.contains(i.as_str()))
+            {
+                known.extend(node.output.iter().map(String::as_str));
+            }
+        }
+    }
+    known
 }
 
 /// A graph input or output as declared: dims with a value are fixed, with a name symbolic,

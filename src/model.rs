@@ -109,6 +109,9 @@ pub struct RecurrentNode {
     /// `None` in the main graph; otherwise the subgraphs that hold it, outermost first
     /// (`If 'If_0' else_branch > If '/decoder/If_1' then_branch`).
     pub subgraph: Option<String>,
+    /// onnxruntime's `com.microsoft` DynamicQuantizeLSTM (int8 weights), described by its
+    /// LSTM attributes.
+    pub quantized: bool,
     /// Which implementation runs it.
     pub engine: Engine,
     /// Native engine: whether the weights were constant and the cells built at load.
@@ -268,6 +271,7 @@ impl Model {
                         && typed.map_or(found.constant_weights, |op| op.weights_prepared()),
                     spec: found.spec.clone(),
                     subgraph: found.subgraph.clone(),
+                    quantized: found.quantized,
                 }
             })
             .collect();
@@ -672,7 +676,7 @@ pub fn dtype_name(dt: DatumType) -> String {
 }
 
 /// Reads a model file, which must be a regular file.
-fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let io = |source| Error::Io {
         path: path.to_path_buf(),

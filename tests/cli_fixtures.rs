@@ -189,3 +189,93 @@ fn threaded_cli_runs_match_pytorch() {
         assert_eq!(out.code, 0, "{dir}: {}{}", out.stdout, out.stderr);
     }
 }
+
+/// `inspect` on real models: one that tract types only for actual inputs (Silero VAD, LSTMs
+/// inside nested `If`s) is described from its protobuf, recurrent nodes in subgraphs
+/// included; one that cannot be loaded at all is described too, with why, and exit code 2.
+#[test]
+fn inspect_describes_models_tract_cannot_type_or_load() {
+    let out = rnn_run(&[
+        "inspect".into(),
+        "fixtures/realworld/silero_vad.onnx".into(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for expected in [
+        "recurrent nodes: 4",
+        "in:                  If 'If_0' else_branch > If",
+        "graph: typed when the inputs are known",
+        "ops: Constant 341,",
+        "  sr     int64    []",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected}:\n{}", out.stdout);
+    }
+    let json = rnn_run(&[
+        "inspect".into(),
+        "fixtures/realworld/silero_vad.onnx".into(),
+        "--json".into(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["typing"], "deferred");
+    assert_eq!(v["ops"]["If"], 25);
+    assert_eq!(v["recurrent_nodes"].as_array().unwrap().len(), 4);
+
+    let out = rnn_run(&[
+        "inspect".into(),
+        "fixtures/robustness/tract_panic_fact_21.onnx".into(),
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stdout.contains("graph: cannot be loaded:"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("RNN /RNN"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("(Cosstant) is not an operator"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `--chunk` on a model exported at a fixed length of 5 steps takes 25 (the stream frees the
+/// time axis), and the reports say the run was chunked and how many pushes it took.
+#[test]
+fn chunked_runs_take_any_length_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = root().join("fixtures/matrix/lstm_l2_static_dynamo");
+    let x = rnn_run::npy::read_npy(fixture.join("input_0.npy")).unwrap();
+    assert_eq!(x.shape()[0], 5, "exported at 5 steps");
+    let long = rnn_run::Tensor::stack_tensors(0, &vec![x.clone(); 5]).unwrap();
+    let path = dir.path().join("x25.npy");
+    rnn_run::npy::write_npy(&path, &long).unwrap();
+    let mut args: Vec<String> = vec![
+        fixture.join("model.onnx").display().to_string(),
+        path.display().to_string(),
+    ];
+    for k in [1, 2] {
+        args.push(fixture.join(format!("input_{k}.npy")).display().to_string());
+    }
+    args.extend(["--chunk".into(), "7".into()]);
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("stream: chunk 7, 4 pushes"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("[25, 2, "), "{}", out.stdout);
+    args.push("--json".into());
+    let v: serde_json::Value = serde_json::from_str(&rnn_run(&args).stdout).unwrap();
+    assert_eq!(v["chunk"], 7);
+    assert_eq!(v["pushes"], 4);
+    // The whole run's plan is specialized to the inputs; without --chunk the report says
+    // how long making it took.
+    let mut whole: Vec<String> = vec![fixture.join("model.onnx").display().to_string()];
+    for k in [0, 1, 2] {
+        whole.push(fixture.join(format!("input_{k}.npy")).display().to_string());
+    }
+    whole.push("--json".into());
+    let v: serde_json::Value = serde_json::from_str(&rnn_run(&whole).stdout).unwrap();
+    assert!(v["plan_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v.get("chunk").is_none());
+}

@@ -148,13 +148,47 @@ fn load(path: &std::path::Path, engine: args::EngineArg, threads: u32) -> Result
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
-    let model = load(&a.model, a.engine, 1)?;
-    if a.json {
-        emit(&format!("{}\n", report::inspect_json(&model).pretty()));
-    } else {
-        emit(&report::inspect_text(&model));
-    }
-    Ok(0)
+    let print = |view: &report::Inspected| {
+        if a.json {
+            emit(&format!("{}\n", report::inspect_json(view).pretty()));
+        } else {
+            emit(&report::inspect_text(view));
+        }
+    };
+    let failure = match load(&a.model, a.engine, 1) {
+        Ok(model) => {
+            print(&report::Inspected::of(&model));
+            return Ok(0);
+        }
+        Err(e) => e,
+    };
+    // tract could not load it: what the protobuf says is still worth showing, with why,
+    // when the file is an ONNX model at all (exit code 2 either way).
+    let Ok(info) = rnn_run::ModelInfo::from_file(&a.model) else {
+        return Err(failure);
+    };
+    let nodes: Vec<rnn_run::RecurrentNode> = info
+        .recurrent
+        .iter()
+        .map(|found| rnn_run::RecurrentNode {
+            spec: found.spec.clone(),
+            subgraph: found.subgraph.clone(),
+            quantized: found.quantized,
+            engine: a.engine.into(),
+            weights_prepared: found.constant_weights,
+        })
+        .collect();
+    let source = a.model.display().to_string();
+    print(&report::Inspected {
+        source: &source,
+        info: &info,
+        inputs: &info.inputs,
+        outputs: &info.outputs,
+        nodes: &nodes,
+        engine: a.engine.into(),
+        status: report::Status::Failed(one_line(&failure)),
+    });
+    Err(failure)
 }
 
 fn run(a: RunArgs) -> Result<i32> {

@@ -1,7 +1,7 @@
 //! What `rnn-run` prints: the run report (text or JSON) and `inspect`.
 
 use rnn_run::attrs::{Layout, OpKind};
-use rnn_run::{dtype_name, Dim, IoInfo, Model, RecurrentNode, Tensor};
+use rnn_run::{dtype_name, Dim, Engine, IoInfo, Model, ModelInfo, RecurrentNode, Tensor, Typing};
 
 use super::compare::Comparison;
 use super::format::{fmt_g, fmt_value, stats, with_values_f64, FIRST};
@@ -326,15 +326,25 @@ fn present_json(list: &[(&str, bool)]) -> Json {
     )
 }
 
-pub fn inspect_json(model: &Model) -> Json {
-    let nodes = model
-        .recurrent_nodes()
+/// `LSTM`, or `com.microsoft DynamicQuantizeLSTM` for onnxruntime's quantized LSTM.
+fn op_name(n: &rnn_run::RecurrentNode) -> String {
+    if n.quantized {
+        format!("{} {}", rnn_run::qlstm::DOMAIN, rnn_run::qlstm::OP_TYPE)
+    } else {
+        n.spec.op.op_type().to_string()
+    }
+}
+
+pub fn inspect_json(view: &Inspected) -> Json {
+    let nodes = view
+        .nodes
         .iter()
         .map(|n| {
             let spec = &n.spec;
             Json::obj()
                 .with("name", spec.name.as_str())
-                .with("op", spec.op.op_type())
+                .with("op", op_name(n))
+                .with("subgraph", n.subgraph.clone())
                 .with("direction", spec.direction.as_str())
                 .with(
                     "hidden_size",
@@ -361,12 +371,39 @@ pub fn inspect_json(model: &Model) -> Json {
                 .with("weights_prepared", n.weights_prepared)
         })
         .collect::<Vec<_>>();
+    let (typing, reason) = match &view.status {
+        Status::Typed => ("symbolic", None),
+        Status::Deferred(why) => ("deferred", Some(why.clone())),
+        Status::Failed(why) => ("failed", Some(why.clone())),
+    };
     Json::obj()
-        .with("model", model.source())
-        .with("opset", model.opset())
-        .with("engine", model.engine().to_string())
-        .with("inputs", io_json(model.inputs()))
-        .with("outputs", io_json(model.outputs()))
+        .with("model", view.source)
+        .with("opset", view.info.opset)
+        .with(
+            "opsets",
+            Json::Obj(
+                view.info
+                    .opsets
+                    .iter()
+                    .map(|(d, v)| (d.clone(), Json::from(*v)))
+                    .collect(),
+            ),
+        )
+        .with(
+            "ops",
+            Json::Obj(
+                view.info
+                    .op_counts
+                    .iter()
+                    .map(|(op, n)| (op.clone(), Json::from(*n)))
+                    .collect(),
+            ),
+        )
+        .with("typing", typing)
+        .with("typing_reason", reason)
+        .with("engine", view.engine.to_string())
+        .with("inputs", io_json(view.inputs))
+        .with("outputs", io_json(view.outputs))
         .with("recurrent_nodes", Json::Arr(nodes))
 }
 
@@ -409,19 +446,86 @@ fn present_text(list: &[(&str, bool)]) -> String {
     s
 }
 
-pub fn inspect_text(model: &Model) -> String {
+/// What `inspect` reports: the model as loaded, or, when it cannot be loaded, what its
+/// protobuf says and why.
+pub struct Inspected<'a> {
+    pub source: &'a str,
+    pub info: &'a ModelInfo,
+    pub inputs: &'a [IoInfo],
+    pub outputs: &'a [IoInfo],
+    pub nodes: &'a [RecurrentNode],
+    pub engine: Engine,
+    /// How the graph types: symbolically, deferred to the inputs (why), or not at all.
+    pub status: Status,
+}
+
+pub enum Status {
+    Typed,
+    Deferred(String),
+    Failed(String),
+}
+
+impl<'a> Inspected<'a> {
+    pub fn of(model: &'a Model) -> Inspected<'a> {
+        Inspected {
+            source: model.source(),
+            info: model.info(),
+            inputs: model.inputs(),
+            outputs: model.outputs(),
+            nodes: model.recurrent_nodes(),
+            engine: model.engine(),
+            status: match model.typing() {
+                Typing::Symbolic => Status::Typed,
+                Typing::Deferred(why) => Status::Deferred(why),
+            },
+        }
+    }
+
+    fn status_text(&self) -> String {
+        match &self.status {
+            Status::Typed => "typed with the declared shapes; runs specialize to theirs".into(),
+            Status::Deferred(why) => format!(
+                "typed when the inputs are known (tract cannot type it with the declared \
+                 shapes: {why})"
+            ),
+            Status::Failed(why) => format!("cannot be loaded: {why}"),
+        }
+    }
+}
+
+pub fn inspect_text(view: &Inspected) -> String {
     let mut out = String::new();
-    out.push_str(&format!("model: {}\n", model.source()));
-    out.push_str(&format!("opset: {}\n", model.opset()));
-    io_text(&mut out, "inputs", model.inputs());
-    io_text(&mut out, "outputs", model.outputs());
-    let nodes = model.recurrent_nodes();
+    out.push_str(&format!("model: {}\n", view.source));
+    out.push_str(&format!("opset: {}\n", view.info.opset));
+    if view.info.opsets.len() > 1 {
+        let opsets: Vec<String> = view
+            .info
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{d} {v}"))
+            .collect();
+        out.push_str(&format!("opsets: {}\n", opsets.join(", ")));
+    }
+    let ops: Vec<String> = view
+        .info
+        .op_counts
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    out.push_str(&format!("ops: {}\n", ops.join(", ")));
+    out.push_str(&format!("graph: {}\n", view.status_text()));
+    io_text(&mut out, "inputs", view.inputs);
+    io_text(&mut out, "outputs", view.outputs);
+    let nodes = view.nodes;
     out.push_str(&format!("recurrent nodes: {}\n", nodes.len()));
     for n in nodes {
         let spec = &n.spec;
         let row =
             |out: &mut String, k: &str, v: String| out.push_str(&format!("    {k:<20} {v}\n"));
-        out.push_str(&format!("  {} {}\n", spec.op.op_type(), spec.name));
+        out.push_str(&format!("  {} {}\n", op_name(n), spec.name));
+        if let Some(place) = &n.subgraph {
+            row(&mut out, "in:", place.clone());
+        }
         row(&mut out, "direction:", spec.direction.as_str().to_string());
         row(
             &mut out,
@@ -496,9 +600,10 @@ pub fn inspect_text(model: &Model) -> String {
             format!(
                 "{}{}",
                 n.engine,
-                match (n.engine, n.weights_prepared) {
-                    (rnn_run::Engine::Native, true) => ", weights prepared at load",
-                    (rnn_run::Engine::Native, false) => ", weights read at run time",
+                match (n.engine, n.weights_prepared, &view.status) {
+                    (_, _, Status::Failed(_)) => "",
+                    (rnn_run::Engine::Native, true, _) => ", weights prepared at load",
+                    (rnn_run::Engine::Native, false, _) => ", weights read at run time",
                     _ => "",
                 }
             ),

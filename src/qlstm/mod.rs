@@ -97,7 +97,8 @@ pub const DOMAIN: &str = "com.microsoft";
 /// The operator as messages name it.
 pub const OP_NAME: &str = "com.microsoft DynamicQuantizeLSTM";
 
-const OP_TYPE: &str = "DynamicQuantizeLSTM";
+/// The operator's type in its domain.
+pub const OP_TYPE: &str = "DynamicQuantizeLSTM";
 
 const INPUT_NAMES: [&str; 12] = [
     "X",

@@ -380,7 +380,7 @@ impl<C: Choices> Builder<'_, C> {
                     f,
                 );
             }
-            8 if f % 2 == 0 => {
+            8 if f.is_multiple_of(2) => {
                 let split = self.ints(&[0, 0, 2, f as i64 / 2]);
                 let r = self.fresh("Reshape");
                 let rout = format!("{r}_out");
