@@ -463,3 +463,105 @@ fn cell_step_with_the_wrong_input_size_panics_with_a_message() {
     let mut state = cell.zero_state(1);
     cell.step(&mut state, Array2::zeros((1, 5)).view());
 }
+
+/// Runs are served by plans specialized to their inputs' shapes, cached by signature: the
+/// same shapes reuse the plan, new shapes make one (and say how long it took through
+/// `prepare`), and the least recently used is dropped past the cache's capacity.
+#[test]
+fn plans_are_cached_by_input_signature() {
+    let dir = fixture("tutorial/lstm_legacy_batch");
+    let options = rnn_run::LoadOptions {
+        plan_cache: 2,
+        ..Default::default()
+    };
+    let model = Model::load_with(dir.join("model.onnx"), &options).unwrap();
+    let ins = inputs(&dir);
+    let with_steps = |n: usize| -> Vec<Tensor> {
+        let mut v = ins.clone();
+        v[0] = ins[0].slice(0, 0, n).unwrap();
+        v
+    };
+    assert!(model.prepare(&with_steps(4)).unwrap() > std::time::Duration::ZERO);
+    assert_eq!(
+        model.prepare(&with_steps(4)).unwrap(),
+        std::time::Duration::ZERO
+    );
+    let first = model.run(with_steps(4)).unwrap();
+    let stats = model.plan_stats();
+    assert_eq!((stats.built, stats.cached, stats.hits), (1, 1, 2));
+    model.run(with_steps(3)).unwrap();
+    model.run(with_steps(2)).unwrap();
+    let stats = model.plan_stats();
+    assert_eq!((stats.built, stats.cached, stats.evicted), (3, 2, 1));
+    // The evicted plan is made again and computes the same.
+    assert_eq!(model.run(with_steps(4)).unwrap(), first);
+    assert_eq!(model.plan_stats().built, 4);
+}
+
+/// Threads running one model at different shapes share its plan cache and each get their
+/// own results.
+#[test]
+fn threads_share_the_plan_cache() {
+    let dir = fixture("tutorial/lstm_legacy_batch");
+    let model = Model::load(dir.join("model.onnx")).unwrap();
+    let ins = inputs(&dir);
+    let with_steps = |n: usize| -> Vec<Tensor> {
+        let mut v = ins.clone();
+        v[0] = ins[0].slice(0, 0, n).unwrap();
+        v
+    };
+    let expected: Vec<Vec<Tensor>> = (1..=4).map(|n| model.run(with_steps(n)).unwrap()).collect();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (model, expected, with_steps) = (&model, &expected, &with_steps);
+            s.spawn(move || {
+                for k in 0..20 {
+                    let n = 1 + (t + k) % 4;
+                    assert_eq!(model.run(with_steps(n)).unwrap(), expected[n - 1]);
+                }
+            });
+        }
+    });
+    assert!(
+        model.plan_stats().built <= 4 + 8,
+        "{:?}",
+        model.plan_stats()
+    );
+}
+
+/// A scalar integer input that chooses a branch (Silero VAD's sample rate) is part of the
+/// signature: the same shapes at another rate make another plan, running the other branch.
+#[test]
+fn a_sample_rate_input_chooses_the_branch() {
+    let folder = common::manifest::folder("graphs");
+    let m = folder
+        .models()
+        .into_iter()
+        .find(|m| m["name"] == "unnamed_dims")
+        .unwrap()
+        .clone();
+    let model = Model::load(folder.path(&m["file"])).unwrap();
+    assert!(matches!(model.typing(), rnn_run::Typing::Deferred(_)));
+    let mut built = 0;
+    for case in m["cases"].as_array().unwrap() {
+        let call = &case["calls"][0];
+        let got = model.run(folder.inputs(&model, &call["inputs"])).unwrap();
+        let want = folder.expected(&model, &call["expected"]);
+        for (g, w) in got.iter().zip(&want) {
+            common::manifest::compare(g, w, 1e-4, 1e-5).unwrap();
+        }
+        assert!(model.plan_stats().built > built);
+        built = model.plan_stats().built;
+    }
+    // Same shapes, other rate: another plan, another branch (an LSTM or a GRU).
+    let call = &m["cases"][0]["calls"][0];
+    let mut ins = folder.inputs(&model, &call["inputs"]);
+    let sr = model.inputs().iter().position(|i| i.name == "sr").unwrap();
+    let rate = ins[sr].cast_to_scalar::<i64>().unwrap();
+    let at_rate = model.run(ins.clone()).unwrap();
+    let before = model.plan_stats().built;
+    ins[sr] = Tensor::from(if rate == 16000 { 8000i64 } else { 16000 });
+    let other = model.run(ins).unwrap();
+    assert_eq!(model.plan_stats().built, before + 1);
+    assert_ne!(at_rate[0], other[0]);
+}
