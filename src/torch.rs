@@ -4,8 +4,9 @@
 //! names and lays them out in a `state_dict()`: `weight_ih_l{k}` (`[G·H, I]`), `weight_hh_l{k}`
 //! (`[G·H, H]`), `bias_ih_l{k}` and `bias_hh_l{k}` (`[G·H]`), and their `_reverse` twins for
 //! the second direction of a bidirectional module. They are read from a `.safetensors` file
-//! (`safetensors.torch.save_file(model.state_dict(), ...)`), an uncompressed `.npz`
-//! (`np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})`), or a map of
+//! (`safetensors.torch.save_file(model.state_dict(), ...)`), an `.npz`
+//! (`np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})`, or
+//! `np.savez_compressed`), or a map of
 //! arrays; float16, bfloat16, float32 and float64 tensors are converted to the element type
 //! asked for.
 //!
@@ -290,7 +291,7 @@ fn safetensor_to_array<T: Float>(
 }
 
 impl<T: Float> TorchRecurrent<T> {
-    /// Reads the parameters from an uncompressed `.npz` archive (`np.savez`) keyed by
+    /// Reads the parameters from an `.npz` archive (`np.savez` or `np.savez_compressed`) keyed by
     /// state-dict name. Entries outside `config.prefix`, or not named like a recurrent
     /// module's parameter, are ignored.
     pub fn from_npz(path: impl AsRef<Path>, config: TorchConfig) -> Result<TorchRecurrent<T>> {

@@ -264,13 +264,25 @@ impl Fixture {
         self.dir.path().join(p)
     }
 
-    /// Writes float32 arrays into an .npz with ndarray-npy (a writer independent of ours).
+    /// Writes arrays into an .npz as `np.savez` does (stored members), with the zip crate's
+    /// writer.
     fn write_npz(&self, name: &str, arrays: &[(&str, &Tensor)]) {
+        self.write_zip(name, arrays, zip::CompressionMethod::Stored);
+    }
+
+    /// The same, deflated, as `np.savez_compressed` does.
+    fn write_npz_compressed(&self, name: &str, arrays: &[(&str, &Tensor)]) {
+        self.write_zip(name, arrays, zip::CompressionMethod::Deflated);
+    }
+
+    fn write_zip(&self, name: &str, arrays: &[(&str, &Tensor)], method: zip::CompressionMethod) {
+        use std::io::Write;
         let file = fs::File::create(self.path(name)).unwrap();
-        let mut npz = ndarray_npy::NpzWriter::new(file);
+        let mut npz = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
         for (key, t) in arrays {
-            npz.add_array(*key, &t.to_plain_array_view::<f32>().unwrap())
-                .unwrap();
+            npz.start_file(format!("{key}.npy"), options).unwrap();
+            npz.write_all(&rnn_run::npy::npy_bytes(t).unwrap()).unwrap();
         }
         npz.finish().unwrap();
     }
@@ -548,6 +560,56 @@ fn expect_passes_against_directory_files_and_npz() {
     let run = f.cmd(&["lstm.onnx", "x.npy", "--expect", "ref.npz", "--json"]);
     assert_ok(&run);
     assert_eq!(run.json()["ok"], true);
+    // The same, deflated as np.savez_compressed writes it.
+    f.write_npz_compressed("ref_compressed.npz", &keyed);
+    let run = f.cmd(&[
+        "lstm.onnx",
+        "x.npy",
+        "--expect",
+        "ref_compressed.npz",
+        "--json",
+    ]);
+    assert_ok(&run);
+    assert_eq!(run.json()["ok"], true);
+}
+
+/// Archives written by numpy itself (scripts/gen_file_fixtures.py): `np.savez` and
+/// `np.savez_compressed` inputs, `np.savez_compressed` references, for the tutorial LSTM.
+#[test]
+fn numpy_written_npz_inputs_and_references() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let model = root.join("tutorial/lstm_legacy/model.onnx");
+    let expected = root.join("npz/tutorial_lstm_expected_compressed.npz");
+    for inputs in [
+        "tutorial_lstm_inputs.npz",
+        "tutorial_lstm_inputs_compressed.npz",
+    ] {
+        let out = Command::cargo_bin("rnn-run")
+            .unwrap()
+            .arg(&model)
+            .arg(root.join("npz").join(inputs))
+            .arg("--expect")
+            .arg(&expected)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{inputs}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["ok"], true, "{inputs}");
+        assert!(
+            v["outputs"][0]["reference"]
+                .as_str()
+                .unwrap()
+                .ends_with("tutorial_lstm_expected_compressed.npz[output]"),
+            "{v}"
+        );
+    }
 }
 
 #[test]
@@ -935,6 +997,19 @@ fn inputs_bind_by_position_name_or_npz() {
     assert_ok(&f.cmd(&[
         "gru.onnx",
         "inputs.npz",
+        "--expect",
+        "pos",
+        "--rtol",
+        "0",
+        "--atol",
+        "0",
+    ]));
+
+    // np.savez_compressed's deflated members read the same.
+    f.write_npz_compressed("inputs_compressed.npz", &[("h0", &h0), ("X", &x)]);
+    assert_ok(&f.cmd(&[
+        "gru.onnx",
+        "inputs_compressed.npz",
         "--expect",
         "pos",
         "--rtol",

@@ -718,3 +718,30 @@ fn half_precision_safetensors_load() {
         eprintln!("{dtype:?} weights: max abs err vs PyTorch f32 {worst:.2e}");
     }
 }
+
+/// `np.savez_compressed` state dicts (deflated members) load like `np.savez` ones: the
+/// fixture's archive rewritten with deflate by the zip crate gives the same module.
+#[test]
+fn compressed_npz_state_dict_loads() {
+    use std::io::Write;
+    let dir = root().join("lstm_l2_bi_nobias");
+    let cfg = config(&meta(&dir));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("state_dict_compressed.npz");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (key, t) in read_npz(dir.join("state_dict.npz")).unwrap() {
+        zip.start_file(format!("{key}.npy"), options).unwrap();
+        zip.write_all(&rnn_run::npy::npy_bytes(&t).unwrap())
+            .unwrap();
+    }
+    zip.finish().unwrap();
+    let stored = TorchRecurrent::<f32>::from_npz(dir.join("state_dict.npz"), cfg.clone()).unwrap();
+    let deflated = TorchRecurrent::<f32>::from_npz(&path, cfg).unwrap();
+    let x = Array3::<f32>::from_shape_fn((3, 2, 4), |(t, b, i)| (t + 2 * b + 3 * i) as f32 * 0.1);
+    assert_eq!(
+        stored.forward(x.view(), None, None).unwrap(),
+        deflated.forward(x.view(), None, None).unwrap()
+    );
+}
