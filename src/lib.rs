@@ -18,11 +18,13 @@ pub mod npy;
 pub mod op;
 mod precheck;
 pub mod stream;
+pub mod tensor;
 pub mod torch;
 
 pub use error::{Error, NodeError, Result};
 pub use model::{dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode};
 pub use stream::Stream;
+pub use tensor::{Element, TensorExt};
 pub use tract_hir::internal::{DatumType, Tensor};
 
 /// The README's Rust examples, compiled as doc tests so they stay true.
