@@ -17,6 +17,7 @@ pub mod model;
 pub mod npy;
 pub mod op;
 mod precheck;
+pub mod sniff;
 pub mod stream;
 pub mod tensor;
 pub mod torch;

@@ -1295,6 +1295,24 @@ fn error_model_files() {
     );
 }
 
+/// PyTorch checkpoints (made by scripts/gen_file_fixtures.py) are said to be what they are,
+/// with how to export them or load a recurrent module's state dict.
+#[test]
+fn error_pytorch_checkpoints() {
+    let f = Fixture::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/robustness");
+    for (from, to) in [
+        ("torch_lstm_state_dict.pt", "lstm.pt"),
+        ("torch_lstm_legacy.pt", "legacy.pt"),
+        ("torch_lstm_module.pt", "module.pth"),
+    ] {
+        fs::copy(root.join(from), f.path(to)).unwrap();
+    }
+    error_case(&f, "err_pytorch_state_dict", &["lstm.pt", "x.npy"]);
+    error_case(&f, "err_pytorch_legacy", &["legacy.pt", "x.npy"]);
+    error_case(&f, "err_pytorch_module", &["inspect", "module.pth"]);
+}
+
 #[test]
 fn error_input_files() {
     let f = Fixture::new();

@@ -143,7 +143,30 @@ fn load(path: &std::path::Path, engine: args::EngineArg, threads: u32) -> Result
         engine: engine.into(),
         threads: threads as usize,
     };
-    Model::load_with(path, &options).map_err(|e| anyhow!("cannot load model: {e}"))
+    Model::load_with(path, &options)
+        .map_err(|e| anyhow!("cannot load model: {}", what_it_is(path, e)))
+}
+
+/// A file that is not an ONNX model (a PyTorch checkpoint, a pickle, safetensors, numpy
+/// arrays) said for what it is, with what to do, instead of "protobuf decoding failed".
+fn what_it_is(path: &std::path::Path, e: rnn_run::Error) -> rnn_run::Error {
+    match e {
+        rnn_run::Error::InvalidModel { what, message }
+            if message.starts_with("not an ONNX model") =>
+        {
+            // The loader read it whole, so it is a regular file; read it again only now.
+            let described = std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file())
+                .then(|| std::fs::read(path).ok())
+                .flatten()
+                .and_then(|bytes| rnn_run::sniff::describe_non_onnx(&bytes));
+            rnn_run::Error::InvalidModel {
+                what,
+                message: described.unwrap_or(message),
+            }
+        }
+        other => other,
+    }
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
