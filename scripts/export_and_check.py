@@ -17,7 +17,14 @@ The script
      --rnn-run, else target/release/rnn-run, built with `cargo build --release` when missing)
      and keeps its JSON report as OUT/<exporter>/rnn-run.json;
   4. prints one row per export (exporter, opset, outputs, max abs/rel error, verdict) and
-     writes OUT/summary.json.
+     writes OUT/summary.json; an export that failed has its whole cause (the exception's
+     message and its chain, without terminal colour codes) printed below the table.
+
+With --dynamic, both exports are made with dynamic batch and sequence axes and each is also
+run at other sizes (batch + 1, sequence * 2 + 1) on new random inputs against PyTorch, one
+extra row each. The batch axis is the one whose size every input shares, the sequence axis
+the first other non-feature axis of the first input (so give an example whose batch size
+differs from its other sizes); output axes are found by running PyTorch at both sizes.
 
 Exit status: 0 when every export ran and matched PyTorch within --rtol/--atol (an element
 passes when |got - want| <= atol + rtol * |want|), 1 when any export failed to export, to run,
@@ -30,6 +37,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,18 +102,51 @@ def to_np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy())
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
 def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split(" [Caused by")[0].split())
+    text = " ".join(strip_ansi(str(text)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def export(exporter: str, model, args: tuple, path: Path, opset: int | None, n_in: int, n_out: int) -> None:
+def cause_of(e: BaseException) -> tuple[str, str]:
+    """The whole cause of an exception, for people, and its root in one line. The whole cause
+    is each exception of the chain (outermost first) as `Type: message`, without colour codes,
+    leaving out a chained message the outer one already quotes; exporters put the useful part
+    (the unsupported op, the shape that failed) deep in the message or in a chained exception,
+    so the one line is the innermost exception's first line."""
+    parts, seen, root = [], set(), ""
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = strip_ansi(str(e)).strip()
+        root = f"{type(e).__name__}: {first_line(text)}" if text else type(e).__name__
+        if not text or not any(first_line(text) in p for p in parts):
+            parts.append(f"{type(e).__name__}: {text}" if text else type(e).__name__)
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return "\n".join(parts), root
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def export(exporter: str, model, args: tuple, path: Path, opset: int | None, n_in: int, n_out: int,
+           dyn: "Dynamic | None" = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     kw: dict[str, Any] = {}
     if opset is not None:
         kw["opset_version"] = opset
     with quiet():
         if exporter == "legacy":
+            if dyn is not None:
+                names = {f"input_{i}": a for i, a in enumerate(dyn.input_axes)}
+                names.update({f"output_{i}": a for i, a in enumerate(dyn.output_axes)})
+                kw["dynamic_axes"] = {n: a for n, a in names.items() if a}
             torch.onnx.export(
                 model,
                 args,
@@ -116,7 +157,102 @@ def export(exporter: str, model, args: tuple, path: Path, opset: int | None, n_i
                 **kw,
             )
         else:
+            if dyn is not None:
+                # torch.export specializes sizes 0 and 1: trace on inputs whose dynamic sizes
+                # are at least 2 (the export is the same function of its inputs).
+                args = dyn.export_args
+                kw["dynamic_shapes"] = dyn.dynamic_shapes(args)
             torch.onnx.export(model, args, str(path), dynamo=True, verbose=False, **kw)
+
+
+class Dynamic:
+    """The batch and sequence axes of a model's inputs and outputs, and inputs at other sizes."""
+
+    def __init__(self, model, args: tuple, inputs: list[np.ndarray]):
+        shapes = [a.shape for a in inputs]
+        if not shapes:
+            raise ValueError("--dynamic needs tensor inputs")
+        # Batch: a size that every input has, on exactly one axis each.
+        candidates = [n for n in sorted(set(shapes[0])) if all(list(s).count(n) == 1 for s in shapes)]
+        if len(candidates) != 1:
+            raise ValueError(
+                f"--dynamic: cannot tell the batch axis from the input shapes {[list(s) for s in shapes]} "
+                "(it is the size every input has, once): make the example's batch size differ from its other sizes")
+        self.batch = candidates[0]
+        first = shapes[0]
+        b0 = list(first).index(self.batch)
+        seq_axes = [a for a in range(len(first) - 1) if a != b0]
+        self.seq_axis = seq_axes[0] if seq_axes else None
+        self.seq = first[self.seq_axis] if self.seq_axis is not None else None
+        self.input_axes: list[dict[int, str]] = []
+        for i, s in enumerate(shapes):
+            axes = {list(s).index(self.batch): "batch"}
+            if i == 0 and self.seq_axis is not None:
+                axes[self.seq_axis] = "seq"
+            self.input_axes.append(axes)
+        self.new_batch = self.batch + 1
+        self.new_seq = self.seq * 2 + 1 if self.seq is not None else None
+        self.new_args = self.resized(args, self.new_batch, self.new_seq, seed=1)
+        self.export_args = self.resized(args, max(self.batch, 2), max(self.seq or 2, 2), seed=2)
+        with torch.no_grad():
+            base = [to_np(t) for t in flatten(model(*args))]
+            new = [to_np(t) for t in flatten(model(*self.new_args))]
+        self.new_inputs = [to_np(t) for t in flatten(self.new_args)]
+        self.new_outputs = new
+        # Output axes: those whose size moved with the inputs'.
+        self.output_axes = []
+        for b, n in zip(base, new):
+            axes = {}
+            for a, (x, y) in enumerate(zip(b.shape, n.shape)):
+                if x != y:
+                    axes[a] = "batch" if (x, y) == (self.batch, self.new_batch) else "seq"
+            self.output_axes.append(axes)
+
+    def describe(self) -> str:
+        seq = f", seq {self.seq} -> {self.new_seq} (axis {self.seq_axis} of input 0)" if self.seq is not None else ""
+        return f"batch {self.batch} -> {self.new_batch}{seq}"
+
+    def resized(self, args, batch: int, seq: int | None, seed: int):
+        """`args` with the batch and sequence axes resized, filled with new random values."""
+        gen = torch.Generator().manual_seed(seed)
+        counter = iter(range(1 << 30))
+
+        def walk(obj):
+            if isinstance(obj, torch.Tensor):
+                i = next(counter)
+                shape = list(obj.shape)
+                for axis, kind in self.input_axes[i].items():
+                    shape[axis] = batch if kind == "batch" else seq
+                if obj.is_floating_point():
+                    return torch.randn(*shape, generator=gen, dtype=obj.dtype)
+                return torch.zeros(*shape, dtype=obj.dtype)
+            if isinstance(obj, tuple):
+                return tuple(walk(o) for o in obj)
+            if isinstance(obj, list):
+                return [walk(o) for o in obj]
+            if isinstance(obj, dict):
+                return {k: walk(v) for k, v in obj.items()}
+            return obj
+
+        return walk(args)
+
+    def dynamic_shapes(self, args):
+        """torch.export's dynamic_shapes for `args`: the same nesting, Dim per dynamic axis."""
+        batch = torch.export.Dim("batch")
+        seq = torch.export.Dim("seq")
+        counter = iter(range(1 << 30))
+
+        def walk(obj):
+            if isinstance(obj, torch.Tensor):
+                axes = self.input_axes[next(counter)]
+                return {a: (batch if k == "batch" else seq) for a, k in axes.items()} or None
+            if isinstance(obj, (tuple, list)):
+                return type(obj)(walk(o) for o in obj)
+            if isinstance(obj, dict):
+                return {k: walk(v) for k, v in obj.items()}
+            return None
+
+        return walk(args)
 
 
 def graph_io(model: onnx.ModelProto):
@@ -165,18 +301,29 @@ def bind_inputs(exporter: str, g_inputs, arrays: list[np.ndarray]) -> list[int]:
     return out
 
 
+def cargo_target_dir() -> Path:
+    """Where cargo builds (CARGO_TARGET_DIR, .cargo/config, or target/), as cargo says."""
+    try:
+        done = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, check=True)
+        return Path(json.loads(done.stdout)["target_directory"])
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
+        return REPO_ROOT / "target"
+
+
 def rnn_run_binary(given: str | None) -> Path:
     if given:
         path = Path(given)
         if not path.is_file():
             fail_usage(f"--rnn-run {given}: no such file")
         return path
-    path = REPO_ROOT / "target" / "release" / ("rnn-run.exe" if os.name == "nt" else "rnn-run")
+    path = cargo_target_dir() / "release" / ("rnn-run.exe" if os.name == "nt" else "rnn-run")
     if not path.is_file():
         print(f"{path} is missing: running cargo build --release ...", file=sys.stderr)
         done = subprocess.run(["cargo", "build", "--release", "--bin", "rnn-run"], cwd=REPO_ROOT)
         if done.returncode != 0 or not path.is_file():
-            fail_usage("cargo build --release failed (pass --rnn-run PATH to use a built binary)")
+            why = "cargo build --release failed" if done.returncode != 0 else f"cargo built, but {path} is not there"
+            fail_usage(f"{why} (pass --rnn-run PATH to use a built binary)")
     return path
 
 
@@ -192,15 +339,19 @@ def check_export(
     binary: Path,
     rtol: float,
     atol: float,
-) -> dict:
+    dyn: Dynamic | None = None,
+) -> list[dict]:
+    """Exports, then checks the export at the example's sizes (and, with `dyn`, at other
+    sizes): one row per check."""
     row: dict[str, Any] = {"exporter": exporter, "opset": opset, "outputs": None, "max_abs_err": None,
                            "max_rel_err": None, "ok": False, "verdict": ""}
     path = out / exporter / "model.onnx"
     try:
-        export(exporter, model, args, path, opset, len(inputs), len(expected_files))
+        export(exporter, model, args, path, opset, len(inputs), len(expected_files), dyn)
     except Exception as e:  # noqa: BLE001
-        row["verdict"] = f"export failed: {type(e).__name__}: {one_line(e)}"
-        return row
+        row["cause"], root = cause_of(e)
+        row["verdict"] = f"export failed: {one_line(root, 200)} (whole cause below)"
+        return [row]
     row["model"] = str(path)
     proto = onnx.load(str(path), load_external_data=False)
     row["opset"] = opset_of(proto)
@@ -208,12 +359,34 @@ def check_export(
     row["outputs"] = len(g_outputs)
     if len(g_outputs) != len(expected_files):
         row["verdict"] = f"the graph has {len(g_outputs)} outputs, PyTorch returned {len(expected_files)}"
-        return row
+        return [row]
     try:
         binding = bind_inputs(exporter, g_inputs, inputs)
     except RuntimeError as e:
         row["verdict"] = str(e)
-        return row
+        return [row]
+    rows = [run_check(row, path, binding, input_files, expected_files, out / exporter / "rnn-run.json",
+                      binary, rtol, atol)]
+    if dyn is not None:
+        sized = out / exporter / "dynamic"
+        sized.mkdir(parents=True, exist_ok=True)
+        new_inputs, new_expected = [], []
+        for i, a in enumerate(dyn.new_inputs):
+            new_inputs.append(sized / f"input_{i}.npy")
+            np.save(new_inputs[-1], a)
+        for i, a in enumerate(dyn.new_outputs):
+            new_expected.append(sized / f"expected_{i}.npy")
+            np.save(new_expected[-1], a)
+        label = f"{exporter} @ batch {dyn.new_batch}" + (f", seq {dyn.new_seq}" if dyn.new_seq is not None else "")
+        other = dict(row, exporter=label, verdict="", ok=False, max_abs_err=None, max_rel_err=None)
+        rows.append(run_check(other, path, binding, new_inputs, new_expected, sized / "rnn-run.json",
+                              binary, rtol, atol))
+    return rows
+
+
+def run_check(row: dict, path: Path, binding: list[int], input_files: list[Path], expected_files: list[Path],
+              report_path: Path, binary: Path, rtol: float, atol: float) -> dict:
+    """Runs rnn-run on one export against PyTorch's outputs and fills in `row`."""
     # Positional, in graph input order: names can change when rnn-run's graph is simplified.
     cmd = [str(binary), str(path), *(str(input_files[i]) for i in binding)]
     cmd += ["--expect", *map(str, expected_files), "--json", "--rtol", repr(rtol), "--atol", repr(atol)]
@@ -227,12 +400,15 @@ def check_export(
     except json.JSONDecodeError:
         row["verdict"] = f"rnn-run printed no JSON (exit code {done.returncode}): {one_line(done.stdout + done.stderr)}"
         return row
-    (out / exporter / "rnn-run.json").write_text(json.dumps(report, indent=2) + "\n")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
     outs = report.get("outputs", [])
-    abs_errs = [o["max_abs_err"] for o in outs if o.get("max_abs_err") is not None]
-    rel_errs = [o["max_rel_err"] for o in outs if o.get("max_rel_err") is not None]
-    row["max_abs_err"] = max(abs_errs, default=None)
-    row["max_rel_err"] = max(rel_errs, default=None)
+    # Errors are numbers, or "NaN" where an output is NaN and PyTorch's is not (or vice versa).
+    as_float = lambda v: float(v) if v is not None else None  # noqa: E731
+    abs_errs = [as_float(o.get("max_abs_err")) for o in outs if o.get("max_abs_err") is not None]
+    rel_errs = [as_float(o.get("max_rel_err")) for o in outs if o.get("max_rel_err") is not None]
+    worst = lambda errs: (float("nan") if any(e != e for e in errs) else max(errs, default=None))  # noqa: E731
+    row["max_abs_err"] = worst(abs_errs)
+    row["max_rel_err"] = worst(rel_errs)
     row["ok"] = bool(report.get("ok")) and done.returncode == 0
     if row["ok"]:
         row["verdict"] = "ok"
@@ -244,7 +420,7 @@ def check_export(
 
 
 def fmt_err(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2e}"
+    return "-" if v is None else "NaN" if v != v else f"{v:.2e}"
 
 
 def print_table(rows: list[dict]) -> None:
@@ -276,6 +452,8 @@ def main() -> int:
                     help="only this exporter (repeatable; default both)")
     ap.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
     ap.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (default 1e-5)")
+    ap.add_argument("--dynamic", action="store_true",
+                    help="export with dynamic batch and sequence axes and check each export at other sizes too")
     opts = ap.parse_args()
 
     factory = load_factory(opts.module, opts.function)
@@ -308,15 +486,26 @@ def main() -> int:
         expected_files.append(out / "expected" / f"expected_{i}.npy")
         np.save(expected_files[-1], a)
 
+    dyn = None
+    if opts.dynamic:
+        try:
+            dyn = Dynamic(model, args, inputs)
+        except Exception as e:  # noqa: BLE001
+            fail_usage(one_line(cause_of(e)[0], 1000))
+
     rows = []
     for exporter in opts.exporter or ["legacy", "dynamo"]:
         opset = opts.opset if exporter == "legacy" else opts.dynamo_opset
-        rows.append(check_export(exporter, model, args, inputs, input_files, expected_files, out, opset,
-                                 binary, opts.rtol, opts.atol))
+        rows += check_export(exporter, model, args, inputs, input_files, expected_files, out, opset,
+                             binary, opts.rtol, opts.atol, dyn)
 
     print(f"{opts.module}:{opts.function}: {type(model).__name__}, {len(inputs)} inputs "
-          f"{[list(a.shape) for a in inputs]}, {len(outputs)} outputs; rtol {opts.rtol:g}, atol {opts.atol:g}")
+          f"{[list(a.shape) for a in inputs]}, {len(outputs)} outputs; rtol {opts.rtol:g}, atol {opts.atol:g}"
+          + (f"; dynamic: {dyn.describe()}" if dyn else ""))
     print_table(rows)
+    for r in rows:
+        if r.get("cause"):
+            print(f"\n{r['exporter']} export failed:\n{r['cause']}")
     summary = {
         "module": str(opts.module),
         "function": opts.function,

@@ -50,6 +50,18 @@ pub enum Error {
         message: String,
     },
 
+    /// A tensor holds another element type than the one asked for (reading an output as an
+    /// array with [`crate::TensorExt`]).
+    #[error("expected a tensor of {expected}, found {found}: {hint}")]
+    ElementType {
+        /// The element type asked for, e.g. `float32 (f32)`.
+        expected: String,
+        /// The tensor's element type.
+        found: String,
+        /// What to do instead, e.g. `read it as f64`.
+        hint: String,
+    },
+
     /// The model cannot be run as a stream (reverse direction, sequence_lens, time-mixing op).
     #[error("cannot stream this model: {0}")]
     NotStreamable(String),

@@ -1,6 +1,35 @@
 //! rnn-run: run ONNX models exported from PyTorch with spec-exact native RNN, LSTM and GRU
 //! cells, while tract runs the rest of the graph.
 //!
+//! Load a model, run it, read an output as an `ndarray` array (in `Cargo.toml`:
+//! `rnn-run = { path = "..." }` or `{ git = "..." }`, and `ndarray = "0.17"`, the version
+//! tract uses):
+//!
+//! ```
+//! use rnn_run::{Model, Tensor, TensorExt};
+//!
+//! fn main() -> Result<(), rnn_run::Error> {
+//!     // The PyTorch tutorial's nn.LSTM(5, 6, 2), exported with torch.onnx.export; called
+//!     // as lstm(x, (h0, c0)), x [seq, batch, 5], h0 and c0 [2, batch, 6].
+//!     let model = Model::load("fixtures/tutorial/lstm_legacy/model.onnx")?;
+//!     let x = Tensor::from(ndarray::Array3::<f32>::ones((4, 3, 5)));
+//!     let h0 = Tensor::from(ndarray::Array3::<f32>::zeros((2, 3, 6)));
+//!     let c0 = Tensor::from(ndarray::Array3::<f32>::zeros((2, 3, 6)));
+//!     let outputs = model.run(vec![x, h0, c0])?;
+//!     // output [seq, batch, 6], h_n and c_n [2, batch, 6]
+//!     let y = outputs[0].array_view::<f32>()?;
+//!     assert_eq!(y.shape(), [4, 3, 6]);
+//!     let h_n = outputs[1].to_array::<f32>()?;
+//!     // The last step of the last layer's output is that layer's final hidden state.
+//!     assert_eq!(y.slice(ndarray::s![3, .., ..]), h_n.slice(ndarray::s![1, .., ..]));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`Model::load_with`] takes options (threads, engine), [`Model::stream`] runs a model a
+//! chunk of time steps at a time, [`torch`] runs an `nn.RNN`/`nn.LSTM`/`nn.GRU` state dict
+//! without ONNX, and [`npy`] reads and writes numpy files. Errors are one [`Error`] enum.
+//!
 //! The layers, top-down: [`attrs`] reads a node's attributes, [`gates`] knows gate orders and
 //! layouts, [`cells`] computes the recurrences on [`kernels`], [`layer`] runs one node on
 //! arrays, [`op`] plugs that into tract, and [`Model`] is what applications use.
@@ -20,7 +49,9 @@ pub mod op;
 mod passes;
 mod precheck;
 pub mod qlstm;
+pub mod sniff;
 pub mod stream;
+pub mod tensor;
 pub mod torch;
 
 pub use describe::ModelInfo;
@@ -30,6 +61,7 @@ pub use model::{
 };
 pub use passes::specialize::PlanStats;
 pub use stream::{Stream, StreamOptions, StreamOutput};
+pub use tensor::{Element, TensorExt};
 pub use tract_hir::internal::{DatumType, Tensor};
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

@@ -198,8 +198,12 @@ impl Model {
         if bytes.is_empty() {
             return Err(invalid("the file is empty, expected an ONNX model".into()));
         }
-        let proto = ModelProto::decode(bytes)
-            .map_err(|e| invalid(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+        let proto =
+            ModelProto::decode(bytes).map_err(|e| {
+                invalid(crate::sniff::describe_non_onnx(bytes).unwrap_or_else(|| {
+                    format!("not an ONNX model (protobuf decoding failed: {e})")
+                }))
+            })?;
         let Some(graph) = proto.graph.as_ref() else {
             return Err(invalid(
                 "not an ONNX model: no graph in the protobuf".into(),

@@ -7,15 +7,17 @@
 //! the number of data bytes actually present. A corrupt or hostile header claiming 2^40 rows
 //! is therefore an error naming the file, never an allocation.
 //!
-//! `.npz` archives (as written by `np.savez`) are read by a small ZIP reader of our own that
-//! handles stored (uncompressed) members, including the ZIP64 records numpy writes;
-//! `np.savez_compressed` archives are refused with a message saying so.
+//! `.npz` archives, stored (`np.savez`) or deflated (`np.savez_compressed`), are read with the
+//! `zip` crate, after checks against hostile archives that come before anything is
+//! decompressed (member count, duplicate names, sizes declared against the archive's size and
+//! against what DEFLATE can expand to); while reading, no member yields more than it declares.
+//! Each member is parsed as it is decompressed, straight into its tensor. See [`read_npz`].
 //!
 //! Every failure is an [`Error::Io`] naming the file; format problems carry an
 //! [`std::io::ErrorKind::InvalidData`] error whose text says what is wrong.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::path::Path;
 
 use tract_hir::internal::{f16, DatumType, Tensor};
@@ -428,39 +430,80 @@ fn check_size(path: &Path, header: &NpyHeader, present: u64) -> Result<usize> {
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
     let (mut file, file_len) = open_regular(path)?;
+    read_npy_from(
+        &mut file,
+        file_len,
+        path,
+        "the file changed size while it was being read",
+    )
+}
+
+/// Reads a `.npy` of `len` bytes from `reader`, straight into the tensor: the preamble, then
+/// exactly the header text, then the data, whose size the header must declare exactly. At
+/// most `len + 1` bytes are read; `overflow` is the message when the reader holds more than
+/// `len` bytes (a file that grew, a member that inflates past its declared size).
+fn read_npy_from(reader: &mut impl Read, len: u64, path: &Path, overflow: &str) -> Result<Tensor> {
+    let mut reader = reader.take(len.saturating_add(1));
     // The preamble is at most 12 bytes; read it, then exactly the header text.
-    let mut head = vec![0u8; (file_len.min(12)) as usize];
-    file.read_exact(&mut head).map_err(|e| io_err(path, e))?;
-    let (_, len, start) = parse_preamble(&head).map_err(|m| invalid(path, m))?;
-    if len > MAX_HEADER_LEN || (start + len) as u64 > file_len {
+    let mut head = vec![0u8; (len.min(12)) as usize];
+    reader
+        .read_exact(&mut head)
+        .map_err(|e| read_err(path, e))?;
+    let (_, text_len, start) = parse_preamble(&head).map_err(|m| invalid(path, m))?;
+    if text_len > MAX_HEADER_LEN || (start + text_len) as u64 > len {
         return Err(invalid(
             path,
             format!(
-                "truncated or corrupt .npy header: it declares {len} bytes of header text, \
+                "truncated or corrupt .npy header: it declares {text_len} bytes of header text, \
                  the file holds {}",
-                file_len.saturating_sub(start as u64)
+                len.saturating_sub(start as u64)
             ),
         ));
     }
-    head.truncate(start);
-    head.resize(start + len, 0);
-    file.seek(SeekFrom::Start(start as u64))
-        .map_err(|e| io_err(path, e))?;
-    file.read_exact(&mut head[start..])
-        .map_err(|e| io_err(path, e))?;
+    // The preamble read may already hold the first header bytes (format 1's is 10 bytes).
+    let (have, end) = (head.len(), start + text_len);
+    if have < end {
+        head.resize(end, 0);
+        reader
+            .read_exact(&mut head[have..])
+            .map_err(|e| read_err(path, e))?;
+    } else {
+        // A header text shorter than two bytes, which cannot hold the dict: refused below.
+        head.truncate(end);
+    }
     let header = parse_header(&head).map_err(|m| invalid(path, m))?;
-    let present = file_len - header.data_offset as u64;
+    let present = len - header.data_offset as u64;
     check_size(path, &header, present)?;
     // The data goes straight into the tensor: a long input is never held twice.
     build_tensor(&header, |bytes| {
-        file.read_exact(bytes).map_err(|e| e.to_string())?;
-        // One byte more than needed tells a file that grew meanwhile.
-        match file.read(&mut [0u8]) {
+        reader.read_exact(bytes).map_err(|e| read_message(&e))?;
+        // One byte more than declared tells a file that grew meanwhile, or a member that
+        // inflates to more than its archive says; reading to the end also makes a ZIP reader
+        // check the member's CRC.
+        match reader.read(&mut [0u8]) {
             Ok(0) => Ok(()),
-            _ => Err("the file changed size while it was being read".into()),
+            Ok(_) => Err(overflow.to_string()),
+            Err(e) => Err(read_message(&e)),
         }
     })
     .map_err(|m| invalid(path, m))
+}
+
+/// An I/O error while reading: the OS's error as is, an early end said plainly.
+fn read_err(path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::UnexpectedEof {
+        invalid(path, read_message(&e))
+    } else {
+        io_err(path, e)
+    }
+}
+
+fn read_message(e: &std::io::Error) -> String {
+    if e.kind() == ErrorKind::UnexpectedEof {
+        "the data ends before the size its header declares (truncated or corrupt)".into()
+    } else {
+        e.to_string()
+    }
 }
 
 /// Parses a whole `.npy` file held in memory; `path` only names it in errors.
@@ -620,19 +663,33 @@ pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
     file.flush().map_err(|e| io_err(path, e))
 }
 
-/// Reads every array of a `.npz` archive, in archive order. Names lose one `.npy` suffix, as
-/// numpy's `np.load` does.
+/// At most this many members in a `.npz` archive.
+pub const NPZ_MAX_MEMBERS: usize = 10_000;
+
+/// At most this many bytes of arrays in a `.npz` archive, all members together, once
+/// decompressed (the size of the largest tensor a model may hold).
+pub const NPZ_MAX_BYTES: u64 = 4 << 30;
+
+/// DEFLATE expands at most 1032-fold (a 258-byte match coded in about two bits): a deflated
+/// member declaring more than this many bytes per compressed byte (plus a small allowance) is
+/// corrupt or hostile.
+pub const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Reads every array of a `.npz` archive (`np.savez` or `np.savez_compressed`), in archive
+/// order. Names lose one `.npy` suffix, as numpy's `np.load` does.
+///
+/// Before anything is decompressed the archive is checked against hostile contents: at most
+/// [`NPZ_MAX_MEMBERS`] members, no two members of the same name (or holding the same array
+/// name), only stored or deflated members, compressed sizes that fit in the archive without
+/// overlapping, declared sizes within [`DEFLATE_MAX_RATIO`] of the compressed ones and, all
+/// together, within [`NPZ_MAX_BYTES`]. While reading, a member never yields more than its
+/// declared size (one byte more is an error), so a member that declares little and inflates
+/// to much is refused after reading its declared size. Errors name the archive, and the member
+/// (`archive.npz/x.npy`) when one is at fault.
 pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
     let (file, len) = open_regular(path)?;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(len as usize)
-        .map_err(|e| invalid(path, format!("cannot hold the {len}-byte archive: {e}")))?;
-    file.take(len)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_err(path, e))?;
-    parse_npz(&bytes, path)
+    read_npz_from(std::io::BufReader::new(file), len, path)
 }
 
 /// Opens a file that must be a regular file, and returns its length. A device, FIFO or
@@ -649,223 +706,157 @@ fn open_regular(path: &Path) -> Result<(File, u64)> {
     Ok((file, meta.len()))
 }
 
-/// Parses a whole `.npz` archive held in memory; `path` only names it in errors.
+/// Parses a whole `.npz` archive held in memory; `path` only names it in errors. The same
+/// checks as [`read_npz`].
 pub fn parse_npz(bytes: &[u8], path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
-    let path = path.as_ref();
-    let members =
-        zip::members(bytes).map_err(|m| invalid(path, format!("not a usable .npz: {m}")))?;
-    let mut out = Vec::with_capacity(members.len());
-    for m in members {
-        let name = m.name.strip_suffix(".npy").unwrap_or(&m.name).to_string();
-        let member_path = path.join(&m.name);
-        let data = m.data(bytes).map_err(|e| invalid(&member_path, e))?;
-        out.push((name, parse_npy(data, &member_path)?));
-    }
-    Ok(out)
+    read_npz_from(
+        std::io::Cursor::new(bytes),
+        bytes.len() as u64,
+        path.as_ref(),
+    )
 }
 
-/// A minimal reader for the ZIP archives numpy writes: stored members, with or without
-/// ZIP64 records.
-mod zip {
-    type R<T> = std::result::Result<T, String>;
+/// One member as the central directory declares it.
+struct Member {
+    name: String,
+    key: String,
+    size: u64,
+}
 
-    pub(super) struct Member {
-        pub name: String,
-        method: u16,
-        flags: u16,
-        crc: u32,
-        compressed: u64,
-        size: u64,
-        local_offset: u64,
+/// The array name numpy gives a member: its name without one `.npy` suffix.
+fn npz_key(member: &str) -> String {
+    member.strip_suffix(".npy").unwrap_or(member).to_string()
+}
+
+/// The archive's members, checked before anything is decompressed (see [`read_npz`]).
+fn npz_members<R: Read + Seek>(
+    archive: &zip::ZipArchive<R>,
+    archive_len: u64,
+    path: &Path,
+) -> Result<Vec<Member>> {
+    let not_usable = |m: String| invalid(path, format!("not a usable .npz: {m}"));
+    let count = archive.len();
+    if count > NPZ_MAX_MEMBERS {
+        return Err(not_usable(format!(
+            "it has {count} members, more than the {NPZ_MAX_MEMBERS} accepted"
+        )));
     }
-
-    fn range(at: usize, n: usize) -> std::ops::Range<usize> {
-        // An offset read from a corrupt archive may be near usize::MAX: saturate, never wrap.
-        at..at.saturating_add(n)
+    // The zip crate keeps one entry per name; it notes whether the directory had more.
+    if archive.has_duplicate_names() {
+        let names: Vec<String> = archive
+            .file_names()
+            .map(|n| n.map(|n| format!("'{n}'")).unwrap_or_else(|_| "?".into()))
+            .take(5)
+            .collect();
+        return Err(not_usable(format!(
+            "its central directory lists a member name more than once (names: {}{})",
+            names.join(", "),
+            if count > names.len() { ", ..." } else { "" }
+        )));
     }
-
-    fn u16_at(b: &[u8], at: usize) -> R<u16> {
-        b.get(range(at, 2))
-            .map(|s| u16::from_le_bytes([s[0], s[1]]))
-            .ok_or_else(|| "truncated archive".to_string())
-    }
-
-    fn u32_at(b: &[u8], at: usize) -> R<u32> {
-        b.get(range(at, 4))
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-            .ok_or_else(|| "truncated archive".to_string())
-    }
-
-    fn u64_at(b: &[u8], at: usize) -> R<u64> {
-        Ok(u32_at(b, at)? as u64 | ((u32_at(b, at.saturating_add(4))? as u64) << 32))
-    }
-
-    fn usize_of(v: u64) -> R<usize> {
-        usize::try_from(v).map_err(|_| "offset out of range".to_string())
-    }
-
-    /// Lists the members from the central directory.
-    pub(super) fn members(b: &[u8]) -> R<Vec<Member>> {
-        if b.len() < 22 {
-            return Err("the file is too short to be a ZIP archive".into());
-        }
-        let lowest = b.len().saturating_sub(22 + 65535);
-        let eocd = (lowest..=b.len() - 22)
-            .rev()
-            .find(|&i| b[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
-            .ok_or("no ZIP end-of-central-directory record (not a ZIP archive)")?;
-        let mut count = u16_at(b, eocd + 10)? as u64;
-        let mut cd_size = u32_at(b, eocd + 12)? as u64;
-        let mut cd_offset = u32_at(b, eocd + 16)? as u64;
-        if count == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF {
-            let loc = eocd.checked_sub(20).ok_or("missing ZIP64 locator")?;
-            if u32_at(b, loc)? != 0x0706_4b50 {
-                return Err("missing ZIP64 end-of-central-directory locator".into());
-            }
-            let z = usize_of(u64_at(b, loc + 8)?)?;
-            if u32_at(b, z)? != 0x0606_4b50 {
-                return Err("bad ZIP64 end-of-central-directory record".into());
-            }
-            count = u64_at(b, z + 32)?;
-            cd_size = u64_at(b, z + 40)?;
-            cd_offset = u64_at(b, z + 48)?;
-        }
-        let start = usize_of(cd_offset)?;
-        let end = start
-            .checked_add(usize_of(cd_size)?)
-            .ok_or("offset out of range")?;
-        if end > b.len() {
-            return Err("the central directory lies outside the file".into());
-        }
-        let mut members = vec![];
-        let mut at = start;
-        for _ in 0..count {
-            if u32_at(b, at)? != 0x0201_4b50 {
-                return Err("corrupt central directory".into());
-            }
-            let flags = u16_at(b, at + 8)?;
-            let method = u16_at(b, at + 10)?;
-            let crc = u32_at(b, at + 16)?;
-            let mut compressed = u32_at(b, at + 20)? as u64;
-            let mut size = u32_at(b, at + 24)? as u64;
-            let name_len = u16_at(b, at + 28)? as usize;
-            let extra_len = u16_at(b, at + 30)? as usize;
-            let comment_len = u16_at(b, at + 32)? as usize;
-            let mut local_offset = u32_at(b, at + 42)? as u64;
-            let name_bytes = b
-                .get(at + 46..at + 46 + name_len)
-                .ok_or("truncated archive")?;
-            let name = String::from_utf8_lossy(name_bytes).into_owned();
-            let extra = b
-                .get(at + 46 + name_len..at + 46 + name_len + extra_len)
-                .ok_or("truncated archive")?;
-            // The ZIP64 extra field holds, in order, the fields whose 32-bit value is saturated.
-            let mut e = 0;
-            while e + 4 <= extra.len() {
-                let id = u16_at(extra, e)?;
-                let len = u16_at(extra, e + 2)? as usize;
-                if id == 1 {
-                    let mut p = e + 4;
-                    if size == 0xFFFF_FFFF {
-                        size = u64_at(extra, p)?;
-                        p += 8;
-                    }
-                    if compressed == 0xFFFF_FFFF {
-                        compressed = u64_at(extra, p)?;
-                        p += 8;
-                    }
-                    if local_offset == 0xFFFF_FFFF {
-                        local_offset = u64_at(extra, p)?;
-                    }
-                }
-                e += 4 + len;
-            }
-            members.push(Member {
-                name,
-                method,
-                flags,
-                crc,
-                compressed,
-                size,
-                local_offset,
-            });
-            at += 46 + name_len + extra_len + comment_len;
-        }
-        // Stored members cannot hold more than the archive: central-directory entries that
-        // point at one member many times would otherwise decode it again and again (a
-        // few-kilobyte file asking for gigabytes).
-        let total = members
-            .iter()
-            .try_fold(0u64, |acc, m| acc.checked_add(m.size))
-            .unwrap_or(u64::MAX);
-        if total > b.len() as u64 {
-            return Err(format!(
-                "its members declare {total} bytes of data, more than the archive's {} bytes \
-                 (corrupt, or members that overlap)",
-                b.len()
+    let mut members: Vec<Member> = Vec::with_capacity(count);
+    let mut seen: std::collections::HashMap<String, String> = Default::default();
+    let (mut compressed_total, mut total) = (0u64, 0u64);
+    for i in 0..count {
+        let entry = archive
+            .by_index_data(i)
+            .map_err(|e| not_usable(format!("member {i}: {e}")))?;
+        let name = match entry.name() {
+            Ok(n) => n.into_owned(),
+            Err(_) => String::from_utf8_lossy(entry.name_raw()).into_owned(),
+        };
+        let member_err = |m: String| invalid(&path.join(&name), m);
+        if entry.is_dir() {
+            return Err(member_err(
+                "a directory, expected a .npy member (np.savez writes no directories)".into(),
             ));
         }
-        Ok(members)
-    }
-
-    impl Member {
-        /// The member's bytes, checked against its CRC.
-        pub(super) fn data<'a>(&self, b: &'a [u8]) -> R<&'a [u8]> {
-            if self.flags & 1 != 0 {
-                return Err("encrypted archive members are not supported".into());
-            }
-            if self.method != 0 {
-                return Err(format!(
-                    "compressed archive members are not supported (method {}; np.savez_compressed \
-                     writes those: save with np.savez instead)",
-                    self.method
-                ));
-            }
-            if self.compressed != self.size {
-                return Err("corrupt archive member (stored sizes disagree)".into());
-            }
-            let lh = usize_of(self.local_offset)?;
-            if u32_at(b, lh)? != 0x0403_4b50 {
-                return Err("corrupt archive (bad local header)".into());
-            }
-            let name_len = u16_at(b, lh + 26)? as usize;
-            let extra_len = u16_at(b, lh + 28)? as usize;
-            let start = lh + 30 + name_len + extra_len;
-            let end = start
-                .checked_add(usize_of(self.size)?)
-                .ok_or("offset out of range")?;
-            let data = b.get(start..end).ok_or("truncated archive member")?;
-            if crc32(data) != self.crc {
-                return Err("corrupt archive member (CRC mismatch)".into());
-            }
-            Ok(data)
+        if entry.encrypted() {
+            return Err(member_err(
+                "encrypted archive members are not supported".into(),
+            ));
         }
-    }
-
-    fn crc32(data: &[u8]) -> u32 {
-        let mut table = [0u32; 256];
-        for (i, slot) in table.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+        let (size, compressed) = (entry.size(), entry.compressed_size());
+        match entry.compression() {
+            zip::CompressionMethod::Stored if size != compressed => {
+                return Err(member_err(format!(
+                    "a stored member whose sizes disagree ({compressed} bytes stored, {size} \
+                     declared): corrupt archive"
+                )))
             }
-            *slot = c;
+            zip::CompressionMethod::Stored => {}
+            zip::CompressionMethod::Deflated => {
+                let most = compressed
+                    .saturating_mul(DEFLATE_MAX_RATIO)
+                    .saturating_add(1024);
+                if size > most {
+                    return Err(member_err(format!(
+                        "declares {size} bytes from {compressed} deflated bytes, more than \
+                         DEFLATE can expand to ({most} bytes): corrupt or hostile archive"
+                    )));
+                }
+            }
+            other => {
+                return Err(member_err(format!(
+                    "compression method {other} is not supported (np.savez stores members, \
+                     np.savez_compressed deflates them)"
+                )))
+            }
         }
-        let mut crc = 0xFFFF_FFFFu32;
-        for &byte in data {
-            crc = table[((crc ^ byte as u32) & 0xFF) as usize] ^ (crc >> 8);
+        let key = npz_key(&name);
+        // Names are unique by now; `a` and `a.npy` would still both be array `a`.
+        if let Some(first) = seen.insert(key.clone(), name.clone()) {
+            return Err(not_usable(format!(
+                "members '{first}' and '{name}' both hold array '{key}'"
+            )));
         }
-        !crc
+        compressed_total = compressed_total.saturating_add(compressed);
+        total = total.saturating_add(size);
+        members.push(Member { name, key, size });
     }
+    // Members lie side by side in the archive: their data cannot add up to more than it. A
+    // central directory listing one member under many names would otherwise decode it again
+    // and again (a few-kilobyte file asking for gigabytes).
+    if compressed_total > archive_len {
+        return Err(not_usable(format!(
+            "its members declare {compressed_total} bytes of (compressed) data, more than the \
+             archive's {archive_len} bytes (corrupt, or members that overlap)"
+        )));
+    }
+    if total > NPZ_MAX_BYTES {
+        return Err(not_usable(format!(
+            "its members declare {total} bytes of arrays, more than the {NPZ_MAX_BYTES} \
+             accepted"
+        )));
+    }
+    Ok(members)
+}
 
-    #[cfg(test)]
-    pub(super) fn crc32_for_tests(data: &[u8]) -> u32 {
-        crc32(data)
+fn read_npz_from<R: Read + Seek>(
+    reader: R,
+    archive_len: u64,
+    path: &Path,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut archive = zip::ZipArchive::new(reader)
+        .map_err(|e| invalid(path, format!("not a usable .npz: {e}")))?;
+    let members = npz_members(&archive, archive_len, path)?;
+    let mut out = Vec::with_capacity(members.len());
+    for (i, m) in members.into_iter().enumerate() {
+        let member_path = path.join(&m.name);
+        let options = zip::read::ZipReadOptions::new().enforce_header_consistency(true);
+        let mut file = archive
+            .by_index_with_options(i, options)
+            .map_err(|e| invalid(&member_path, format!("unreadable archive member: {e}")))?;
+        let tensor = read_npy_from(
+            &mut file,
+            m.size,
+            &member_path,
+            "the member holds more data than its archive entry declares (corrupt or hostile \
+             archive)",
+        )?;
+        out.push((m.key, tensor));
     }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1023,11 +1014,6 @@ mod tests {
         assert_eq!(parse_npy(&bytes, "x.npy").unwrap().shape(), &[0, 3]);
     }
 
-    #[test]
-    fn crc32_known_value() {
-        assert_eq!(zip::crc32_for_tests(b"123456789"), 0xCBF4_3926);
-    }
-
     /// `np.savez(f, a=np.arange(3, dtype=np.int64), b=np.float32(2.5))` as numpy 2.4 writes it
     /// (ZIP64 extra fields in the local headers).
     const NUMPY_NPZ: &[u8] = b"\x50\x4b\x03\x04\x2d\x00\x00\x00\x00\x00\x00\x00\x21\x00\xf7\x40\x12\xea\xff\xff\xff\xff\xff\xff\
@@ -1095,6 +1081,163 @@ mod tests {
         assert!(parse_npz(&bad, "n.npz").is_err());
         for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
             assert!(parse_npz(&bytes[..cut], "n.npz").is_err());
+        }
+    }
+
+    // --------------------------------------------------------------------------------------
+    // .npz archives written with the zip crate's writer
+
+    /// A ZIP archive of `members`, each stored or deflated.
+    fn zip_bytes(members: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+        use std::io::Write as _;
+        let method = if deflate {
+            ::zip::CompressionMethod::Deflated
+        } else {
+            ::zip::CompressionMethod::Stored
+        };
+        let options = ::zip::write::SimpleFileOptions::default().compression_method(method);
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in members {
+            w.start_file(*name, options).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn sample() -> (Tensor, Tensor) {
+        let a = Tensor::from(ndarray::Array2::from_shape_fn((64, 3), |(i, j)| {
+            (i * 3 + j) as f32 * 0.5
+        }));
+        let b = Tensor::from(tract_hir::internal::tract_ndarray::arr1(&[1i64, -2, 3]));
+        (a, b)
+    }
+
+    #[test]
+    fn stored_and_deflated_npz() {
+        let (a, b) = sample();
+        let (na, nb) = (npy_bytes(&a).unwrap(), npy_bytes(&b).unwrap());
+        for deflate in [false, true] {
+            let bytes = zip_bytes(&[("a.npy", &na), ("b", &nb)], deflate);
+            if deflate {
+                assert!(bytes.len() < na.len(), "the zeros-rich array compresses");
+            }
+            let arrays = parse_npz(&bytes, "x.npz").unwrap();
+            assert_eq!(
+                arrays,
+                vec![("a".to_string(), a.clone()), ("b".into(), b.clone())]
+            );
+            // The file reader takes the same path.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.npz");
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_npz(&path).unwrap(), arrays);
+        }
+    }
+
+    /// Every occurrence of `sig` in `bytes` gets `value` written `at` bytes after it.
+    fn patch(bytes: &mut [u8], sig: u32, at: usize, value: &[u8]) {
+        let sig = sig.to_le_bytes();
+        let spots: Vec<usize> = (0..bytes.len() - 4)
+            .filter(|&i| bytes[i..i + 4] == sig)
+            .collect();
+        assert!(!spots.is_empty());
+        for i in spots {
+            bytes[i + at..i + at + value.len()].copy_from_slice(value);
+        }
+    }
+    const LOCAL: u32 = 0x0403_4b50;
+    const CENTRAL: u32 = 0x0201_4b50;
+
+    /// A member whose entry declares a small array but whose deflate stream inflates to a
+    /// megabyte more: refused once the declared size is read, naming archive and member.
+    #[test]
+    fn member_inflating_past_its_declared_size_is_refused() {
+        let small = npy_bytes(&Tensor::from(ndarray::Array1::<f32>::zeros(16))).unwrap();
+        let mut data = small.clone();
+        data.extend(std::iter::repeat_n(0u8, 1 << 20));
+        let mut bytes = zip_bytes(&[("x.npy", &data)], true);
+        assert!(bytes.len() < 4096, "{}", bytes.len());
+        let declared = (small.len() as u32).to_le_bytes();
+        patch(&mut bytes, LOCAL, 22, &declared);
+        patch(&mut bytes, CENTRAL, 24, &declared);
+        let err = parse_npz(&bytes, "bomb.npz").unwrap_err().to_string();
+        assert!(err.contains("bomb.npz/x.npy"), "{err}");
+        // The zip crate's own size check, or ours one byte past the declared size.
+        assert!(
+            err.contains("larger than its declared") || err.contains("more data than"),
+            "{err}"
+        );
+    }
+
+    /// Declared sizes no DEFLATE stream of that length can reach, sizes that disagree for a
+    /// stored member, compression methods numpy never writes: refused before decompressing.
+    #[test]
+    fn implausible_entries_are_refused_up_front() {
+        let (a, _) = sample();
+        let na = npy_bytes(&a).unwrap();
+        let mut huge = zip_bytes(&[("a.npy", &na)], true);
+        patch(&mut huge, LOCAL, 22, &0x7FFF_FFFFu32.to_le_bytes());
+        patch(&mut huge, CENTRAL, 24, &0x7FFF_FFFFu32.to_le_bytes());
+        let err = parse_npz(&huge, "huge.npz").unwrap_err().to_string();
+        assert!(err.contains("huge.npz/a.npy"), "{err}");
+        assert!(err.contains("more than DEFLATE can expand to"), "{err}");
+
+        let mut stored = zip_bytes(&[("a.npy", &na)], false);
+        patch(&mut stored, LOCAL, 22, &1u32.to_le_bytes());
+        patch(&mut stored, CENTRAL, 24, &1u32.to_le_bytes());
+        let err = parse_npz(&stored, "s.npz").unwrap_err().to_string();
+        assert!(
+            err.contains("s.npz/a.npy") && err.contains("sizes disagree"),
+            "{err}"
+        );
+
+        let mut bzip = zip_bytes(&[("a.npy", &na)], true);
+        patch(&mut bzip, LOCAL, 8, &12u16.to_le_bytes());
+        patch(&mut bzip, CENTRAL, 10, &12u16.to_le_bytes());
+        let err = parse_npz(&bzip, "b.npz").unwrap_err().to_string();
+        assert!(
+            err.contains("b.npz/a.npy") && err.contains("not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_arrays_and_too_many_members_are_refused() {
+        let (_, b) = sample();
+        let nb = npy_bytes(&b).unwrap();
+        let bytes = zip_bytes(&[("b.npy", &nb), ("b", &nb)], false);
+        let err = parse_npz(&bytes, "d.npz").unwrap_err().to_string();
+        assert!(err.contains("d.npz"), "{err}");
+        assert!(err.contains("'b.npy' and 'b' both hold array 'b'"), "{err}");
+
+        let names: Vec<String> = (0..=NPZ_MAX_MEMBERS).map(|i| format!("{i}")).collect();
+        let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+        let bytes = zip_bytes(&members, false);
+        let err = parse_npz(&bytes, "many.npz").unwrap_err().to_string();
+        assert!(
+            err.contains("many.npz") && err.contains("10001 members"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn corrupt_deflated_member_is_an_error() {
+        let (a, _) = sample();
+        let bytes = zip_bytes(&[("a.npy", &npy_bytes(&a).unwrap())], true);
+        // Every byte of the deflate stream flipped in turn: an error (CRC, inflate or size),
+        // or the same array, never a panic or another array.
+        let start = 30 + "a.npy".len();
+        let end = bytes
+            .windows(4)
+            .position(|w| w == CENTRAL.to_le_bytes())
+            .unwrap();
+        for pos in start..end {
+            let mut bad = bytes.clone();
+            bad[pos] ^= 0x55;
+            match parse_npz(&bad, "c.npz") {
+                Err(e) => assert!(e.to_string().contains("c.npz"), "{e}"),
+                Ok(arrays) => assert_eq!(arrays[0].1, a, "byte {pos}"),
+            }
         }
     }
 }

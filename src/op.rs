@@ -186,9 +186,25 @@ impl Expansion for RecurrentExpansion {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
+                // PyTorch's nn.LSTM(proj_size=P) keeps the cell state hidden_size wide and
+                // projects the hidden state to P: its exports carry an initial_c wider than
+                // the node's hidden size (taken from the projected state).
+                let c_width = fact.shape.last().and_then(|d| d.to_i64().ok());
+                let projected = match (c_width, hidden.to_i64()) {
+                    (Some(c), Ok(h)) if name == "initial_c" && spec.op == OpKind::Lstm && c > h => {
+                        format!(
+                            ". This looks like an export of nn.LSTM(hidden_size={c}, \
+                             proj_size={h}): LSTM projections (proj_size) are not expressible \
+                             in ONNX's LSTM, so no export of such a module computes PyTorch's \
+                             numbers; run its state dict with rnn_run::torch::TorchRecurrent \
+                             (which supports proj_size), or use an nn.LSTM without proj_size"
+                        )
+                    }
+                    _ => String::new(),
+                };
                 return Err(spec
                     .error(format!(
-                        "input {name}: shape {} does not fit the node: expected [{}] ({}; hidden size {hidden} from {}; W is {}, R is {})",
+                        "input {name}: shape {} does not fit the node: expected [{}] ({}; hidden size {hidden} from {}; W is {}, R is {}){projected}",
                         shape_string(fact.shape.iter()),
                         show(&want),
                         if batch_major { "[batch, num_directions, hidden]" } else { "[num_directions, batch, hidden]" },

@@ -4,8 +4,9 @@
 //! names and lays them out in a `state_dict()`: `weight_ih_l{k}` (`[G·H, I]`), `weight_hh_l{k}`
 //! (`[G·H, H]`), `bias_ih_l{k}` and `bias_hh_l{k}` (`[G·H]`), and their `_reverse` twins for
 //! the second direction of a bidirectional module. They are read from a `.safetensors` file
-//! (`safetensors.torch.save_file(model.state_dict(), ...)`), an uncompressed `.npz`
-//! (`np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})`), or a map of
+//! (`safetensors.torch.save_file(model.state_dict(), ...)`), an `.npz`
+//! (`np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()})`, or
+//! `np.savez_compressed`), or a map of
 //! arrays; float16, bfloat16, float32 and float64 tensors are converted to the element type
 //! asked for.
 //!
@@ -19,7 +20,15 @@
 //! [`TorchRecurrent::forward`] has PyTorch's calling convention: `input` `[T, B, I]` (or
 //! `[B, T, I]` with `batch_first`), `h0`/`c0` `[num_layers·D, B, H]` (never batch-first), and
 //! returns `output`, `h_n` and (LSTM) `c_n` shaped as PyTorch returns them. Modules in eval mode
-//! only: dropout between layers is not applied. LSTM projections (`proj_size > 0`) are refused.
+//! only: dropout between layers is not applied.
+//!
+//! An `nn.LSTM(proj_size=P)` is recognised by its `weight_hr_l{k}` (`[P, H]`): its hidden state
+//! is projected after every step, `h_t = W_hr · (o_t ⊙ tanh(c_t))`, so `h` is `P` wide
+//! (`weight_hh_l{k}` is `[4·H, P]`, the next layer's input is `D·P`, `h0`/`h_n` are
+//! `[num_layers·D, B, P]`, `output` is `[T, B, D·P]`) while `c` stays `H` wide. ONNX's LSTM has
+//! no projection, so these layers are no [`Layer`]: they run on a loop of their own that uses
+//! the cells' packed product for the input projection, the recurrent product and the
+//! projection, and PyTorch's gate order.
 //!
 //! ```
 //! use rnn_run::torch::{TorchConfig, TorchKind, TorchRecurrent};
@@ -54,7 +63,7 @@ use crate::error::{shape_string, Error, Result};
 use crate::gates::{
     join_onnx_bias, reorder_gates, seq_major_y_to_torch, swap_batch_and_seq, GateOrder,
 };
-use crate::kernels::Float;
+use crate::kernels::{gemm_packed, Float, Init, Packed};
 use crate::layer::{Layer, RunInputs};
 
 /// `nn.RNN`'s `nonlinearity`.
@@ -75,7 +84,7 @@ pub enum TorchKind {
         /// `nonlinearity='tanh'` or `'relu'`.
         nonlinearity: Nonlinearity,
     },
-    /// `nn.LSTM` (without `proj_size`).
+    /// `nn.LSTM` (with or without `proj_size`: see the module documentation).
     Lstm,
     /// `nn.GRU`.
     Gru,
@@ -210,7 +219,12 @@ pub struct TorchRecurrent<T> {
     config: TorchConfig,
     input_size: usize,
     hidden_size: usize,
+    /// `proj_size` of an LSTM with projections.
+    proj_size: Option<usize>,
+    /// One ONNX-equivalent node per layer; empty for an LSTM with projections.
     layers: Vec<Layer<T>>,
+    /// An LSTM with projections: one per layer (no ONNX node expresses them).
+    projected: Vec<ProjectedLayer<T>>,
 }
 
 fn param_err(key: &str, message: impl Into<String>) -> Error {
@@ -230,6 +244,11 @@ fn invalid_file(path: &Path, message: String) -> Error {
 fn cast<T: Float>(v: f64) -> T {
     // Every Float converts from f64 (rounding when narrower).
     num_traits::cast::<f64, T>(v).unwrap_or_else(T::nan)
+}
+
+/// A parameter of checked rank 2 as a 2-D view.
+fn as2<T>(a: &ArrayD<T>) -> ArrayView2<'_, T> {
+    a.view().into_dimensionality::<Ix2>().expect("rank checked")
 }
 
 /// A numpy tensor of floats as an array of `T`.
@@ -290,7 +309,7 @@ fn safetensor_to_array<T: Float>(
 }
 
 impl<T: Float> TorchRecurrent<T> {
-    /// Reads the parameters from an uncompressed `.npz` archive (`np.savez`) keyed by
+    /// Reads the parameters from an `.npz` archive (`np.savez` or `np.savez_compressed`) keyed by
     /// state-dict name. Entries outside `config.prefix`, or not named like a recurrent
     /// module's parameter, are ignored.
     pub fn from_npz(path: impl AsRef<Path>, config: TorchConfig) -> Result<TorchRecurrent<T>> {
@@ -335,8 +354,9 @@ impl<T: Float> TorchRecurrent<T> {
     /// Builds the module from arrays keyed by state-dict name (prefix included). Input and
     /// hidden sizes are read from the shapes and every parameter is checked: a missing key,
     /// a wrong shape, or a key that this configuration does not expect (another layer,
-    /// `_reverse` on a unidirectional module, biases with `bias: false`, `weight_hr` from
-    /// `proj_size`) is an [`Error::Parameter`] naming the key, with expected versus found.
+    /// `_reverse` on a unidirectional module, biases with `bias: false`, `weight_hr` on
+    /// another module than `nn.LSTM`) is an [`Error::Parameter`] naming the key, with
+    /// expected versus found. `weight_hr_l0` makes an LSTM one with projections.
     pub fn from_tensors(
         map: &HashMap<String, ArrayD<T>>,
         config: TorchConfig,
@@ -371,8 +391,13 @@ impl<T: Float> TorchRecurrent<T> {
         unexpected.sort_unstable();
         for k in unexpected {
             let p = ParamName::parse(&k[config.prefix.len()..]).expect("filtered above");
-            let why = if p.side == "hr" {
-                Some("LSTM projections (proj_size > 0) are not supported".to_string())
+            let why = if p.side == "hr" && config.kind != TorchKind::Lstm {
+                Some(format!(
+                    "unexpected key: projections (proj_size) exist for nn.LSTM only, the \
+                     configuration is {module}"
+                ))
+            } else if p.side == "hr" && p.kind == "bias" {
+                Some("unexpected key: LSTM projections have no bias".to_string())
             } else if p.layer >= config.num_layers {
                 Some(format!(
                     "unexpected key: the configuration has num_layers = {}",
@@ -421,9 +446,46 @@ impl<T: Float> TorchRecurrent<T> {
             }
         };
 
+        // An LSTM with projections (proj_size > 0) has weight_hr_l0, [proj_size, hidden_size].
+        let k_hr0 = key("weight_hr_l0".into());
+        let proj = match map.get(&k_hr0) {
+            None => None,
+            Some(a) => match a.shape() {
+                [p, h] if *p > 0 && p < h => Some((*p, *h)),
+                found => {
+                    return Err(param_err(
+                        &k_hr0,
+                        format!(
+                            "expected shape [proj_size, hidden_size] with 0 < proj_size < \
+                             hidden_size (as nn.LSTM requires), found {}",
+                            shape_string(found)
+                        ),
+                    ))
+                }
+            },
+        };
+        if proj.is_none() {
+            if let Some(k) = map
+                .keys()
+                .filter(|k| {
+                    k.strip_prefix(config.prefix.as_str())
+                        .and_then(ParamName::parse)
+                        .is_some_and(|p| p.side == "hr")
+                })
+                .min()
+            {
+                return Err(param_err(
+                    k,
+                    format!("unexpected key: {k_hr0} is missing, so the module has no projections"),
+                ));
+            }
+        }
+
         // Hidden and input sizes from layer 0's forward weights.
         let (k_hh, w_hh0) = get("weight_hh_l0".into())?;
         let hidden = match w_hh0.shape() {
+            // With projections, weight_hh is [4·hidden_size, proj_size]: checked below.
+            _ if proj.is_some() => proj.map(|(_, h)| h).expect("matched"),
             // Checked: a zero-row array may declare any column count.
             [rows, h] if *h > 0 && g.checked_mul(*h) == Some(*rows) => *h,
             found => {
@@ -477,14 +539,24 @@ impl<T: Float> TorchRecurrent<T> {
             reorder_gates(op, a.view(), GateOrder::PyTorch, GateOrder::Onnx)
         };
 
+        // The size of the hidden state each layer feeds back and passes on: proj_size with
+        // projections, hidden_size otherwise.
+        let rec = proj.map_or(hidden, |(p, _)| p);
+        let rec_what = if proj.is_some() {
+            "proj_size"
+        } else {
+            "hidden_size"
+        };
         let mut layers = Vec::with_capacity(config.num_layers);
+        let mut projected = Vec::new();
         for layer in 0..config.num_layers {
-            let layer_input = if layer == 0 { input } else { dirs * hidden };
+            let layer_input = if layer == 0 { input } else { dirs * rec };
             let input_what = if layer == 0 {
                 format!("{g}·{hidden} gate rows × input_size {input}")
             } else {
-                format!("{g}·{hidden} gate rows × {dirs}·{hidden}, the previous layer's output")
+                format!("{g}·{hidden} gate rows × {dirs}·{rec}, the previous layer's output")
             };
+            let mut dirs_projected = Vec::new();
             let mut w = Vec::with_capacity(dirs);
             let mut r = Vec::with_capacity(dirs);
             let mut b = Vec::with_capacity(dirs);
@@ -496,9 +568,29 @@ impl<T: Float> TorchRecurrent<T> {
                 check(
                     &k,
                     w_hh,
-                    &[gh, hidden],
-                    &format!("{g}·{hidden} gate rows × hidden_size {hidden}"),
+                    &[gh, rec],
+                    &format!("{g}·{hidden} gate rows × {rec_what} {rec}"),
                 )?;
+                if proj.is_some() {
+                    let (k, w_hr) = get(format!("weight_hr_l{layer}{sfx}"))?;
+                    check(
+                        &k,
+                        w_hr,
+                        &[rec, hidden],
+                        &format!("proj_size {rec} × hidden_size {hidden}, from {k_hr0}"),
+                    )?;
+                    let mut bias = Array1::<T>::zeros(gh);
+                    if config.bias {
+                        for side in ["ih", "hh"] {
+                            let (k, b) = get(format!("bias_{side}_l{layer}{sfx}"))?;
+                            check(&k, b, &[gh], &format!("{g}·{hidden} gate rows"))?;
+                            let b = b.view().into_dimensionality::<Ix1>().expect("rank checked");
+                            bias.zip_mut_with(&b, |acc, &v| *acc = *acc + v);
+                        }
+                    }
+                    dirs_projected.push(ProjectedDir::new(as2(w_ih), as2(w_hh), as2(w_hr), bias));
+                    continue;
+                }
                 w.push(
                     reorder(w_ih)
                         .into_dimensionality::<Ix2>()
@@ -522,6 +614,12 @@ impl<T: Float> TorchRecurrent<T> {
                     }
                     b.push(join_onnx_bias(halves[0].view(), halves[1].view()));
                 }
+            }
+            if proj.is_some() {
+                projected.push(ProjectedLayer {
+                    dirs: dirs_projected,
+                });
+                continue;
             }
             let stack2 = |a: &[Array2<T>]| {
                 let views: Vec<ArrayView2<T>> = a.iter().map(|a| a.view()).collect();
@@ -551,7 +649,9 @@ impl<T: Float> TorchRecurrent<T> {
             config,
             input_size: input,
             hidden_size: hidden,
+            proj_size: proj.map(|(p, _)| p),
             layers,
+            projected,
         })
     }
 
@@ -620,7 +720,14 @@ impl<T: Float> TorchRecurrent<T> {
         self.hidden_size
     }
 
-    /// The layers, each one ONNX-equivalent node (its [`Layer::spec`] says which).
+    /// `proj_size` of an LSTM with projections (from `weight_hr_l0`), `None` otherwise.
+    pub fn proj_size(&self) -> Option<usize> {
+        self.proj_size
+    }
+
+    /// The layers, each one ONNX-equivalent node (its [`Layer::spec`] says which). Empty for
+    /// an LSTM with projections, which no ONNX node expresses: those layers run on their own
+    /// loop (see [`TorchRecurrent::forward`]).
     pub fn layers(&self) -> &[Layer<T>] {
         &self.layers
     }
@@ -660,21 +767,27 @@ impl<T: Float> TorchRecurrent<T> {
         let dirs = cfg.num_directions();
         let h = self.hidden_size;
         let state_shape = [cfg.num_layers * dirs, batch, h];
-        let check_state = |name: &str, s: &Option<ArrayView3<T>>| -> Result<()> {
-            match s {
-                Some(s) if s.shape() != state_shape => Err(Error::Input {
+        // With projections the hidden state is proj_size wide, the cell state hidden_size.
+        let h_shape = [cfg.num_layers * dirs, batch, self.proj_size.unwrap_or(h)];
+        let check_state =
+            |name: &str, s: &Option<ArrayView3<T>>, want: [usize; 3], what: &str| match s {
+                Some(s) if s.shape() != want => Err(Error::Input {
                     name: name.into(),
                     message: format!(
-                        "expected shape {} ([num_layers·num_directions, batch, hidden_size]), found {}",
-                        shape_string(state_shape),
+                        "expected shape {} ([num_layers·num_directions, batch, {what}]), found {}",
+                        shape_string(want),
                         shape_string(s.shape())
                     ),
                 }),
                 _ => Ok(()),
-            }
+            };
+        let h_what = if self.proj_size.is_some() {
+            "proj_size"
+        } else {
+            "hidden_size"
         };
-        check_state("h0", &h0)?;
-        check_state("c0", &c0)?;
+        check_state("h0", &h0, h_shape, h_what)?;
+        check_state("c0", &c0, state_shape, "hidden_size")?;
         let lstm = cfg.kind == TorchKind::Lstm;
         if c0.is_some() && !lstm {
             return Err(Error::Input {
@@ -683,6 +796,20 @@ impl<T: Float> TorchRecurrent<T> {
                     "a cell state is for nn.LSTM only, this is {}",
                     cfg.kind.module_name()
                 ),
+            });
+        }
+
+        if self.proj_size.is_some() {
+            let (output, h_n, c_n) = self.forward_projected(x, h0, c0, h_shape, state_shape);
+            let output = if bf {
+                swap_batch_and_seq(output.view())
+            } else {
+                output
+            };
+            return Ok(TorchOutput {
+                output,
+                h_n,
+                c_n: Some(c_n),
             });
         }
 
@@ -706,6 +833,160 @@ impl<T: Float> TorchRecurrent<T> {
         }
         let output = if bf { swap_batch_and_seq(x.view()) } else { x };
         Ok(TorchOutput { output, h_n, c_n })
+    }
+
+    /// [`TorchRecurrent::forward`] of an LSTM with projections, sequence-first: `x` is
+    /// `[T, B, I]`, shapes checked. Returns `output` `[T, B, D·P]`, `h_n`, `c_n`.
+    fn forward_projected(
+        &self,
+        x: Array3<T>,
+        h0: Option<ArrayView3<T>>,
+        c0: Option<ArrayView3<T>>,
+        h_shape: [usize; 3],
+        c_shape: [usize; 3],
+    ) -> (Array3<T>, Array3<T>, Array3<T>) {
+        let (t_len, batch, _) = x.dim();
+        let p = h_shape[2];
+        let dirs = self.config.num_directions();
+        let mut h_n = Array3::<T>::zeros(h_shape);
+        let mut c_n = Array3::<T>::zeros(c_shape);
+        let mut x = x;
+        for (k, layer) in self.projected.iter().enumerate() {
+            let mut y = Array3::<T>::zeros((t_len, batch, dirs * p));
+            for (d, dir) in layer.dirs.iter().enumerate() {
+                let row = k * dirs + d;
+                let h = h0.as_ref().map_or_else(
+                    || Array2::zeros((batch, p)),
+                    |h0| h0.index_axis(Axis(0), row).to_owned(),
+                );
+                let c = c0.as_ref().map_or_else(
+                    || Array2::zeros((batch, self.hidden_size)),
+                    |c0| c0.index_axis(Axis(0), row).to_owned(),
+                );
+                let y_d = y.slice_mut(s![.., .., d * p..(d + 1) * p]);
+                let (h, c) = dir.run(x.view(), h, c, d == 1, y_d);
+                h_n.index_axis_mut(Axis(0), row).assign(&h);
+                c_n.index_axis_mut(Axis(0), row).assign(&c);
+            }
+            x = y;
+        }
+        (x, h_n, c_n)
+    }
+}
+
+/// One layer of an LSTM with projections: one [`ProjectedDir`] per direction.
+#[derive(Debug, Clone)]
+struct ProjectedLayer<T> {
+    dirs: Vec<ProjectedDir<T>>,
+}
+
+/// One direction of an LSTM layer with projections, as PyTorch computes it (gates in
+/// PyTorch's order i, f, g, o):
+///
+/// ```text
+/// gates = x_t·W_ihᵀ + b_ih + b_hh + h_{t-1}·W_hhᵀ      (h is proj_size wide)
+/// c_t   = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)             (c is hidden_size wide)
+/// h_t   = (σ(o) ⊙ tanh(c_t))·W_hrᵀ                     (the projection)
+/// ```
+///
+/// Each product runs on the cells' packed kernel ([`gemm_packed`]): the input projection of
+/// the whole sequence at once, then per step the recurrent product and the projection.
+#[derive(Debug, Clone)]
+struct ProjectedDir<T> {
+    /// W_ihᵀ `[input, 4·hidden]`.
+    w_ih: Packed<T>,
+    /// W_hhᵀ `[proj, 4·hidden]`.
+    w_hh: Packed<T>,
+    /// W_hrᵀ `[hidden, proj]`.
+    w_hr: Packed<T>,
+    /// `b_ih + b_hh` (zeros without biases), `[4·hidden]`.
+    bias: Array1<T>,
+}
+
+impl<T: Float> ProjectedDir<T> {
+    /// From PyTorch's `weight_ih` `[4H, I]`, `weight_hh` `[4H, P]`, `weight_hr` `[P, H]`.
+    fn new(
+        w_ih: ArrayView2<T>,
+        w_hh: ArrayView2<T>,
+        w_hr: ArrayView2<T>,
+        bias: Array1<T>,
+    ) -> ProjectedDir<T> {
+        ProjectedDir {
+            w_ih: Packed::pack(w_ih.t()),
+            w_hh: Packed::pack(w_hh.t()),
+            w_hr: Packed::pack(w_hr.t()),
+            bias,
+        }
+    }
+
+    /// Runs over `x` (`[T, B, I]`, backwards when `reverse`) from `h` `[B, P]` and `c`
+    /// `[B, H]`, writing each step's `h` into `y` (`[T, B, P]`); returns the last `h` and `c`.
+    fn run(
+        &self,
+        x: ArrayView3<T>,
+        mut h: Array2<T>,
+        mut c: Array2<T>,
+        reverse: bool,
+        mut y: ndarray::ArrayViewMut3<T>,
+    ) -> (Array2<T>, Array2<T>) {
+        let (t_len, batch, input) = x.dim();
+        let hs = self.w_hr.rows();
+        let (p, width) = (self.w_hr.cols(), 4 * hs);
+        let x = x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let bias = self.bias.as_slice().expect("owned, contiguous");
+        let mut gx = vec![T::zero(); t_len * batch * width];
+        gemm_packed(
+            t_len * batch,
+            x,
+            input,
+            &self.w_ih,
+            &mut gx,
+            width,
+            Init::Row(bias),
+        );
+        let mut gates = vec![T::zero(); batch * width];
+        let mut m = vec![T::zero(); batch * hs];
+        let h_rows = h.as_slice_mut().expect("owned, standard layout");
+        let c_rows = c.as_slice_mut().expect("owned, standard layout");
+        for step in 0..t_len {
+            let t = if reverse { t_len - 1 - step } else { step };
+            let gx_t = &gx[t * batch * width..(t + 1) * batch * width];
+            gemm_packed(
+                batch,
+                h_rows,
+                p,
+                &self.w_hh,
+                &mut gates,
+                width,
+                Init::Rows(gx_t, width),
+            );
+            for ((row, c_b), m_b) in gates
+                .chunks_exact_mut(width)
+                .zip(c_rows.chunks_exact_mut(hs))
+                .zip(m.chunks_exact_mut(hs))
+            {
+                let (gi, rest) = row.split_at_mut(hs);
+                let (gf, rest) = rest.split_at_mut(hs);
+                let (gg, go) = rest.split_at_mut(hs);
+                T::sigmoid_slice(gi);
+                T::sigmoid_slice(gf);
+                T::tanh_slice(gg);
+                T::sigmoid_slice(go);
+                for (((cv, &i), &f), &g) in c_b.iter_mut().zip(&*gi).zip(&*gf).zip(&*gg) {
+                    *cv = f * *cv + i * g;
+                }
+                m_b.copy_from_slice(c_b);
+                T::tanh_slice(m_b);
+                for (mv, &o) in m_b.iter_mut().zip(&*go) {
+                    *mv = o * *mv;
+                }
+            }
+            gemm_packed(batch, &m, hs, &self.w_hr, h_rows, p, Init::Zero);
+            y.index_axis_mut(Axis(0), t)
+                .assign(&ArrayView2::from_shape((batch, p), &*h_rows).expect("[batch, proj] rows"));
+        }
+        (h, c)
     }
 }
 

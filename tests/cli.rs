@@ -264,13 +264,25 @@ impl Fixture {
         self.dir.path().join(p)
     }
 
-    /// Writes float32 arrays into an .npz with ndarray-npy (a writer independent of ours).
+    /// Writes arrays into an .npz as `np.savez` does (stored members), with the zip crate's
+    /// writer.
     fn write_npz(&self, name: &str, arrays: &[(&str, &Tensor)]) {
+        self.write_zip(name, arrays, zip::CompressionMethod::Stored);
+    }
+
+    /// The same, deflated, as `np.savez_compressed` does.
+    fn write_npz_compressed(&self, name: &str, arrays: &[(&str, &Tensor)]) {
+        self.write_zip(name, arrays, zip::CompressionMethod::Deflated);
+    }
+
+    fn write_zip(&self, name: &str, arrays: &[(&str, &Tensor)], method: zip::CompressionMethod) {
+        use std::io::Write;
         let file = fs::File::create(self.path(name)).unwrap();
-        let mut npz = ndarray_npy::NpzWriter::new(file);
+        let mut npz = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
         for (key, t) in arrays {
-            npz.add_array(*key, &t.to_plain_array_view::<f32>().unwrap())
-                .unwrap();
+            npz.start_file(format!("{key}.npy"), options).unwrap();
+            npz.write_all(&rnn_run::npy::npy_bytes(t).unwrap()).unwrap();
         }
         npz.finish().unwrap();
     }
@@ -548,6 +560,56 @@ fn expect_passes_against_directory_files_and_npz() {
     let run = f.cmd(&["lstm.onnx", "x.npy", "--expect", "ref.npz", "--json"]);
     assert_ok(&run);
     assert_eq!(run.json()["ok"], true);
+    // The same, deflated as np.savez_compressed writes it.
+    f.write_npz_compressed("ref_compressed.npz", &keyed);
+    let run = f.cmd(&[
+        "lstm.onnx",
+        "x.npy",
+        "--expect",
+        "ref_compressed.npz",
+        "--json",
+    ]);
+    assert_ok(&run);
+    assert_eq!(run.json()["ok"], true);
+}
+
+/// Archives written by numpy itself (scripts/gen_file_fixtures.py): `np.savez` and
+/// `np.savez_compressed` inputs, `np.savez_compressed` references, for the tutorial LSTM.
+#[test]
+fn numpy_written_npz_inputs_and_references() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let model = root.join("tutorial/lstm_legacy/model.onnx");
+    let expected = root.join("npz/tutorial_lstm_expected_compressed.npz");
+    for inputs in [
+        "tutorial_lstm_inputs.npz",
+        "tutorial_lstm_inputs_compressed.npz",
+    ] {
+        let out = Command::cargo_bin("rnn-run")
+            .unwrap()
+            .arg(&model)
+            .arg(root.join("npz").join(inputs))
+            .arg("--expect")
+            .arg(&expected)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{inputs}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["ok"], true, "{inputs}");
+        assert!(
+            v["outputs"][0]["reference"]
+                .as_str()
+                .unwrap()
+                .ends_with("tutorial_lstm_expected_compressed.npz[output]"),
+            "{v}"
+        );
+    }
 }
 
 #[test]
@@ -567,7 +629,8 @@ fn expect_mismatch_exits_1_naming_output_and_index() {
     let run = f.cmd(&["exact.onnx", "xe.npy", "--expect", "bad"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("largest error at [0, 1, 2]"),
+        run.stdout
+            .contains("worst vs tolerance and largest abs err at [0, 1, 2]"),
         "{}",
         run.stdout
     );
@@ -585,7 +648,14 @@ fn expect_mismatch_exits_1_naming_output_and_index() {
     assert_eq!(outputs[0]["ok"], true);
     assert_eq!(outputs[1]["ok"], false);
     assert_eq!(outputs[1]["mismatched"], 1);
-    assert_eq!(outputs[1]["worst"]["index"], serde_json::json!([0, 1, 2]));
+    assert_eq!(
+        outputs[1]["worst_vs_tolerance"]["index"],
+        serde_json::json!([0, 1, 2])
+    );
+    assert_eq!(
+        outputs[1]["largest_abs_err_at"]["index"],
+        serde_json::json!([0, 1, 2])
+    );
     let err = outputs[1]["max_abs_err"].as_f64().unwrap();
     assert!((err - 0.001).abs() < 1e-5, "{err}");
 
@@ -604,7 +674,83 @@ fn expect_mismatch_exits_1_naming_output_and_index() {
         "--json",
     ]);
     assert_eq!(run.code, 1);
-    assert_eq!(run.json()["outputs"][1]["mismatched"], 2);
+    let v = run.json();
+    assert_eq!(v["outputs"][1]["mismatched"], 2);
+    // With no tolerance, the 1e-5 change at [0, 0, 0] fails too; the 1e-3 one at [0, 1, 2]
+    // stays the largest absolute error.
+    assert_eq!(
+        v["outputs"][1]["largest_abs_err_at"]["index"],
+        serde_json::json!([0, 1, 2])
+    );
+}
+
+/// Where the worst element relative to the tolerance and the largest absolute error are
+/// different elements, both are shown, each labelled.
+#[test]
+fn expect_shows_worst_vs_tolerance_and_largest_abs_err() {
+    let f = Fixture::new();
+    let refs = exact_references(&f);
+    fs::create_dir(f.path("two")).unwrap();
+    for (i, t) in refs.iter().enumerate() {
+        let mut t = t.clone();
+        if i == 1 {
+            let mut view = t.to_plain_array_view_mut::<f32>().unwrap();
+            // Y_h[0, 0, 0] is 0: 1e-4 off is 10 times the tolerance there. Y_h[0, 1, 2] is
+            // 1.0390625: 2e-4 off is about 1.8 times its tolerance, the larger error.
+            view[[0, 0, 0]] += 0.0001;
+            view[[0, 1, 2]] += 0.0002;
+        }
+        write_npy(f.path(&format!("two/expected_{i}.npy")), &t).unwrap();
+    }
+    let run = f.cmd(&["exact.onnx", "xe.npy", "--expect", "two"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    insta::assert_snapshot!("expect_two_places_stdout", without_timings(&run.stdout));
+    insta::assert_snapshot!("expect_two_places_stderr", run.stderr);
+    let run = f.cmd(&["exact.onnx", "xe.npy", "--expect", "two", "--json"]);
+    let v = run.json();
+    let y_h = &v["outputs"][1];
+    assert_eq!(
+        y_h["worst_vs_tolerance"]["index"],
+        serde_json::json!([0, 0, 0])
+    );
+    assert_eq!(
+        y_h["largest_abs_err_at"]["index"],
+        serde_json::json!([0, 1, 2])
+    );
+}
+
+/// An output that is all NaN where the reference holds numbers: the errors are NaN (not 0),
+/// every element a mismatch, and the NaN are counted, in text and JSON.
+#[test]
+fn expect_nan_output_reports_nan() {
+    let f = Fixture::new();
+    let refs = reference_outputs(&f);
+    let nan_x = Tensor::from(ArrayD::from_elem(IxDyn(&[4, 2, FEATURES]), f32::NAN));
+    write_npy(f.path("nan_x.npy"), &nan_x).unwrap();
+    fs::create_dir(f.path("refs")).unwrap();
+    for (i, t) in refs.iter().enumerate() {
+        write_npy(f.path(&format!("refs/expected_{i}.npy")), t).unwrap();
+    }
+    let run = f.cmd(&["lstm.onnx", "nan_x.npy", "--expect", "refs"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    insta::assert_snapshot!("expect_nan_output_stdout", without_timings(&run.stdout));
+    insta::assert_snapshot!("expect_nan_output_stderr", run.stderr);
+
+    let run = f.cmd(&["lstm.onnx", "nan_x.npy", "--expect", "refs", "--json"]);
+    assert_eq!(run.code, 1);
+    let v = run.json();
+    for (i, o) in v["outputs"].as_array().unwrap().iter().enumerate() {
+        let n = refs[i].len();
+        assert_eq!(o["ok"], false, "{o}");
+        assert_eq!(o["max_abs_err"], "NaN", "{o}");
+        assert_eq!(o["max_rel_err"], "NaN", "{o}");
+        assert_eq!(o["mismatched"], n, "{o}");
+        assert_eq!(
+            o["nan"],
+            serde_json::json!({"output": n, "reference": 0, "one_sided": n})
+        );
+        assert_eq!(o["largest_abs_err_at"]["got"], "NaN", "{o}");
+    }
 }
 
 #[test]
@@ -650,11 +796,20 @@ fn expect_nan_rules() {
     ]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.contains("largest error at [0, 0, 1]: got"),
+        run.stdout
+            .contains("worst vs tolerance and largest abs err at [0, 0, 1]: got"),
         "{}",
         run.stdout
     );
     assert!(run.stdout.contains("expected NaN"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "max abs err NaN, max rel err NaN; NaN: 0 in the output, 1 in the reference, 1 on \
+             one side only"
+        ),
+        "{}",
+        run.stdout
+    );
 }
 
 /// Outputs computed by onnxruntime 1.32 for the models and inputs of [`Fixture`] (with
@@ -943,6 +1098,19 @@ fn inputs_bind_by_position_name_or_npz() {
         "0",
     ]));
 
+    // np.savez_compressed's deflated members read the same.
+    f.write_npz_compressed("inputs_compressed.npz", &[("h0", &h0), ("X", &x)]);
+    assert_ok(&f.cmd(&[
+        "gru.onnx",
+        "inputs_compressed.npz",
+        "--expect",
+        "pos",
+        "--rtol",
+        "0",
+        "--atol",
+        "0",
+    ]));
+
     // An .npz for some inputs, a name= binding for the rest.
     f.write_npz("only_x.npz", &[("X", &x)]);
     assert_ok(&f.cmd(&[
@@ -1125,6 +1293,24 @@ fn error_model_files() {
         "err_inspect_missing_model",
         &["inspect", "missing.onnx"],
     );
+}
+
+/// PyTorch checkpoints (made by scripts/gen_file_fixtures.py) are said to be what they are,
+/// with how to export them or load a recurrent module's state dict.
+#[test]
+fn error_pytorch_checkpoints() {
+    let f = Fixture::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/robustness");
+    for (from, to) in [
+        ("torch_lstm_state_dict.pt", "lstm.pt"),
+        ("torch_lstm_legacy.pt", "legacy.pt"),
+        ("torch_lstm_module.pt", "module.pth"),
+    ] {
+        fs::copy(root.join(from), f.path(to)).unwrap();
+    }
+    error_case(&f, "err_pytorch_state_dict", &["lstm.pt", "x.npy"]);
+    error_case(&f, "err_pytorch_legacy", &["legacy.pt", "x.npy"]);
+    error_case(&f, "err_pytorch_module", &["inspect", "module.pth"]);
 }
 
 #[test]

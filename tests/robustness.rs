@@ -332,6 +332,15 @@ fn crc32(data: &[u8]) -> u32 {
 /// A stored ZIP archive holding `member` once, listed `entries` times in the central
 /// directory.
 fn zip_with_repeated_entry(name: &str, member: &[u8], entries: u16) -> Vec<u8> {
+    let names = vec![name.to_string(); entries as usize];
+    zip_with_entries(&names, member)
+}
+
+/// A stored ZIP archive holding `member` once (under `names[0]`), listed in the central
+/// directory once per name, every entry pointing at that one member.
+fn zip_with_entries(names: &[String], member: &[u8]) -> Vec<u8> {
+    let name = names[0].as_str();
+    let entries = names.len() as u16;
     let crc = crc32(member);
     let mut out = vec![];
     out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
@@ -344,7 +353,7 @@ fn zip_with_repeated_entry(name: &str, member: &[u8], entries: u16) -> Vec<u8> {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(member);
     let cd_offset = out.len();
-    for _ in 0..entries {
+    for name in names {
         out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
         out.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // made by, needed, flags, method, time, date
         out.extend_from_slice(&crc.to_le_bytes());
@@ -377,6 +386,15 @@ fn npz_listing_one_member_many_times_is_refused() {
     assert_eq!(members[0].1, array);
     // 4000 entries for one 64 KiB member: 256 MiB of arrays from a 300 KiB file.
     let bomb = zip_with_repeated_entry("x.npy", &npy, 4000);
+    let err = parse_npz(&bomb, "bomb.npz").unwrap_err().to_string();
+    assert!(err.contains("bomb.npz"), "{err}");
+    assert!(
+        err.contains("lists a member name more than once (names: 'x.npy')"),
+        "{err}"
+    );
+    // The same member under 4000 names: their data cannot all fit in the archive.
+    let names: Vec<String> = (0..4000).map(|i| format!("x{i}.npy")).collect();
+    let bomb = zip_with_entries(&names, &npy);
     let err = parse_npz(&bomb, "bomb.npz").unwrap_err().to_string();
     assert!(err.contains("bomb.npz"), "{err}");
     assert!(err.contains("more than the archive"), "{err}");

@@ -118,7 +118,13 @@ fn check_fixture_typed<T: Float + tract_hir::internal::Datum>(
     let from_st =
         TorchRecurrent::<T>::from_safetensors(dir.join("state_dict.safetensors"), cfg.clone())
             .unwrap_or_else(|e| panic!("{name}: safetensors: {e}"));
-    assert_eq!(from_npz.layers().len(), cfg.num_layers);
+    let proj = meta(dir)["kwargs"]["proj_size"]
+        .as_u64()
+        .map(|p| p as usize);
+    assert_eq!(from_npz.proj_size(), proj, "{name}");
+    // An LSTM with projections has no ONNX-equivalent layers.
+    let onnx_layers = if proj.is_some() { 0 } else { cfg.num_layers };
+    assert_eq!(from_npz.layers().len(), onnx_layers);
 
     let inputs = numbered(dir, "input");
     let expected: Vec<ArrayD<f64>> = numbered(dir, "expected").iter().map(to_f64).collect();
@@ -145,6 +151,12 @@ fn check_fixture_typed<T: Float + tract_hir::internal::Datum>(
         ));
     }
 
+    if !dir.join("model.onnx").exists() {
+        // nn.LSTM(proj_size=...): ONNX cannot express it, so there is no export to compare.
+        assert!(proj.is_some(), "{name}: model.onnx is missing");
+        eprintln!("{name}: max abs err vs PyTorch {vs_torch:.3e} (no ONNX export)");
+        return (vs_torch, 0.0);
+    }
     let model = Model::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
     let onnx = model
         .run(inputs.clone())
@@ -201,6 +213,9 @@ fixtures!(
     gru_l2_bi_bf,
     gru_l1_nobias,
     gru_l2_prefix,
+    lstm_proj_l1,
+    lstm_proj_l2_bi_bf,
+    lstm_proj_l2_nobias_f64,
 );
 
 #[test]
@@ -284,6 +299,9 @@ fn reorder_matches_the_legacy_export_and_round_trips() {
     let mut checked = 0;
     for name in FIXTURES {
         let dir = root().join(name);
+        if !dir.join("model.onnx").exists() {
+            continue; // LSTM projections: no export
+        }
         let cfg = config(&meta(&dir));
         let sd = state_dict(&dir);
         let nodes = exported_weights(&dir.join("model.onnx"));
@@ -495,12 +513,70 @@ fn configuration_mismatches_are_named() {
     assert!(key.starts_with("bias_"), "{key}");
     assert!(msg.contains("bias = false"), "{msg}");
 
-    // LSTM projections.
+    // weight_hr_l0 makes it an LSTM with projections: weight_hh must then be [4·H, P].
     let mut m = sd.clone();
     m.insert("weight_hr_l0".into(), ArrayD::zeros(IxDyn(&[3, 5])));
     let (key, msg) = param_error(TorchRecurrent::from_tensors(&m, cfg.clone()));
+    assert_eq!(key, "weight_hh_l0");
+    assert!(
+        msg.contains("expected shape [20, 3]") && msg.contains("proj_size 3"),
+        "{msg}"
+    );
+    // proj_size must be below hidden_size, as nn.LSTM requires.
+    let mut m = sd.clone();
+    m.insert("weight_hr_l0".into(), ArrayD::zeros(IxDyn(&[5, 5])));
+    let (key, msg) = param_error(TorchRecurrent::from_tensors(&m, cfg.clone()));
     assert_eq!(key, "weight_hr_l0");
-    assert!(msg.contains("proj_size"), "{msg}");
+    assert!(msg.contains("0 < proj_size < hidden_size"), "{msg}");
+    // A projection on a later layer only.
+    let mut m = sd.clone();
+    m.insert("weight_hr_l1".into(), ArrayD::zeros(IxDyn(&[3, 5])));
+    let (key, msg) = param_error(TorchRecurrent::from_tensors(&m, cfg.clone()));
+    assert_eq!(key, "weight_hr_l1");
+    assert!(msg.contains("weight_hr_l0 is missing"), "{msg}");
+    // Projections on another module than nn.LSTM.
+    let gru = state_dict_f32(&root().join("gru_l1"));
+    let mut m = gru.clone();
+    m.insert("weight_hr_l0".into(), ArrayD::zeros(IxDyn(&[3, 5])));
+    let (key, msg) = param_error(TorchRecurrent::from_tensors(
+        &m,
+        TorchConfig::new(TorchKind::Gru),
+    ));
+    assert_eq!(key, "weight_hr_l0");
+    assert!(msg.contains("nn.LSTM only"), "{msg}");
+}
+
+/// An LSTM with projections: a missing weight_hr of a later layer is named, and h0 must be
+/// proj_size wide while c0 stays hidden_size wide.
+#[test]
+fn projections_are_checked() {
+    let dir = root().join("lstm_proj_l2_bi_bf");
+    let cfg = config(&meta(&dir));
+    let sd = state_dict_f32(&dir);
+    let mut m = sd.clone();
+    m.remove("weight_hr_l1_reverse");
+    let (key, msg) = param_error(TorchRecurrent::from_tensors(&m, cfg.clone()));
+    assert_eq!(key, "weight_hr_l1_reverse");
+    assert!(msg.starts_with("missing"), "{msg}");
+
+    let lstm = TorchRecurrent::from_tensors(&sd, cfg).unwrap();
+    assert_eq!((lstm.hidden_size(), lstm.proj_size()), (5, Some(3)));
+    let x = Array3::<f32>::zeros((2, 3, 4)); // batch_first: [batch, seq, input]
+    let out = lstm.forward(x.view(), None, None).unwrap();
+    assert_eq!(out.output.dim(), (2, 3, 6));
+    assert_eq!(out.h_n.dim(), (4, 2, 3));
+    assert_eq!(out.c_n.as_ref().unwrap().dim(), (4, 2, 5));
+    let wrong_h0 = Array3::<f32>::zeros((4, 2, 5));
+    match lstm.forward(x.view(), Some(wrong_h0.view()), None) {
+        Err(Error::Input { name, message }) => {
+            assert_eq!(name, "h0");
+            assert!(
+                message.contains("[4, 2, 3]") && message.contains("proj_size"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -717,4 +793,31 @@ fn half_precision_safetensors_load() {
         );
         eprintln!("{dtype:?} weights: max abs err vs PyTorch f32 {worst:.2e}");
     }
+}
+
+/// `np.savez_compressed` state dicts (deflated members) load like `np.savez` ones: the
+/// fixture's archive rewritten with deflate by the zip crate gives the same module.
+#[test]
+fn compressed_npz_state_dict_loads() {
+    use std::io::Write;
+    let dir = root().join("lstm_l2_bi_nobias");
+    let cfg = config(&meta(&dir));
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("state_dict_compressed.npz");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (key, t) in read_npz(dir.join("state_dict.npz")).unwrap() {
+        zip.start_file(format!("{key}.npy"), options).unwrap();
+        zip.write_all(&rnn_run::npy::npy_bytes(&t).unwrap())
+            .unwrap();
+    }
+    zip.finish().unwrap();
+    let stored = TorchRecurrent::<f32>::from_npz(dir.join("state_dict.npz"), cfg.clone()).unwrap();
+    let deflated = TorchRecurrent::<f32>::from_npz(&path, cfg).unwrap();
+    let x = Array3::<f32>::from_shape_fn((3, 2, 4), |(t, b, i)| (t + 2 * b + 3 * i) as f32 * 0.1);
+    assert_eq!(
+        stored.forward(x.view(), None, None).unwrap(),
+        deflated.forward(x.view(), None, None).unwrap()
+    );
 }

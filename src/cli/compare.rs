@@ -102,8 +102,8 @@ pub fn load_references(
     refs.iter().map(|p| read(p)).collect()
 }
 
-/// The element that differs most, relative to the tolerance.
-pub struct Worst {
+/// One element of an output and its reference.
+pub struct At {
     pub index: Vec<usize>,
     pub got: f64,
     pub expected: f64,
@@ -113,11 +113,28 @@ pub struct Worst {
 pub struct Comparison {
     /// Set when the comparison could not be made element-wise (shapes differ).
     pub error: Option<String>,
+    /// NaN when an element is NaN on one side only.
     pub max_abs: Option<f64>,
+    /// NaN when an element is NaN on one side only.
     pub max_rel: Option<f64>,
     pub mismatched: usize,
     pub total: usize,
-    pub worst: Option<Worst>,
+    /// The element furthest outside (or least inside) the tolerance: largest
+    /// `|got - expected| / (atol + rtol·|expected|)`, NaN and infinity mismatches first.
+    pub worst: Option<At>,
+    /// The element with the largest absolute error (a one-sided NaN first).
+    pub largest: Option<At>,
+    /// NaN elements in the output, in the reference, and where only one side is NaN.
+    pub nan: NanCounts,
+}
+
+/// How many elements are NaN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NanCounts {
+    pub output: usize,
+    pub reference: usize,
+    /// NaN on one side only: each is a mismatch.
+    pub one_sided: usize,
 }
 
 impl Comparison {
@@ -127,7 +144,8 @@ impl Comparison {
 }
 
 /// Compares in f64: an element passes when |got - expected| <= atol + rtol * |expected|;
-/// NaN equals NaN at the same place, infinities must match exactly.
+/// NaN equals NaN at the same place (a NaN on one side only is a mismatch, and makes the max
+/// errors NaN), infinities must match exactly.
 pub fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<Comparison> {
     if got.shape() != expected.shape() {
         return Ok(Comparison {
@@ -141,6 +159,8 @@ pub fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<
             mismatched: 0,
             total: got.len(),
             worst: None,
+            largest: None,
+            nan: NanCounts::default(),
         });
     }
     let found = with_values_f64(got, |a| {
@@ -148,42 +168,59 @@ pub fn compare(got: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<
             .ok_or_else(|| anyhow!("cannot compare references of this element type"))
     })
     .ok_or_else(|| anyhow!("cannot compare outputs of this element type"))??;
-    let (max_abs, max_rel, mismatched, worst) = found;
-    let worst = worst.map(|(k, got_k, expected_k)| Worst {
+    let at = |(k, got_k, expected_k): (usize, f64, f64)| At {
         index: unravel(k, got.shape()),
         got: got_k,
         expected: expected_k,
-    });
+    };
     Ok(Comparison {
         error: None,
-        max_abs: Some(max_abs),
-        max_rel: Some(max_rel),
-        mismatched,
+        max_abs: Some(found.max_abs),
+        max_rel: Some(found.max_rel),
+        mismatched: found.mismatched,
         total: got.len(),
-        worst,
+        worst: found.worst.map(at),
+        largest: found.largest.map(at),
+        nan: found.nan,
     })
 }
 
-/// Max abs and rel differences, the mismatch count, and the worst element (flat index, got,
-/// expected), reading both value streams once.
-#[allow(clippy::type_complexity)]
+/// What [`differences`] finds; elements as (flat index, got, expected).
+struct Found {
+    max_abs: f64,
+    max_rel: f64,
+    mismatched: usize,
+    worst: Option<(usize, f64, f64)>,
+    largest: Option<(usize, f64, f64)>,
+    nan: NanCounts,
+}
+
+/// Max abs and rel differences, the mismatch count, the element worst relative to the
+/// tolerance and the one with the largest absolute error, and the NaN counts, reading both
+/// value streams once.
 fn differences(
     a: &mut dyn Iterator<Item = f64>,
     b: &mut dyn Iterator<Item = f64>,
     rtol: f64,
     atol: f64,
-) -> (f64, f64, usize, Option<(usize, f64, f64)>) {
+) -> Found {
     let mut max_abs = 0f64;
     let mut max_rel = 0f64;
     let mut mismatched = 0;
+    let mut nan = NanCounts::default();
     // (badness, diff, flat index, got, expected); badness = diff / allowed, infinite for NaN
     // or inf mismatches.
     let mut worst: Option<(f64, f64, usize, f64, f64)> = None;
+    // (diff, flat index, got, expected); a one-sided NaN counts as an infinite diff.
+    let mut largest: Option<(f64, usize, f64, f64)> = None;
     for (k, (x, y)) in a.zip(b).enumerate() {
+        nan.output += x.is_nan() as usize;
+        nan.reference += y.is_nan() as usize;
         let (diff, pass) = if x.is_nan() || y.is_nan() {
             if x.is_nan() && y.is_nan() {
                 (0.0, true)
             } else {
+                nan.one_sided += 1;
                 (f64::NAN, false)
             }
         } else if x == y {
@@ -211,7 +248,8 @@ fn differences(
         } else {
             0.0
         };
-        let key = (badness, if diff.is_nan() { f64::INFINITY } else { diff });
+        let size = if diff.is_nan() { f64::INFINITY } else { diff };
+        let key = (badness, size);
         let better = match worst {
             None => true,
             Some((wb, wd, ..)) => key.0 > wb || (key.0 == wb && key.1 > wd),
@@ -219,13 +257,24 @@ fn differences(
         if better {
             worst = Some((key.0, key.1, k, x, y));
         }
+        // Strictly larger: the first of equal errors is kept, and a one-sided NaN (infinite
+        // size here) wins over any number, the first such NaN over later ones.
+        if largest.is_none_or(|(ld, ..)| size > ld) {
+            largest = Some((size, k, x, y));
+        }
     }
-    (
+    if nan.one_sided > 0 {
+        max_abs = f64::NAN;
+        max_rel = f64::NAN;
+    }
+    Found {
         max_abs,
         max_rel,
         mismatched,
-        worst.map(|(_, _, k, x, y)| (k, x, y)),
-    )
+        worst: worst.map(|(_, _, k, x, y)| (k, x, y)),
+        largest: largest.map(|(_, k, x, y)| (k, x, y)),
+        nan,
+    }
 }
 
 fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
@@ -240,20 +289,34 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 impl Comparison {
-    /// `largest error at [2, 0, 1]: got 0.51234, expected 0.5124`.
-    pub fn worst_line(
+    /// Where the worst element relative to the tolerance and the largest absolute error
+    /// are, one line each, or one line when they are the same element:
+    /// `worst vs tolerance at [2, 0, 1]: got 0.51234, expected 0.5124 (abs err 6e-05)`.
+    pub fn where_lines(
         &self,
         got_dt: rnn_run::DatumType,
         exp_dt: rnn_run::DatumType,
-    ) -> Option<String> {
-        self.worst.as_ref().map(|w| {
+    ) -> Vec<String> {
+        let show = |label: &str, w: &At| {
+            let err = (w.got - w.expected).abs();
             format!(
-                "largest error at {}: got {}, expected {}",
+                "{label} at {}: got {}, expected {} (abs err {})",
                 fmt_index(&w.index),
                 fmt_exact(w.got, got_dt),
-                fmt_exact(w.expected, exp_dt)
+                fmt_exact(w.expected, exp_dt),
+                fmt_nan(Some(err))
             )
-        })
+        };
+        match (&self.worst, &self.largest) {
+            (Some(w), Some(l)) if w.index == l.index => {
+                vec![show("worst vs tolerance and largest abs err", w)]
+            }
+            (w, l) => w
+                .iter()
+                .map(|w| show("worst vs tolerance", w))
+                .chain(l.iter().map(|l| show("largest abs err", l)))
+                .collect(),
+        }
     }
 
     /// One line for people.
@@ -261,11 +324,18 @@ impl Comparison {
         if let Some(e) = &self.error {
             return format!("FAIL, {e}");
         }
-        let errs = format!(
+        let mut errs = format!(
             "max abs err {}, max rel err {}",
-            fmt_g(self.max_abs.unwrap_or(f64::NAN), 3),
-            fmt_g(self.max_rel.unwrap_or(f64::NAN), 3)
+            fmt_nan(self.max_abs),
+            fmt_nan(self.max_rel)
         );
+        let n = self.nan;
+        if n.output > 0 || n.reference > 0 {
+            errs.push_str(&format!(
+                "; NaN: {} in the output, {} in the reference, {} on one side only",
+                n.output, n.reference, n.one_sided
+            ));
+        }
         if self.ok() {
             format!("ok ({errs})")
         } else {
@@ -277,6 +347,15 @@ impl Comparison {
                 fmt_g(rtol, 6)
             )
         }
+    }
+}
+
+/// `NaN`, or the number to 3 significant digits.
+fn fmt_nan(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x.is_nan() => "NaN".into(),
+        Some(x) => fmt_g(x, 3),
+        None => "-".into(),
     }
 }
 
@@ -303,12 +382,76 @@ mod tests {
 
         let c = compare(&exp, &exp, 0.0, 0.0).unwrap();
         assert!(c.ok());
+        assert_eq!(
+            c.nan,
+            NanCounts {
+                output: 1,
+                reference: 1,
+                one_sided: 0
+            }
+        );
+        assert_eq!(c.max_abs, Some(0.0));
         let inf = Tensor::from(arr2(&[[f32::INFINITY]]));
         let one = Tensor::from(arr2(&[[1.0f32]]));
         assert!(!compare(&one, &inf, 1.0, 1.0).unwrap().ok());
         assert!(compare(&inf, &inf, 0.0, 0.0).unwrap().ok());
         let other = Tensor::from(arr2(&[[1.0f32, 2.0]]));
         assert!(compare(&one, &other, 1.0, 1.0).unwrap().error.is_some());
+    }
+
+    /// An all-NaN output against numbers: NaN errors, every element a mismatch, counted.
+    #[test]
+    fn nan_output_is_a_nan_error() {
+        let got = Tensor::from(arr2(&[[f32::NAN, f32::NAN], [f32::NAN, f32::NAN]]));
+        let exp = Tensor::from(arr2(&[[1.0f32, 2.0], [3.0, 4.0]]));
+        let c = compare(&got, &exp, 1e-4, 1e-5).unwrap();
+        assert!(!c.ok());
+        assert_eq!(c.mismatched, 4);
+        assert!(c.max_abs.unwrap().is_nan() && c.max_rel.unwrap().is_nan());
+        assert_eq!(
+            c.nan,
+            NanCounts {
+                output: 4,
+                reference: 0,
+                one_sided: 4
+            }
+        );
+        let text = c.describe(1e-4, 1e-5);
+        assert!(text.contains("max abs err NaN, max rel err NaN"), "{text}");
+        assert!(text.contains("NaN: 4 in the output, 0 in the reference, 4 on one side only"));
+        // The reverse: NaN in the reference only.
+        let c = compare(&exp, &got, 1e-4, 1e-5).unwrap();
+        assert_eq!(c.nan.one_sided, 4);
+        assert!(c.max_abs.unwrap().is_nan());
+    }
+
+    /// The worst element relative to the tolerance and the largest absolute error can be
+    /// different elements: a small error on a small value, a larger one on a large value.
+    #[test]
+    fn worst_vs_tolerance_and_largest_abs_err_differ() {
+        let got = Tensor::from(arr2(&[[0.0011f64, 1000.05]]));
+        let exp = Tensor::from(arr2(&[[0.001f64, 1000.0]]));
+        let c = compare(&got, &exp, 1e-4, 1e-5).unwrap();
+        // 1e-4 off with 1.01e-5 allowed, versus 0.05 off with 0.10001 allowed.
+        assert_eq!(c.mismatched, 1);
+        assert_eq!(c.worst.as_ref().unwrap().index, [0, 0]);
+        assert_eq!(c.largest.as_ref().unwrap().index, [0, 1]);
+        let lines = c.where_lines(rnn_run::DatumType::F64, rnn_run::DatumType::F64);
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("worst vs tolerance at [0, 0]: got 0.0011"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("largest abs err at [0, 1]: got 1000.05"),
+            "{lines:?}"
+        );
+        let same = compare(&got, &got, 0.0, 0.0).unwrap();
+        assert_eq!(
+            same.where_lines(rnn_run::DatumType::F64, rnn_run::DatumType::F64)
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -321,13 +321,21 @@ fn run(a: RunArgs) -> Result<i32> {
         for o in &report.outputs {
             if let Some((c, exp_dt, source)) = &o.comparison {
                 if !c.ok() {
-                    let detail = match (&c.error, c.worst_line(o.tensor.datum_type(), *exp_dt)) {
-                        (Some(e), _) => e.clone(),
-                        (None, Some(w)) => format!(
-                            "{} of {} values outside tolerance; {w}",
-                            c.mismatched, c.total
-                        ),
-                        (None, None) => format!("{} values outside tolerance", c.mismatched),
+                    let lines = c.where_lines(o.tensor.datum_type(), *exp_dt);
+                    let detail = match &c.error {
+                        Some(e) => e.clone(),
+                        None => {
+                            let mut d =
+                                format!("{} of {} values outside tolerance", c.mismatched, c.total);
+                            if c.nan.one_sided > 0 {
+                                d.push_str(&format!(" ({} NaN on one side only)", c.nan.one_sided));
+                            }
+                            for line in lines {
+                                d.push_str("; ");
+                                d.push_str(&line);
+                            }
+                            d
+                        }
                     };
                     eprintln!(
                         "mismatch: output '{}' differs from {source}: {detail}",

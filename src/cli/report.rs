@@ -3,7 +3,7 @@
 use rnn_run::attrs::{Layout, OpKind};
 use rnn_run::{dtype_name, Dim, Engine, IoInfo, Model, ModelInfo, RecurrentNode, Tensor, Typing};
 
-use super::compare::Comparison;
+use super::compare::{At, Comparison};
 use super::format::{fmt_g, fmt_value, stats, with_values_f64, FIRST};
 use super::json::Json;
 
@@ -57,6 +57,16 @@ pub struct RunReport<'a> {
     pub atol: f64,
 }
 
+/// A number, or the string `"NaN"` (JSON has no NaN; `null` would read as "not compared"),
+/// or `"inf"` / `"-inf"`.
+fn nan_or_number(x: Option<f64>) -> Json {
+    match x {
+        Some(x) if x.is_nan() => Json::from("NaN"),
+        Some(x) if x.is_infinite() => Json::from(if x > 0.0 { "inf" } else { "-inf" }),
+        other => Json::from(other),
+    }
+}
+
 fn shape_of(t: &Tensor) -> String {
     format!(
         "[{}]",
@@ -106,20 +116,26 @@ impl RunReport<'_> {
                     .with("dtype", dtype_name(o.tensor.datum_type()))
                     .with("path", o.path.clone());
                 if let Some((c, _, source)) = &o.comparison {
-                    j.set("max_abs_err", c.max_abs);
-                    j.set("max_rel_err", c.max_rel);
+                    j.set("max_abs_err", nan_or_number(c.max_abs));
+                    j.set("max_rel_err", nan_or_number(c.max_rel));
                     j.set("ok", c.ok());
                     j.set("mismatched", c.mismatched);
                     j.set("reference", source.as_str());
                     j.set(
-                        "worst",
-                        c.worst.as_ref().map(|w| {
-                            Json::obj()
-                                .with("index", w.index.clone())
-                                .with("got", w.got)
-                                .with("expected", w.expected)
-                        }),
+                        "nan",
+                        Json::obj()
+                            .with("output", c.nan.output)
+                            .with("reference", c.nan.reference)
+                            .with("one_sided", c.nan.one_sided),
                     );
+                    let at = |w: &At| {
+                        Json::obj()
+                            .with("index", w.index.clone())
+                            .with("got", nan_or_number(Some(w.got)))
+                            .with("expected", nan_or_number(Some(w.expected)))
+                    };
+                    j.set("worst_vs_tolerance", c.worst.as_ref().map(at));
+                    j.set("largest_abs_err_at", c.largest.as_ref().map(at));
                     j.set("error", c.error.clone());
                 }
                 j
@@ -198,8 +214,8 @@ impl RunReport<'_> {
                     c.describe(self.rtol, self.atol)
                 ));
                 // Nothing to point at when the output equals the reference exactly.
-                if c.max_abs.is_some_and(|e| e > 0.0) || !c.ok() {
-                    if let Some(line) = c.worst_line(dt, *exp_dt) {
+                if c.max_abs.is_some_and(|e| e != 0.0) || !c.ok() {
+                    for line in c.where_lines(dt, *exp_dt) {
                         out.push_str(&format!("    {line}\n"));
                     }
                 }
