@@ -41,6 +41,7 @@ pub mod cells;
 pub mod describe;
 pub mod error;
 pub mod gates;
+mod guard;
 pub mod kernels;
 pub mod layer;
 pub mod model;

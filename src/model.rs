@@ -13,6 +13,7 @@ use tract_onnx::pb::{GraphProto, ModelProto};
 use crate::attrs::NodeSpec;
 use crate::describe::ModelInfo;
 use crate::error::{chain_message, Error, Result};
+pub(crate) use crate::guard::without_panics;
 use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
 use crate::passes::specialize::{PlanCache, PlanStats, Specialized};
@@ -174,15 +175,32 @@ impl Model {
         )
     }
 
-    /// Loads a model from bytes (external data, if any, is resolved against the current
-    /// directory).
+    /// Loads a model from bytes. A model whose weights are stored in external data files
+    /// (every PyTorch dynamo export) is refused, naming the tensor: load it with
+    /// [`Model::from_bytes_in`], which says where those files are.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         Model::from_parts(bytes, "model".into(), None, &LoadOptions::default())
     }
 
-    /// Loads a model from bytes with options.
+    /// Loads a model from bytes with options (no external data, as [`Model::from_bytes`]).
     pub fn from_bytes_with(bytes: &[u8], options: &LoadOptions) -> Result<Model> {
         Model::from_parts(bytes, "model".into(), None, options)
+    }
+
+    /// Loads a model from bytes, its external data files (`model.onnx.data`) looked up in
+    /// `dir` with the same checks as [`Model::load`] (relative paths inside `dir` only).
+    pub fn from_bytes_in(bytes: &[u8], dir: impl AsRef<Path>) -> Result<Model> {
+        Model::from_bytes_in_with(bytes, dir, &LoadOptions::default())
+    }
+
+    /// [`Model::from_bytes_in`] with options.
+    pub fn from_bytes_in_with(
+        bytes: &[u8],
+        dir: impl AsRef<Path>,
+        options: &LoadOptions,
+    ) -> Result<Model> {
+        let dir = dir.as_ref();
+        Model::from_parts(bytes, "model".into(), Some(dir.to_path_buf()), options)
     }
 
     fn from_parts(
@@ -396,8 +414,11 @@ impl Model {
             .map(|&ix| inputs[ix].take().map(|t| t.into_tvalue()))
             .collect::<Option<TVec<TValue>>>()
             .ok_or_else(|| Error::Run("an input is fed twice".into()))?;
-        let outputs = without_panics(|| plan.plan.run(fed))
-            .map_err(|what| Error::Run(format!("tract failed while running the graph ({what})")))?
+        let mut session = plan
+            .plan
+            .spawn()
+            .map_err(|e| Error::from_tract(e, Error::Run))?;
+        let outputs = crate::guard::run_plan(&mut session, fed)
             .map_err(|e| Error::from_tract(e, Error::Run))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
@@ -510,19 +531,6 @@ fn check_tensor_sizes(typed: &TypedModel) -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Runs `f`, turning a panic into its message: tract panics on some malformed graphs (and its
-/// own lowering of recurrent ops on shapes it does not expect), and a library must return an
-/// error instead.
-pub(crate) fn without_panics<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default()
-    })
 }
 
 /// Checks `inputs` against declared inputs: count, element type, rank and fixed dimensions.

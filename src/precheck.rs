@@ -8,8 +8,8 @@ use std::path::Path;
 
 use tract_onnx::pb::{tensor_proto::DataLocation, GraphProto, ModelProto, TensorProto};
 
-/// Runs every check; `dir` is where external data files are looked up (without one, tract
-/// refuses external data by itself).
+/// Runs every check; `dir` is where external data files are looked up (without one, external
+/// data is refused).
 pub(crate) fn check_model(
     proto: &ModelProto,
     graph: &GraphProto,
@@ -28,9 +28,18 @@ pub(crate) fn check_model(
     }
     check_outputs(graph)?;
     check_transposes(graph)?;
-    if let Some(dir) = dir {
-        for t in &graph.initializer {
-            check_external_data(t, dir)?;
+    for t in &graph.initializer {
+        match dir {
+            Some(dir) => check_external_data(t, dir)?,
+            None if is_external(t) => {
+                return Err(format!(
+                    "tensor '{}' is stored in an external data file, and a model loaded from \
+                     bytes has no directory to find it in: use Model::load(path) or \
+                     Model::from_bytes_in(bytes, dir)",
+                    t.name
+                ))
+            }
+            None => {}
         }
     }
     Ok(())
@@ -94,7 +103,7 @@ fn is_permutation(perm: &[i64]) -> bool {
 /// An initializer stored in an external file: the file exists and holds the byte range the
 /// tensor declares (`offset` + `length`, or its element count times its element size).
 fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
-    if t.data_location != Some(DataLocation::External as i32) || !t.raw_data.is_empty() {
+    if !is_external(t) {
         return Ok(());
     }
     let entry = |key: &str| {
@@ -163,6 +172,11 @@ fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
             offset as u128 + length as u128
         )),
     }
+}
+
+/// Whether a tensor's data is in an external file.
+fn is_external(t: &TensorProto) -> bool {
+    t.data_location == Some(DataLocation::External as i32) && t.raw_data.is_empty()
 }
 
 /// Resolves an external-data `location` against the model's directory, refusing anything

@@ -540,20 +540,14 @@ impl Stream {
                 .map_err(|e| Error::Run(chain_message(&e)))?,
         };
         let mut session = session;
-        let result = without_panics(|| session.run(fed));
+        let result = crate::guard::run_plan(&mut session, fed);
         self.session = Some((plan.clone(), session));
         let mut outputs = match result {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => {
+            Ok(o) => o,
+            Err(e) => {
                 // A failed chunk leaves the stream where it was.
                 self.states = Some(states);
                 return Err(Error::from_tract(e, Error::Run));
-            }
-            Err(what) => {
-                self.states = Some(states);
-                return Err(Error::Run(format!(
-                    "tract failed while running the graph ({what})"
-                )));
             }
         };
         let next: Vec<TValue> = outputs.drain(n_out..).collect();

@@ -279,3 +279,22 @@ fn chunked_runs_take_any_length_and_say_so() {
     assert!(v["plan_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v.get("chunk").is_none());
 }
+
+/// `--engine tract` (tract's own recurrent ops, for comparison) runs at any batch: the plan is
+/// specialized to the inputs, where tract's symbolic batch once clashed with its lowering.
+#[test]
+fn engine_tract_runs_at_batch_16() {
+    let dir = root().join("fixtures/tutorial/lstm_legacy_batch");
+    let mut args: Vec<String> = vec![dir.join("model.onnx").display().to_string()];
+    for k in 0..3 {
+        args.push(dir.join(format!("input_{k}.npy")).display().to_string());
+    }
+    args.push("--expect".into());
+    for k in 0..3 {
+        args.push(dir.join(format!("expected_{k}.npy")).display().to_string());
+    }
+    args.extend(["--engine".into(), "tract".into()]);
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("all 3 outputs match"), "{}", out.stdout);
+}

@@ -565,3 +565,25 @@ fn a_sample_rate_input_chooses_the_branch() {
     assert_eq!(model.plan_stats().built, before + 1);
     assert_ne!(at_rate[0], other[0]);
 }
+
+/// A dynamo export keeps its weights in `model.onnx.data`: from bytes, the directory must be
+/// given, and without it the refusal says which tensor and what to call instead.
+#[test]
+fn models_from_bytes_find_external_data_in_the_directory_given() {
+    let dir = fixture("tutorial/lstm_dynamo");
+    assert!(dir.join("model.onnx.data").exists());
+    let bytes = std::fs::read(dir.join("model.onnx")).unwrap();
+    match Model::from_bytes(&bytes) {
+        Err(Error::InvalidModel { message, .. }) => {
+            assert!(message.contains("from_bytes_in"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let from_bytes = Model::from_bytes_in(&bytes, &dir).unwrap();
+    let from_file = Model::load(dir.join("model.onnx")).unwrap();
+    let ins = inputs(&dir);
+    assert_eq!(
+        from_bytes.run(ins.clone()).unwrap(),
+        from_file.run(ins).unwrap()
+    );
+}
