@@ -423,6 +423,50 @@ impl Model {
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
 
+    /// Runs the model `runs` times on `inputs` and returns how long each node of the plan
+    /// took in all, longest first: (node name, op, total time). For finding where the time
+    /// goes; [`Model::run`] is the way to run.
+    pub fn profile(
+        &self,
+        inputs: Vec<Tensor>,
+        runs: usize,
+    ) -> Result<Vec<(String, String, Duration)>> {
+        self.check_inputs(&inputs)?;
+        let (plan, _) = self.plan_for(&inputs)?;
+        let fed: TVec<TValue> = plan
+            .fed
+            .iter()
+            .map(|&ix| inputs[ix].clone().into_tvalue())
+            .collect();
+        let mut times: std::collections::HashMap<usize, Duration> = Default::default();
+        let mut session = plan
+            .plan
+            .spawn()
+            .map_err(|e| Error::Run(chain_message(&e)))?;
+        for _ in 0..runs.max(1) {
+            without_panics(|| {
+                session.run_plan_with_eval(fed.clone(), |ctx, state, node, inputs| {
+                    let start = std::time::Instant::now();
+                    let out = tract_core::plan::eval(ctx, state, node, inputs);
+                    *times.entry(node.id).or_default() += start.elapsed();
+                    out
+                })
+            })
+            .map_err(|p| Error::Run(format!("tract failed while running the graph ({p})")))?
+            .map_err(|e| Error::from_tract(e, Error::Run))?;
+        }
+        let model = plan.plan.model();
+        let mut rows: Vec<(String, String, Duration)> = times
+            .into_iter()
+            .map(|(id, t)| {
+                let node = model.node(id);
+                (node.name.clone(), node.op.name().to_string(), t)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.2.cmp(&a.2));
+        Ok(rows)
+    }
+
     /// The cached plan for these inputs, or a new one; true when it was built now.
     fn plan_for(&self, inputs: &[Tensor]) -> Result<(Arc<Specialized>, bool)> {
         let shapes = || {
@@ -633,7 +677,17 @@ pub(crate) fn optimize_typed(
     threads: Option<&Arc<Threads>>,
 ) -> TractResult<TypedModel> {
     set_threads(&mut typed, threads);
-    match typed.clone().into_optimized() {
+    let optimized = (|| {
+        let mut model = typed.clone();
+        model.declutter()?;
+        crate::passes::fold::fold_constants(&mut model)?;
+        model.optimize()?;
+        // Codegen lowers some ops into new constant work (a quantized product's weight
+        // casts and sums): fold that too.
+        crate::passes::fold::fold_constants(&mut model)?;
+        Ok::<_, TractError>(model)
+    })();
+    match optimized {
         Ok(optimized) => Ok(optimized),
         Err(_) => Ok(typed),
     }
