@@ -463,7 +463,7 @@ impl Model {
                 (node.name.clone(), node.op.name().to_string(), t)
             })
             .collect();
-        rows.sort_by(|a, b| b.2.cmp(&a.2));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.2));
         Ok(rows)
     }
 
