@@ -13,53 +13,16 @@ use rnn_run::attrs::NodeSpec;
 use rnn_run::cells::{Cell, DirWeights, Lstm};
 use rnn_run::layer::{Carry, Layer, RunInputs};
 use rnn_run::{Model, Tensor};
-use tract_onnx::pb;
-use tract_onnx::pb::tensor_proto::DataType;
 
+#[path = "../tests/common/models.rs"]
+mod models;
 #[path = "../tests/common/proto.rs"]
 mod proto;
-use proto::{attr_int, float_initializer, model_bytes, value_info, Dim};
-
-fn weights(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
-        })
-        .collect()
-}
-
-fn lstm_node(h: usize) -> pb::NodeProto {
-    pb::NodeProto {
-        name: "lstm".into(),
-        op_type: "LSTM".into(),
-        input: vec!["X".into(), "W".into(), "R".into(), "B".into()],
-        output: vec!["Y".into()],
-        attribute: vec![attr_int("hidden_size", h as i64)],
-        ..Default::default()
-    }
-}
+use models::{lstm_node, weights};
 
 /// One forward LSTM, X `[seq, 1, i]`, constant W, R and B.
 fn lstm_model(w: &[f32], r: &[f32], b: &[f32], h: usize, i: usize) -> Vec<u8> {
-    let g = 4 * h as i64;
-    let x_dims = [Dim::S("seq"), Dim::N(1), Dim::N(i as i64)];
-    let graph = pb::GraphProto {
-        name: "lstm".into(),
-        node: vec![lstm_node(h)],
-        initializer: vec![
-            float_initializer("W", &[1, g, i as i64], w.to_vec()),
-            float_initializer("R", &[1, g, h as i64], r.to_vec()),
-            float_initializer("B", &[1, 2 * g], b.to_vec()),
-        ],
-        input: vec![value_info("X", DataType::Float, Some(&x_dims))],
-        output: vec![value_info("Y", DataType::Float, None)],
-        ..Default::default()
-    };
-    model_bytes(graph, 14)
+    models::lstm_model(w, r, b, h, i, Some(1))
 }
 
 /// Times each closure `reps` times, interleaved (one call of each per round), so every

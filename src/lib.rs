@@ -48,6 +48,7 @@ pub mod model;
 pub mod npy;
 pub mod op;
 mod passes;
+pub mod pool;
 mod precheck;
 pub mod qlstm;
 pub mod sniff;
@@ -61,6 +62,7 @@ pub use model::{
     dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode, Typing, DEFAULT_PLAN_CACHE,
 };
 pub use passes::specialize::PlanStats;
+pub use pool::{Frame, Pending, PoolOptions, PoolStats, StreamId, StreamPool};
 pub use stream::{Stream, StreamOptions, StreamOutput};
 pub use tensor::{Element, TensorExt};
 pub use tract_hir::internal::{DatumType, Tensor};

@@ -290,6 +290,60 @@ impl AnyLayer {
     }
 }
 
+/// Cells built from constant weights, shared by every plan that holds the same weight
+/// tensors: a model's plans (one per input signature), its streams' and its pools' plans all
+/// read one packed copy, which both saves memory and keeps one copy in cache when streams of
+/// one model run side by side. An entry holds its weight tensors, so a pointer seen equal is
+/// the same tensor, not a new one at a freed address; it lasts while some plan holds its cells.
+struct LayerEntry {
+    spec: Arc<NodeSpec>,
+    dt: DatumType,
+    weights: [Option<Arc<Tensor>>; 4],
+    layer: std::sync::Weak<AnyLayer>,
+}
+
+static LAYERS: std::sync::Mutex<Vec<LayerEntry>> = std::sync::Mutex::new(Vec::new());
+
+/// The cells for these weights (W, R, B, P), built once.
+fn shared_layer(
+    spec: &Arc<NodeSpec>,
+    dt: DatumType,
+    weights: [Option<Arc<Tensor>>; 4],
+) -> TractResult<Arc<AnyLayer>> {
+    let same = |a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>| match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    let mut layers = LAYERS.lock().unwrap_or_else(|e| e.into_inner());
+    layers.retain(|e| e.layer.strong_count() > 0);
+    let found = layers.iter().find_map(|e| {
+        let hit = e.dt == dt
+            && *e.spec == **spec
+            && e.weights.iter().zip(&weights).all(|(a, b)| same(a, b));
+        hit.then(|| e.layer.upgrade()).flatten()
+    });
+    if let Some(layer) = found {
+        return Ok(layer);
+    }
+    let [w, r, b, p] = &weights;
+    let layer = Arc::new(AnyLayer::build(
+        spec,
+        dt,
+        w.as_ref().context("W")?,
+        r.as_ref().context("R")?,
+        b.as_deref(),
+        p.as_deref(),
+    )?);
+    layers.push(LayerEntry {
+        spec: spec.clone(),
+        dt,
+        weights,
+        layer: Arc::downgrade(&layer),
+    });
+    Ok(layer)
+}
+
 /// What a streaming op carries between calls, in the layer's element type.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Carry {
@@ -447,7 +501,7 @@ impl NativeRecurrent {
             return Ok(None);
         }
         let x_dt = model.outlet_fact(inputs[0])?.datum_type;
-        let layer = AnyLayer::build(&self.spec, x_dt, &w, &r, b.as_deref(), p.as_deref())?;
+        let layer = shared_layer(&self.spec, x_dt, [Some(w), Some(r), b, p])?;
         let per_run = [
             Some(0),
             slots.sequence_lens,
@@ -455,7 +509,7 @@ impl NativeRecurrent {
             slots.initial_c,
         ];
         let op = NativeRecurrent {
-            layer: Some(Arc::new(layer)),
+            layer: Some(layer),
             ..self.clone()
         };
         Ok(Some((

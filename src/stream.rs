@@ -20,6 +20,9 @@ use crate::passes::time_axis::{analyse, find_time_axes, Flow};
 /// The name of the symbol that stands for a chunk's length while a stream's graph is typed.
 pub const STREAM_SEQ: &str = "stream_seq";
 
+/// The name of the symbol that stands for the number of streams a pool runs in one step.
+pub const POOL_BATCH: &str = "pool_batch";
+
 /// Stream plans kept per stream (one per chunk shape seen lately).
 const STREAM_PLANS: usize = 4;
 
@@ -75,10 +78,10 @@ pub struct Stream {
 /// A stream's graph, and which stream-start inputs it takes (scalar integers, such as a
 /// sample rate, are folded into it as constants).
 #[derive(Debug)]
-struct Built {
-    graph: StreamGraph,
-    start_fed: Vec<usize>,
-    outputs: Vec<StreamOutput>,
+pub(crate) struct Built {
+    pub graph: StreamGraph,
+    pub start_fed: Vec<usize>,
+    pub outputs: Vec<StreamOutput>,
 }
 
 /// A stream's graph planned for one chunk shape.
@@ -330,7 +333,7 @@ impl Model {
 }
 
 /// Why a stream's graph was not built.
-enum Building {
+pub(crate) enum Building {
     /// The analysis refused it (final).
     Refused(String),
     /// tract could not type it with these shapes.
@@ -342,10 +345,29 @@ impl Stream {
     /// time inputs' other dimensions as declared or, with `chunk`, as in these tensors; then
     /// analyses it and makes its states explicit.
     fn build(&self, chunk: Option<&[Tensor]>) -> std::result::Result<Built, Building> {
+        self.build_batched(chunk, None).map(|(built, _)| built)
+    }
+
+    /// [`Stream::build`], with, for a pool of streams, the batch axis of each model input
+    /// (time inputs and stream-start inputs) made the symbol [`POOL_BATCH`], returned too.
+    pub(crate) fn build_batched(
+        &self,
+        chunk: Option<&[Tensor]>,
+        batch_axes: Option<&[Option<usize>]>,
+    ) -> std::result::Result<(Built, Option<Symbol>), Building> {
         let untyped = |e: anyhow::Error| Building::Untyped(chain_message(&e));
         let model = &self.model;
         let mut inference = InferenceModel::clone(&model.inference);
         let seq = inference.symbols.sym(STREAM_SEQ);
+        let batch = batch_axes.map(|_| inference.symbols.sym(POOL_BATCH));
+        let batched = |ix: usize, mut shape: TVec<TDim>| -> TVec<TDim> {
+            if let (Some(axes), Some(b)) = (batch_axes, &batch) {
+                if let Some(axis) = axes[ix] {
+                    shape[axis] = b.clone().into();
+                }
+            }
+            shape
+        };
         let mut exported_lengths = vec![];
         let mut start_fed = vec![];
         let outlets = inference.input_outlets().map_err(untyped)?.to_vec();
@@ -359,8 +381,9 @@ impl Stream {
                     .set_outlet_fact(outlets[ix], InferenceFact::from(t.clone()))
                     .map_err(untyped)?;
             } else {
+                let shape = batched(ix, t.shape().iter().map(|&d| d.to_dim()).collect());
                 inference
-                    .set_input_fact(ix, InferenceFact::dt_shape(t.datum_type(), t.shape()))
+                    .set_input_fact(ix, InferenceFact::dt_shape(t.datum_type(), shape))
                     .map_err(untyped)?;
                 start_fed.push(k);
             }
@@ -386,7 +409,7 @@ impl Stream {
                     .collect::<TractResult<_>>()
                     .map_err(untyped)?,
             };
-            let mut shape = shape;
+            let mut shape = batched(ix, shape);
             shape[axis] = seq.clone().into();
             inference
                 .set_input_fact(ix, InferenceFact::dt_shape(info.dtype, shape))
@@ -436,11 +459,14 @@ impl Stream {
                 _ => StreamOutput::Final,
             })
             .collect();
-        Ok(Built {
-            graph,
-            start_fed,
-            outputs,
-        })
+        Ok((
+            Built {
+                graph,
+                start_fed,
+                outputs,
+            },
+            batch,
+        ))
     }
 
     /// Runs the next chunk: the inputs with a time axis (see [`Stream::time_inputs`]), in
@@ -748,6 +774,40 @@ impl Stream {
         &self.pushed
     }
 
+    /// A stream over `model` with these time axes and stream-start values, unchecked and not
+    /// analysed: what a pool of streams builds its batched graph from.
+    pub(crate) fn for_pool(
+        model: &Model,
+        time_axes: Vec<Option<usize>>,
+        start: Vec<Tensor>,
+    ) -> Stream {
+        let time_inputs = (0..time_axes.len())
+            .filter(|&i| time_axes[i].is_some())
+            .collect();
+        let start_inputs = (0..time_axes.len())
+            .filter(|&i| time_axes[i].is_none())
+            .collect();
+        Stream {
+            model: model.clone(),
+            time_axes,
+            time_inputs,
+            start_inputs,
+            start,
+            pushed: vec![],
+            graph: None,
+            chunk_shapes: None,
+            plans: VecDeque::new(),
+            session: None,
+            states: None,
+            pushes: 0,
+        }
+    }
+
+    /// The model input position of the k-th stream-start input.
+    pub(crate) fn start_input(&self, k: usize) -> usize {
+        self.start_inputs[k]
+    }
+
     /// The names of the inputs given when the stream started.
     pub fn start_inputs(&self) -> Vec<&str> {
         self.start_inputs
@@ -818,7 +878,7 @@ impl Model {
 /// nodes' weights prepared, but nothing else rewritten, so that nodes keep their ONNX names
 /// and ops their meaning (tract's clean-up merges slices, folds pads into convolutions and
 /// renames nodes after their neighbours).
-fn type_for_analysis(inference: InferenceModel) -> TractResult<TypedModel> {
+pub(crate) fn type_for_analysis(inference: InferenceModel) -> TractResult<TypedModel> {
     let mut typed = inference.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
     typed.prop_consts()?;

@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 pub enum Command {
     Run(RunArgs),
     Inspect(InspectArgs),
+    ServeBench(ServeBenchArgs),
 }
 
 /// Run a model.
@@ -20,7 +21,9 @@ pub enum Command {
     about = "Run an ONNX model exported from PyTorch, with exact native RNN/LSTM/GRU cells",
     after_help = "INPUT binds to the graph's inputs in order: `x.npy`, or `name=x.npy`, or one \
                   `.npz` whose keys are input names.\n\nTo describe a model instead: rnn-run \
-                  inspect MODEL [--json]\n\nExit codes: 0 ok, 1 --expect mismatch, 2 error."
+                  inspect MODEL [--json]\nTo measure a pool of concurrent streams: rnn-run \
+                  serve-bench MODEL --streams N\n\nExit codes: 0 ok, 1 --expect mismatch, 2 \
+                  error."
 )]
 pub struct RunArgs {
     /// The ONNX model file.
@@ -88,6 +91,50 @@ pub struct InspectArgs {
     pub engine: EngineArg,
 }
 
+/// Serve many concurrent streams of a model, pooled into batched steps and then each on its
+/// own, and compare frames per second and latency.
+#[derive(Parser, Debug)]
+#[command(name = "rnn-run serve-bench", version)]
+pub struct ServeBenchArgs {
+    /// The ONNX model file.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+
+    /// One frame of one stream: the inputs pushed with every frame (batch 1), as `.npy` files
+    /// in input order, `name=x.npy`, or one `.npz`; zeros with one time step when omitted.
+    #[arg(value_name = "FRAME")]
+    pub frame: Vec<OsString>,
+
+    /// Concurrent streams.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub streams: u32,
+
+    /// Frames per stream.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub frames: u32,
+
+    /// The most streams in one step.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch: u32,
+
+    /// The longest a frame waits for others, in microseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub max_wait_us: u64,
+
+    /// A state the model carries through its inputs and outputs: `INPUT=OUTPUT` (Silero VAD:
+    /// `state=stateN`); repeatable.
+    #[arg(long, value_name = "IN=OUT")]
+    pub feedback: Vec<String>,
+
+    /// Values of the inputs every stream shares (a sample rate): `name=x.npy`; repeatable.
+    #[arg(long, value_name = "NAME=FILE")]
+    pub shared: Vec<OsString>,
+
+    /// Print one JSON document instead of the readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `--engine`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineArg {
@@ -119,6 +166,11 @@ fn tolerance(s: &str) -> Result<f64, String> {
 
 /// Parses the whole command line (`argv[0]` included).
 pub fn parse(argv: Vec<OsString>) -> Result<Command, clap::Error> {
+    if argv.get(1).is_some_and(|a| a == "serve-bench") {
+        let rest =
+            std::iter::once(OsString::from("rnn-run serve-bench")).chain(argv.into_iter().skip(2));
+        return ServeBenchArgs::try_parse_from(rest).map(Command::ServeBench);
+    }
     if argv.get(1).is_some_and(|a| a == "inspect") {
         let rest =
             std::iter::once(OsString::from("rnn-run inspect")).chain(argv.into_iter().skip(2));

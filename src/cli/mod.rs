@@ -10,6 +10,7 @@ mod inputs;
 mod json;
 mod output;
 mod report;
+mod serve;
 
 use std::ffi::OsString;
 use std::time::Instant;
@@ -67,6 +68,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     let result = std::panic::catch_unwind(move || match command {
         Command::Run(a) => run(a),
         Command::Inspect(a) => inspect(a),
+        Command::ServeBench(a) => serve::serve_bench(a),
     });
     match result {
         Ok(Ok(code)) => code,
@@ -128,7 +130,7 @@ fn one_line(e: &anyhow::Error) -> String {
 
 /// Writes the report on stdout. A closed stdout (`rnn-run ... | head`) is not an error worth
 /// reporting, and must not panic as `print!` would.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());

@@ -117,6 +117,22 @@ impl std::fmt::Display for Refusal {
 /// followed through the graph (projections, transposes, convolutions' batch axes...). Inputs
 /// whose axis at that place is a broadcast (size 1 where X's is not) are not time inputs.
 pub fn find_time_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
+    find_axes(model, seq_axis)
+}
+
+/// For each graph input, the axis that is the batch axis of a recurrent node's X (or of its
+/// initial states), followed the same way.
+pub fn find_batch_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
+    find_axes(model, |layout| match layout {
+        Layout::SeqMajor => 1,
+        Layout::BatchMajor => 0,
+    })
+}
+
+fn find_axes(
+    model: &TypedModel,
+    x_axis: impl Fn(Layout) -> usize,
+) -> TractResult<Vec<Option<usize>>> {
     let inputs = model.input_outlets()?.to_vec();
     let mut axes = vec![None; inputs.len()];
     let tracks = full_axis_tracking(model)?;
@@ -125,7 +141,7 @@ pub fn find_time_axes(model: &TypedModel) -> TractResult<Vec<Option<usize>>> {
             continue;
         };
         // Backward and length-bound nodes too: the analysis refuses them by name.
-        let axis = seq_axis(op.spec().layout);
+        let axis = x_axis(op.spec().layout);
         let x = node.inputs[0];
         let time_dim = model.outlet_fact(x)?.shape[axis].clone();
         if let Some(tracking) = tracks.iter().find(|t| t.outlets.get(&x) == Some(&axis)) {
@@ -162,12 +178,40 @@ pub fn seq_axis(layout: Layout) -> usize {
     }
 }
 
+/// Which axis is followed: the same rules serve the time axis of a stream and the batch axis
+/// of a pool of streams, which must keep its entries (streams) apart just as strictly, but
+/// has nothing to carry and no last entry to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Time,
+    Batch,
+}
+
 /// Follows the time axis `s` from `time_inputs` (graph input position, axis) through the
 /// graph; refuses the first node that mixes time steps.
 pub fn analyse(
     model: &TypedModel,
     time_inputs: &[(usize, usize)],
     s: &Symbol,
+) -> TractResult<Result<Streamable, Refusal>> {
+    follow(model, time_inputs, s, Mode::Time)
+}
+
+/// Follows the batch axis `b` from `batch_inputs` (graph input position, axis) through the
+/// graph; refuses the first node that mixes the entries of the batch (the streams of a pool).
+pub fn analyse_batch(
+    model: &TypedModel,
+    batch_inputs: &[(usize, usize)],
+    b: &Symbol,
+) -> TractResult<Result<Streamable, Refusal>> {
+    follow(model, batch_inputs, b, Mode::Batch)
+}
+
+fn follow(
+    model: &TypedModel,
+    time_inputs: &[(usize, usize)],
+    s: &Symbol,
+    mode: Mode,
 ) -> TractResult<Result<Streamable, Refusal>> {
     let mut flows: HashMap<OutletId, Flow> = HashMap::new();
     let mut carried = vec![];
@@ -185,7 +229,12 @@ pub fn analyse(
             continue;
         }
         let input_flows: Vec<Flow> = node.inputs.iter().map(|i| flows[i]).collect();
-        let ctx = Ctx { model, node, s };
+        let ctx = Ctx {
+            model,
+            node,
+            s,
+            mode,
+        };
         let outcome = rule(&ctx, &input_flows, &mut carried)?;
         let outputs = match outcome {
             Ok(o) => o,
@@ -193,7 +242,7 @@ pub fn analyse(
                 return Ok(Err(Refusal {
                     node: node.name.clone(),
                     op: node.op.name().to_string(),
-                    reason,
+                    reason: mode.words(reason),
                 }))
             }
         };
@@ -220,10 +269,10 @@ pub fn analyse(
                 return Ok(Err(Refusal {
                     node: node.name.clone(),
                     op: node.op.name().to_string(),
-                    reason: format!(
+                    reason: mode.words(format!(
                         "makes an axis of size {dim} (axis {axis}) from the time axis, which \
                          a stream cannot split into chunks"
-                    ),
+                    )),
                 }));
             }
             flows.insert(OutletId::new(id, slot), *flow);
@@ -260,6 +309,24 @@ struct Ctx<'a> {
     model: &'a TypedModel,
     node: &'a TypedNode,
     s: &'a Symbol,
+    mode: Mode,
+}
+
+impl Mode {
+    /// The rules speak of time; in batch mode their reasons speak of the batch.
+    fn words(self, reason: String) -> String {
+        match self {
+            Mode::Time => reason,
+            Mode::Batch => reason
+                .replace("time axis", "batch axis")
+                .replace("time steps", "batch entries")
+                .replace(
+                    "a stream cannot split into chunks",
+                    "a pool cannot split into streams",
+                )
+                .replace("a stream sees a chunk of", "a pool batches streams along"),
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -420,6 +487,9 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
         if slice.axis != axis {
             return Ok(Ok(vec![Flow::Step(axis)]));
         }
+        if ctx.mode == Mode::Batch {
+            return Ok(Err("reads some entries of the batch axis".into()));
+        }
         let s = TDim::Sym(ctx.s.clone());
         if slice.start == TDim::Val(0) && slice.end == s {
             return Ok(Ok(vec![Flow::Step(axis)]));
@@ -440,7 +510,11 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
         if steps.iter().any(|(slot, _)| *slot != 0) {
             return Ok(Err("slices at per-step positions".into()));
         }
-        return strided_slice_rule(ctx, strided, axis);
+        let rule = strided_slice_rule(ctx, strided, axis)?;
+        if ctx.mode == Mode::Batch && matches!(rule, Ok(ref f) if f[0] == Flow::Final) {
+            return Ok(Err("reads some entries of the batch axis".into()));
+        }
+        return Ok(rule);
     }
     if let Some(concat) = op.downcast_ref::<TypedConcat>() {
         if !all_same_axis || steps.len() != inputs.len() {
@@ -503,6 +577,7 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
         };
         return Ok(match pad.pads.get(axis) {
             Some(&(0, 0)) => Ok(vec![Flow::Step(axis)]),
+            Some(_) if ctx.mode == Mode::Batch => Err("pads the batch axis".into()),
             Some(&(before, 0)) if zeros => Ok(vec![Flow::Padded { axis, before }]),
             Some(&(_, after)) if after > 0 => Err(format!(
                 "pads {after} frame{} after the time axis: it looks ahead, to frames a \
@@ -545,6 +620,9 @@ fn recurrent(
     let x = inputs[0];
     if inputs.iter().all(|f| *f == Flow::Static) {
         return Ok(Ok(ctx.same(Flow::Static)));
+    }
+    if ctx.mode == Mode::Batch {
+        return recurrent_batch(ctx, op, inputs);
     }
     if inputs[1..].contains(&Flow::Final) {
         return Ok(Err(
@@ -594,6 +672,36 @@ fn recurrent(
     let mut flows = vec![Flow::Final; ctx.node.outputs.len()];
     if let Some(y) = slots.y {
         flows[y] = Flow::Step(axis);
+    }
+    Ok(Ok(flows))
+}
+
+/// A recurrent node keeps its batch entries apart: X, the states and the outputs share one
+/// batch axis (weights stay static).
+fn recurrent_batch(ctx: &Ctx, op: &NativeRecurrent, inputs: &[Flow]) -> TractResult<Rule> {
+    let batch_major = op.spec().layout == Layout::BatchMajor;
+    let (x_batch, y_batch, state_batch) = if batch_major { (0, 0, 0) } else { (1, 2, 1) };
+    if inputs[0] != Flow::Step(x_batch) {
+        return Ok(Err("runs over the batch axis".into()));
+    }
+    let (_, _, h0, c0) = op.run_input_positions();
+    for (slot, flow) in inputs.iter().enumerate().skip(1) {
+        let state = Some(slot) == h0 || Some(slot) == c0;
+        let ok = match flow {
+            Flow::Static => !state || ctx.input_fact(slot)?.shape[state_batch].is_one(),
+            Flow::Step(a) => state && *a == state_batch,
+            _ => false,
+        };
+        if !ok {
+            return Ok(Err(format!(
+                "takes input {slot} in a way that mixes the entries of the batch axis"
+            )));
+        }
+    }
+    let slots = &op.spec().slots;
+    let mut flows = vec![Flow::Step(state_batch); ctx.node.outputs.len()];
+    if let Some(y) = slots.y {
+        flows[y] = Flow::Step(y_batch);
     }
     Ok(Ok(flows))
 }
@@ -722,6 +830,9 @@ fn strided_slice_rule(ctx: &Ctx, op: &StridedSlice, axis: usize) -> TractResult<
 fn gather_rule(ctx: &Ctx, gather: &Gather, inputs: &[Flow]) -> TractResult<Rule> {
     let indices_rank = ctx.input_fact(1)?.rank();
     match (inputs[0], inputs[1]) {
+        (Flow::Step(a), Flow::Static) if a == gather.axis && ctx.mode == Mode::Batch => {
+            Ok(Err("reads some entries of the batch axis".into()))
+        }
         (Flow::Step(a), Flow::Static) if a == gather.axis => {
             let last = ctx.input_fact(1)?.konst.as_ref().is_some_and(|k| {
                 let s = TDim::Sym(ctx.s.clone());
@@ -766,7 +877,7 @@ fn conv_rule(
     padded: Option<usize>,
     carried: &mut Vec<Carried>,
 ) -> TractResult<Rule> {
-    let can_carry = padded.is_some();
+    let can_carry = padded.is_some() && ctx.mode == Mode::Time;
     let padded = padded.unwrap_or(0);
     let shape = spec.data_format.shape(ctx.input_fact(0)?.shape.to_tvec())?;
     if shape.n_axis() == Some(axis) {
