@@ -298,3 +298,37 @@ fn engine_tract_runs_at_batch_16() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("all 3 outputs match"), "{}", out.stdout);
 }
+
+/// `rnn-run serve-bench` on Silero VAD: a pool of streams with the state fed back, against the
+/// same streams run each on its own.
+#[test]
+fn serve_bench_reports_pooled_and_solo_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = rnn_run::npy::read_npz(
+        root().join("fixtures/realworld/cases/silero_vad_16k_op15/16k_carry_call0_inputs.npz"),
+    )
+    .unwrap();
+    for (name, t) in &inputs {
+        rnn_run::npy::write_npy(dir.path().join(format!("{name}.npy")), t).unwrap();
+    }
+    let path = |n: &str| dir.path().join(format!("{n}.npy")).display().to_string();
+    let out = rnn_run(&[
+        "serve-bench".into(),
+        "fixtures/realworld/silero_vad_16k_op15.onnx".into(),
+        path("input"),
+        "--feedback".into(),
+        "state=stateN".into(),
+        "--shared".into(),
+        format!("sr={}", path("sr")),
+        "--streams".into(),
+        "4".into(),
+        "--frames".into(),
+        "3".into(),
+        "--json".into(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["streams"], 4);
+    assert_eq!(v["mean_batch"].as_f64(), Some(4.0), "{v}");
+    assert!(v["pooled_fps"].as_f64().unwrap() > 0.0 && v["solo_fps"].as_f64().unwrap() > 0.0);
+}
