@@ -1141,7 +1141,6 @@ pub fn serve_bench(
     frames: usize,
 ) -> Result<ServeReport> {
     let feedback = !options.feedback.is_empty();
-    let pairs = options.feedback.clone();
     let pool = model.stream_pool(options, shared.clone())?;
     let ids: Vec<StreamId> = (0..streams).map(|_| pool.open()).collect::<Result<_>>()?;
     // One warm-up round: plans are made for the batch sizes seen.
@@ -1169,32 +1168,40 @@ pub fn serve_bench(
     }
     let pooled = start.elapsed();
     let steps = pool.stats().steps - steps_before;
-    drop(pool);
 
     // Solo: each stream its own, one frame at a time.
     let solo = if feedback {
-        let ins = model.inputs();
-        let fed: Vec<(usize, usize)> = pairs
+        let engine = &pool.shared.engine;
+        let Kind::Feedback { pairs } = &engine.kind else {
+            unreachable!("feedback options make a feedback pool")
+        };
+        // A batch-1 call: the frame, zeros for the fed-back states, the shared values.
+        let (mut pushed, mut shared_values) = (frame.iter(), engine.shared.iter());
+        let template = engine
+            .roles
             .iter()
-            .map(|(i, o)| {
-                (
-                    ins.iter().position(|x| x.name == *i).unwrap(),
-                    model.outputs().iter().position(|x| x.name == *o).unwrap(),
-                )
+            .zip(model.inputs())
+            .map(|(role, info)| match role {
+                Role::Pushed => Ok(pushed.next().expect("a frame input").clone()),
+                Role::Shared => Ok(shared_values.next().expect("a shared input").clone()),
+                Role::PerStream => {
+                    let shape = batch_one(info, engine.axis_of(&info.name));
+                    Tensor::zero_dt(info.dtype, &shape).map_err(|e| Error::Run(chain_message(&e)))
+                }
             })
-            .collect();
-        // Inputs in model order: frame inputs, fed-back states (zeros), shared ones.
-        let template = pool_inputs(model, &fed, &frame, &shared)?;
+            .collect::<Result<Vec<_>>>()?;
+        let pairs = pairs.clone();
+        drop(pool);
         let mut states: Vec<Vec<Tensor>> =
-            vec![fed.iter().map(|&(i, _)| template[i].clone()).collect(); streams];
+            vec![pairs.iter().map(|&(i, _)| template[i].clone()).collect(); streams];
         let run = |states: &mut Vec<Vec<Tensor>>| -> Result<()> {
             for s in states.iter_mut() {
                 let mut inputs = template.clone();
-                for (k, &(i, _)) in fed.iter().enumerate() {
+                for (k, &(i, _)) in pairs.iter().enumerate() {
                     inputs[i] = s[k].clone();
                 }
                 let out = model.run(inputs)?;
-                for (k, &(_, o)) in fed.iter().enumerate() {
+                for (k, &(_, o)) in pairs.iter().enumerate() {
                     s[k] = out[o].clone();
                 }
             }
@@ -1207,6 +1214,7 @@ pub fn serve_bench(
         }
         start.elapsed()
     } else {
+        drop(pool);
         let mut solos: Vec<crate::Stream> = (0..streams)
             .map(|_| model.stream())
             .collect::<Result<_>>()?;
@@ -1238,43 +1246,4 @@ pub fn serve_bench(
             percentile(&mut latency, 0.99),
         ),
     })
-}
-
-/// A batch-1 call of a model with fed-back states: the frame's inputs, zeros for the states,
-/// the shared values, in the model's input order.
-fn pool_inputs(
-    model: &Model,
-    fed: &[(usize, usize)],
-    frame: &[Tensor],
-    shared: &[Tensor],
-) -> Result<Vec<Tensor>> {
-    let (mut frame, mut shared) = (frame.iter(), shared.iter());
-    model
-        .inputs()
-        .iter()
-        .enumerate()
-        .map(|(ix, info)| {
-            if fed.iter().any(|f| f.0 == ix) {
-                let shape: Vec<usize> = info
-                    .shape
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Fixed(n) => *n,
-                        Dim::Symbol(_) => 1,
-                    })
-                    .collect();
-                Tensor::zero_dt(info.dtype, &shape).map_err(|e| Error::Run(chain_message(&e)))
-            } else if info.shape.is_empty() {
-                shared
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| Error::Run("a shared input is missing".into()))
-            } else {
-                frame
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| Error::Run("a frame input is missing".into()))
-            }
-        })
-        .collect()
 }

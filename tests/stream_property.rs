@@ -3,7 +3,7 @@
 //! refusal names a node that really mixes time steps; and a graph without such a node is
 //! accepted.
 //!
-//! `RNN_RUN_PROP_GRAPHS=N` sets how many graphs (default 1500), `RNN_RUN_PROP_SEED=S` replays
+//! `RNN_RUN_PROP_GRAPHS=N` sets how many graphs (default 3000), `RNN_RUN_PROP_SEED=S` replays
 //! one graph (its seed is printed on failure).
 
 mod common;
@@ -28,7 +28,7 @@ fn accepted_streams_equal_whole_runs_and_refusals_name_a_mixer() {
     let n: u64 = std::env::var("RNN_RUN_PROP_GRAPHS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1500);
+        .unwrap_or(3000);
     let (mut streamed, mut refused, mut skipped, mut worst) = (0, 0, vec![], 0.0f64);
     let mut failures = vec![];
     for seed in 0..n {
