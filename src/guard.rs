@@ -33,28 +33,32 @@ fn install_hook() {
             if GUARDED.with(Cell::get) == 0 {
                 return previous(info);
             }
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            let place = info.location().map(|l| {
-                // The crate-relative part of the path (`tract-core-0.23.9/src/...`).
-                let parts: Vec<&str> = l.file().split(['/', '\\']).collect();
-                let from = parts
-                    .iter()
-                    .position(|p| *p == "src")
-                    .map_or(0, |i| i.saturating_sub(1));
-                format!("{}:{}", parts[from..].join("/"), l.line())
-            });
-            let text = match place {
-                Some(p) => format!("{message} (at {p})"),
-                None => message,
-            };
-            LAST_PANIC.with(|last| *last.borrow_mut() = Some(text));
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(describe_panic(info)));
         }));
     });
+}
+
+/// A panic's message and where it was raised, the path cut to the crate
+/// (`index out of bounds (at tract-core-0.23.9/src/ops/array/gather.rs:75)`).
+pub fn describe_panic(info: &std::panic::PanicHookInfo) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let place = info.location().map(|l| {
+        let parts: Vec<&str> = l.file().split(['/', '\\']).collect();
+        let from = parts
+            .iter()
+            .position(|p| *p == "src")
+            .map_or(0, |i| i.saturating_sub(1));
+        format!("{}:{}", parts[from..].join("/"), l.line())
+    });
+    match place {
+        Some(p) => format!("{message} (at {p})"),
+        None => message,
+    }
 }
 
 /// Runs `f`, turning a panic into its message (and where it was raised), printed nowhere.

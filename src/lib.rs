@@ -58,6 +58,7 @@ pub mod torch;
 
 pub use describe::ModelInfo;
 pub use error::{Error, NodeError, Result};
+pub use guard::describe_panic;
 pub use model::{
     dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode, Typing, DEFAULT_PLAN_CACHE,
 };

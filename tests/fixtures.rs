@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::manifest::compare;
 use rnn_run::npy::read_npy;
 use rnn_run::{Model, Tensor};
 
@@ -40,33 +43,6 @@ fn meta(dir: &Path) -> Meta {
         atol: v["atol"].as_f64().unwrap_or(1e-5),
         expect_error: v["expect_error"].as_bool().unwrap_or(false),
     }
-}
-
-/// Largest `|got - want| - rtol·|want|` excess over atol, with the flat index; `None` when
-/// every element is within tolerance.
-fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<f64, String> {
-    if got.shape() != want.shape() {
-        return Err(format!(
-            "shape {:?}, expected {:?}",
-            got.shape(),
-            want.shape()
-        ));
-    }
-    let g = got.cast_to::<f64>().unwrap();
-    let w = want.cast_to::<f64>().unwrap();
-    let g = g.to_plain_array_view::<f64>().unwrap();
-    let w = w.to_plain_array_view::<f64>().unwrap();
-    let mut worst = 0.0f64;
-    for (i, (a, b)) in g.iter().zip(w.iter()).enumerate() {
-        let err = (a - b).abs();
-        if a.is_nan() != b.is_nan() || err > atol + rtol * b.abs() {
-            return Err(format!(
-                "element {i}: got {a}, expected {b} (abs err {err:e})"
-            ));
-        }
-        worst = worst.max(err);
-    }
-    Ok(worst)
 }
 
 /// Runs every fixture of a group; returns (cases run, largest abs error).

@@ -43,26 +43,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     // A safety net: a panic inside tract (or anywhere) becomes one `error: ` line and exit
     // code 2 instead of a backtrace. The hook only records the message and where it happened.
     std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        let place = info.location().map(|l| {
-            // Keep the crate-relative part of the path (`tract-onnx-0.23.9/src/...`).
-            let parts: Vec<&str> = l.file().split(['/', '\\']).collect();
-            let from = parts
-                .iter()
-                .position(|p| *p == "src")
-                .map(|i| i.saturating_sub(1));
-            format!("{}:{}", parts[from.unwrap_or(0)..].join("/"), l.line())
-        });
         if let Ok(mut slot) = PANIC.lock() {
-            *slot = Some(match place {
-                Some(p) => format!("{message} (at {p})"),
-                None => message,
-            });
+            *slot = Some(rnn_run::describe_panic(info));
         }
     }));
     let result = std::panic::catch_unwind(move || match command {
