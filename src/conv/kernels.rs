@@ -1,0 +1,655 @@
+//! The arithmetic of [`super::PackedConv`]: a product of packed weights (`[cout, k]`) by
+//! panels of the input's patches (`[k, nr]`, packed here without a padded copy of the input),
+//! written straight into the NCHW output, bias first and the fused clamp last.
+//!
+//! Three tile kernels compute the same sums: AVX-512 (8 rows × 32 columns), AVX2+FMA
+//! (6 × 16) and a portable one (4 × 8, plain multiply-add). Which one runs is chosen once,
+//! when the op is built ([`Isa::best`]), since the weights are packed for its row count.
+
+/// The instruction set a [`super::PackedConv`] was packed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Isa {
+    /// Plain Rust: 4 rows × 8 columns.
+    Portable,
+    /// AVX2 and FMA: 6 rows × 2 vectors of 8.
+    Avx2,
+    /// AVX-512F: 8 rows × 2 vectors of 16.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest instruction set this CPU has.
+    pub(crate) fn best() -> Isa {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|isa| isa.available())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Whether this CPU runs it.
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Output channels per tile: the packed weights come in blocks of this many rows.
+    pub(crate) fn mr(self) -> usize {
+        match self {
+            Isa::Portable => 4,
+            Isa::Avx2 => 6,
+            Isa::Avx512 => 8,
+        }
+    }
+
+    /// Output positions per tile: the width of a packed panel.
+    pub(crate) fn nr(self) -> usize {
+        match self {
+            Isa::Portable => 8,
+            Isa::Avx2 => 16,
+            Isa::Avx512 => 32,
+        }
+    }
+}
+
+/// What is applied to the sums before they are stored: `max(x, lo)` then `min(x, hi)`, as
+/// tract's `Max` and `Min` with a scalar (a NaN sum becomes the bound, as `f32::max` does).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Clamp {
+    pub(crate) lo: Option<f32>,
+    pub(crate) hi: Option<f32>,
+}
+
+/// One tile: `rows` output channels × up to `nr` output positions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tile {
+    /// The reduction length (input channels × kernel positions).
+    pub(crate) k: usize,
+    /// Packed weights: `k` groups of `rows` values.
+    pub(crate) w: *const f32,
+    /// The patches: row `kk` at `x + kk * ldx`, `nr` values each (all readable).
+    pub(crate) x: *const f32,
+    pub(crate) ldx: usize,
+    /// `rows` values.
+    pub(crate) bias: *const f32,
+    /// The output: row `r` at `c + r * ldc`, `cols` values written.
+    pub(crate) c: *mut f32,
+    pub(crate) ldc: usize,
+    pub(crate) cols: usize,
+    pub(crate) clamp: Clamp,
+}
+
+/// Computes a tile of `rows` (1 ..= `isa.mr()`) rows.
+///
+/// # Safety
+/// `isa` is available; every pointer of `t` is valid for what [`Tile`] says is read or written.
+pub(crate) unsafe fn tile(isa: Isa, rows: usize, t: &Tile) {
+    debug_assert!(rows >= 1 && rows <= isa.mr() && t.cols <= isa.nr());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => match rows {
+            8 => x86::tile512::<8>(t),
+            7 => x86::tile512::<7>(t),
+            6 => x86::tile512::<6>(t),
+            5 => x86::tile512::<5>(t),
+            4 => x86::tile512::<4>(t),
+            3 => x86::tile512::<3>(t),
+            2 => x86::tile512::<2>(t),
+            _ => x86::tile512::<1>(t),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => match rows {
+            6 => x86::tile256::<6>(t),
+            5 => x86::tile256::<5>(t),
+            4 => x86::tile256::<4>(t),
+            3 => x86::tile256::<3>(t),
+            2 => x86::tile256::<2>(t),
+            _ => x86::tile256::<1>(t),
+        },
+        _ => match rows {
+            4 => tile_portable::<4>(t),
+            3 => tile_portable::<3>(t),
+            2 => tile_portable::<2>(t),
+            _ => tile_portable::<1>(t),
+        },
+    }
+}
+
+unsafe fn tile_portable<const R: usize>(t: &Tile) {
+    const NR: usize = 8;
+    let mut acc = [[0f32; NR]; R];
+    for (r, acc) in acc.iter_mut().enumerate() {
+        *acc = [*t.bias.add(r); NR];
+    }
+    for kk in 0..t.k {
+        let x: [f32; NR] = std::ptr::read_unaligned(t.x.add(kk * t.ldx) as *const [f32; NR]);
+        let w: [f32; R] = std::ptr::read_unaligned(t.w.add(kk * R) as *const [f32; R]);
+        for r in 0..R {
+            for j in 0..NR {
+                acc[r][j] += w[r] * x[j];
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let c = std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols);
+        for (c, &a) in c.iter_mut().zip(acc) {
+            let mut a = a;
+            if let Some(lo) = t.clamp.lo {
+                a = a.max(lo);
+            }
+            if let Some(hi) = t.clamp.hi {
+                a = a.min(hi);
+            }
+            *c = a;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Panel, Patches, Tile};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile512<const R: usize>(t: &Tile) {
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            let b = _mm512_set1_ps(*t.bias.add(r));
+            acc0[r] = b;
+            acc1[r] = b;
+        }
+        let mut w = t.w;
+        let mut x = t.x;
+        for _ in 0..t.k {
+            let x0 = _mm512_loadu_ps(x);
+            let x1 = _mm512_loadu_ps(x.add(16));
+            for r in 0..R {
+                let wr = _mm512_set1_ps(*w.add(r));
+                acc0[r] = _mm512_fmadd_ps(wr, x0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(wr, x1, acc1[r]);
+            }
+            w = w.add(R);
+            x = x.add(t.ldx);
+        }
+        if let Some(lo) = t.clamp.lo {
+            let lo = _mm512_set1_ps(lo);
+            for r in 0..R {
+                acc0[r] = _mm512_max_ps(acc0[r], lo);
+                acc1[r] = _mm512_max_ps(acc1[r], lo);
+            }
+        }
+        if let Some(hi) = t.clamp.hi {
+            let hi = _mm512_set1_ps(hi);
+            for r in 0..R {
+                acc0[r] = _mm512_min_ps(acc0[r], hi);
+                acc1[r] = _mm512_min_ps(acc1[r], hi);
+            }
+        }
+        let mask = |cols: usize| -> __mmask16 {
+            if cols >= 16 {
+                0xffff
+            } else {
+                ((1u32 << cols) - 1) as __mmask16
+            }
+        };
+        let m0 = mask(t.cols);
+        let m1 = mask(t.cols.saturating_sub(16));
+        for r in 0..R {
+            let c = t.c.add(r * t.ldc);
+            _mm512_mask_storeu_ps(c, m0, acc0[r]);
+            _mm512_mask_storeu_ps(c.add(16), m1, acc1[r]);
+        }
+    }
+
+    /// Spreads the 16 bits of `m` to the even bits of a 32-bit mask.
+    fn spread_even(m: u16) -> u32 {
+        let mut x = m as u32;
+        x = (x | x << 8) & 0x00ff_00ff;
+        x = (x | x << 4) & 0x0f0f_0f0f;
+        x = (x | x << 2) & 0x3333_3333;
+        (x | x << 1) & 0x5555_5555
+    }
+
+    /// Packs a panel of 32 columns: per half of 16, masked loads when it lies in one
+    /// output row at stride 1 or 2 (the even lanes of two loads), a masked gather otherwise.
+    /// Masked-off lanes read nothing, so the padding costs no copy. What to do is decided
+    /// per kernel position and half, then done for every input channel.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `panel` was made by `patches.pack` with `nr` = 32.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack512(patches: &Patches, panel: &Panel, dst: &mut [f32]) {
+        let g = &patches.geo;
+        let plane = g.h * g.w;
+        let taps = g.kh * g.kw;
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        assert!(dst.len() >= g.k() * 32 && patches.input.len() >= g.c * plane);
+        let input = patches.input.as_ptr();
+        let step = taps * 32;
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let tap = ky * g.kw + kx;
+                let mask = panel.rows[ky] & panel.cols[kx];
+                let off = patches.offsets[tap];
+                for h in 0..2 {
+                    let m = (mask >> (16 * h)) as u16;
+                    let mut out = dst.as_mut_ptr().add(tap * 32 + 16 * h);
+                    let mut image = input.wrapping_offset(panel.base_wide[16 * h] + off);
+                    if m == 0 {
+                        for _ in 0..g.c {
+                            _mm512_storeu_ps(out, _mm512_setzero_ps());
+                            out = out.add(step);
+                        }
+                    } else if panel.one_row[h] && g.sw == 1 {
+                        for _ in 0..g.c {
+                            _mm512_storeu_ps(out, _mm512_maskz_loadu_ps(m, image));
+                            out = out.add(step);
+                            image = image.wrapping_add(plane);
+                        }
+                    } else if panel.one_row[h] && g.sw == 2 {
+                        let m2 = spread_even(m);
+                        let (m_lo, m_hi) = (m2 as u16, (m2 >> 16) as u16);
+                        for _ in 0..g.c {
+                            let lo = _mm512_maskz_loadu_ps(m_lo, image);
+                            let hi = _mm512_maskz_loadu_ps(m_hi, image.wrapping_add(16));
+                            _mm512_storeu_ps(out, _mm512_permutex2var_ps(lo, even, hi));
+                            out = out.add(step);
+                            image = image.wrapping_add(plane);
+                        }
+                    } else {
+                        let base = _mm512_loadu_si512(panel.base.as_ptr().add(16 * h) as *const _);
+                        let idx = _mm512_add_epi32(base, _mm512_set1_epi32(off as i32));
+                        let mut image = input;
+                        let zero = _mm512_setzero_ps();
+                        for _ in 0..g.c {
+                            let v = _mm512_mask_i32gather_ps::<4>(zero, m, idx, image);
+                            _mm512_storeu_ps(out, v);
+                            out = out.add(step);
+                            image = image.add(plane);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`pack512`] for AVX2 panels of 16: masked loads at stride 1, masked gathers otherwise.
+    ///
+    /// # Safety
+    /// AVX2 is available; `panel` was made by `patches.pack` with `nr` = 16.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn pack256(patches: &Patches, panel: &Panel, dst: &mut [f32]) {
+        let g = &patches.geo;
+        let plane = g.h * g.w;
+        let taps = g.kh * g.kw;
+        let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        assert!(dst.len() >= g.k() * 16 && patches.input.len() >= g.c * plane);
+        let input = patches.input.as_ptr();
+        let step = taps * 16;
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let tap = ky * g.kw + kx;
+                let mask = panel.rows[ky] & panel.cols[kx];
+                let off = patches.offsets[tap];
+                for h in 0..2 {
+                    let m = (mask >> (8 * h)) & 0xff;
+                    let mut out = dst.as_mut_ptr().add(tap * 16 + 8 * h);
+                    let mv = _mm256_cmpeq_epi32(
+                        _mm256_and_si256(_mm256_set1_epi32(m as i32), bits),
+                        bits,
+                    );
+                    if m == 0 {
+                        for _ in 0..g.c {
+                            _mm256_storeu_ps(out, _mm256_setzero_ps());
+                            out = out.add(step);
+                        }
+                    } else if panel.one_row[h] && g.sw == 1 {
+                        let mut image = input.wrapping_offset(panel.base_wide[8 * h] + off);
+                        for _ in 0..g.c {
+                            _mm256_storeu_ps(out, _mm256_maskload_ps(image, mv));
+                            out = out.add(step);
+                            image = image.wrapping_add(plane);
+                        }
+                    } else {
+                        let base = _mm256_loadu_si256(panel.base.as_ptr().add(8 * h) as *const _);
+                        let idx = _mm256_add_epi32(base, _mm256_set1_epi32(off as i32));
+                        let mut image = input;
+                        let zero = _mm256_setzero_ps();
+                        let mvf = _mm256_castsi256_ps(mv);
+                        for _ in 0..g.c {
+                            let v = _mm256_mask_i32gather_ps::<4>(zero, image, idx, mvf);
+                            _mm256_storeu_ps(out, v);
+                            out = out.add(step);
+                            image = image.add(plane);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile256<const R: usize>(t: &Tile) {
+        let mut acc0 = [_mm256_setzero_ps(); R];
+        let mut acc1 = [_mm256_setzero_ps(); R];
+        for r in 0..R {
+            let b = _mm256_set1_ps(*t.bias.add(r));
+            acc0[r] = b;
+            acc1[r] = b;
+        }
+        let mut w = t.w;
+        let mut x = t.x;
+        for _ in 0..t.k {
+            let x0 = _mm256_loadu_ps(x);
+            let x1 = _mm256_loadu_ps(x.add(8));
+            for r in 0..R {
+                let wr = _mm256_broadcast_ss(&*w.add(r));
+                acc0[r] = _mm256_fmadd_ps(wr, x0, acc0[r]);
+                acc1[r] = _mm256_fmadd_ps(wr, x1, acc1[r]);
+            }
+            w = w.add(R);
+            x = x.add(t.ldx);
+        }
+        if let Some(lo) = t.clamp.lo {
+            let lo = _mm256_set1_ps(lo);
+            for r in 0..R {
+                acc0[r] = _mm256_max_ps(acc0[r], lo);
+                acc1[r] = _mm256_max_ps(acc1[r], lo);
+            }
+        }
+        if let Some(hi) = t.clamp.hi {
+            let hi = _mm256_set1_ps(hi);
+            for r in 0..R {
+                acc0[r] = _mm256_min_ps(acc0[r], hi);
+                acc1[r] = _mm256_min_ps(acc1[r], hi);
+            }
+        }
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(t.cols.min(8) as i32), lanes);
+        let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(t.cols.saturating_sub(8) as i32), lanes);
+        for r in 0..R {
+            let c = t.c.add(r * t.ldc);
+            if t.cols == 16 {
+                _mm256_storeu_ps(c, acc0[r]);
+                _mm256_storeu_ps(c.add(8), acc1[r]);
+            } else {
+                _mm256_maskstore_ps(c, m0, acc0[r]);
+                _mm256_maskstore_ps(c.add(8), m1, acc1[r]);
+            }
+        }
+    }
+}
+
+/// The widest panel of any [`Isa`].
+const MAX_NR: usize = 32;
+
+/// A convolution's geometry for one image of one group, every size concrete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geo {
+    /// Input channels of the group.
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) sh: usize,
+    pub(crate) sw: usize,
+    pub(crate) dh: usize,
+    pub(crate) dw: usize,
+    /// Zero rows above, zero columns left (those below and right follow from the sizes).
+    pub(crate) pt: usize,
+    pub(crate) pl: usize,
+}
+
+impl Geo {
+    /// The reduction length: input channels × kernel positions.
+    pub(crate) fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Whether a patch is one input position (1×1 kernel, stride 1, no padding): the
+    /// input is then the patch matrix itself, `[c, h·w]`.
+    pub(crate) fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.pt == 0
+            && self.pl == 0
+            && self.oh == self.h
+            && self.ow == self.w
+            && (self.oh <= 1 || self.sh == 1)
+            && (self.ow <= 1 || self.sw == 1)
+    }
+
+    /// For each kernel offset along one axis, the output positions `[lo, hi)` whose input
+    /// position `o·stride + offset·dilation − pad` is inside `[0, size)`.
+    fn valid(out: usize, size: usize, k: usize, s: usize, d: usize, pad: usize) -> Vec<[usize; 2]> {
+        (0..k)
+            .map(|kk| {
+                let off = (kk * d) as isize - pad as isize;
+                // o·s + off >= 0  <=>  o >= ceil(-off / s)
+                let lo = if off >= 0 {
+                    0
+                } else {
+                    ((-off) as usize).div_ceil(s)
+                };
+                // o·s + off <= size - 1  <=>  o <= (size - 1 - off) / s
+                let last = size as isize - 1 - off;
+                let hi = if last < 0 {
+                    0
+                } else {
+                    (last as usize / s + 1).min(out)
+                };
+                [lo.min(hi), hi]
+            })
+            .collect()
+    }
+}
+
+/// Where the patches of output positions come from: one image's input, with what every
+/// panel shares precomputed.
+pub(crate) struct Patches<'a> {
+    geo: Geo,
+    /// Per kernel row, the output rows `[lo, hi)` reading inside the image; the same per
+    /// kernel column.
+    rows: Vec<[usize; 2]>,
+    cols: Vec<[usize; 2]>,
+    /// Per kernel position (row-major), its offset in a channel's plane from the input
+    /// position of output `(0, 0)`.
+    offsets: Vec<isize>,
+    input: &'a [f32],
+    /// Whether every offset fits the vector kernels' 32-bit gather indices.
+    small: bool,
+}
+
+/// One panel's output positions: per column its input offset (before the kernel position's),
+/// which columns read inside the image per kernel row and column, and which halves lie in
+/// one output row.
+struct Panel {
+    base: [i32; MAX_NR],
+    base_wide: [isize; MAX_NR],
+    rows: [u32; MAX_K],
+    cols: [u32; MAX_K],
+    one_row: [bool; 2],
+}
+
+/// The longest kernel axis with precomputed masks; longer ones take the portable packing.
+const MAX_K: usize = 16;
+
+impl<'a> Patches<'a> {
+    /// `input` is one image of one group: `[c, h, w]`.
+    pub(crate) fn new(geo: Geo, input: &'a [f32]) -> Patches<'a> {
+        assert!(input.len() >= geo.c * geo.h * geo.w);
+        let mut offsets = Vec::with_capacity(geo.kh * geo.kw);
+        for ky in 0..geo.kh {
+            for kx in 0..geo.kw {
+                let dy = (ky * geo.dh) as isize - geo.pt as isize;
+                let dx = (kx * geo.dw) as isize - geo.pl as isize;
+                offsets.push(dy * geo.w as isize + dx);
+            }
+        }
+        let plane = (geo.h * geo.w) as isize;
+        let small = offsets.iter().all(|o| o.abs() < 1 << 30)
+            && plane < 1 << 30
+            && geo.kh <= MAX_K
+            && geo.kw <= MAX_K;
+        Patches {
+            geo,
+            rows: Geo::valid(geo.oh, geo.h, geo.kh, geo.sh, geo.dh, geo.pt),
+            cols: Geo::valid(geo.ow, geo.w, geo.kw, geo.sw, geo.dw, geo.pl),
+            offsets,
+            input,
+            small,
+        }
+    }
+
+    /// Packs the patches of output positions `p0 .. p0 + cols` (flat over `oh × ow`) into
+    /// `dst` (`[k, nr]`, the columns past `cols` zero): what falls in the padding is zero.
+    /// `isa` says which instructions gather them; any `nr` up to 32 packs with
+    /// [`Isa::Portable`], AVX2 packs 16 and AVX-512 32.
+    pub(crate) fn pack(&self, isa: Isa, p0: usize, cols: usize, nr: usize, dst: &mut [f32]) {
+        let g = &self.geo;
+        assert!(cols <= nr && nr <= MAX_NR && p0 + cols <= g.oh * g.ow);
+        let dst = &mut dst[..g.k() * nr];
+        if !self.small {
+            return self.pack_portable(p0, cols, nr, dst);
+        }
+        let mut panel = Panel {
+            base: [0; MAX_NR],
+            base_wide: [0; MAX_NR],
+            rows: [0; MAX_K],
+            cols: [0; MAX_K],
+            one_row: [false; 2],
+        };
+        // The panel's pieces of output rows, at most one per column.
+        let half = nr / 2;
+        let (mut oy, mut ox) = (p0 / g.ow, p0 % g.ow);
+        let mut j = 0;
+        while j < cols {
+            let len = (g.ow - ox).min(cols - j);
+            let bits = |a: usize, b: usize| -> u32 {
+                // Columns j + a .. j + b of the panel.
+                if b <= a {
+                    0
+                } else {
+                    (u32::MAX >> (32 - (b - a))) << (j + a)
+                }
+            };
+            let all = bits(0, len);
+            for (ky, &[lo, hi]) in self.rows.iter().enumerate() {
+                if oy >= lo && oy < hi {
+                    panel.rows[ky] |= all;
+                }
+            }
+            for (kx, &[lo, hi]) in self.cols.iter().enumerate() {
+                let a = lo.clamp(ox, ox + len) - ox;
+                let b = hi.clamp(ox, ox + len) - ox;
+                panel.cols[kx] |= bits(a, b);
+            }
+            let row = (oy * g.sh * g.w) as isize;
+            for t in 0..len {
+                let b = row + ((ox + t) * g.sw) as isize;
+                panel.base_wide[j + t] = b;
+                panel.base[j + t] = b as i32;
+            }
+            // A half lies in one row when this piece covers all its columns in use.
+            for (h, one_row) in panel.one_row.iter_mut().enumerate() {
+                let (first, last) = (h * half, ((h + 1) * half).min(cols));
+                if first < last && j <= first && last <= j + len {
+                    *one_row = true;
+                }
+            }
+            j += len;
+            ox = 0;
+            oy += 1;
+        }
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if nr == 32 => unsafe { x86::pack512(self, &panel, dst) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if nr == 16 => unsafe { x86::pack256(self, &panel, dst) },
+            _ => self.pack_masked(&panel, nr, dst),
+        }
+    }
+
+    /// The portable packing with precomputed masks.
+    fn pack_masked(&self, panel: &Panel, nr: usize, dst: &mut [f32]) {
+        let g = &self.geo;
+        let plane = g.h * g.w;
+        let mut rows = dst.chunks_exact_mut(nr);
+        for ci in 0..g.c {
+            let image = &self.input[ci * plane..][..plane];
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = rows.next().expect("k rows");
+                    let mask = panel.rows[ky] & panel.cols[kx];
+                    let off = self.offsets[ky * g.kw + kx];
+                    for (j, d) in row.iter_mut().enumerate() {
+                        *d = if mask >> j & 1 == 1 {
+                            image[(panel.base_wide[j] + off) as usize]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// The portable packing, for any size: a panel's pieces of output rows, copied.
+    fn pack_portable(&self, p0: usize, cols: usize, nr: usize, dst: &mut [f32]) {
+        let g = &self.geo;
+        // (row, first column, length, panel column): at most one per column.
+        let mut segments = [(0usize, 0usize, 0usize, 0usize); MAX_NR];
+        let mut n = 0;
+        let (mut j, mut p) = (0, p0);
+        while j < cols {
+            let (oy, ox) = (p / g.ow, p % g.ow);
+            let len = (g.ow - ox).min(cols - j);
+            segments[n] = (oy, ox, len, j);
+            n += 1;
+            j += len;
+            p += len;
+        }
+        let segments = &segments[..n];
+        let plane = g.h * g.w;
+        let mut rows = dst.chunks_exact_mut(nr);
+        for ci in 0..g.c {
+            let image = &self.input[ci * plane..][..plane];
+            for ky in 0..g.kh {
+                let [ylo, yhi] = self.rows[ky];
+                for kx in 0..g.kw {
+                    let row = rows.next().expect("k rows");
+                    let [xlo, xhi] = self.cols[kx];
+                    for &(oy, ox, len, j) in segments {
+                        let seg = &mut row[j..j + len];
+                        if oy < ylo || oy >= yhi {
+                            seg.fill(0.0);
+                            continue;
+                        }
+                        let iy = oy * g.sh + ky * g.dh - g.pt;
+                        let src = &image[iy * g.w..][..g.w];
+                        let a = xlo.clamp(ox, ox + len);
+                        let b = xhi.clamp(a, ox + len);
+                        seg[..a - ox].fill(0.0);
+                        for (t, o) in seg[a - ox..b - ox].iter_mut().enumerate() {
+                            *o = src[(a + t) * g.sw + kx * g.dw - g.pl];
+                        }
+                        seg[b - ox..].fill(0.0);
+                    }
+                    row[cols..].fill(0.0);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! A float convolution for the small kernels and few channels of audio models (DeepFilterNet's
+//! encoder: 1×3 and 3×3 kernels over time and frequency, 1 to 64 channels), where tract's
+//! lowering spends more on its padded copy of the input and on im2col than on the products.
+//!
+//! [`PackedConv`] packs the weights once, when the plan is made. Each run walks the output
+//! positions in panels: a panel's patches are gathered from the input (zeros where a patch
+//! reaches into the padding, so no padded copy is made) into a buffer that stays in L1, and a
+//! register-tiled kernel multiplies the packed weights by it, writing the NCHW output
+//! directly, bias included, with a following ReLU or clip fused in.
+//!
+//! The pass choosing it is [`crate::passes::conv`].
+
+mod kernels;
+
+use std::sync::Arc;
+
+use tract_core::ops::cnn::{Conv, PoolSpec};
+use tract_core::ops::nn::DataFormat;
+use tract_hir::internal::*;
+
+pub(crate) use kernels::{Clamp, Isa};
+use kernels::{Geo, Patches, Tile};
+
+/// A float32 convolution (NCHW or CHW, one or two spatial axes, any kernel, strides,
+/// dilations, zero padding and groups) with constant weights and bias.
+#[derive(Debug, Clone)]
+pub struct PackedConv {
+    pool_spec: PoolSpec,
+    group: usize,
+    isa: Isa,
+    /// Per group, per block of `isa.mr()` output channels (the last one may be shorter):
+    /// `[k][rows]`, so block `b` of group `g` starts at `(g·cog + b·mr)·k`.
+    weights: Arc<Vec<f32>>,
+    /// One value per output channel.
+    bias: Arc<Vec<f32>>,
+    clamp: Clamp,
+}
+
+impl PartialEq for PackedConv {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        self.pool_spec == other.pool_spec
+            && self.group == other.group
+            && self.isa == other.isa
+            && self.clamp.lo.map(f32::to_bits) == other.clamp.lo.map(f32::to_bits)
+            && self.clamp.hi.map(f32::to_bits) == other.clamp.hi.map(f32::to_bits)
+            && (Arc::ptr_eq(&self.weights, &other.weights)
+                || bits(&self.weights) == bits(&other.weights))
+            && (Arc::ptr_eq(&self.bias, &other.bias) || bits(&self.bias) == bits(&other.bias))
+    }
+}
+impl Eq for PackedConv {}
+
+impl PackedConv {
+    /// The op computing what `conv` computes on inputs typed `facts` (input, kernel, bias),
+    /// or `None` when it does not cover it: a quantized or non-f32 convolution, channels
+    /// last, three spatial axes or more, weights or bias not constant.
+    pub(crate) fn from_conv(
+        conv: &Conv,
+        facts: &[&TypedFact],
+        isa: Isa,
+    ) -> TractResult<Option<PackedConv>> {
+        let spec = &conv.pool_spec;
+        let f32_plain = |f: &TypedFact| f.datum_type == DatumType::F32 && !f.is_exotic();
+        if conv.q_params.is_some()
+            || facts.len() != 3
+            || !facts.iter().all(|f| f32_plain(f))
+            || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+            || !(1..=2).contains(&spec.rank())
+            || conv.group == 0
+            || !spec.input_channels.is_multiple_of(conv.group)
+            || !spec.output_channels.is_multiple_of(conv.group)
+            || spec.strides().contains(&0)
+            || spec.dilations().contains(&0)
+            || !isa.available()
+        {
+            return Ok(None);
+        }
+        let (Some(kernel), Some(bias)) = (&facts[1].konst, &facts[2].konst) else {
+            return Ok(None);
+        };
+        if kernel.rank() != spec.rank() + 2 {
+            return Ok(None);
+        }
+        let cout = spec.output_channels;
+        let bias: Vec<f32> = match bias.len() {
+            1 => vec![bias.cast_to_scalar::<f32>()?; cout],
+            n if n == cout && bias.rank() <= 1 => {
+                bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()
+            }
+            _ => return Ok(None),
+        };
+        // [group, cout / group, cin / group · kernel positions]
+        let gok = conv.kernel_fmt.kernel_as_group_o_ihw(kernel, conv.group)?;
+        let (g, cog, k) = match *gok.shape() {
+            [g, o, k] => (g, o, k),
+            _ => return Ok(None),
+        };
+        let positions: usize = spec.kernel_shape.iter().product();
+        let fmt = conv.kernel_fmt;
+        if g != conv.group
+            || cog * g != cout
+            || k != spec.input_channels / g * positions
+            || *fmt.input_channels(kernel.shape(), g) != spec.input_channels
+            || *fmt.output_channels(kernel.shape(), g) != cout
+            || fmt.hw(kernel.shape()) != &spec.kernel_shape[..]
+        {
+            return Ok(None);
+        }
+        let gok = gok.try_as_plain_ram()?;
+        let gok = gok.as_slice::<f32>()?;
+        let mr = isa.mr();
+        let mut weights = Vec::with_capacity(gok.len());
+        for gg in 0..g {
+            for b0 in (0..cog).step_by(mr) {
+                let rows = mr.min(cog - b0);
+                for kk in 0..k {
+                    for r in 0..rows {
+                        weights.push(gok[((gg * cog) + b0 + r) * k + kk]);
+                    }
+                }
+            }
+        }
+        Ok(Some(PackedConv {
+            pool_spec: spec.clone(),
+            group: conv.group,
+            isa,
+            weights: Arc::new(weights),
+            bias: Arc::new(bias),
+            clamp: Clamp::default(),
+        }))
+    }
+
+    /// What is applied to the output before it is stored.
+    pub(crate) fn clamp(&self) -> Clamp {
+        self.clamp
+    }
+
+    /// The same op with a clamp fused after it.
+    pub(crate) fn with_clamp(&self, clamp: Clamp) -> PackedConv {
+        PackedConv {
+            clamp,
+            ..self.clone()
+        }
+    }
+
+    fn compute(&self, input: &Tensor) -> TractResult<Tensor> {
+        let spec = &self.pool_spec;
+        let shape = spec.data_format.shape(input.shape())?;
+        let n = shape.n().copied().unwrap_or(1);
+        let cin = *shape.c();
+        ensure!(
+            cin == spec.input_channels,
+            "{cin} input channels, expected {}",
+            spec.input_channels
+        );
+        let hw = shape.hw_dims();
+        let pads = spec.computed_padding(hw);
+        let (kernel, strides, dilations) = (&spec.kernel_shape, spec.strides(), spec.dilations());
+        let geo = if hw.len() == 2 {
+            Geo {
+                c: cin / self.group,
+                h: hw[0],
+                w: hw[1],
+                oh: pads[0].convoluted,
+                ow: pads[1].convoluted,
+                kh: kernel[0],
+                kw: kernel[1],
+                sh: strides[0],
+                sw: strides[1],
+                dh: dilations[0],
+                dw: dilations[1],
+                pt: pads[0].pad_before,
+                pl: pads[1].pad_before,
+            }
+        } else {
+            Geo {
+                c: cin / self.group,
+                h: 1,
+                w: hw[0],
+                oh: 1,
+                ow: pads[0].convoluted,
+                kh: 1,
+                kw: kernel[0],
+                sh: 1,
+                sw: strides[0],
+                dh: 1,
+                dw: dilations[0],
+                pt: 0,
+                pl: pads[0].pad_before,
+            }
+        };
+        let oshape = spec.output_shape(input.shape())?;
+        // SAFETY: `run` writes every element.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&oshape.shape)? };
+        let input = input.try_as_plain_ram()?;
+        self.run(
+            geo,
+            n,
+            input.as_slice::<f32>()?,
+            output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+        )?;
+        Ok(output)
+    }
+
+    /// Computes `n` images of `geo` (each group's), writing every element of `out`.
+    fn run(&self, geo: Geo, n: usize, input: &[f32], out: &mut [f32]) -> TractResult<()> {
+        let (g, cout) = (self.group, self.pool_spec.output_channels);
+        let cog = cout / g;
+        let (k, p) = (geo.k(), geo.oh * geo.ow);
+        let group_image = geo.c * geo.h * geo.w;
+        ensure!(input.len() == n * g * group_image && out.len() == n * cout * p);
+        if p == 0 || cog == 0 {
+            return Ok(());
+        }
+        let (mr, nr) = (self.isa.mr(), self.isa.nr());
+        let pointwise = geo.is_pointwise();
+        let mut panel = vec![0f32; k * nr];
+        // Image by image, group by group: the input and output are [n, g, ...] in order.
+        for (i, (x, out)) in input
+            .chunks_exact(group_image)
+            .zip(out.chunks_exact_mut(cog * p))
+            .enumerate()
+        {
+            let gg = i % g;
+            let patches = Patches::new(geo, x);
+            for p0 in (0..p).step_by(nr) {
+                let cols = nr.min(p - p0);
+                let (xp, ldx) = if pointwise && cols == nr {
+                    (x[p0..].as_ptr(), p)
+                } else {
+                    patches.pack(self.isa, p0, cols, nr, &mut panel);
+                    (panel.as_ptr(), nr)
+                };
+                for b0 in (0..cog).step_by(mr) {
+                    let rows = mr.min(cog - b0);
+                    let co = gg * cog + b0;
+                    let t = Tile {
+                        k,
+                        w: self.weights[co * k..][..rows * k].as_ptr(),
+                        x: xp,
+                        ldx,
+                        bias: self.bias[co..][..rows].as_ptr(),
+                        c: out[b0 * p + p0..].as_mut_ptr(),
+                        ldc: p,
+                        cols,
+                        clamp: self.clamp,
+                    };
+                    // SAFETY: the weights and bias slices hold rows·k and rows values; x
+                    // holds k rows of nr values at stride ldx (a packed panel, or the
+                    // image itself, [k, p], for a full panel of a pointwise convolution);
+                    // `out` holds rows rows of p values from b0·p + p0, cols written each.
+                    unsafe { kernels::tile(self.isa, rows, &t) };
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Op for PackedConv {
+    fn name(&self) -> StaticName {
+        "PackedConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let mut info = self.pool_spec.info();
+        info.push(format!(
+            "groups: {}, kernels: {:?}, clamp: {:?}",
+            self.group, self.isa, self.clamp
+        ));
+        Ok(info)
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PackedConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        Ok(tvec!(self.compute(&input)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for PackedConv {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == DatumType::F32);
+        self.pool_spec.output_facts(inputs)
+    }
+
+    /// The batch axis is one from input to output; the others are the convolution's.
+    fn axes_mapping(
+        &self,
+        inputs: &[&TypedFact],
+        outputs: &[&TypedFact],
+    ) -> TractResult<AxesMapping> {
+        let mut axes = AxesMapping::disconnected(inputs, outputs)?;
+        if self.pool_spec.data_format.has_n() {
+            axes = axes
+                .renaming((InOut::In(0), 0), 'N')?
+                .linking('N', (InOut::Out(0), 0))?;
+        }
+        Ok(axes)
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let output = self.pool_spec.output_shape(&inputs[0].shape)?;
+        let k = self.pool_spec.input_channels / self.group
+            * self.pool_spec.kernel_shape.iter().product::<usize>();
+        Ok(tvec!((
+            Cost::FMA(DatumType::F32),
+            output.shape.iter().product::<TDim>() * k
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::cnn::{KernelFormat, PaddingSpec};
+
+    /// splitmix64: the cases are the same on every run; a failure prints its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// In `lo ..= hi`.
+        fn range(&mut self, lo: usize, hi: usize) -> usize {
+            lo + (self.next() % (hi - lo + 1) as u64) as usize
+        }
+
+        fn tensor(&mut self, shape: &[usize]) -> Tensor {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                .collect();
+            tensor1(&v).into_shape(shape).unwrap()
+        }
+    }
+
+    struct Case {
+        conv: Conv,
+        input: Tensor,
+        kernel: Tensor,
+        bias: Tensor,
+        clamp: Clamp,
+    }
+
+    /// A random convolution: one or two spatial axes, with or without a batch axis, any
+    /// kernel format, groups, kernel sizes, strides, dilations and padding, and a clamp.
+    fn random_case(rng: &mut Rng) -> Case {
+        loop {
+            let rank = rng.range(1, 2);
+            let has_n = rng.range(0, 3) > 0;
+            let group = [1, 1, 1, 2, 3][rng.range(0, 4)];
+            let depthwise = group > 1 && rng.range(0, 2) == 0;
+            let (cig, cog) = if depthwise {
+                (1, 1)
+            } else {
+                (rng.range(1, 7), rng.range(1, 20))
+            };
+            let (cin, cout) = (cig * group, cog * group);
+            let kernel: TVec<usize> = (0..rank).map(|_| rng.range(1, 5)).collect();
+            let strides: TVec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+            let dilations: TVec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+            let before: TVec<usize> = (0..rank).map(|_| rng.range(0, 3)).collect();
+            let after: TVec<usize> = (0..rank).map(|_| rng.range(0, 3)).collect();
+            let padding = match rng.range(0, 4) {
+                0 => PaddingSpec::Valid,
+                1 => PaddingSpec::SameUpper,
+                2 => PaddingSpec::SameLower,
+                _ => PaddingSpec::Explicit(before, after),
+            };
+            let hw: Vec<usize> = (0..rank)
+                .map(|_| rng.range(1, if rank == 1 { 70 } else { 24 }))
+                .collect();
+            let data_format = if has_n {
+                DataFormat::NCHW
+            } else {
+                DataFormat::CHW
+            };
+            let n = if has_n { rng.range(1, 3) } else { 1 };
+            let mut shape: Vec<usize> = if has_n { vec![n, cin] } else { vec![cin] };
+            shape.extend(&hw);
+            let kernel_fmt = [
+                KernelFormat::OIHW,
+                KernelFormat::OIHW,
+                KernelFormat::HWIO,
+                KernelFormat::OHWI,
+            ][rng.range(0, 3)];
+            let kshape: Vec<usize> = match kernel_fmt {
+                KernelFormat::OIHW => [cout, cig]
+                    .into_iter()
+                    .chain(kernel.iter().copied())
+                    .collect(),
+                KernelFormat::HWIO => kernel.iter().copied().chain([cin, cog]).collect(),
+                KernelFormat::OHWI => std::iter::once(cog)
+                    .chain(kernel.iter().copied())
+                    .chain([cin])
+                    .collect(),
+            };
+            let conv = Conv {
+                pool_spec: PoolSpec {
+                    data_format,
+                    kernel_shape: kernel,
+                    padding,
+                    dilations: Some(dilations),
+                    strides: Some(strides),
+                    input_channels: cin,
+                    output_channels: cout,
+                },
+                kernel_fmt,
+                group,
+                q_params: None,
+            };
+            let out = conv.pool_spec.output_shape(&shape).unwrap();
+            if out.hw_dims().contains(&0) || out.hw_dims().iter().product::<usize>() > 3000 {
+                continue;
+            }
+            let bias = if rng.range(0, 3) == 0 {
+                rng.tensor(&[])
+            } else {
+                rng.tensor(&[cout])
+            };
+            let clamp = match rng.range(0, 3) {
+                0 => Clamp {
+                    lo: Some(0.0),
+                    hi: None,
+                },
+                1 => Clamp {
+                    lo: Some(-0.5),
+                    hi: Some(0.75),
+                },
+                2 => Clamp {
+                    lo: None,
+                    hi: Some(0.25),
+                },
+                _ => Clamp::default(),
+            };
+            return Case {
+                conv,
+                input: rng.tensor(&shape),
+                kernel: rng.tensor(&kshape),
+                bias,
+                clamp,
+            };
+        }
+    }
+
+    /// The largest difference, relative to the value where it exceeds 1.
+    fn worst(got: &Tensor, want: &Tensor) -> f32 {
+        assert_eq!(got.shape(), want.shape());
+        let got = got.try_as_plain_ram().unwrap();
+        let want = want.try_as_plain_ram().unwrap();
+        got.as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(want.as_slice::<f32>().unwrap())
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f32::max)
+    }
+
+    /// tract's own convolution, then the clamp as tract's `Max` and `Min` compute it.
+    fn tract_conv(case: &Case) -> Tensor {
+        let inputs = tvec!(
+            case.input.clone().into_tvalue(),
+            case.kernel.clone().into_tvalue(),
+            case.bias.clone().into_tvalue()
+        );
+        let out = case
+            .conv
+            .eval(&EvalContext::out_of_plan(), inputs)
+            .unwrap()
+            .remove(0);
+        let mut out = out.into_tensor();
+        for x in out
+            .try_as_plain_ram_mut()
+            .unwrap()
+            .as_slice_mut::<f32>()
+            .unwrap()
+        {
+            if let Some(lo) = case.clamp.lo {
+                *x = x.max(lo);
+            }
+            if let Some(hi) = case.clamp.hi {
+                *x = x.min(hi);
+            }
+        }
+        out
+    }
+
+    fn packed(case: &Case, isa: Isa) -> PackedConv {
+        let fin = f32::fact(case.input.shape());
+        let fk = TypedFact::try_from(case.kernel.clone()).unwrap();
+        let fb = TypedFact::try_from(case.bias.clone()).unwrap();
+        PackedConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa)
+            .unwrap()
+            .expect("covered")
+            .with_clamp(case.clamp)
+    }
+
+    fn isas() -> Vec<Isa> {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect();
+        eprintln!("kernels tested on this CPU: {isas:?}");
+        isas
+    }
+
+    #[test]
+    fn random_convolutions_equal_tracts() {
+        let cases: u64 = std::env::var("RNN_RUN_CONV_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(400);
+        let isas = isas();
+        let mut worst_seen = 0f32;
+        for seed in 0..cases {
+            let case = random_case(&mut Rng(seed));
+            let want = tract_conv(&case);
+            for &isa in &isas {
+                let got = packed(&case, isa).compute(&case.input).unwrap();
+                let w = worst(&got, &want);
+                assert!(
+                    w <= 1e-5,
+                    "seed {seed}, {isa:?}: difference {w:e}\n{:?}\ninput {:?} kernel {:?} bias {:?} clamp {:?}",
+                    case.conv,
+                    case.input.shape(),
+                    case.kernel.shape(),
+                    case.bias.shape(),
+                    case.clamp
+                );
+                worst_seen = worst_seen.max(w);
+            }
+        }
+        eprintln!("{cases} random convolutions: largest relative difference {worst_seen:e}");
+    }
+
+    /// The DeepFilterNet fixture's encoder at 200 frames, per kernel set (`--ignored`).
+    #[test]
+    #[ignore]
+    fn bench_dfn_shapes() {
+        let conv = |cin: usize, k: [usize; 2], s: [usize; 2], pads: [usize; 4]| Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(k[0], k[1]),
+                padding: PaddingSpec::Explicit(tvec!(pads[0], pads[1]), tvec!(pads[2], pads[3])),
+                dilations: None,
+                strides: Some(tvec!(s[0], s[1])),
+                input_channels: cin,
+                output_channels: 16,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let mut rng = Rng(7);
+        let cases = [
+            (
+                "conv0",
+                conv(1, [3, 3], [1, 1], [2, 1, 0, 1]),
+                [1, 1, 200, 32],
+            ),
+            (
+                "conv1",
+                conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
+                [1, 16, 200, 32],
+            ),
+            (
+                "conv2",
+                conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
+                [1, 16, 200, 16],
+            ),
+            (
+                "conv3",
+                conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
+                [1, 16, 200, 8],
+            ),
+        ];
+        for (name, conv, shape) in cases {
+            let ps = &conv.pool_spec;
+            let kernel = rng.tensor(&[
+                16,
+                ps.input_channels,
+                ps.kernel_shape[0],
+                ps.kernel_shape[1],
+            ]);
+            let case = Case {
+                input: rng.tensor(&shape),
+                bias: rng.tensor(&[16]),
+                kernel,
+                conv,
+                clamp: Clamp {
+                    lo: Some(0.0),
+                    hi: None,
+                },
+            };
+            for isa in isas() {
+                let op = packed(&case, isa);
+                let mut best = f64::MAX;
+                for _ in 0..2000 {
+                    let t = std::time::Instant::now();
+                    std::hint::black_box(op.compute(&case.input).unwrap());
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                eprintln!("{name} {isa:?}: {:.1} us", best * 1e6);
+            }
+        }
+    }
+}
