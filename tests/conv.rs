@@ -81,8 +81,7 @@ fn random_graph(seed: u64) -> Graph {
     loop {
         let rank = rng.range(1, 2);
         let group = [1, 1, 1, 2, 4][rng.range(0, 4)];
-        let depthwise = group > 1 && rng.range(0, 3) == 0;
-        let (cig, cog) = if depthwise {
+        let (cig, cog) = if group > 1 && rng.range(0, 3) == 0 {
             (1, 1)
         } else {
             (rng.range(1, 9), rng.range(1, 24))
@@ -232,7 +231,8 @@ fn random_graph(seed: u64) -> Graph {
             expect_packed: if group == 1 && kernel.iter().product::<usize>() == 1 {
                 None
             } else {
-                Some(!weights_as_input && !(group > 1 && cig == 1 && cog == 1))
+                let depthwise = group > 1 && cig == 1 && cog == 1;
+                Some(!weights_as_input && !depthwise)
             },
             description,
         };
