@@ -243,7 +243,7 @@ mod x86 {
                 for h in 0..2 {
                     let m = (mask >> (16 * h)) as u16;
                     let mut out = dst.as_mut_ptr().add(tap * 32 + 16 * h);
-                    let mut image = input.wrapping_offset(panel.base_wide[16 * h] + off);
+                    let mut image = input.wrapping_offset(panel.base[16 * h] as isize + off);
                     if m == 0 {
                         for _ in 0..g.c {
                             _mm512_storeu_ps(out, _mm512_setzero_ps());
@@ -313,7 +313,7 @@ mod x86 {
                             out = out.add(step);
                         }
                     } else if panel.one_row[h] && g.sw == 1 {
-                        let mut image = input.wrapping_offset(panel.base_wide[8 * h] + off);
+                        let mut image = input.wrapping_offset(panel.base[8 * h] as isize + off);
                         for _ in 0..g.c {
                             _mm256_storeu_ps(out, _mm256_maskload_ps(image, mv));
                             out = out.add(step);
@@ -470,6 +470,9 @@ pub(crate) struct Patches<'a> {
     input: &'a [f32],
     /// Whether every offset fits the vector kernels' 32-bit gather indices.
     small: bool,
+    /// The last panel's, kept from one panel to the next (only what a panel uses is
+    /// rewritten).
+    panel: Panel,
 }
 
 /// One panel's output positions: per column its input offset (before the kernel position's),
@@ -477,10 +480,11 @@ pub(crate) struct Patches<'a> {
 /// one output row.
 struct Panel {
     base: [i32; MAX_NR],
-    base_wide: [isize; MAX_NR],
     rows: [u32; MAX_K],
     cols: [u32; MAX_K],
     one_row: [bool; 2],
+    /// The pieces of output rows: (row, first column, length, panel column).
+    pieces: [[u32; 4]; MAX_NR],
 }
 
 /// The longest kernel axis with precomputed masks; longer ones take the portable packing.
@@ -510,6 +514,13 @@ impl<'a> Patches<'a> {
             offsets,
             input,
             small,
+            panel: Panel {
+                base: [0; MAX_NR],
+                rows: [0; MAX_K],
+                cols: [0; MAX_K],
+                one_row: [false; 2],
+                pieces: [[0; 4]; MAX_NR],
+            },
         }
     }
 
@@ -517,68 +528,77 @@ impl<'a> Patches<'a> {
     /// `dst` (`[k, nr]`, the columns past `cols` zero): what falls in the padding is zero.
     /// `isa` says which instructions gather them; any `nr` up to 32 packs with
     /// [`Isa::Portable`], AVX2 packs 16 and AVX-512 32.
-    pub(crate) fn pack(&self, isa: Isa, p0: usize, cols: usize, nr: usize, dst: &mut [f32]) {
+    pub(crate) fn pack(&mut self, isa: Isa, p0: usize, cols: usize, nr: usize, dst: &mut [f32]) {
         let g = &self.geo;
         assert!(cols <= nr && nr <= MAX_NR && p0 + cols <= g.oh * g.ow);
         let dst = &mut dst[..g.k() * nr];
         if !self.small {
             return self.pack_portable(p0, cols, nr, dst);
         }
-        let mut panel = Panel {
-            base: [0; MAX_NR],
-            base_wide: [0; MAX_NR],
-            rows: [0; MAX_K],
-            cols: [0; MAX_K],
-            one_row: [false; 2],
-        };
+        let Panel {
+            base,
+            rows,
+            cols: col_masks,
+            one_row,
+            pieces,
+        } = &mut self.panel;
         // The panel's pieces of output rows, at most one per column.
-        let half = nr / 2;
+        let mut n = 0;
         let (mut oy, mut ox) = (p0 / g.ow, p0 % g.ow);
         let mut j = 0;
         while j < cols {
             let len = (g.ow - ox).min(cols - j);
-            let bits = |a: usize, b: usize| -> u32 {
-                // Columns j + a .. j + b of the panel.
-                if b <= a {
-                    0
-                } else {
-                    (u32::MAX >> (32 - (b - a))) << (j + a)
-                }
-            };
-            let all = bits(0, len);
-            for (ky, &[lo, hi]) in self.rows.iter().enumerate() {
-                if oy >= lo && oy < hi {
-                    panel.rows[ky] |= all;
-                }
-            }
-            for (kx, &[lo, hi]) in self.cols.iter().enumerate() {
-                let a = lo.clamp(ox, ox + len) - ox;
-                let b = hi.clamp(ox, ox + len) - ox;
-                panel.cols[kx] |= bits(a, b);
-            }
-            let row = (oy * g.sh * g.w) as isize;
+            pieces[n] = [oy as u32, ox as u32, len as u32, j as u32];
+            n += 1;
+            let row = (oy * g.sh * g.w) as i32;
             for t in 0..len {
-                let b = row + ((ox + t) * g.sw) as isize;
-                panel.base_wide[j + t] = b;
-                panel.base[j + t] = b as i32;
-            }
-            // A half lies in one row when this piece covers all its columns in use.
-            for (h, one_row) in panel.one_row.iter_mut().enumerate() {
-                let (first, last) = (h * half, ((h + 1) * half).min(cols));
-                if first < last && j <= first && last <= j + len {
-                    *one_row = true;
-                }
+                base[j + t] = row + ((ox + t) * g.sw) as i32;
             }
             j += len;
             ox = 0;
             oy += 1;
         }
+        let pieces = &pieces[..n];
+        // Panel columns j + a .. j + b.
+        let bits = |j: u32, a: u32, b: u32| -> u32 {
+            if b <= a {
+                0
+            } else {
+                (u32::MAX >> (32 - (b - a))) << (j + a)
+            }
+        };
+        for (mask, &[lo, hi]) in rows.iter_mut().zip(&self.rows) {
+            let (lo, hi) = (lo as u32, hi as u32);
+            *mask = pieces
+                .iter()
+                .filter(|&&[oy, ..]| oy >= lo && oy < hi)
+                .fold(0, |m, &[_, _, len, j]| m | bits(j, 0, len));
+        }
+        for (mask, &[lo, hi]) in col_masks.iter_mut().zip(&self.cols) {
+            let (lo, hi) = (lo as u32, hi as u32);
+            *mask = pieces.iter().fold(0, |m, &[_, ox, len, j]| {
+                let a = lo.clamp(ox, ox + len) - ox;
+                let b = hi.clamp(ox, ox + len) - ox;
+                m | bits(j, a, b)
+            });
+        }
+        // A half lies in one row when one piece covers all its columns in use.
+        let half = (nr / 2) as u32;
+        let cols = cols as u32;
+        for (h, one_row) in one_row.iter_mut().enumerate() {
+            let (first, last) = (h as u32 * half, ((h as u32 + 1) * half).min(cols));
+            *one_row = first < last
+                && pieces
+                    .iter()
+                    .any(|&[_, _, len, j]| j <= first && last <= j + len);
+        }
+        let panel = &self.panel;
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 if nr == 32 => unsafe { x86::pack512(self, &panel, dst) },
+            Isa::Avx512 if nr == 32 => unsafe { x86::pack512(self, panel, dst) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if nr == 16 => unsafe { x86::pack256(self, &panel, dst) },
-            _ => self.pack_masked(&panel, nr, dst),
+            Isa::Avx2 if nr == 16 => unsafe { x86::pack256(self, panel, dst) },
+            _ => self.pack_masked(panel, nr, dst),
         }
     }
 
@@ -596,7 +616,7 @@ impl<'a> Patches<'a> {
                     let off = self.offsets[ky * g.kw + kx];
                     for (j, d) in row.iter_mut().enumerate() {
                         *d = if mask >> j & 1 == 1 {
-                            image[(panel.base_wide[j] + off) as usize]
+                            image[(panel.base[j] as isize + off) as usize]
                         } else {
                             0.0
                         };

@@ -215,7 +215,8 @@ impl PackedConv {
         }
         let (mr, nr) = (self.isa.mr(), self.isa.nr());
         let pointwise = geo.is_pointwise();
-        let mut panel = vec![0f32; k * nr];
+        let mut lines = vec![Line([0.0; 16]); (k * nr).div_ceil(16)];
+        let panel = Line::floats(&mut lines);
         // Image by image, group by group: the input and output are [n, g, ...] in order.
         for (i, (x, out)) in input
             .chunks_exact(group_image)
@@ -223,13 +224,13 @@ impl PackedConv {
             .enumerate()
         {
             let gg = i % g;
-            let patches = Patches::new(geo, x);
+            let mut patches = Patches::new(geo, x);
             for p0 in (0..p).step_by(nr) {
                 let cols = nr.min(p - p0);
                 let (xp, ldx) = if pointwise && cols == nr {
                     (x[p0..].as_ptr(), p)
                 } else {
-                    patches.pack(self.isa, p0, cols, nr, &mut panel);
+                    patches.pack(self.isa, p0, cols, nr, panel);
                     (panel.as_ptr(), nr)
                 };
                 for b0 in (0..cog).step_by(mr) {
@@ -255,6 +256,19 @@ impl PackedConv {
             }
         }
         Ok(())
+    }
+}
+
+/// A cache line of floats: panels start on one, so their vector loads and stores split none.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl Line {
+    fn floats(lines: &mut [Line]) -> &mut [f32] {
+        // SAFETY: a Line is 16 f32 and nothing else (repr(C), its alignment a multiple of
+        // f32's); the slice borrows `lines` mutably for as long as it lives.
+        unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut f32, lines.len() * 16) }
     }
 }
 
@@ -611,7 +625,21 @@ mod tests {
                     hi: None,
                 },
             };
+            let only = std::env::var("RNN_RUN_CONV_BENCH").unwrap_or_default();
             for isa in isas() {
+                let picked = |what: &str| {
+                    !only
+                        .split(',')
+                        .any(|o| ["Avx512", "Avx2", "Portable"].contains(&o))
+                        || only.split(',').any(|o| o == what)
+                };
+                let named = |what: &str| {
+                    !only.split(',').any(|o| o.starts_with("conv"))
+                        || only.split(',').any(|o| o == what)
+                };
+                if !picked(&format!("{isa:?}")) || !named(name) {
+                    continue;
+                }
                 let op = packed(&case, isa);
                 let mut best = f64::MAX;
                 for _ in 0..2000 {
