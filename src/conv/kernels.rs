@@ -2,18 +2,21 @@
 //! panels of the input's patches (`[k, nr]`, packed here without a padded copy of the input),
 //! written straight into the NCHW output, bias first and the fused clamp last.
 //!
-//! Three tile kernels compute the same sums: AVX-512 (8 rows × 32 columns), AVX2+FMA
-//! (6 × 16) and a portable one (4 × 8, plain multiply-add). Which one runs is chosen once,
-//! when the op is built ([`Isa::best`]), since the weights are packed for its row count.
+//! Two tile shapes: a *pixel* tile holds a few output channels × a panel of output positions,
+//! a vector over positions each (what a long row of outputs wants); a *channel* tile holds a
+//! block of output channels, a vector over channels, × a few positions (what a short one
+//! wants: a convolution down to 4 frequencies, or a frame of a stream). Each comes in AVX-512,
+//! AVX2+FMA and portable (plain multiply-add) kernels computing the same sums; which set runs
+//! is chosen once, when the op is built ([`Isa::best`]), since the weights are packed for it.
 
 /// The instruction set a [`super::PackedConv`] was packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Isa {
-    /// Plain Rust: 4 rows × 8 columns.
+    /// Plain Rust: pixel tiles of 4 channels × 8 positions, channel blocks of 4.
     Portable,
-    /// AVX2 and FMA: 6 rows × 2 vectors of 8.
+    /// AVX2 and FMA: pixel tiles of 4 × 2 vectors of 8, channel blocks of 8.
     Avx2,
-    /// AVX-512F: 8 rows × 2 vectors of 16.
+    /// AVX-512F: pixel tiles of 8 × 2 vectors of 16, channel blocks of 16.
     Avx512,
 }
 
@@ -41,16 +44,25 @@ impl Isa {
         }
     }
 
-    /// Output channels per tile: the packed weights come in blocks of this many rows.
+    /// Output channels per pixel tile (a divisor of [`Isa::wb`]).
     pub(crate) fn mr(self) -> usize {
         match self {
             Isa::Portable => 4,
-            Isa::Avx2 => 6,
+            Isa::Avx2 => 4,
             Isa::Avx512 => 8,
         }
     }
 
-    /// Output positions per tile: the width of a packed panel.
+    /// Output channels per block of packed weights (`[k][wb]`, zero-padded), one vector.
+    pub(crate) fn wb(self) -> usize {
+        match self {
+            Isa::Portable => 4,
+            Isa::Avx2 => 8,
+            Isa::Avx512 => 16,
+        }
+    }
+
+    /// Output positions per pixel tile: the width of a packed panel.
     pub(crate) fn nr(self) -> usize {
         match self {
             Isa::Portable => 8,
@@ -60,6 +72,9 @@ impl Isa {
     }
 }
 
+/// The most output positions a channel tile holds.
+pub(crate) const CHANNEL_TILE_COLS: usize = 8;
+
 /// What is applied to the sums before they are stored: `max(x, lo)` then `min(x, hi)`, as
 /// tract's `Max` and `Min` with a scalar (a NaN sum becomes the bound, as `f32::max` does).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -68,34 +83,38 @@ pub(crate) struct Clamp {
     pub(crate) hi: Option<f32>,
 }
 
-/// One tile: `rows` output channels × up to `nr` output positions.
+/// One tile: `rows` output channels × `cols` output positions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tile {
     /// The reduction length (input channels × kernel positions).
     pub(crate) k: usize,
-    /// Packed weights: `k` groups of `rows` values.
+    /// Packed weights: row `kk` at `w + kk * ldw`; a pixel tile reads `rows` values of each,
+    /// a channel tile `isa.wb()`.
     pub(crate) w: *const f32,
-    /// The patches: row `kk` at `x + kk * ldx`, `nr` values each (all readable).
+    pub(crate) ldw: usize,
+    /// The patches: row `kk` at `x + kk * ldx`; a pixel tile reads `nr` values of each
+    /// (all readable), a channel tile `cols`.
     pub(crate) x: *const f32,
     pub(crate) ldx: usize,
-    /// `rows` values.
+    /// The bias: as many values as weights are read per row.
     pub(crate) bias: *const f32,
-    /// The output: row `r` at `c + r * ldc`, `cols` values written.
+    /// The output: channel `r` at `c + r * ldc`, `cols` values written for `rows` channels.
     pub(crate) c: *mut f32,
     pub(crate) ldc: usize,
+    pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) clamp: Clamp,
 }
 
-/// Computes a tile of `rows` (1 ..= `isa.mr()`) rows.
+/// Computes a pixel tile of `t.rows` (1 ..= `isa.mr()`) channels × up to `isa.nr()` positions.
 ///
 /// # Safety
 /// `isa` is available; every pointer of `t` is valid for what [`Tile`] says is read or written.
-pub(crate) unsafe fn tile(isa: Isa, rows: usize, t: &Tile) {
-    debug_assert!(rows >= 1 && rows <= isa.mr() && t.cols <= isa.nr());
+pub(crate) unsafe fn pixel_tile(isa: Isa, t: &Tile) {
+    debug_assert!(t.rows >= 1 && t.rows <= isa.mr() && t.cols <= isa.nr());
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => match rows {
+        Isa::Avx512 => match t.rows {
             8 => x86::tile512::<8>(t),
             7 => x86::tile512::<7>(t),
             6 => x86::tile512::<6>(t),
@@ -106,20 +125,82 @@ pub(crate) unsafe fn tile(isa: Isa, rows: usize, t: &Tile) {
             _ => x86::tile512::<1>(t),
         },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => match rows {
-            6 => x86::tile256::<6>(t),
-            5 => x86::tile256::<5>(t),
+        Isa::Avx2 => match t.rows {
             4 => x86::tile256::<4>(t),
             3 => x86::tile256::<3>(t),
             2 => x86::tile256::<2>(t),
             _ => x86::tile256::<1>(t),
         },
-        _ => match rows {
+        _ => match t.rows {
             4 => tile_portable::<4>(t),
             3 => tile_portable::<3>(t),
             2 => tile_portable::<2>(t),
             _ => tile_portable::<1>(t),
         },
+    }
+}
+
+/// Computes a channel tile: one block of `t.rows` (1 ..= `isa.wb()`) channels × `t.cols`
+/// (1 ..= [`CHANNEL_TILE_COLS`]) positions.
+///
+/// # Safety
+/// As [`pixel_tile`]; besides, `t.ldc · isa.wb()` fits an `i32`.
+pub(crate) unsafe fn channel_tile(isa: Isa, t: &Tile) {
+    debug_assert!(t.rows >= 1 && t.rows <= isa.wb());
+    debug_assert!(t.cols >= 1 && t.cols <= CHANNEL_TILE_COLS);
+    macro_rules! by_cols {
+        ($($f:ident)::+) => {
+            match t.cols {
+                8 => $($f)::+::<8>(t),
+                7 => $($f)::+::<7>(t),
+                6 => $($f)::+::<6>(t),
+                5 => $($f)::+::<5>(t),
+                4 => $($f)::+::<4>(t),
+                3 => $($f)::+::<3>(t),
+                2 => $($f)::+::<2>(t),
+                _ => $($f)::+::<1>(t),
+            }
+        };
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => by_cols!(x86::chan512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => by_cols!(x86::chan256),
+        _ => by_cols!(chan_portable),
+    }
+}
+
+unsafe fn chan_portable<const NP: usize>(t: &Tile) {
+    const WB: usize = 4;
+    let bias: [f32; WB] = std::ptr::read_unaligned(t.bias as *const [f32; WB]);
+    let mut acc = [bias; NP];
+    for kk in 0..t.k {
+        let w: [f32; WB] = std::ptr::read_unaligned(t.w.add(kk * t.ldw) as *const [f32; WB]);
+        let x = t.x.add(kk * t.ldx);
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = *x.add(j);
+            for r in 0..WB {
+                acc[r] += w[r] * x;
+            }
+        }
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        for (r, &a) in acc.iter().enumerate().take(t.rows) {
+            *t.c.add(r * t.ldc + j) = t.clamp.apply(a);
+        }
+    }
+}
+
+impl Clamp {
+    fn apply(self, mut a: f32) -> f32 {
+        if let Some(lo) = self.lo {
+            a = a.max(lo);
+        }
+        if let Some(hi) = self.hi {
+            a = a.min(hi);
+        }
+        a
     }
 }
 
@@ -131,7 +212,7 @@ unsafe fn tile_portable<const R: usize>(t: &Tile) {
     }
     for kk in 0..t.k {
         let x: [f32; NR] = std::ptr::read_unaligned(t.x.add(kk * t.ldx) as *const [f32; NR]);
-        let w: [f32; R] = std::ptr::read_unaligned(t.w.add(kk * R) as *const [f32; R]);
+        let w: [f32; R] = std::ptr::read_unaligned(t.w.add(kk * t.ldw) as *const [f32; R]);
         for r in 0..R {
             for j in 0..NR {
                 acc[r][j] += w[r] * x[j];
@@ -141,14 +222,7 @@ unsafe fn tile_portable<const R: usize>(t: &Tile) {
     for (r, acc) in acc.iter().enumerate() {
         let c = std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols);
         for (c, &a) in c.iter_mut().zip(acc) {
-            let mut a = a;
-            if let Some(lo) = t.clamp.lo {
-                a = a.max(lo);
-            }
-            if let Some(hi) = t.clamp.hi {
-                a = a.min(hi);
-            }
-            *c = a;
+            *c = t.clamp.apply(a);
         }
     }
 }
@@ -157,6 +231,80 @@ unsafe fn tile_portable<const R: usize>(t: &Tile) {
 mod x86 {
     use super::{Panel, Patches, Tile};
     use std::arch::x86_64::*;
+
+    /// A channel tile: 16 channels in a vector, `NP` positions, written with a scatter
+    /// (channel `r` of position `j` to `c + r·ldc + j`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn chan512<const NP: usize>(t: &Tile) {
+        let mut acc = [_mm512_loadu_ps(t.bias); NP];
+        let mut w = t.w;
+        let mut x = t.x;
+        for _ in 0..t.k {
+            let wv = _mm512_loadu_ps(w);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(wv, _mm512_set1_ps(*x.add(j)), *acc);
+            }
+            w = w.add(t.ldw);
+            x = x.add(t.ldx);
+        }
+        if let Some(lo) = t.clamp.lo {
+            let lo = _mm512_set1_ps(lo);
+            for acc in &mut acc {
+                *acc = _mm512_max_ps(*acc, lo);
+            }
+        }
+        if let Some(hi) = t.clamp.hi {
+            let hi = _mm512_set1_ps(hi);
+            for acc in &mut acc {
+                *acc = _mm512_min_ps(*acc, hi);
+            }
+        }
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let index = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(t.ldc as i32));
+        let mask = if t.rows >= 16 {
+            0xffff
+        } else {
+            ((1u32 << t.rows) - 1) as __mmask16
+        };
+        for (j, acc) in acc.iter().enumerate() {
+            _mm512_mask_i32scatter_ps::<4>(t.c.add(j), mask, index, *acc);
+        }
+    }
+
+    /// [`chan512`] with 8 channels in a vector, stored channel by channel.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn chan256<const NP: usize>(t: &Tile) {
+        let mut acc = [_mm256_loadu_ps(t.bias); NP];
+        let mut w = t.w;
+        let mut x = t.x;
+        for _ in 0..t.k {
+            let wv = _mm256_loadu_ps(w);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(&*x.add(j)), *acc);
+            }
+            w = w.add(t.ldw);
+            x = x.add(t.ldx);
+        }
+        if let Some(lo) = t.clamp.lo {
+            let lo = _mm256_set1_ps(lo);
+            for acc in &mut acc {
+                *acc = _mm256_max_ps(*acc, lo);
+            }
+        }
+        if let Some(hi) = t.clamp.hi {
+            let hi = _mm256_set1_ps(hi);
+            for acc in &mut acc {
+                *acc = _mm256_min_ps(*acc, hi);
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), *acc);
+            for (r, &v) in lanes.iter().enumerate().take(t.rows) {
+                *t.c.add(r * t.ldc + j) = v;
+            }
+        }
+    }
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile512<const R: usize>(t: &Tile) {
@@ -177,7 +325,7 @@ mod x86 {
                 acc0[r] = _mm512_fmadd_ps(wr, x0, acc0[r]);
                 acc1[r] = _mm512_fmadd_ps(wr, x1, acc1[r]);
             }
-            w = w.add(R);
+            w = w.add(t.ldw);
             x = x.add(t.ldx);
         }
         if let Some(lo) = t.clamp.lo {
@@ -356,7 +504,7 @@ mod x86 {
                 acc0[r] = _mm256_fmadd_ps(wr, x0, acc0[r]);
                 acc1[r] = _mm256_fmadd_ps(wr, x1, acc1[r]);
             }
-            w = w.add(R);
+            w = w.add(t.ldw);
             x = x.add(t.ldx);
         }
         if let Some(lo) = t.clamp.lo {

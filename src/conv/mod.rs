@@ -19,7 +19,7 @@ use tract_core::ops::nn::DataFormat;
 use tract_hir::internal::*;
 
 pub(crate) use kernels::{Clamp, Isa};
-use kernels::{Geo, Patches, Tile};
+use kernels::{Geo, Patches, Tile, CHANNEL_TILE_COLS};
 
 /// A float32 convolution (NCHW or CHW, one or two spatial axes, any kernel, strides,
 /// dilations, zero padding and groups) with constant weights and bias.
@@ -28,10 +28,10 @@ pub struct PackedConv {
     pool_spec: PoolSpec,
     group: usize,
     isa: Isa,
-    /// Per group, per block of `isa.mr()` output channels (the last one may be shorter):
-    /// `[k][rows]`, so block `b` of group `g` starts at `(g·cog + b·mr)·k`.
+    /// Per group, per block of `isa.wb()` output channels: `[k][wb]`, zero past the group's
+    /// channels; block `b` of group `g` starts at `(g·blocks + b)·k·wb`.
     weights: Arc<Vec<f32>>,
-    /// One value per output channel.
+    /// The same blocks of the bias: `[wb]` each.
     bias: Arc<Vec<f32>>,
     clamp: Clamp,
 }
@@ -109,18 +109,21 @@ impl PackedConv {
         }
         let gok = gok.try_as_plain_ram()?;
         let gok = gok.as_slice::<f32>()?;
-        let mr = isa.mr();
-        let mut weights = Vec::with_capacity(gok.len());
+        let wb = isa.wb();
+        let blocks = cog.div_ceil(wb);
+        let mut weights = vec![0f32; g * blocks * k * wb];
+        let mut bias_blocks = vec![0f32; g * blocks * wb];
         for gg in 0..g {
-            for b0 in (0..cog).step_by(mr) {
-                let rows = mr.min(cog - b0);
+            for co in 0..cog {
+                let block = gg * blocks + co / wb;
+                let r = co % wb;
                 for kk in 0..k {
-                    for r in 0..rows {
-                        weights.push(gok[((gg * cog) + b0 + r) * k + kk]);
-                    }
+                    weights[(block * k + kk) * wb + r] = gok[(gg * cog + co) * k + kk];
                 }
+                bias_blocks[block * wb + r] = bias[gg * cog + co];
             }
         }
+        let bias = bias_blocks;
         Ok(Some(PackedConv {
             pool_spec: spec.clone(),
             group: conv.group,
@@ -213,7 +216,8 @@ impl PackedConv {
         if p == 0 || cog == 0 {
             return Ok(());
         }
-        let (mr, nr) = (self.isa.mr(), self.isa.nr());
+        let (mr, wb, nr) = (self.isa.mr(), self.isa.wb(), self.isa.nr());
+        let blocks = cog.div_ceil(wb);
         let pointwise = geo.is_pointwise();
         let mut lines = vec![Line([0.0; 16]); (k * nr).div_ceil(16)];
         let panel = Line::floats(&mut lines);
@@ -233,25 +237,61 @@ impl PackedConv {
                     patches.pack(self.isa, p0, cols, nr, panel);
                     (panel.as_ptr(), nr)
                 };
-                for b0 in (0..cog).step_by(mr) {
-                    let rows = mr.min(cog - b0);
-                    let co = gg * cog + b0;
+                // Vectors over channels when they fill more lanes than the positions do
+                // (a short row: a few frequencies, or one frame).
+                let by_channel = cols * 2 <= nr
+                    && cog * nr > cols * blocks * wb
+                    && p.checked_mul(wb).is_some_and(|x| x <= i32::MAX as usize);
+                for b in 0..blocks {
+                    let block = gg * blocks + b;
+                    let w = &self.weights[block * k * wb..][..k * wb];
+                    let bias = &self.bias[block * wb..][..wb];
+                    let channels = wb.min(cog - b * wb);
                     let t = Tile {
                         k,
-                        w: self.weights[co * k..][..rows * k].as_ptr(),
+                        w: w.as_ptr(),
+                        ldw: wb,
                         x: xp,
                         ldx,
-                        bias: self.bias[co..][..rows].as_ptr(),
-                        c: out[b0 * p + p0..].as_mut_ptr(),
+                        bias: bias.as_ptr(),
+                        c: out[b * wb * p + p0..].as_mut_ptr(),
                         ldc: p,
+                        rows: channels,
                         cols,
                         clamp: self.clamp,
                     };
-                    // SAFETY: the weights and bias slices hold rows·k and rows values; x
-                    // holds k rows of nr values at stride ldx (a packed panel, or the
-                    // image itself, [k, p], for a full panel of a pointwise convolution);
-                    // `out` holds rows rows of p values from b0·p + p0, cols written each.
-                    unsafe { kernels::tile(self.isa, rows, &t) };
+                    if by_channel {
+                        for j0 in (0..cols).step_by(CHANNEL_TILE_COLS) {
+                            let t = Tile {
+                                x: t.x.wrapping_add(j0),
+                                c: t.c.wrapping_add(j0),
+                                cols: CHANNEL_TILE_COLS.min(cols - j0),
+                                ..t
+                            };
+                            // SAFETY: `w` holds k rows of wb weights, `bias` wb values; x
+                            // holds k rows of nr >= j0 + cols values at stride ldx (a packed
+                            // panel); `out` holds `channels` rows of p values from
+                            // b·wb·p + p0, of which j0 .. j0 + cols are written; p·wb fits
+                            // an i32.
+                            unsafe { kernels::channel_tile(self.isa, &t) };
+                        }
+                    } else {
+                        for r0 in (0..channels).step_by(mr) {
+                            let t = Tile {
+                                w: t.w.wrapping_add(r0),
+                                bias: t.bias.wrapping_add(r0),
+                                c: t.c.wrapping_add(r0 * p),
+                                rows: mr.min(channels - r0),
+                                ..t
+                            };
+                            // SAFETY: `w` holds k rows of wb >= r0 + rows weights, `bias`
+                            // wb values; x holds k rows of nr values at stride ldx (a packed
+                            // panel, or the image itself, [k, p], for a full panel of a
+                            // pointwise convolution); `out` holds rows rows of p values
+                            // from (b·wb + r0)·p + p0, of which cols are written.
+                            unsafe { kernels::pixel_tile(self.isa, &t) };
+                        }
+                    }
                 }
             }
         }
