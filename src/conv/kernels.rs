@@ -171,6 +171,73 @@ pub(crate) unsafe fn channel_tile(isa: Isa, t: &Tile) {
     }
 }
 
+/// Spreads the 16 bits of `m` to the even bits of a 32-bit mask (a stride-2 load's lanes).
+fn spread_even(m: u16) -> u32 {
+    let mut x = m as u32;
+    x = (x | x << 8) & 0x00ff_00ff;
+    x = (x | x << 4) & 0x0f0f_0f0f;
+    x = (x | x << 2) & 0x3333_3333;
+    (x | x << 1) & 0x5555_5555
+}
+
+/// The most kernel positions a [`Direct`] panel takes (5 × 5).
+const MAX_TAPS: usize = 25;
+
+/// One kernel position of a [`Direct`] panel: its offset from a column's input position and
+/// the load masks of the two halves (stride 1: one each; stride 2: two each).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DirectTap {
+    offset: isize,
+    masks: [u16; 4],
+}
+
+/// A panel the AVX-512 pixel tile reads straight from the input (see [`Patches::direct`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Direct {
+    /// Channel 0 of the group's image.
+    image: *const f32,
+    plane: usize,
+    channels: usize,
+    /// Each half's first column's input position.
+    base: [isize; 2],
+    stride: usize,
+    taps: [DirectTap; MAX_TAPS],
+    tap_count: usize,
+}
+
+/// [`pixel_tile`] on a [`Direct`] panel (AVX-512 only).
+///
+/// # Safety
+/// AVX-512F is available; `t` is valid as for [`pixel_tile`] except `x`, unused; `d` was made
+/// by [`Patches::direct`] from an image that outlives the call.
+pub(crate) unsafe fn direct_tile(t: &Tile, d: &Direct) {
+    debug_assert!(t.rows >= 1 && t.rows <= Isa::Avx512.mr() && t.cols <= 32);
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! by_rows {
+            ($sw:literal) => {
+                match t.rows {
+                    8 => x86::direct512::<8, $sw>(t, d),
+                    7 => x86::direct512::<7, $sw>(t, d),
+                    6 => x86::direct512::<6, $sw>(t, d),
+                    5 => x86::direct512::<5, $sw>(t, d),
+                    4 => x86::direct512::<4, $sw>(t, d),
+                    3 => x86::direct512::<3, $sw>(t, d),
+                    2 => x86::direct512::<2, $sw>(t, d),
+                    _ => x86::direct512::<1, $sw>(t, d),
+                }
+            };
+        }
+        if d.stride == 1 {
+            by_rows!(1)
+        } else {
+            by_rows!(2)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("Direct panels are made for AVX-512 only ({t:?}, {d:?})")
+}
+
 unsafe fn chan_portable<const NP: usize>(t: &Tile) {
     const WB: usize = 4;
     let bias: [f32; WB] = std::ptr::read_unaligned(t.bias as *const [f32; WB]);
@@ -229,7 +296,7 @@ unsafe fn tile_portable<const R: usize>(t: &Tile) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Panel, Patches, Tile};
+    use super::{Direct, Panel, Patches, Tile};
     use std::arch::x86_64::*;
 
     /// A channel tile: 16 channels in a vector, `NP` positions, written with a scatter
@@ -308,26 +375,85 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile512<const R: usize>(t: &Tile) {
-        let mut acc0 = [_mm512_setzero_ps(); R];
-        let mut acc1 = [_mm512_setzero_ps(); R];
-        for r in 0..R {
-            let b = _mm512_set1_ps(*t.bias.add(r));
-            acc0[r] = b;
-            acc1[r] = b;
-        }
+        let (mut acc0, mut acc1) = bias512::<R>(t);
         let mut w = t.w;
         let mut x = t.x;
         for _ in 0..t.k {
             let x0 = _mm512_loadu_ps(x);
             let x1 = _mm512_loadu_ps(x.add(16));
-            for r in 0..R {
-                let wr = _mm512_set1_ps(*w.add(r));
-                acc0[r] = _mm512_fmadd_ps(wr, x0, acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(wr, x1, acc1[r]);
-            }
+            fma512::<R>(w, x0, x1, &mut acc0, &mut acc1);
             w = w.add(t.ldw);
             x = x.add(t.ldx);
         }
+        store512::<R>(t, acc0, acc1);
+    }
+
+    /// [`tile512`] reading the input itself instead of a packed panel: each half of the
+    /// panel lies in one output row, so a row of patches is one masked load at stride 1, or
+    /// the even lanes of two at stride 2 (`SW`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn direct512<const R: usize, const SW: usize>(t: &Tile, d: &Direct) {
+        let (mut acc0, mut acc1) = bias512::<R>(t);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let mut w = t.w;
+        let taps = &d.taps[..d.tap_count];
+        for ci in 0..d.channels {
+            let image = d.image.wrapping_add(ci * d.plane);
+            for tap in taps {
+                let p0 = image.wrapping_offset(d.base[0] + tap.offset);
+                let p1 = image.wrapping_offset(d.base[1] + tap.offset);
+                let (x0, x1) = if SW == 1 {
+                    (
+                        _mm512_maskz_loadu_ps(tap.masks[0], p0),
+                        _mm512_maskz_loadu_ps(tap.masks[1], p1),
+                    )
+                } else {
+                    let a = _mm512_maskz_loadu_ps(tap.masks[0], p0);
+                    let b = _mm512_maskz_loadu_ps(tap.masks[1], p0.wrapping_add(16));
+                    let c = _mm512_maskz_loadu_ps(tap.masks[2], p1);
+                    let e = _mm512_maskz_loadu_ps(tap.masks[3], p1.wrapping_add(16));
+                    (
+                        _mm512_permutex2var_ps(a, even, b),
+                        _mm512_permutex2var_ps(c, even, e),
+                    )
+                };
+                fma512::<R>(w, x0, x1, &mut acc0, &mut acc1);
+                w = w.add(t.ldw);
+            }
+        }
+        store512::<R>(t, acc0, acc1);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn bias512<const R: usize>(t: &Tile) -> ([__m512; R], [__m512; R]) {
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm512_set1_ps(*t.bias.add(r));
+        }
+        (acc, acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fma512<const R: usize>(
+        w: *const f32,
+        x0: __m512,
+        x1: __m512,
+        acc0: &mut [__m512; R],
+        acc1: &mut [__m512; R],
+    ) {
+        for r in 0..R {
+            let wr = _mm512_set1_ps(*w.add(r));
+            acc0[r] = _mm512_fmadd_ps(wr, x0, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(wr, x1, acc1[r]);
+        }
+    }
+
+    /// Clamps and stores a pixel tile's accumulators (`t.cols` positions of `R` rows).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store512<const R: usize>(t: &Tile, mut acc0: [__m512; R], mut acc1: [__m512; R]) {
         if let Some(lo) = t.clamp.lo {
             let lo = _mm512_set1_ps(lo);
             for r in 0..R {
@@ -342,15 +468,8 @@ mod x86 {
                 acc1[r] = _mm512_min_ps(acc1[r], hi);
             }
         }
-        let mask = |cols: usize| -> __mmask16 {
-            if cols >= 16 {
-                0xffff
-            } else {
-                ((1u32 << cols) - 1) as __mmask16
-            }
-        };
-        let m0 = mask(t.cols);
-        let m1 = mask(t.cols.saturating_sub(16));
+        let m0 = lanes16(t.cols);
+        let m1 = lanes16(t.cols.saturating_sub(16));
         for r in 0..R {
             let c = t.c.add(r * t.ldc);
             _mm512_mask_storeu_ps(c, m0, acc0[r]);
@@ -358,13 +477,13 @@ mod x86 {
         }
     }
 
-    /// Spreads the 16 bits of `m` to the even bits of a 32-bit mask.
-    fn spread_even(m: u16) -> u32 {
-        let mut x = m as u32;
-        x = (x | x << 8) & 0x00ff_00ff;
-        x = (x | x << 4) & 0x0f0f_0f0f;
-        x = (x | x << 2) & 0x3333_3333;
-        (x | x << 1) & 0x5555_5555
+    /// The mask of the first `n` (at most 16) lanes.
+    fn lanes16(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
     }
 
     /// Packs a panel of 32 columns: per half of 16, masked loads when it lies in one
@@ -404,7 +523,7 @@ mod x86 {
                             image = image.wrapping_add(plane);
                         }
                     } else if panel.one_row[h] && g.sw == 2 {
-                        let m2 = spread_even(m);
+                        let m2 = super::spread_even(m);
                         let (m_lo, m_hi) = (m2 as u16, (m2 >> 16) as u16);
                         for _ in 0..g.c {
                             let lo = _mm512_maskz_loadu_ps(m_lo, image);
@@ -633,6 +752,8 @@ struct Panel {
     one_row: [bool; 2],
     /// The pieces of output rows: (row, first column, length, panel column).
     pieces: [[u32; 4]; MAX_NR],
+    /// Which panel this is: first position, columns, width.
+    key: Option<[usize; 3]>,
 }
 
 /// The longest kernel axis with precomputed masks; longer ones take the portable packing.
@@ -668,6 +789,7 @@ impl<'a> Patches<'a> {
                 cols: [0; MAX_K],
                 one_row: [false; 2],
                 pieces: [[0; 4]; MAX_NR],
+                key: None,
             },
         }
     }
@@ -683,12 +805,83 @@ impl<'a> Patches<'a> {
         if !self.small {
             return self.pack_portable(p0, cols, nr, dst);
         }
+        if !self.prepared(p0, cols, nr) {
+            self.prepare(p0, cols, nr);
+        }
+        let panel = &self.panel;
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if nr == 32 => unsafe { x86::pack512(self, panel, dst) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if nr == 16 => unsafe { x86::pack256(self, panel, dst) },
+            _ => self.pack_masked(panel, nr, dst),
+        }
+    }
+
+    /// The panel of output positions `p0 .. p0 + cols` (of 32) for [`direct_tile`], when
+    /// each of its halves lies in one output row, the stride along rows is 1 or 2 and the
+    /// kernel has at most 25 positions; `None` otherwise (pack it).
+    pub(crate) fn direct(&mut self, p0: usize, cols: usize) -> Option<Direct> {
+        let g = self.geo;
+        let taps = g.kh * g.kw;
+        if !self.small || !(1..=2).contains(&g.sw) || taps > MAX_TAPS {
+            return None;
+        }
+        assert!(cols <= 32 && p0 + cols <= g.oh * g.ow);
+        self.prepare(p0, cols, 32);
+        let panel = &self.panel;
+        if (0..2).any(|h| h * 16 < cols && !panel.one_row[h]) {
+            return None;
+        }
+        let mut d = Direct {
+            image: self.input.as_ptr(),
+            plane: g.h * g.w,
+            channels: g.c,
+            base: [panel.base[0] as isize, panel.base[16] as isize],
+            stride: g.sw,
+            taps: [DirectTap::default(); MAX_TAPS],
+            tap_count: taps,
+        };
+        if cols <= 16 {
+            // The second half reads nothing (masks zero): any base does.
+            d.base[1] = d.base[0];
+        }
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let tap = ky * g.kw + kx;
+                let mask = panel.rows[ky] & panel.cols[kx];
+                let halves = [mask as u16, (mask >> 16) as u16];
+                let masks = if g.sw == 1 {
+                    [halves[0], halves[1], 0, 0]
+                } else {
+                    let [a, b] = halves.map(spread_even);
+                    [a as u16, (a >> 16) as u16, b as u16, (b >> 16) as u16]
+                };
+                d.taps[tap] = DirectTap {
+                    offset: self.offsets[tap],
+                    masks,
+                };
+            }
+        }
+        Some(d)
+    }
+
+    /// Whether the panel scratch already describes `p0 .. p0 + cols` of `nr`.
+    fn prepared(&self, p0: usize, cols: usize, nr: usize) -> bool {
+        self.panel.key == Some([p0, cols, nr])
+    }
+
+    /// Describes the panel of output positions `p0 .. p0 + cols` in the scratch.
+    fn prepare(&mut self, p0: usize, cols: usize, nr: usize) {
+        let g = &self.geo;
+        self.panel.key = Some([p0, cols, nr]);
         let Panel {
             base,
             rows,
             cols: col_masks,
             one_row,
             pieces,
+            ..
         } = &mut self.panel;
         // The panel's pieces of output rows, at most one per column.
         let mut n = 0;
@@ -739,14 +932,6 @@ impl<'a> Patches<'a> {
                 && pieces
                     .iter()
                     .any(|&[_, _, len, j]| j <= first && last <= j + len);
-        }
-        let panel = &self.panel;
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 if nr == 32 => unsafe { x86::pack512(self, panel, dst) },
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if nr == 16 => unsafe { x86::pack256(self, panel, dst) },
-            _ => self.pack_masked(panel, nr, dst),
         }
     }
 

@@ -231,17 +231,32 @@ impl PackedConv {
             let mut patches = Patches::new(geo, x);
             for p0 in (0..p).step_by(nr) {
                 let cols = nr.min(p - p0);
-                let (xp, ldx) = if pointwise && cols == nr {
-                    (x[p0..].as_ptr(), p)
-                } else {
-                    patches.pack(self.isa, p0, cols, nr, panel);
-                    (panel.as_ptr(), nr)
-                };
                 // Vectors over channels when they fill more lanes than the positions do
                 // (a short row: a few frequencies, or one frame).
                 let by_channel = cols * 2 <= nr
                     && cog * nr > cols * blocks * wb
                     && p.checked_mul(wb).is_some_and(|x| x <= i32::MAX as usize);
+                // Where the pixel tiles read the patches: the image itself (pointwise),
+                // straight from the input rows (AVX-512, rows at stride 1, or 2 when one
+                // tile takes all channels: each tile redoes the stride's shuffles), or a
+                // packed panel.
+                let direct = if self.isa == Isa::Avx512
+                    && !by_channel
+                    && !pointwise
+                    && (geo.sw == 1 || cog <= mr)
+                {
+                    patches.direct(p0, cols)
+                } else {
+                    None
+                };
+                let (xp, ldx) = if pointwise && cols == nr {
+                    (x[p0..].as_ptr(), p)
+                } else if direct.is_some() {
+                    (std::ptr::null(), 0)
+                } else {
+                    patches.pack(self.isa, p0, cols, nr, panel);
+                    (panel.as_ptr(), nr)
+                };
                 for b in 0..blocks {
                     let block = gg * blocks + b;
                     let w = &self.weights[block * k * wb..][..k * wb];
@@ -287,9 +302,15 @@ impl PackedConv {
                             // SAFETY: `w` holds k rows of wb >= r0 + rows weights, `bias`
                             // wb values; x holds k rows of nr values at stride ldx (a packed
                             // panel, or the image itself, [k, p], for a full panel of a
-                            // pointwise convolution); `out` holds rows rows of p values
-                            // from (b·wb + r0)·p + p0, of which cols are written.
-                            unsafe { kernels::pixel_tile(self.isa, &t) };
+                            // pointwise convolution), or `direct` describes the panel in
+                            // `x`, alive here, for an AVX-512 op; `out` holds rows rows of p
+                            // values from (b·wb + r0)·p + p0, of which cols are written.
+                            unsafe {
+                                match &direct {
+                                    Some(d) => kernels::direct_tile(&t, d),
+                                    None => kernels::pixel_tile(self.isa, &t),
+                                }
+                            };
                         }
                     }
                 }
@@ -645,6 +666,16 @@ mod tests {
                 "conv3",
                 conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
                 [1, 16, 200, 8],
+            ),
+            (
+                "c33s1",
+                conv(16, [3, 3], [1, 1], [1, 1, 1, 1]),
+                [1, 16, 200, 32],
+            ),
+            (
+                "c13s1",
+                conv(16, [1, 3], [1, 1], [0, 1, 0, 1]),
+                [1, 16, 200, 32],
             ),
         ];
         for (name, conv, shape) in cases {
