@@ -8,6 +8,8 @@
 //! wants: a convolution down to 4 frequencies, or a frame of a stream). Each comes in AVX-512,
 //! AVX2+FMA and portable (plain multiply-add) kernels computing the same sums; which set runs
 //! is chosen once, when the op is built ([`Isa::best`]), since the weights are packed for it.
+//! The AVX-512 pixel tile also reads the input itself ([`direct_tile`]) where a panel's
+//! patches are a masked load (or two and a shuffle) per row of the patch matrix.
 
 /// The instruction set a [`super::PackedConv`] was packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,13 +2,22 @@
 //! encoder: 1×3 and 3×3 kernels over time and frequency, 1 to 64 channels), where tract's
 //! lowering spends more on its padded copy of the input and on im2col than on the products.
 //!
-//! [`PackedConv`] packs the weights once, when the plan is made. Each run walks the output
-//! positions in panels: a panel's patches are gathered from the input (zeros where a patch
-//! reaches into the padding, so no padded copy is made) into a buffer that stays in L1, and a
-//! register-tiled kernel multiplies the packed weights by it, writing the NCHW output
-//! directly, bias included, with a following ReLU or clip fused in.
+//! [`PackedConv`] packs the weights once, when the plan is made, in blocks of output channels.
+//! Each run walks the output positions (flat over rows and columns) in panels of 32 (AVX-512;
+//! 16 with AVX2, 8 portable) and computes each panel as a product of the packed weights by the
+//! panel's patches (`[cin · kernel positions, panel]`), in register tiles written straight
+//! into the NCHW output, bias included, a following ReLU or clip fused in. Where a patch
+//! reaches into the padding it reads zeros: no padded copy of the input is ever made.
 //!
-//! The pass choosing it is [`crate::passes::conv`].
+//! - A *pixel* tile holds 8 channels × the panel (one vector per channel per 16 positions).
+//!   With AVX-512 it reads the input rows itself (masked loads; at stride 2, the even lanes of
+//!   two) when each half-panel lies in one output row; otherwise the panel's patches are first
+//!   packed into a buffer that stays in L1 (masked loads, or masked gathers).
+//! - A *channel* tile holds a block of 16 channels (one vector) × up to 8 positions, for short
+//!   rows of output (4 frequencies, one frame of a stream, Silero's 4 STFT frames), where
+//!   vectors over positions would run mostly empty.
+//!
+//! The pass choosing it is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
 
 mod kernels;
 
@@ -54,7 +63,8 @@ impl Eq for PackedConv {}
 impl PackedConv {
     /// The op computing what `conv` computes on inputs typed `facts` (input, kernel, bias),
     /// or `None` when it does not cover it: a quantized or non-f32 convolution, channels
-    /// last, three spatial axes or more, weights or bias not constant.
+    /// last, three spatial axes or more, weights or bias not constant, or kernels `isa`
+    /// this CPU does not run.
     pub(crate) fn from_conv(
         conv: &Conv,
         facts: &[&TypedFact],
