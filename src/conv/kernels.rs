@@ -240,6 +240,39 @@ pub(crate) unsafe fn direct_tile(t: &Tile, d: &Direct) {
     unreachable!("Direct panels are made for AVX-512 only ({t:?}, {d:?})")
 }
 
+/// One half (16 positions) of a stride-2 [`Direct`] panel × a whole block of up to 16
+/// channels (AVX-512 only): the half's patches are shuffled out of the input once per row of
+/// the patch matrix for all the block's channels, where [`direct_tile`] would redo it per
+/// 8 channels.
+///
+/// # Safety
+/// As [`direct_tile`], with `t.rows` <= 16 channels of a block, `t.cols` <= 16 positions
+/// from the start of half `h` (`t.c` pointing at that half's first position).
+pub(crate) unsafe fn direct_block_tile(t: &Tile, d: &Direct, h: usize) {
+    debug_assert!(t.rows >= 1 && t.rows <= 16 && t.cols <= 16 && h < 2 && d.stride == 2);
+    #[cfg(target_arch = "x86_64")]
+    match t.rows {
+        16 => x86::block512::<16>(t, d, h),
+        15 => x86::block512::<15>(t, d, h),
+        14 => x86::block512::<14>(t, d, h),
+        13 => x86::block512::<13>(t, d, h),
+        12 => x86::block512::<12>(t, d, h),
+        11 => x86::block512::<11>(t, d, h),
+        10 => x86::block512::<10>(t, d, h),
+        9 => x86::block512::<9>(t, d, h),
+        8 => x86::block512::<8>(t, d, h),
+        7 => x86::block512::<7>(t, d, h),
+        6 => x86::block512::<6>(t, d, h),
+        5 => x86::block512::<5>(t, d, h),
+        4 => x86::block512::<4>(t, d, h),
+        3 => x86::block512::<3>(t, d, h),
+        2 => x86::block512::<2>(t, d, h),
+        _ => x86::block512::<1>(t, d, h),
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("Direct panels are made for AVX-512 only ({t:?}, {d:?}, {h})")
+}
+
 unsafe fn chan_portable<const NP: usize>(t: &Tile) {
     const WB: usize = 4;
     let bias: [f32; WB] = std::ptr::read_unaligned(t.bias as *const [f32; WB]);
@@ -424,6 +457,45 @@ mod x86 {
             }
         }
         store512::<R>(t, acc0, acc1);
+    }
+
+    /// [`super::direct_block_tile`]: `R` channels × the 16 positions of half `h`, stride 2.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block512<const R: usize>(t: &Tile, d: &Direct, h: usize) {
+        let (mut acc, _) = bias512::<R>(t);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let mut w = t.w;
+        let taps = &d.taps[..d.tap_count];
+        let base = d.base[h];
+        for ci in 0..d.channels {
+            let image = d.image.wrapping_add(ci * d.plane);
+            for tap in taps {
+                let p = image.wrapping_offset(base + tap.offset);
+                let a = _mm512_maskz_loadu_ps(tap.masks[2 * h], p);
+                let b = _mm512_maskz_loadu_ps(tap.masks[2 * h + 1], p.wrapping_add(16));
+                let x = _mm512_permutex2var_ps(a, even, b);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(r)), x, *acc);
+                }
+                w = w.add(t.ldw);
+            }
+        }
+        if let Some(lo) = t.clamp.lo {
+            let lo = _mm512_set1_ps(lo);
+            for acc in &mut acc {
+                *acc = _mm512_max_ps(*acc, lo);
+            }
+        }
+        if let Some(hi) = t.clamp.hi {
+            let hi = _mm512_set1_ps(hi);
+            for acc in &mut acc {
+                *acc = _mm512_min_ps(*acc, hi);
+            }
+        }
+        let m = lanes16(t.cols);
+        for (r, acc) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(t.c.add(r * t.ldc), m, *acc);
+        }
     }
 
     #[inline]

@@ -245,14 +245,11 @@ impl PackedConv {
                     && cog * nr > cols * blocks * wb
                     && p.checked_mul(wb).is_some_and(|x| x <= i32::MAX as usize);
                 // Where the pixel tiles read the patches: the image itself (pointwise),
-                // straight from the input rows (AVX-512, rows at stride 1, or 2 when one
-                // tile takes all channels: each tile redoes the stride's shuffles), or a
-                // packed panel.
-                let direct = if self.isa == Isa::Avx512
-                    && !by_channel
-                    && !pointwise
-                    && (geo.sw == 1 || cog <= mr)
-                {
+                // straight from the input rows (AVX-512, rows at stride 1 or 2), or a packed
+                // panel. At stride 2, a tile of a whole block of channels per half panel
+                // shuffles each row of patches once for the block.
+                let block_tiles = geo.sw == 2 && cog > mr;
+                let direct = if self.isa == Isa::Avx512 && !by_channel && !pointwise {
                     patches.direct(p0, cols)
                 } else {
                     None
@@ -283,7 +280,23 @@ impl PackedConv {
                         cols,
                         clamp: self.clamp,
                     };
-                    if by_channel {
+                    if let (Some(d), true) = (&direct, block_tiles) {
+                        for h in 0..2 {
+                            if h * 16 >= cols {
+                                break;
+                            }
+                            let t = Tile {
+                                c: t.c.wrapping_add(16 * h),
+                                cols: 16.min(cols - 16 * h),
+                                ..t
+                            };
+                            // SAFETY: `w` holds k rows of wb >= channels weights, `bias` wb
+                            // values; `d` describes the panel in `x`, alive here, for an
+                            // AVX-512 op at stride 2; `out` holds `channels` rows of p values
+                            // from b·wb·p + p0 + 16h, of which cols are written.
+                            unsafe { kernels::direct_block_tile(&t, d, h) };
+                        }
+                    } else if by_channel {
                         for j0 in (0..cols).step_by(CHANNEL_TILE_COLS) {
                             let t = Tile {
                                 x: t.x.wrapping_add(j0),
