@@ -590,13 +590,13 @@ mod x86 {
                             _mm512_storeu_ps(out, _mm512_setzero_ps());
                             out = out.add(step);
                         }
-                    } else if panel.one_row[h] && g.sw == 1 {
+                    } else if panel.linear[h] && g.sw == 1 {
                         for _ in 0..g.c {
                             _mm512_storeu_ps(out, _mm512_maskz_loadu_ps(m, image));
                             out = out.add(step);
                             image = image.wrapping_add(plane);
                         }
-                    } else if panel.one_row[h] && g.sw == 2 {
+                    } else if panel.linear[h] && g.sw == 2 {
                         let m2 = super::spread_even(m);
                         let (m_lo, m_hi) = (m2 as u16, (m2 >> 16) as u16);
                         for _ in 0..g.c {
@@ -653,7 +653,7 @@ mod x86 {
                             _mm256_storeu_ps(out, _mm256_setzero_ps());
                             out = out.add(step);
                         }
-                    } else if panel.one_row[h] && g.sw == 1 {
+                    } else if panel.linear[h] && g.sw == 1 {
                         let mut image = input.wrapping_offset(panel.base[8 * h] as isize + off);
                         for _ in 0..g.c {
                             _mm256_storeu_ps(out, _mm256_maskload_ps(image, mv));
@@ -817,13 +817,17 @@ pub(crate) struct Patches<'a> {
 }
 
 /// One panel's output positions: per column its input offset (before the kernel position's),
-/// which columns read inside the image per kernel row and column, and which halves lie in
-/// one output row.
+/// which columns read inside the image per kernel row and column, and which halves read the
+/// input at a constant stride (see `linear`).
 struct Panel {
     base: [i32; MAX_NR],
     rows: [u32; MAX_K],
     cols: [u32; MAX_K],
-    one_row: [bool; 2],
+    /// Per half: whether its columns' input offsets step by the stride along rows, so that
+    /// a row of its patches is one strided run of the input: a half within one output row,
+    /// or across rows when they follow each other in the input (stride 1 along columns, or
+    /// an input row exactly `stride` × the output row and one row per output row).
+    linear: [bool; 2],
     /// The pieces of output rows: (row, first column, length, panel column).
     pieces: [[u32; 4]; MAX_NR],
     /// Which panel this is: first position, columns, width.
@@ -861,7 +865,7 @@ impl<'a> Patches<'a> {
                 base: [0; MAX_NR],
                 rows: [0; MAX_K],
                 cols: [0; MAX_K],
-                one_row: [false; 2],
+                linear: [false; 2],
                 pieces: [[0; 4]; MAX_NR],
                 key: None,
             },
@@ -904,7 +908,7 @@ impl<'a> Patches<'a> {
         assert!(cols <= 32 && p0 + cols <= g.oh * g.ow);
         self.prepare(p0, cols, 32);
         let panel = &self.panel;
-        if (0..2).any(|h| h * 16 < cols && !panel.one_row[h]) {
+        if (0..2).any(|h| h * 16 < cols && !panel.linear[h]) {
             return None;
         }
         let mut d = Direct {
@@ -953,7 +957,7 @@ impl<'a> Patches<'a> {
             base,
             rows,
             cols: col_masks,
-            one_row,
+            linear,
             pieces,
             ..
         } = &mut self.panel;
@@ -997,15 +1001,14 @@ impl<'a> Patches<'a> {
                 m | bits(j, a, b)
             });
         }
-        // A half lies in one row when one piece covers all its columns in use.
-        let half = (nr / 2) as u32;
-        let cols = cols as u32;
-        for (h, one_row) in one_row.iter_mut().enumerate() {
-            let (first, last) = (h as u32 * half, ((h as u32 + 1) * half).min(cols));
-            *one_row = first < last
-                && pieces
-                    .iter()
-                    .any(|&[_, _, len, j]| j <= first && last <= j + len);
+        // A half is linear when its columns in use step by the stride.
+        let half = nr / 2;
+        for (h, linear) in linear.iter_mut().enumerate() {
+            let (first, last) = (h * half, ((h + 1) * half).min(cols as usize));
+            *linear = first < last
+                && base[first..last]
+                    .windows(2)
+                    .all(|b| b[1] - b[0] == g.sw as i32);
         }
     }
 
