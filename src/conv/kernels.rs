@@ -1004,7 +1004,7 @@ impl<'a> Patches<'a> {
         // A half is linear when its columns in use step by the stride.
         let half = nr / 2;
         for (h, linear) in linear.iter_mut().enumerate() {
-            let (first, last) = (h * half, ((h + 1) * half).min(cols as usize));
+            let (first, last) = (h * half, ((h + 1) * half).min(cols));
             *linear = first < last
                 && base[first..last]
                     .windows(2)
