@@ -10,9 +10,13 @@
 //! reaches into the padding it reads zeros: no padded copy of the input is ever made.
 //!
 //! - A *pixel* tile holds 8 channels × the panel (one vector per channel per 16 positions).
-//!   With AVX-512 it reads the input rows itself (masked loads; at stride 2, the even lanes of
-//!   two) when each half-panel lies in one output row; otherwise the panel's patches are first
-//!   packed into a buffer that stays in L1 (masked loads, or masked gathers).
+//!   With AVX-512 it reads the input itself (masked loads; at stride 2, the even lanes of two)
+//!   when each half-panel's patches are one strided run of the input (within an output row,
+//!   or across rows when the input row is exactly `stride` × the output row, as in
+//!   DeepFilterNet's frequency-halving convolutions); at stride 2 with more than 8 channels a
+//!   *block* tile takes 16 channels × a half panel, so each run is shuffled once. Otherwise
+//!   the panel's patches are first packed into a buffer that stays in L1 (masked loads, or
+//!   masked gathers).
 //! - A *channel* tile holds a block of 16 channels (one vector) × up to 8 positions, for short
 //!   rows of output (4 frequencies, one frame of a stream, Silero's 4 STFT frames), where
 //!   vectors over positions would run mostly empty.
