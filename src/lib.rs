@@ -38,6 +38,7 @@
 
 pub mod attrs;
 pub mod cells;
+mod conv;
 pub mod describe;
 pub mod error;
 pub mod gates;

@@ -681,6 +681,8 @@ pub(crate) fn optimize_typed(
         let mut model = typed.clone();
         model.declutter()?;
         crate::passes::fold::fold_constants(&mut model)?;
+        // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
+        crate::passes::conv::packed_convs(&mut model)?;
         model.optimize()?;
         // Codegen lowers some ops into new constant work (a quantized product's weight
         // casts and sums): fold that too.

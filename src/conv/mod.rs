@@ -1,0 +1,788 @@
+//! A float convolution for the small kernels and few channels of audio models (DeepFilterNet's
+//! encoder: 1×3 and 3×3 kernels over time and frequency, 1 to 64 channels), where tract's
+//! lowering spends more on its padded copy of the input and on im2col than on the products.
+//!
+//! [`PackedConv`] packs the weights once, when the plan is made, in blocks of output channels.
+//! Each run walks the output positions (flat over rows and columns) in panels of 32 (AVX-512;
+//! 16 with AVX2, 8 portable) and computes each panel as a product of the packed weights by the
+//! panel's patches (`[cin · kernel positions, panel]`), in register tiles written straight
+//! into the NCHW output, bias included, a following ReLU or clip fused in. Where a patch
+//! reaches into the padding it reads zeros: no padded copy of the input is ever made.
+//!
+//! - A *pixel* tile holds 8 channels × the panel (one vector per channel per 16 positions).
+//!   With AVX-512 it reads the input itself (masked loads; at stride 2, the even lanes of two)
+//!   when each half-panel's patches are one strided run of the input (within an output row,
+//!   or across rows when the input row is exactly `stride` × the output row, as in
+//!   DeepFilterNet's frequency-halving convolutions); at stride 2 with more than 8 channels a
+//!   *block* tile takes 16 channels × a half panel, so each run is shuffled once. Otherwise
+//!   the panel's patches are first packed into a buffer that stays in L1 (masked loads, or
+//!   masked gathers).
+//! - A *channel* tile holds a block of 16 channels (one vector) × up to 8 positions, for short
+//!   rows of output (4 frequencies, one frame of a stream, Silero's 4 STFT frames), where
+//!   vectors over positions would run mostly empty.
+//!
+//! The pass choosing it is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
+
+mod kernels;
+
+use std::sync::Arc;
+
+use tract_core::ops::cnn::{Conv, PoolSpec};
+use tract_core::ops::nn::DataFormat;
+use tract_hir::internal::*;
+
+pub(crate) use kernels::{Clamp, Isa};
+use kernels::{Geo, Patches, Tile, CHANNEL_TILE_COLS};
+
+/// A float32 convolution (NCHW or CHW, one or two spatial axes, any kernel, strides,
+/// dilations, zero padding and groups) with constant weights and bias.
+#[derive(Debug, Clone)]
+pub struct PackedConv {
+    pool_spec: PoolSpec,
+    group: usize,
+    isa: Isa,
+    /// Per group, per block of `isa.wb()` output channels: `[k][wb]`, zero past the group's
+    /// channels; block `b` of group `g` starts at `(g·blocks + b)·k·wb`.
+    weights: Arc<Vec<f32>>,
+    /// The same blocks of the bias: `[wb]` each.
+    bias: Arc<Vec<f32>>,
+    clamp: Clamp,
+}
+
+impl PartialEq for PackedConv {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        self.pool_spec == other.pool_spec
+            && self.group == other.group
+            && self.isa == other.isa
+            && self.clamp.lo.map(f32::to_bits) == other.clamp.lo.map(f32::to_bits)
+            && self.clamp.hi.map(f32::to_bits) == other.clamp.hi.map(f32::to_bits)
+            && (Arc::ptr_eq(&self.weights, &other.weights)
+                || bits(&self.weights) == bits(&other.weights))
+            && (Arc::ptr_eq(&self.bias, &other.bias) || bits(&self.bias) == bits(&other.bias))
+    }
+}
+impl Eq for PackedConv {}
+
+impl PackedConv {
+    /// The op computing what `conv` computes on inputs typed `facts` (input, kernel, bias),
+    /// or `None` when it does not cover it: a quantized or non-f32 convolution, channels
+    /// last, three spatial axes or more, weights or bias not constant, or kernels `isa`
+    /// this CPU does not run.
+    pub(crate) fn from_conv(
+        conv: &Conv,
+        facts: &[&TypedFact],
+        isa: Isa,
+    ) -> TractResult<Option<PackedConv>> {
+        let spec = &conv.pool_spec;
+        let f32_plain = |f: &TypedFact| f.datum_type == DatumType::F32 && !f.is_exotic();
+        if conv.q_params.is_some()
+            || facts.len() != 3
+            || !facts.iter().all(|f| f32_plain(f))
+            || !matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+            || !(1..=2).contains(&spec.rank())
+            || conv.group == 0
+            || !spec.input_channels.is_multiple_of(conv.group)
+            || !spec.output_channels.is_multiple_of(conv.group)
+            || spec.strides().contains(&0)
+            || spec.dilations().contains(&0)
+            || !isa.available()
+        {
+            return Ok(None);
+        }
+        let (Some(kernel), Some(bias)) = (&facts[1].konst, &facts[2].konst) else {
+            return Ok(None);
+        };
+        if kernel.rank() != spec.rank() + 2 {
+            return Ok(None);
+        }
+        let cout = spec.output_channels;
+        let bias: Vec<f32> = match bias.len() {
+            1 => vec![bias.cast_to_scalar::<f32>()?; cout],
+            n if n == cout && bias.rank() <= 1 => {
+                bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()
+            }
+            _ => return Ok(None),
+        };
+        // [group, cout / group, cin / group · kernel positions]
+        let gok = conv.kernel_fmt.kernel_as_group_o_ihw(kernel, conv.group)?;
+        let (g, cog, k) = match *gok.shape() {
+            [g, o, k] => (g, o, k),
+            _ => return Ok(None),
+        };
+        let positions: usize = spec.kernel_shape.iter().product();
+        let fmt = conv.kernel_fmt;
+        if g != conv.group
+            || cog * g != cout
+            || k != spec.input_channels / g * positions
+            || *fmt.input_channels(kernel.shape(), g) != spec.input_channels
+            || *fmt.output_channels(kernel.shape(), g) != cout
+            || fmt.hw(kernel.shape()) != &spec.kernel_shape[..]
+        {
+            return Ok(None);
+        }
+        let gok = gok.try_as_plain_ram()?;
+        let gok = gok.as_slice::<f32>()?;
+        let wb = isa.wb();
+        let blocks = cog.div_ceil(wb);
+        let mut weights = vec![0f32; g * blocks * k * wb];
+        let mut bias_blocks = vec![0f32; g * blocks * wb];
+        for gg in 0..g {
+            for co in 0..cog {
+                let block = gg * blocks + co / wb;
+                let r = co % wb;
+                for kk in 0..k {
+                    weights[(block * k + kk) * wb + r] = gok[(gg * cog + co) * k + kk];
+                }
+                bias_blocks[block * wb + r] = bias[gg * cog + co];
+            }
+        }
+        let bias = bias_blocks;
+        Ok(Some(PackedConv {
+            pool_spec: spec.clone(),
+            group: conv.group,
+            isa,
+            weights: Arc::new(weights),
+            bias: Arc::new(bias),
+            clamp: Clamp::default(),
+        }))
+    }
+
+    /// What is applied to the output before it is stored.
+    pub(crate) fn clamp(&self) -> Clamp {
+        self.clamp
+    }
+
+    /// The same op with a clamp fused after it.
+    pub(crate) fn with_clamp(&self, clamp: Clamp) -> PackedConv {
+        PackedConv {
+            clamp,
+            ..self.clone()
+        }
+    }
+
+    fn compute(&self, input: &Tensor) -> TractResult<Tensor> {
+        let spec = &self.pool_spec;
+        let shape = spec.data_format.shape(input.shape())?;
+        let n = shape.n().copied().unwrap_or(1);
+        let cin = *shape.c();
+        ensure!(
+            cin == spec.input_channels,
+            "{cin} input channels, expected {}",
+            spec.input_channels
+        );
+        let hw = shape.hw_dims();
+        let pads = spec.computed_padding(hw);
+        let (kernel, strides, dilations) = (&spec.kernel_shape, spec.strides(), spec.dilations());
+        let geo = if hw.len() == 2 {
+            Geo {
+                c: cin / self.group,
+                h: hw[0],
+                w: hw[1],
+                oh: pads[0].convoluted,
+                ow: pads[1].convoluted,
+                kh: kernel[0],
+                kw: kernel[1],
+                sh: strides[0],
+                sw: strides[1],
+                dh: dilations[0],
+                dw: dilations[1],
+                pt: pads[0].pad_before,
+                pl: pads[1].pad_before,
+            }
+        } else {
+            Geo {
+                c: cin / self.group,
+                h: 1,
+                w: hw[0],
+                oh: 1,
+                ow: pads[0].convoluted,
+                kh: 1,
+                kw: kernel[0],
+                sh: 1,
+                sw: strides[0],
+                dh: 1,
+                dw: dilations[0],
+                pt: 0,
+                pl: pads[0].pad_before,
+            }
+        };
+        let oshape = spec.output_shape(input.shape())?;
+        // SAFETY: `run` writes every element.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&oshape.shape)? };
+        let input = input.try_as_plain_ram()?;
+        self.run(
+            geo,
+            n,
+            input.as_slice::<f32>()?,
+            output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+        )?;
+        Ok(output)
+    }
+
+    /// Computes `n` images of `geo` (each group's), writing every element of `out`.
+    fn run(&self, geo: Geo, n: usize, input: &[f32], out: &mut [f32]) -> TractResult<()> {
+        let (g, cout) = (self.group, self.pool_spec.output_channels);
+        let cog = cout / g;
+        let (k, p) = (geo.k(), geo.oh * geo.ow);
+        let group_image = geo.c * geo.h * geo.w;
+        ensure!(input.len() == n * g * group_image && out.len() == n * cout * p);
+        if p == 0 || cog == 0 {
+            return Ok(());
+        }
+        let (mr, wb, nr) = (self.isa.mr(), self.isa.wb(), self.isa.nr());
+        let blocks = cog.div_ceil(wb);
+        let pointwise = geo.is_pointwise();
+        let mut lines = vec![Line([0.0; 16]); (k * nr).div_ceil(16)];
+        let panel = Line::floats(&mut lines);
+        // Image by image, group by group: the input and output are [n, g, ...] in order.
+        for i in 0..n * g {
+            let x = &input[i * group_image..][..group_image];
+            let out = &mut out[i * cog * p..][..cog * p];
+            let gg = i % g;
+            let mut patches = Patches::new(geo, x);
+            for p0 in (0..p).step_by(nr) {
+                let cols = nr.min(p - p0);
+                // Vectors over channels when they fill more lanes than the positions do
+                // (a short row: a few frequencies, or one frame).
+                let by_channel = cols * 2 <= nr
+                    && cog * nr > cols * blocks * wb
+                    && p.checked_mul(wb).is_some_and(|x| x <= i32::MAX as usize);
+                // Where the pixel tiles read the patches: the image itself (pointwise),
+                // straight from the input rows (AVX-512, rows at stride 1 or 2), or a packed
+                // panel. At stride 2, a tile of a whole block of channels per half panel
+                // shuffles each row of patches once for the block.
+                let block_tiles = geo.sw == 2 && cog > mr;
+                let direct = if self.isa == Isa::Avx512 && !by_channel && !pointwise {
+                    patches.direct(p0, cols)
+                } else {
+                    None
+                };
+                let (xp, ldx) = if pointwise && cols == nr {
+                    (x[p0..].as_ptr(), p)
+                } else if direct.is_some() {
+                    (std::ptr::null(), 0)
+                } else {
+                    patches.pack(self.isa, p0, cols, nr, panel);
+                    (panel.as_ptr(), nr)
+                };
+                for b in 0..blocks {
+                    let block = gg * blocks + b;
+                    let w = &self.weights[block * k * wb..][..k * wb];
+                    let bias = &self.bias[block * wb..][..wb];
+                    let channels = wb.min(cog - b * wb);
+                    let t = Tile {
+                        k,
+                        w: w.as_ptr(),
+                        ldw: wb,
+                        x: xp,
+                        ldx,
+                        bias: bias.as_ptr(),
+                        c: out[b * wb * p + p0..].as_mut_ptr(),
+                        ldc: p,
+                        rows: channels,
+                        cols,
+                        clamp: self.clamp,
+                    };
+                    if let (Some(d), true) = (&direct, block_tiles) {
+                        for h in 0..2 {
+                            if h * 16 >= cols {
+                                break;
+                            }
+                            let t = Tile {
+                                c: t.c.wrapping_add(16 * h),
+                                cols: 16.min(cols - 16 * h),
+                                ..t
+                            };
+                            // SAFETY: `w` holds k rows of wb >= channels weights, `bias` wb
+                            // values; `d` describes the panel in `x`, alive here, for an
+                            // AVX-512 op at stride 2; `out` holds `channels` rows of p values
+                            // from b·wb·p + p0 + 16h, of which cols are written.
+                            unsafe { kernels::direct_block_tile(&t, d, h) };
+                        }
+                    } else if by_channel {
+                        for j0 in (0..cols).step_by(CHANNEL_TILE_COLS) {
+                            let t = Tile {
+                                x: t.x.wrapping_add(j0),
+                                c: t.c.wrapping_add(j0),
+                                cols: CHANNEL_TILE_COLS.min(cols - j0),
+                                ..t
+                            };
+                            // SAFETY: `w` holds k rows of wb weights, `bias` wb values; x
+                            // holds k rows of nr >= j0 + cols values at stride ldx (a packed
+                            // panel); `out` holds `channels` rows of p values from
+                            // b·wb·p + p0, of which j0 .. j0 + cols are written; p·wb fits
+                            // an i32.
+                            unsafe { kernels::channel_tile(self.isa, &t) };
+                        }
+                    } else {
+                        for r0 in (0..channels).step_by(mr) {
+                            let t = Tile {
+                                w: t.w.wrapping_add(r0),
+                                bias: t.bias.wrapping_add(r0),
+                                c: t.c.wrapping_add(r0 * p),
+                                rows: mr.min(channels - r0),
+                                ..t
+                            };
+                            // SAFETY: `w` holds k rows of wb >= r0 + rows weights, `bias`
+                            // wb values; x holds k rows of nr values at stride ldx (a packed
+                            // panel, or the image itself, [k, p], for a full panel of a
+                            // pointwise convolution), or `direct` describes the panel in
+                            // `x`, alive here, for an AVX-512 op; `out` holds rows rows of p
+                            // values from (b·wb + r0)·p + p0, of which cols are written.
+                            unsafe {
+                                match &direct {
+                                    Some(d) => kernels::direct_tile(&t, d),
+                                    None => kernels::pixel_tile(self.isa, &t),
+                                }
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cache line of floats: panels start on one, so their vector loads and stores split none.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl Line {
+    fn floats(lines: &mut [Line]) -> &mut [f32] {
+        // SAFETY: a Line is 16 f32 and nothing else (repr(C), its alignment a multiple of
+        // f32's); the slice borrows `lines` mutably for as long as it lives.
+        unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut f32, lines.len() * 16) }
+    }
+}
+
+impl Op for PackedConv {
+    fn name(&self) -> StaticName {
+        "PackedConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let mut info = self.pool_spec.info();
+        info.push(format!(
+            "groups: {}, kernels: {:?}, clamp: {:?}",
+            self.group, self.isa, self.clamp
+        ));
+        Ok(info)
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PackedConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        Ok(tvec!(self.compute(&input)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for PackedConv {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == DatumType::F32);
+        self.pool_spec.output_facts(inputs)
+    }
+
+    /// The batch axis is one from input to output; the others are the convolution's.
+    fn axes_mapping(
+        &self,
+        inputs: &[&TypedFact],
+        outputs: &[&TypedFact],
+    ) -> TractResult<AxesMapping> {
+        let mut axes = AxesMapping::disconnected(inputs, outputs)?;
+        if self.pool_spec.data_format.has_n() {
+            axes = axes
+                .renaming((InOut::In(0), 0), 'N')?
+                .linking('N', (InOut::Out(0), 0))?;
+        }
+        Ok(axes)
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let output = self.pool_spec.output_shape(&inputs[0].shape)?;
+        let k = self.pool_spec.input_channels / self.group
+            * self.pool_spec.kernel_shape.iter().product::<usize>();
+        Ok(tvec!((
+            Cost::FMA(DatumType::F32),
+            output.shape.iter().product::<TDim>() * k
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::cnn::{KernelFormat, PaddingSpec};
+
+    /// splitmix64: the cases are the same on every run; a failure prints its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// In `lo ..= hi`.
+        fn range(&mut self, lo: usize, hi: usize) -> usize {
+            lo + (self.next() % (hi - lo + 1) as u64) as usize
+        }
+
+        fn tensor(&mut self, shape: &[usize]) -> Tensor {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n)
+                .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                .collect();
+            tensor1(&v).into_shape(shape).unwrap()
+        }
+    }
+
+    struct Case {
+        conv: Conv,
+        input: Tensor,
+        kernel: Tensor,
+        bias: Tensor,
+        clamp: Clamp,
+    }
+
+    /// A random convolution: one or two spatial axes, with or without a batch axis, any
+    /// kernel format, groups, kernel sizes, strides, dilations and padding, and a clamp.
+    fn random_case(rng: &mut Rng) -> Case {
+        loop {
+            let rank = rng.range(1, 2);
+            let has_n = rng.range(0, 3) > 0;
+            let group = [1, 1, 1, 2, 3][rng.range(0, 4)];
+            let depthwise = group > 1 && rng.range(0, 2) == 0;
+            let (cig, cog) = if depthwise {
+                (1, 1)
+            } else {
+                (rng.range(1, 7), rng.range(1, 20))
+            };
+            let (cin, cout) = (cig * group, cog * group);
+            let kernel: TVec<usize> = (0..rank).map(|_| rng.range(1, 5)).collect();
+            let strides: TVec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+            let dilations: TVec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+            let before: TVec<usize> = (0..rank).map(|_| rng.range(0, 3)).collect();
+            let after: TVec<usize> = (0..rank).map(|_| rng.range(0, 3)).collect();
+            let padding = match rng.range(0, 4) {
+                0 => PaddingSpec::Valid,
+                1 => PaddingSpec::SameUpper,
+                2 => PaddingSpec::SameLower,
+                _ => PaddingSpec::Explicit(before, after),
+            };
+            let hw: Vec<usize> = (0..rank)
+                .map(|_| rng.range(1, if rank == 1 { 70 } else { 24 }))
+                .collect();
+            let data_format = if has_n {
+                DataFormat::NCHW
+            } else {
+                DataFormat::CHW
+            };
+            let n = if has_n { rng.range(1, 3) } else { 1 };
+            let mut shape: Vec<usize> = if has_n { vec![n, cin] } else { vec![cin] };
+            shape.extend(&hw);
+            let kernel_fmt = [
+                KernelFormat::OIHW,
+                KernelFormat::OIHW,
+                KernelFormat::HWIO,
+                KernelFormat::OHWI,
+            ][rng.range(0, 3)];
+            let kshape: Vec<usize> = match kernel_fmt {
+                KernelFormat::OIHW => [cout, cig]
+                    .into_iter()
+                    .chain(kernel.iter().copied())
+                    .collect(),
+                KernelFormat::HWIO => kernel.iter().copied().chain([cin, cog]).collect(),
+                KernelFormat::OHWI => std::iter::once(cog)
+                    .chain(kernel.iter().copied())
+                    .chain([cin])
+                    .collect(),
+            };
+            let conv = Conv {
+                pool_spec: PoolSpec {
+                    data_format,
+                    kernel_shape: kernel,
+                    padding,
+                    dilations: Some(dilations),
+                    strides: Some(strides),
+                    input_channels: cin,
+                    output_channels: cout,
+                },
+                kernel_fmt,
+                group,
+                q_params: None,
+            };
+            let out = conv.pool_spec.output_shape(&shape).unwrap();
+            if out.hw_dims().contains(&0) || out.hw_dims().iter().product::<usize>() > 3000 {
+                continue;
+            }
+            let bias = if rng.range(0, 3) == 0 {
+                rng.tensor(&[])
+            } else {
+                rng.tensor(&[cout])
+            };
+            let clamp = match rng.range(0, 3) {
+                0 => Clamp {
+                    lo: Some(0.0),
+                    hi: None,
+                },
+                1 => Clamp {
+                    lo: Some(-0.5),
+                    hi: Some(0.75),
+                },
+                2 => Clamp {
+                    lo: None,
+                    hi: Some(0.25),
+                },
+                _ => Clamp::default(),
+            };
+            return Case {
+                conv,
+                input: rng.tensor(&shape),
+                kernel: rng.tensor(&kshape),
+                bias,
+                clamp,
+            };
+        }
+    }
+
+    /// The largest difference, relative to the value where it exceeds 1.
+    fn worst(got: &Tensor, want: &Tensor) -> f32 {
+        assert_eq!(got.shape(), want.shape());
+        let got = got.try_as_plain_ram().unwrap();
+        let want = want.try_as_plain_ram().unwrap();
+        got.as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(want.as_slice::<f32>().unwrap())
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f32::max)
+    }
+
+    /// tract's own convolution, then the clamp as tract's `Max` and `Min` compute it.
+    fn tract_conv(case: &Case) -> Tensor {
+        let inputs = tvec!(
+            case.input.clone().into_tvalue(),
+            case.kernel.clone().into_tvalue(),
+            case.bias.clone().into_tvalue()
+        );
+        let out = case
+            .conv
+            .eval(&EvalContext::out_of_plan(), inputs)
+            .unwrap()
+            .remove(0);
+        let mut out = out.into_tensor();
+        for x in out
+            .try_as_plain_ram_mut()
+            .unwrap()
+            .as_slice_mut::<f32>()
+            .unwrap()
+        {
+            if let Some(lo) = case.clamp.lo {
+                *x = x.max(lo);
+            }
+            if let Some(hi) = case.clamp.hi {
+                *x = x.min(hi);
+            }
+        }
+        out
+    }
+
+    fn packed(case: &Case, isa: Isa) -> PackedConv {
+        let fin = f32::fact(case.input.shape());
+        let fk = TypedFact::try_from(case.kernel.clone()).unwrap();
+        let fb = TypedFact::try_from(case.bias.clone()).unwrap();
+        PackedConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa)
+            .unwrap()
+            .expect("covered")
+            .with_clamp(case.clamp)
+    }
+
+    fn isas() -> Vec<Isa> {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect();
+        eprintln!("kernels tested on this CPU: {isas:?}");
+        isas
+    }
+
+    #[test]
+    fn random_convolutions_equal_tracts() {
+        let cases: u64 = std::env::var("RNN_RUN_CONV_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(400);
+        let isas = isas();
+        let mut worst_seen = 0f32;
+        for seed in 0..cases {
+            let case = random_case(&mut Rng(seed));
+            let want = tract_conv(&case);
+            for &isa in &isas {
+                let got = packed(&case, isa).compute(&case.input).unwrap();
+                let w = worst(&got, &want);
+                assert!(
+                    w <= 1e-5,
+                    "seed {seed}, {isa:?}: difference {w:e}\n{:?}\ninput {:?} kernel {:?} bias {:?} clamp {:?}",
+                    case.conv,
+                    case.input.shape(),
+                    case.kernel.shape(),
+                    case.bias.shape(),
+                    case.clamp
+                );
+                worst_seen = worst_seen.max(w);
+            }
+        }
+        eprintln!("{cases} random convolutions: largest relative difference {worst_seen:e}");
+    }
+
+    /// Empty images (a batch of 0, a width of 0 inside padding) compute what tract does.
+    #[test]
+    fn empty_inputs() {
+        for (shape, pads) in [
+            ([0, 2, 5, 5], [1, 1]),
+            ([1, 2, 3, 0], [0, 2]),
+            ([2, 2, 0, 4], [0, 0]),
+        ] {
+            let mut rng = Rng(shape.iter().sum::<usize>() as u64);
+            let conv = Conv {
+                pool_spec: PoolSpec {
+                    data_format: DataFormat::NCHW,
+                    kernel_shape: tvec!(1, 1),
+                    padding: PaddingSpec::Explicit(tvec!(0, pads[0]), tvec!(0, pads[1])),
+                    dilations: None,
+                    strides: None,
+                    input_channels: 2,
+                    output_channels: 3,
+                },
+                kernel_fmt: KernelFormat::OIHW,
+                group: 1,
+                q_params: None,
+            };
+            let case = Case {
+                conv,
+                input: rng.tensor(&shape),
+                kernel: rng.tensor(&[3, 2, 1, 1]),
+                bias: rng.tensor(&[3]),
+                clamp: Clamp::default(),
+            };
+            let want = tract_conv(&case);
+            for isa in isas() {
+                let got = packed(&case, isa).compute(&case.input).unwrap();
+                assert_eq!(worst(&got, &want), 0.0, "{shape:?} {isa:?}");
+            }
+        }
+    }
+
+    /// The DeepFilterNet fixture's encoder at 200 frames, per kernel set (`--ignored`).
+    #[test]
+    #[ignore]
+    fn bench_dfn_shapes() {
+        let conv = |cin: usize, k: [usize; 2], s: [usize; 2], pads: [usize; 4]| Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(k[0], k[1]),
+                padding: PaddingSpec::Explicit(tvec!(pads[0], pads[1]), tvec!(pads[2], pads[3])),
+                dilations: None,
+                strides: Some(tvec!(s[0], s[1])),
+                input_channels: cin,
+                output_channels: 16,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let mut rng = Rng(7);
+        let cases = [
+            (
+                "conv0",
+                conv(1, [3, 3], [1, 1], [2, 1, 0, 1]),
+                [1, 1, 200, 32],
+            ),
+            (
+                "conv1",
+                conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
+                [1, 16, 200, 32],
+            ),
+            (
+                "conv2",
+                conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
+                [1, 16, 200, 16],
+            ),
+            (
+                "conv3",
+                conv(16, [1, 3], [1, 2], [0, 1, 0, 1]),
+                [1, 16, 200, 8],
+            ),
+            (
+                "c33s1",
+                conv(16, [3, 3], [1, 1], [1, 1, 1, 1]),
+                [1, 16, 200, 32],
+            ),
+            (
+                "c13s1",
+                conv(16, [1, 3], [1, 1], [0, 1, 0, 1]),
+                [1, 16, 200, 32],
+            ),
+        ];
+        for (name, conv, shape) in cases {
+            let ps = &conv.pool_spec;
+            let kernel = rng.tensor(&[
+                16,
+                ps.input_channels,
+                ps.kernel_shape[0],
+                ps.kernel_shape[1],
+            ]);
+            let case = Case {
+                input: rng.tensor(&shape),
+                bias: rng.tensor(&[16]),
+                kernel,
+                conv,
+                clamp: Clamp {
+                    lo: Some(0.0),
+                    hi: None,
+                },
+            };
+            let only = std::env::var("RNN_RUN_CONV_BENCH").unwrap_or_default();
+            for isa in isas() {
+                let picked = |what: &str| {
+                    !only
+                        .split(',')
+                        .any(|o| ["Avx512", "Avx2", "Portable"].contains(&o))
+                        || only.split(',').any(|o| o == what)
+                };
+                let named = |what: &str| {
+                    !only.split(',').any(|o| o.starts_with("conv"))
+                        || only.split(',').any(|o| o == what)
+                };
+                if !picked(&format!("{isa:?}")) || !named(name) {
+                    continue;
+                }
+                let op = packed(&case, isa);
+                let mut best = f64::MAX;
+                for _ in 0..2000 {
+                    let t = std::time::Instant::now();
+                    std::hint::black_box(op.compute(&case.input).unwrap());
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                eprintln!("{name} {isa:?}: {:.1} us", best * 1e6);
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Float convolutions onto [`PackedConv`], before tract's codegen lowers them.
+//!
+//! It runs in plan optimization only ([`crate::model::optimize_typed`], after declutter and
+//! constant folding): the analyses before it (a stream's causal-convolution history in
+//! [`super::state_io`], the time axis in [`super::time_axis`]) see tract's own `Conv`, and by
+//! now tract has folded what it folds into a convolution (a zero `Pad` before it, a `Mul` or
+//! `Add` by channel after it). A `Max` or `Min` by a constant scalar right after the
+//! convolution (ReLU, clip), read by nothing else, is fused into it.
+//!
+//! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
+//! axes, weights or bias computed at run time, and depthwise convolutions, for which tract
+//! has its own kernel.
+
+use tract_core::ops::binary::TypedBinOp;
+use tract_core::ops::cnn::Conv;
+use tract_core::ops::math::{Max, Min};
+use tract_hir::internal::*;
+
+use crate::conv::{Clamp, Isa, PackedConv};
+
+/// Replaces the float convolutions [`PackedConv`] covers; returns how many.
+pub(crate) fn packed_convs(model: &mut TypedModel) -> TractResult<usize> {
+    packed_convs_with(model, Isa::best())
+}
+
+/// [`packed_convs`] with the given kernels (tests run each one this CPU has).
+pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(conv) = node.op_as::<Conv>() else {
+            continue;
+        };
+        if is_depthwise(conv) {
+            continue;
+        }
+        let facts = model.node_input_facts(id)?;
+        let Some(mut op) = PackedConv::from_conv(conv, &facts, isa)? else {
+            continue;
+        };
+        // The same output as tract's, or nothing changes.
+        let fact = op.output_facts(&facts[..1])?.remove(0);
+        drop(facts);
+        let theirs = &node.outputs[0].fact;
+        if fact.datum_type != theirs.datum_type || fact.shape != theirs.shape {
+            continue;
+        }
+        let mut last = OutletId::new(id, 0);
+        while let Some((next, clamp)) = fused_clamp(model, last, op.clamp())? {
+            op = op.with_clamp(clamp);
+            last = next;
+        }
+        let mut patch = TypedModelPatch::new(format!("packed conv {}", node.name));
+        let input = patch.tap_model(model, node.inputs[0])?;
+        let wire = patch.wire_node(&node.name, op, &[input])?[0];
+        patch.shunt_outside(model, last, wire)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    if replaced > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(replaced)
+}
+
+fn is_depthwise(conv: &Conv) -> bool {
+    conv.group > 1
+        && conv.group == conv.pool_spec.input_channels
+        && conv.group == conv.pool_spec.output_channels
+}
+
+/// When `outlet` is read only by a `Max` (before any `Min`) or a `Min` by a constant f32
+/// scalar giving the same shape, that node's output and the clamp with it added.
+fn fused_clamp(
+    model: &TypedModel,
+    outlet: OutletId,
+    clamp: Clamp,
+) -> TractResult<Option<(OutletId, Clamp)>> {
+    if model.output_outlets()?.contains(&outlet) {
+        return Ok(None);
+    }
+    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+        return Ok(None);
+    };
+    let node = model.node(succ.node);
+    let Some(bin) = node.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    if node.inputs.len() != 2 || bin.1.is_some_and(|dt| dt != DatumType::F32) {
+        return Ok(None);
+    }
+    let other = model.outlet_fact(node.inputs[1 - succ.slot])?;
+    let Some(value) = other
+        .konst
+        .as_ref()
+        .filter(|k| k.datum_type() == DatumType::F32 && k.len() >= 1 && k.is_uniform())
+    else {
+        return Ok(None);
+    };
+    let value = value.try_as_plain_ram()?.as_slice::<f32>()?[0];
+    let mine = model.outlet_fact(outlet)?;
+    let theirs = &node.outputs[0].fact;
+    if value.is_nan() || theirs.datum_type != DatumType::F32 || theirs.shape != mine.shape {
+        return Ok(None);
+    }
+    let fused = if bin.0.is::<Max>() && clamp.lo.is_none() && clamp.hi.is_none() {
+        Clamp {
+            lo: Some(value),
+            ..clamp
+        }
+    } else if bin.0.is::<Min>() && clamp.hi.is_none() {
+        Clamp {
+            hi: Some(value),
+            ..clamp
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((OutletId::new(succ.node, 0), fused)))
+}

@@ -1,0 +1,384 @@
+//! rnn-run's own float convolutions (`src/conv`, chosen by `src/passes/conv.rs` when a plan is
+//! made) against tract's: random single-convolution ONNX graphs (one or two spatial axes, any
+//! kernel, strides, dilations, explicit or automatic padding, groups, batch sizes, a ReLU or a
+//! clip after) run through the library and through plain tract-onnx, which lowers the same
+//! `Conv` itself. Within 1e-5, relative where values exceed 1: the sums are the same, only
+//! their order and FMA rounding differ.
+//!
+//! `RNN_RUN_CONV_GRAPHS=N` sets how many graphs (default 300), `RNN_RUN_CONV_SEED=S` replays
+//! one (its seed is printed on failure).
+
+mod common;
+
+use common::proto::{
+    attr_int, attr_string, fixed, float_initializer, model_bytes, value_info, Dim,
+};
+use rnn_run::{Model, Tensor};
+use tract_onnx::pb::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto};
+use tract_onnx::prelude::*;
+
+fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: tract_onnx::pb::attribute_proto::AttributeType::Ints as i32,
+        ints: v.iter().map(|&i| i as i64).collect(),
+        ..Default::default()
+    }
+}
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// In `lo ..= hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+
+    fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect()
+    }
+}
+
+/// What follows the convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum After {
+    Nothing,
+    Relu,
+    /// Clip(min, max), opset 11 inputs.
+    Clip(f32, f32),
+    /// Relu, and the convolution's own output is a graph output too.
+    ReluAndRaw,
+}
+
+#[derive(Debug)]
+struct Graph {
+    bytes: Vec<u8>,
+    input: Tensor,
+    /// Weights fed as a graph input (tract's Conv keeps them).
+    weights_input: Option<Tensor>,
+    /// Whether the plan must run it on PackedConv: not with weights fed as an input, nor
+    /// depthwise (tract's own kernel); `None` for a 1×1 kernel without groups, which tract's
+    /// declutter turns into a matrix product (strided: a subsampling first) when the padding
+    /// allows.
+    expect_packed: Option<bool>,
+    description: String,
+}
+
+/// A random `Conv`, its attributes as an exporter writes them.
+fn random_graph(seed: u64) -> Graph {
+    let rng = &mut Rng(seed);
+    loop {
+        let rank = rng.range(1, 2);
+        let group = [1, 1, 1, 2, 4][rng.range(0, 4)];
+        let (cig, cog) = if group > 1 && rng.range(0, 3) == 0 {
+            (1, 1)
+        } else {
+            (rng.range(1, 9), rng.range(1, 24))
+        };
+        let (cin, cout) = (cig * group, cog * group);
+        let kernel: Vec<usize> = (0..rank).map(|_| rng.range(1, 5)).collect();
+        let strides: Vec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+        let dilations: Vec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+        let pads: Vec<usize> = (0..2 * rank).map(|_| rng.range(0, 3)).collect();
+        let auto_pad = ["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"][rng.range(0, 4)];
+        let batch = rng.range(1, 3);
+        let hw: Vec<usize> = (0..rank)
+            .map(|_| rng.range(1, if rank == 1 { 90 } else { 40 }))
+            .collect();
+        // The output size, to skip empty outputs.
+        let out: Vec<isize> = (0..rank)
+            .map(|d| {
+                let span = (dilations[d] * (kernel[d] - 1) + 1) as isize;
+                match auto_pad {
+                    "NOTSET" => {
+                        (hw[d] as isize + (pads[d] + pads[d + rank]) as isize - span)
+                            .div_euclid(strides[d] as isize)
+                            + 1
+                    }
+                    "VALID" => (hw[d] as isize - span).div_euclid(strides[d] as isize) + 1,
+                    _ => hw[d].div_ceil(strides[d]) as isize,
+                }
+            })
+            .collect();
+        if out.iter().any(|&o| o < 1) || out.iter().product::<isize>() > 4000 {
+            continue;
+        }
+        let after = match rng.range(0, 5) {
+            0 | 1 => After::Nothing,
+            2 => After::Relu,
+            3 => After::Clip(-0.25, 0.5),
+            _ => After::ReluAndRaw,
+        };
+        let has_bias = rng.range(0, 3) > 0;
+        let weights_as_input = rng.range(0, 9) == 0;
+        let symbolic = rng.range(0, 1) == 0;
+
+        let mut wshape = vec![cout, cig];
+        wshape.extend(&kernel);
+        let w = rng.floats(wshape.iter().product());
+        let b = rng.floats(cout);
+        let mut xshape = vec![batch, cin];
+        xshape.extend(&hw);
+        let x = rng.floats(xshape.iter().product());
+
+        let mut attrs = vec![
+            attr_ints("kernel_shape", &kernel),
+            attr_ints("strides", &strides),
+            attr_ints("dilations", &dilations),
+            attr_int("group", group as i64),
+        ];
+        if auto_pad == "NOTSET" {
+            attrs.push(attr_ints("pads", &pads));
+        } else {
+            attrs.push(attr_string("auto_pad", auto_pad));
+        }
+        let mut conv_inputs = vec!["x".to_string(), "w".to_string()];
+        if has_bias {
+            conv_inputs.push("b".into());
+        }
+        let mut nodes = vec![NodeProto {
+            op_type: "Conv".into(),
+            name: "conv".into(),
+            input: conv_inputs,
+            output: vec!["conv_out".into()],
+            attribute: attrs,
+            ..Default::default()
+        }];
+        let mut initializer = vec![];
+        if has_bias {
+            initializer.push(float_initializer("b", &[cout as i64], b));
+        }
+        let dims: Vec<Dim> = if symbolic {
+            [Dim::S("batch"), Dim::N(cin as i64)]
+                .into_iter()
+                .chain(hw.iter().map(|&d| Dim::N(d as i64)))
+                .collect()
+        } else {
+            fixed(&xshape)
+        };
+        let mut inputs = vec![value_info("x", DataType::Float, Some(&dims))];
+        let weights_input = if weights_as_input {
+            inputs.push(value_info("w", DataType::Float, Some(&fixed(&wshape))));
+            Some(tensor(&wshape, w))
+        } else {
+            initializer.push(float_initializer(
+                "w",
+                &wshape.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+                w,
+            ));
+            None
+        };
+        let mut outputs = vec![];
+        match after {
+            After::Nothing => outputs.push("conv_out"),
+            After::Relu | After::ReluAndRaw => {
+                nodes.push(NodeProto {
+                    op_type: "Relu".into(),
+                    name: "relu".into(),
+                    input: vec!["conv_out".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                });
+                outputs.push("y");
+                if after == After::ReluAndRaw {
+                    outputs.push("conv_out");
+                }
+            }
+            After::Clip(lo, hi) => {
+                initializer.push(float_initializer("lo", &[], vec![lo]));
+                initializer.push(float_initializer("hi", &[], vec![hi]));
+                nodes.push(NodeProto {
+                    op_type: "Clip".into(),
+                    name: "clip".into(),
+                    input: vec!["conv_out".into(), "lo".into(), "hi".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                });
+                outputs.push("y");
+            }
+        }
+        let graph = GraphProto {
+            name: "conv".into(),
+            node: nodes,
+            initializer,
+            input: inputs,
+            output: outputs
+                .iter()
+                .map(|o| value_info(o, DataType::Float, None))
+                .collect(),
+            ..Default::default()
+        };
+        let description = format!(
+            "x {xshape:?} w {wshape:?} strides {strides:?} dilations {dilations:?} pads {pads:?} \
+             auto_pad {auto_pad} group {group} bias {has_bias} after {after:?} weights as input \
+             {weights_as_input} symbolic batch {symbolic}"
+        );
+        return Graph {
+            bytes: model_bytes(graph, 13),
+            input: tensor(&xshape, x),
+            weights_input,
+            expect_packed: if group == 1 && kernel.iter().product::<usize>() == 1 {
+                None
+            } else {
+                let depthwise = group > 1 && cig == 1 && cog == 1;
+                Some(!weights_as_input && !depthwise)
+            },
+            description,
+        };
+    }
+}
+
+fn tensor(shape: &[usize], v: Vec<f32>) -> Tensor {
+    tract_ndarray::ArrayD::from_shape_vec(shape, v)
+        .unwrap()
+        .into()
+}
+
+/// The graph through plain tract-onnx: its own lowering of every node.
+fn tract_run(bytes: &[u8], inputs: &[Tensor]) -> Vec<Tensor> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
+    for (ix, t) in inputs.iter().enumerate() {
+        model = model
+            .with_input_fact(ix, f32::fact(t.shape()).into())
+            .unwrap();
+    }
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    plan.run(inputs.iter().map(|t| t.clone().into_tvalue()).collect())
+        .unwrap()
+        .into_iter()
+        .map(|v| v.into_tensor())
+        .collect()
+}
+
+/// The largest difference, relative where the value exceeds 1.
+fn difference(got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.shape(), want.shape());
+    let got = got.to_plain_array_view::<f32>().unwrap();
+    let want = want.to_plain_array_view::<f32>().unwrap();
+    got.iter()
+        .zip(want.iter())
+        .map(|(&a, &b)| ((a - b).abs() / b.abs().max(1.0)) as f64)
+        .fold(0.0, f64::max)
+}
+
+/// The plan's ops, by name.
+fn plan_ops(model: &Model, inputs: &[Tensor]) -> Vec<String> {
+    model
+        .profile(inputs.to_vec(), 1)
+        .unwrap()
+        .into_iter()
+        .map(|(_, op, _)| op)
+        .collect()
+}
+
+/// Runs one graph both ways; returns the difference and whether rnn-run's conv ran.
+fn check(seed: u64) -> Result<(f64, bool), String> {
+    let g = random_graph(seed);
+    let fail = |what: String| format!("seed {seed}: {what}\n  {}", g.description);
+    let model = Model::from_bytes(&g.bytes).map_err(|e| fail(format!("load: {e}")))?;
+    let inputs: Vec<Tensor> = std::iter::once(g.input.clone())
+        .chain(g.weights_input.clone())
+        .collect();
+    let got = model
+        .run(inputs.clone())
+        .map_err(|e| fail(format!("run: {e}")))?;
+    let want = tract_run(&g.bytes, &inputs);
+    if got.len() != want.len() {
+        return Err(fail(format!("{} outputs, tract {}", got.len(), want.len())));
+    }
+    let mut worst = 0.0f64;
+    for (got, want) in got.iter().zip(&want) {
+        if got.shape() != want.shape() {
+            return Err(fail(format!(
+                "shape {:?}, tract {:?}",
+                got.shape(),
+                want.shape()
+            )));
+        }
+        worst = worst.max(difference(got, want));
+    }
+    if worst > 1e-5 {
+        return Err(fail(format!("difference {worst:e}")));
+    }
+    let packed = plan_ops(&model, &inputs)
+        .iter()
+        .any(|op| op == "PackedConv");
+    if g.expect_packed.is_some_and(|expected| packed != expected) {
+        return Err(fail(format!(
+            "PackedConv in the plan: {packed}, expected {:?}",
+            g.expect_packed
+        )));
+    }
+    Ok((worst, packed))
+}
+
+#[test]
+fn random_conv_graphs_equal_tracts_lowering() {
+    if let Ok(seed) = std::env::var("RNN_RUN_CONV_SEED") {
+        let seed: u64 = seed.parse().unwrap();
+        match check(seed) {
+            Ok((d, packed)) => eprintln!("seed {seed}: difference {d:e}, PackedConv {packed}"),
+            Err(e) => panic!("{e}"),
+        }
+        return;
+    }
+    let n: u64 = std::env::var("RNN_RUN_CONV_GRAPHS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let (mut worst, mut packed, mut failures) = (0.0f64, 0, vec![]);
+    for seed in 0..n {
+        match check(seed) {
+            Ok((d, p)) => {
+                worst = worst.max(d);
+                packed += p as usize;
+            }
+            Err(e) => failures.push(e),
+        }
+        if failures.len() >= 5 {
+            break;
+        }
+    }
+    eprintln!("{n} conv graphs: {packed} on PackedConv, largest difference {worst:e}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        packed * 2 > n as usize,
+        "only {packed} of {n} on PackedConv"
+    );
+}
+
+/// The DeepFilterNet-class fixtures: every Conv on PackedConv with its ReLU fused, no
+/// padded copy left in the plan.
+#[test]
+fn dfn_fixture_plans_run_packed_convs() {
+    for name in ["conv_gru_dfn_legacy", "conv_gru_dfn_dynamo"] {
+        let dir = std::path::Path::new("fixtures/graphs").join(name);
+        let model = Model::load(dir.join("model.onnx")).unwrap();
+        let mut by_name: std::collections::HashMap<String, Tensor> =
+            rnn_run::npy::read_npz(dir.join("b1_t200_call0_inputs.npz"))
+                .unwrap()
+                .into_iter()
+                .collect();
+        let inputs: Vec<Tensor> = model
+            .inputs()
+            .iter()
+            .map(|i| by_name.remove(&i.name).unwrap())
+            .collect();
+        let rows = model.profile(inputs, 1).unwrap();
+        let count = |op: &str| rows.iter().filter(|(_, o, _)| o == op).count();
+        assert_eq!(count("PackedConv"), 4, "{name}: {rows:?}");
+        assert_eq!(count("Pad"), 0, "{name}: {rows:?}");
+        assert_eq!(count("OptMaxByScalar"), 0, "{name}: {rows:?}");
+    }
+}
