@@ -151,24 +151,185 @@ impl<T: Float> Workspace<T> {
     }
 }
 
+/// H rounded up to whole panels ([`Float::NR`] columns): the width of each gate block in the
+/// cells' gate rows, so that every gate starts on a panel and a range of hidden units maps to
+/// whole panels of every gate (the padding columns hold zeros and are never read).
+pub(crate) fn padded_hidden<T: Float>(h: usize) -> usize {
+    h.div_ceil(T::NR) * T::NR
+}
+
+/// `m` (`[rows, gates·H]`, gate blocks of H columns) with each block widened to `hp` columns.
+pub(crate) fn pad_gate_columns<T: Float>(m: ArrayView2<T>, gates: usize, hp: usize) -> Array2<T> {
+    let h = m.ncols() / gates.max(1);
+    let mut out = Array2::zeros((m.nrows(), gates * hp));
+    for g in 0..gates {
+        out.slice_mut(s![.., g * hp..g * hp + h])
+            .assign(&m.slice(s![.., g * h..(g + 1) * h]));
+    }
+    out
+}
+
+/// [`pad_gate_columns`] for one row.
+pub(crate) fn pad_gate_row<T: Float>(v: ArrayView1<T>, gates: usize, hp: usize) -> Array1<T> {
+    let padded = pad_gate_columns(v.insert_axis(ndarray::Axis(0)), gates, hp);
+    padded.row(0).to_owned()
+}
+
+/// One step's buffers as raw pointers, shared by the pieces a step is cut into when it runs
+/// on several threads: each piece owns a range of hidden units and writes only those units'
+/// columns (of the gates, of GRU's r ⊙ h and of the next state); every piece reads the whole
+/// previous state and, in a later phase, the whole r ⊙ h.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct StepBufs<T> {
+    batch: usize,
+    /// Projected inputs, `[batch, gate_width]` with row stride `ldgx`.
+    gx: *const T,
+    ldgx: usize,
+    /// Previous state, `[batch, H]`; `c` null but for LSTM.
+    h: *const T,
+    c: *const T,
+    /// Workspace: gate rows `[batch, gate_width]` and `[batch, H]` (GRU's r ⊙ h).
+    gates: *mut T,
+    extra: *mut T,
+    /// Next state, `[batch, H]`; `c_next` null but for LSTM.
+    h_next: *mut T,
+    c_next: *mut T,
+}
+
+// SAFETY: the pointers are only dereferenced by `Cell::step_piece`, whose contract keeps the
+// pieces that run at once on disjoint columns; T is f32 or f64.
+unsafe impl<T: Send> Send for StepBufs<T> {}
+unsafe impl<T: Sync> Sync for StepBufs<T> {}
+
+/// Multiply-adds per recurrent product under which a step is not cut into pieces: below it,
+/// handing half to another core costs more than it saves. (The unit tests cut every step.)
+const PIECE_MIN_MACS: usize = if cfg!(test) { 0 } else { 64 * 1024 };
+
+/// Runs one phase of a step over hidden-unit blocks `blocks` (of `nr` units, the last one
+/// ending at `h`), cut among `parts` threads of the current rayon pool.
+fn run_pieces<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
+    phase: usize,
+    bufs: &StepBufs<T>,
+    blocks: std::ops::Range<usize>,
+    parts: usize,
+) {
+    let (nr, h) = (T::NR, cell.hidden_size());
+    if parts <= 1 || blocks.len() < 2 {
+        let units = blocks.start * nr..(blocks.end * nr).min(h);
+        // SAFETY: the callers (`Cell::step_projected` and this function) give each piece its
+        // own blocks and wait for every piece of a phase before the next one starts.
+        unsafe { cell.step_piece(phase, bufs, units) };
+        return;
+    }
+    let left_parts = parts / 2;
+    let mid = blocks.start + (blocks.len() * left_parts / parts).clamp(1, blocks.len() - 1);
+    rayon::join(
+        || run_pieces(cell, phase, bufs, blocks.start..mid, left_parts),
+        || run_pieces(cell, phase, bufs, mid..blocks.end, parts - left_parts),
+    );
+}
+
 /// A recurrent cell: the small interface every cell kind shares.
 pub trait Cell<T: Float>: Send + Sync {
     /// Which op this cell computes.
     fn kind(&self) -> OpKind;
 
     /// `out = x · Wᵀ + (the biases that do not depend on the state)`, for any number of rows:
-    /// `x` is `[rows, input]`, `out` is `[rows, gates·hidden]`.
+    /// `x` is `[rows, input]`, `out` is `[rows, gate_width]` in the cell's own column order.
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>);
 
-    /// One time step from projected rows `gx` (`[batch, gates·hidden]`): reads `state`,
-    /// writes the next state into `next` (same shapes).
+    /// One time step from projected rows `gx` (`[batch, gate_width]`, from
+    /// [`Cell::project`]): reads `state`, writes the next state into `next` (same shapes).
+    /// With a workspace made for several threads, the step's hidden units are shared among
+    /// them (call it inside the rayon pool's `install`).
+    ///
+    /// # Panics
+    /// When the shapes disagree with the cell's or with each other.
     fn step_projected(
         &self,
         gx: ArrayView2<T>,
         state: &State<T>,
         next: &mut State<T>,
         ws: &mut Workspace<T>,
-    );
+    ) {
+        let (hs, gw, batch) = (self.hidden_size(), self.gate_width(), state.batch());
+        let lstm = self.kind() == OpKind::Lstm;
+        assert_eq!(gx.dim(), (batch, gw), "gx is not [batch, gate_width]");
+        assert_eq!(
+            state.h.dim(),
+            (batch, hs),
+            "the state is not [batch, hidden]"
+        );
+        assert_eq!(next.h.dim(), (batch, hs), "next is not [batch, hidden]");
+        assert_eq!(
+            ws.gates.dim(),
+            (batch, gw),
+            "the workspace is not the cell's"
+        );
+        assert_eq!(
+            ws.extra.dim(),
+            (batch, hs),
+            "the workspace is not the cell's"
+        );
+        if lstm {
+            let c_dims = (
+                state.c.as_ref().map(|c| c.dim()),
+                next.c.as_ref().map(|c| c.dim()),
+            );
+            assert_eq!(
+                c_dims,
+                (Some((batch, hs)), Some((batch, hs))),
+                "LSTM states need C"
+            );
+        }
+        if hs == 0 || batch == 0 {
+            return;
+        }
+        let gx = rows_of(&gx);
+        let bufs = StepBufs {
+            batch,
+            gx: gx.as_ptr(),
+            ldgx: gw,
+            h: state.h_slice().as_ptr(),
+            c: state.c_slice().map_or(std::ptr::null(), |c| c.as_ptr()),
+            gates: ws.gates.as_mut_ptr(),
+            extra: ws.extra.as_mut_ptr(),
+            h_next: next.h_slice_mut().as_mut_ptr(),
+            c_next: next
+                .c
+                .as_mut()
+                .map_or(std::ptr::null_mut(), |c| c.as_mut_ptr()),
+        };
+        let blocks = hs.div_ceil(T::NR);
+        let parts = if batch * hs * gw < PIECE_MIN_MACS {
+            1
+        } else {
+            ws.parts
+        };
+        for phase in 0..self.phases() {
+            run_pieces(self, phase, &bufs, 0..blocks, parts);
+        }
+    }
+
+    /// Sequential phases of a step: each phase's pieces all finish before the next phase
+    /// starts (GRU without `linear_before_reset` needs every unit's r ⊙ h before its
+    /// candidate's product: two phases).
+    #[doc(hidden)]
+    fn phases(&self) -> usize {
+        1
+    }
+
+    /// Phase `phase` of one step for the hidden units `units` (a range of whole panels of
+    /// [`Float::NR`] units, but for the last one, which ends at H).
+    ///
+    /// # Safety
+    /// `bufs` points at buffers of the shapes [`StepBufs`] gives, for this cell; no other
+    /// piece running meanwhile has units in common with `units`, and every piece of the
+    /// earlier phases of the step has finished.
+    #[doc(hidden)]
+    unsafe fn step_piece(&self, phase: usize, bufs: &StepBufs<T>, units: std::ops::Range<usize>);
 
     /// Hidden size H.
     fn hidden_size(&self) -> usize;
@@ -176,10 +337,9 @@ pub trait Cell<T: Float>: Send + Sync {
     /// Input size I.
     fn input_size(&self) -> usize;
 
-    /// Width of a row of gate pre-activations, gates·H.
-    fn gate_width(&self) -> usize {
-        self.kind().gates() * self.hidden_size()
-    }
+    /// Width of a row of gate pre-activations: gates·H, each gate's block rounded up to
+    /// whole panels when the cell has more than one gate ([`Float::NR`] columns).
+    fn gate_width(&self) -> usize;
 
     /// The all-zero state for `batch` sequences.
     fn zero_state(&self, batch: usize) -> State<T> {
@@ -462,7 +622,8 @@ pub(crate) struct InputProjection<T> {
 }
 
 impl<T: Float> InputProjection<T> {
-    /// From Wᵀ (`[input, gates·hidden]`) and the folded bias (`[gates·hidden]`).
+    /// From Wᵀ (`[input, gate_width]`) and the folded bias (`[gate_width]`), both already in
+    /// the cell's column order.
     fn new(w_t: ArrayView2<T>, bias: Array1<T>) -> InputProjection<T> {
         InputProjection {
             w_p: Packed::pack(w_t),
@@ -497,5 +658,109 @@ impl<T: Float> InputProjection<T> {
 fn add_mul<T: Float>(acc: &mut [T], p: &[T], c: &[T]) {
     for ((a, &p), &c) in acc.iter_mut().zip(p).zip(c) {
         *a = *a + p * c;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attrs::Activation;
+    use crate::kernels::WeightFormat;
+    use ndarray::Array3;
+
+    fn cast<T: Float>(v: f64) -> T {
+        <T as num_traits::NumCast>::from(v).unwrap()
+    }
+
+    /// Deterministic values in [-scale, scale).
+    fn values(n: usize, seed: u64, scale: f64) -> impl Iterator<Item = f64> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n).map(move |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+    }
+
+    fn cells<T: Float>(h: usize, i: usize, format: WeightFormat) -> Vec<Box<dyn Cell<T>>> {
+        let k = 1.0 / (h as f64).sqrt();
+        let arr = |r: usize, c: usize, seed| {
+            Array2::from_shape_vec((r, c), values(r * c, seed, k).map(cast::<T>).collect()).unwrap()
+        };
+        let vec = |n: usize, seed| Array1::from_iter(values(n, seed, k).map(cast::<T>));
+        let dir = |g: usize, peep: bool| {
+            DirWeights::from_onnx(
+                arr(g * h, i, 1).view(),
+                arr(g * h, h, 2).view(),
+                Some(vec(2 * g * h, 3).view()),
+                peep.then(|| vec(3 * h, 4)).as_ref().map(|p| p.view()),
+            )
+        };
+        let relu = [Activation::Relu];
+        vec![
+            Box::new(Lstm::new(dir(4, false), &[], None, false).with_recurrent_weights(format)),
+            Box::new(Lstm::new(dir(4, true), &[], Some(2.5), false).with_recurrent_weights(format)),
+            Box::new(Lstm::new(dir(4, true), &[], None, true).with_recurrent_weights(format)),
+            Box::new(Gru::new(dir(3, false), &[], None, false).with_recurrent_weights(format)),
+            Box::new(Gru::new(dir(3, false), &[], Some(1.5), true).with_recurrent_weights(format)),
+            Box::new(Rnn::new(dir(1, false), &relu, None).with_recurrent_weights(format)),
+        ]
+    }
+
+    /// `run_sequence` of every cell kind with its steps cut among 1 to 5 threads: the same
+    /// bits every time, with H both a whole number of panels and not.
+    fn pieces_give_the_same_bits<T: Float>() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(5)
+            .build()
+            .unwrap();
+        for format in [WeightFormat::Full, WeightFormat::Bf16] {
+            for (h, i, batch) in [(37, 5, 3), (136, 12, 1), (64, 7, 2), (200, 9, 4)] {
+                let x = Array3::from_shape_vec(
+                    (6, batch, i),
+                    values(6 * batch * i, 9, 1.0).map(cast::<T>).collect(),
+                )
+                .unwrap();
+                for (n, cell) in cells::<T>(h, i, format).iter().enumerate() {
+                    let run = |parts: usize| {
+                        let mut state = cell.zero_state(batch);
+                        let mut y = Array3::zeros((6, batch, h));
+                        pool.install(|| {
+                            run_sequence(
+                                cell.as_ref(),
+                                x.view(),
+                                &mut state,
+                                None,
+                                false,
+                                Some(y.view_mut()),
+                                parts,
+                            )
+                        });
+                        (y, state)
+                    };
+                    let (y1, s1) = run(1);
+                    assert!(y1.iter().all(|v| v.is_finite()) && y1.iter().any(|v| !v.is_zero()));
+                    for parts in 2..=5 {
+                        let (y, s) = run(parts);
+                        let same = y.iter().zip(&y1).all(|(a, b)| a == b);
+                        assert!(
+                            same && s == s1,
+                            "cell {n} h {h} batch {batch} {format:?} {parts} parts"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_give_the_same_bits_f32() {
+        pieces_give_the_same_bits::<f32>();
+    }
+
+    #[test]
+    fn pieces_give_the_same_bits_f64() {
+        pieces_give_the_same_bits::<f64>();
     }
 }
