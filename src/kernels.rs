@@ -402,6 +402,12 @@ pub struct RawGemm<T> {
     /// Null for no init; row stride 0 for a broadcast row.
     init: *const T,
     ldi: usize,
+    /// Walk the panels from the last to the first. The sums are the same; what changes is
+    /// which weights are still in cache: a product that reads more than the cache holds,
+    /// every time step in the same order, misses everywhere (each line is evicted just
+    /// before it is needed again), while alternating the direction starts each step on the
+    /// weights the previous step read last.
+    reverse: bool,
 }
 
 /// `c[r, :n] = init[r] + a[r, :k] · b` for `m` rows, `a` and `c` (and `Init::Rows`) given as
@@ -423,7 +429,9 @@ pub fn gemm_packed<T: Float>(
 /// that write disjoint columns of one matrix from several threads. `c` and `init` point at
 /// column 0 of their matrices (row strides `ldc` and `ldi`; `ldi` 0 for one row added to
 /// every row; `init` null for none), and columns `cols` of rows `0..m` are written. Runs on
-/// the calling thread, with the selected kernels.
+/// the calling thread, with the selected kernels; `reverse` walks the panels from the last
+/// (same sums: alternate it from one time step to the next to start on the weights still in
+/// cache).
 ///
 /// # Safety
 /// `a` holds `m` rows of stride `lda` with `b.rows()` elements each; `c` (and `init`) hold
@@ -443,6 +451,7 @@ pub(crate) unsafe fn gemm_cols_raw<T: Float>(
     ldc: usize,
     init: *const T,
     ldi: usize,
+    reverse: bool,
 ) {
     assert!(
         cols.start.is_multiple_of(T::NR) && cols.start <= cols.end && cols.end <= b.n,
@@ -473,6 +482,7 @@ pub(crate) unsafe fn gemm_cols_raw<T: Float>(
             init.add(cols.start)
         },
         ldi,
+        reverse,
     };
     T::gemm_packed_unchecked(g, Isa::selected())
 }
@@ -552,6 +562,7 @@ fn checked<T: Float>(
         ldc,
         init,
         ldi,
+        reverse: false,
     })
 }
 
@@ -648,7 +659,9 @@ unsafe fn gemm_portable<T: Float>(g: RawGemm<T>) {
 unsafe fn gemm_portable_with<T: Float>(g: RawGemm<T>, b_at: impl Fn(usize) -> T) {
     let nr = T::NR;
     let mut acc = [T::zero(); 16];
-    for panel in 0..g.n.div_ceil(nr) {
+    let panels = g.n.div_ceil(nr);
+    for i in 0..panels {
+        let panel = if g.reverse { panels - 1 - i } else { i };
         let col = panel * nr;
         let w = nr.min(g.n - col);
         let base = panel * g.k * nr;
@@ -818,12 +831,22 @@ mod x86 {
                 #[target_feature(enable = "avx2,fma,f16c")]
                 unsafe fn gemm_as<const F: u8>(g: RawGemm<$t>) {
                     let panels = g.n.div_ceil(NR);
-                    let mut panel = 0;
                     if g.m == 1 {
-                        while (panel + 4) * NR <= g.n {
-                            row_x4::<F>(&g, panel);
-                            panel += 4;
+                        // Groups of four full panels, then single panels; `reverse` walks
+                        // the same groups backwards.
+                        let quads = g.n / NR / 4;
+                        let one = |i: usize| {
+                            if i < quads {
+                                row_x4::<F>(&g, 4 * i)
+                            } else {
+                                tile::<1, F>(&g, 0, 4 * quads + (i - quads))
+                            }
+                        };
+                        let groups = quads + (panels - 4 * quads);
+                        for i in 0..groups {
+                            one(if g.reverse { groups - 1 - i } else { i });
                         }
+                        return;
                     }
                     // Blocks of rows small enough to stay in L2 while every panel passes
                     // over them (the input projection has T·batch rows); a panel stays in
@@ -834,7 +857,8 @@ mod x86 {
                     let mut r0 = 0;
                     while r0 < g.m {
                         let end = (r0 + block).min(g.m);
-                        for panel in panel..panels {
+                        for i in 0..panels {
+                            let panel = if g.reverse { panels - 1 - i } else { i };
                             let mut r = r0;
                             while r < end {
                                 let rows = MR.min(end - r);
@@ -1062,19 +1086,32 @@ mod x86 {
                 unsafe fn gemm_as<const F: u8>(g: RawGemm<$t>) {
                     let panels = g.n.div_ceil(NR);
                     if g.m == 1 {
-                        let mut panel = 0;
-                        while panel + NP1 <= panels {
-                            tile::<1, NP1, F>(&g, 0, panel);
-                            panel += NP1;
+                        // Groups of NP1 panels, then one of 4, then one of up to 3;
+                        // `reverse` walks the same groups backwards.
+                        let full = panels / NP1;
+                        let mut tail = [(0, 0); 2];
+                        let mut tails = 0;
+                        let mut p = full * NP1;
+                        if p + 4 <= panels {
+                            tail[tails] = (p, 4);
+                            tails += 1;
+                            p += 4;
                         }
-                        if panel + 4 <= panels {
-                            tile::<1, 4, F>(&g, 0, panel);
-                            panel += 4;
+                        if p < panels {
+                            tail[tails] = (p, panels - p);
+                            tails += 1;
                         }
-                        while panel < panels {
-                            let np = NP.min(panels - panel);
-                            tile_of::<F>(&g, 0, panel, 1, np);
-                            panel += np;
+                        let groups = full + tails;
+                        for i in 0..groups {
+                            let i = if g.reverse { groups - 1 - i } else { i };
+                            if i < full {
+                                tile::<1, NP1, F>(&g, 0, i * NP1);
+                            } else {
+                                match tail[i - full] {
+                                    (p, 4) => tile::<1, 4, F>(&g, 0, p),
+                                    (p, np) => tile_of::<F>(&g, 0, p, 1, np),
+                                }
+                            }
                         }
                         return;
                     }
@@ -1083,11 +1120,13 @@ mod x86 {
                     let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / MR
                         * MR)
                         .max(MR);
+                    let groups = panels.div_ceil(NP);
                     let mut r0 = 0;
                     while r0 < g.m {
                         let end = (r0 + block).min(g.m);
-                        let mut panel = 0;
-                        while panel < panels {
+                        for i in 0..groups {
+                            let i = if g.reverse { groups - 1 - i } else { i };
+                            let panel = i * NP;
                             let np = NP.min(panels - panel);
                             let mut r = r0;
                             while r < end {
@@ -1095,7 +1134,6 @@ mod x86 {
                                 tile_of::<F>(&g, r, panel, rows, np);
                                 r += rows;
                             }
-                            panel += np;
                         }
                         r0 = end;
                     }

@@ -62,6 +62,7 @@ impl<T: Float> Gru<T> {
             input: InputProjection::new(
                 pad_gate_columns(weights.w_t.view(), 3, hp).view(),
                 pad_gate_row(bias.view(), 3, hp),
+                3,
             ),
             r_zr: Packed::pack(pad_gate_columns(weights.r_t.slice(s![.., ..2 * hs]), 2, hp).view()),
             r_h: Packed::pack(weights.r_t.slice(s![.., 2 * hs..])),
@@ -125,6 +126,18 @@ impl<T: Float> Cell<T> for Gru<T> {
         self.input.project(x, out)
     }
 
+    unsafe fn project_piece(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: Range<usize>,
+    ) {
+        self.input.project_units(rows, x, ldx, out, ldo, units)
+    }
+
     fn phases(&self) -> usize {
         if self.linear_before_reset {
             1
@@ -147,45 +160,42 @@ impl<T: Float> Cell<T> for Gru<T> {
             // already holds Wbh + Rbh).
             let gx_h = s.gx.add(2 * hp);
             gemm_cols_raw(
-                s.batch, s.extra, hs, &self.r_h, units, cand, width, gx_h, s.ldgx,
+                s.batch, s.extra, hs, &self.r_h, units, cand, width, gx_h, s.ldgx, s.reverse,
             );
             return self.finish(s, u0, n);
         }
-        // z and r: input side plus Ht-1·R[zr]ᵀ.
-        if n == hs {
+        // z and r: input side plus Ht-1·R[zr]ᵀ (one product when the piece is the whole
+        // step); with linear_before_reset, Ht-1·Rhᵀ + Rbh too, which the reset gate scales.
+        // A step walking the weights backwards takes the products in the opposite order.
+        let zr = |g: Option<usize>| {
+            let cols = match g {
+                None => 0..2 * hp,
+                Some(g) => g * hp + u0..g * hp + units.end,
+            };
+            let (h, gx) = (s.h, s.gx);
             gemm_cols_raw(
-                s.batch,
-                s.h,
-                hs,
-                &self.r_zr,
-                0..2 * hp,
-                s.gates,
-                width,
-                s.gx,
-                s.ldgx,
+                s.batch, h, hs, &self.r_zr, cols, s.gates, width, gx, s.ldgx, s.reverse,
             );
+        };
+        let zr_products: &[Option<usize>] = if n == hs {
+            &[None]
         } else {
-            for g in 0..2 {
-                let cols = g * hp + u0..g * hp + units.end;
+            &[Some(0), Some(1)]
+        };
+        let h_product = || {
+            if self.linear_before_reset {
+                let (rbh, units) = (self.rbh.as_ptr(), units.clone());
                 gemm_cols_raw(
-                    s.batch, s.h, hs, &self.r_zr, cols, s.gates, width, s.gx, s.ldgx,
+                    s.batch, s.h, hs, &self.r_h, units, cand, width, rbh, 0, s.reverse,
                 );
             }
-        }
-        if self.linear_before_reset {
-            // Ht-1·Rhᵀ + Rbh, which the reset gate scales.
-            let rbh = self.rbh.as_ptr();
-            gemm_cols_raw(
-                s.batch,
-                s.h,
-                hs,
-                &self.r_h,
-                units.clone(),
-                cand,
-                width,
-                rbh,
-                0,
-            );
+        };
+        if s.reverse {
+            h_product();
+            zr_products.iter().rev().for_each(|&g| zr(g));
+        } else {
+            zr_products.iter().for_each(|&g| zr(g));
+            h_product();
         }
         let (clip, f) = (&self.clip, &self.f);
         for b in 0..s.batch {

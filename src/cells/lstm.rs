@@ -56,7 +56,11 @@ impl<T: Float> Lstm<T> {
         let bias = pad_gate_row((&weights.wb + &weights.rb).view(), 4, hp);
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Lstm {
-            input: InputProjection::new(pad_gate_columns(weights.w_t.view(), 4, hp).view(), bias),
+            input: InputProjection::new(
+                pad_gate_columns(weights.w_t.view(), 4, hp).view(),
+                bias,
+                4,
+            ),
             r_p: Packed::pack(pad_gate_columns(weights.r_t.view(), 4, hp).view()),
             hidden,
             hp,
@@ -100,6 +104,18 @@ impl<T: Float> Cell<T> for Lstm<T> {
         self.input.project(x, out)
     }
 
+    unsafe fn project_piece(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: Range<usize>,
+    ) {
+        self.input.project_units(rows, x, ldx, out, ldo, units)
+    }
+
     unsafe fn step_piece(&self, _phase: usize, s: &StepBufs<T>, units: Range<usize>) {
         let (hs, hp) = (self.hidden, self.hp);
         let width = 4 * hp;
@@ -119,12 +135,14 @@ impl<T: Float> Cell<T> for Lstm<T> {
                 width,
                 s.gx,
                 s.ldgx,
+                s.reverse,
             );
         } else {
-            for g in 0..4 {
+            // A step walking the weights backwards takes the gates in the opposite order.
+            for g in (0..4).map(|g| if s.reverse { 3 - g } else { g }) {
                 let cols = g * hp + u0..g * hp + units.end;
                 gemm_cols_raw(
-                    s.batch, s.h, hs, &self.r_p, cols, s.gates, width, s.gx, s.ldgx,
+                    s.batch, s.h, hs, &self.r_p, cols, s.gates, width, s.gx, s.ldgx, s.reverse,
                 );
             }
         }

@@ -10,6 +10,7 @@ pub mod activation;
 pub mod gru;
 pub mod lstm;
 pub mod rnn;
+mod team;
 
 use ndarray::{
     s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
@@ -21,7 +22,7 @@ pub use rnn::Rnn;
 
 use crate::attrs::OpKind;
 use crate::gates::{onnx_rows_to_cell_columns, split_onnx_bias};
-use crate::kernels::{gemm_packed, Float, Init, Packed};
+use crate::kernels::{gemm_cols_raw, gemm_packed, Float, Init, Packed};
 
 /// One direction's weights, in the cells' layout: ONNX gate order, transposed to columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +140,9 @@ pub struct Workspace<T> {
     extra: Array2<T>,
     /// Threads of the current rayon pool the products split their columns over (1: none).
     parts: usize,
+    /// Whether the next step walks the recurrent weights backwards: alternating keeps the
+    /// weights one step read last in cache for the next (same sums either way).
+    reverse: bool,
 }
 
 impl<T: Float> Workspace<T> {
@@ -147,6 +151,7 @@ impl<T: Float> Workspace<T> {
             gates: Array2::zeros((batch, gate_width)),
             extra: Array2::zeros((batch, hidden)),
             parts: parts.max(1),
+            reverse: false,
         }
     }
 }
@@ -195,6 +200,8 @@ pub struct StepBufs<T> {
     /// Next state, `[batch, H]`; `c_next` null but for LSTM.
     h_next: *mut T,
     c_next: *mut T,
+    /// Walk the recurrent weights backwards (every other step: see the kernels).
+    reverse: bool,
 }
 
 // SAFETY: the pointers are only dereferenced by `Cell::step_piece`, whose contract keeps the
@@ -204,31 +211,127 @@ unsafe impl<T: Sync> Sync for StepBufs<T> {}
 
 /// Multiply-adds per recurrent product under which a step is not cut into pieces: below it,
 /// handing half to another core costs more than it saves. (The unit tests cut every step.)
-const PIECE_MIN_MACS: usize = if cfg!(test) { 0 } else { 64 * 1024 };
+const PIECE_MIN_MACS: usize = if cfg!(test) { 1 } else { 64 * 1024 };
 
-/// Runs one phase of a step over hidden-unit blocks `blocks` (of `nr` units, the last one
-/// ending at `h`), cut among `parts` threads of the current rayon pool.
-fn run_pieces<T: Float, C: Cell<T> + ?Sized>(
+/// How the pieces of a task (a step's phase, a chunk's projection) run.
+#[derive(Clone, Copy)]
+enum Exec<'a> {
+    /// In rayon joins, halving the pieces among the current pool's threads.
+    Join,
+    /// Piece `p` on member `p` of a team.
+    Team(&'a team::Team),
+}
+
+impl Exec<'_> {
+    /// Runs `f(p)` for every `p < pieces`, returning when all are done.
+    fn run(self, pieces: usize, f: &(dyn Fn(usize) + Sync)) {
+        match self {
+            _ if pieces <= 1 => (0..pieces).for_each(f),
+            Exec::Team(team) => team.run(pieces, f),
+            Exec::Join => join_pieces(0..pieces, f),
+        }
+    }
+}
+
+fn join_pieces(pieces: std::ops::Range<usize>, f: &(dyn Fn(usize) + Sync)) {
+    if pieces.len() <= 1 {
+        return pieces.for_each(f);
+    }
+    let mid = pieces.start + pieces.len() / 2;
+    rayon::join(
+        || join_pieces(pieces.start..mid, f),
+        || join_pieces(mid..pieces.end, f),
+    );
+}
+
+/// The hidden units of piece `p` of `pieces`: whole panels of [`Float::NR`] units, the last
+/// piece ending at `h`.
+fn piece_units<T: Float>(h: usize, pieces: usize, p: usize) -> std::ops::Range<usize> {
+    let blocks = h.div_ceil(T::NR);
+    let at = |p: usize| (blocks * p / pieces * T::NR).min(h);
+    at(p)..at(p + 1)
+}
+
+/// How many pieces a step of `cell` at `batch` is cut into on `parts` threads: one when the
+/// recurrent product is too small to share, never more than its panels of units.
+fn pieces_for<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize, parts: usize) -> usize {
+    let h = cell.hidden_size();
+    if batch * h * cell.gate_width() < PIECE_MIN_MACS {
+        1
+    } else {
+        parts.clamp(1, h.div_ceil(T::NR).max(1))
+    }
+}
+
+/// A step's buffers, after checking every shape.
+fn step_bufs<T: Float, C: Cell<T> + ?Sized>(
     cell: &C,
-    phase: usize,
+    gx: &[T],
+    state: &State<T>,
+    next: &mut State<T>,
+    ws: &mut Workspace<T>,
+) -> StepBufs<T> {
+    let (hs, gw, batch) = (cell.hidden_size(), cell.gate_width(), state.batch());
+    assert_eq!(gx.len(), batch * gw, "gx is not [batch, gate_width]");
+    assert_eq!(
+        state.h.dim(),
+        (batch, hs),
+        "the state is not [batch, hidden]"
+    );
+    assert_eq!(next.h.dim(), (batch, hs), "next is not [batch, hidden]");
+    assert_eq!(
+        (ws.gates.dim(), ws.extra.dim()),
+        ((batch, gw), (batch, hs)),
+        "the workspace is not the cell's"
+    );
+    if cell.kind() == OpKind::Lstm {
+        let c_dims = (
+            state.c.as_ref().map(|c| c.dim()),
+            next.c.as_ref().map(|c| c.dim()),
+        );
+        assert_eq!(
+            c_dims,
+            (Some((batch, hs)), Some((batch, hs))),
+            "LSTM states need C"
+        );
+    }
+    let reverse = ws.reverse;
+    ws.reverse = !ws.reverse;
+    StepBufs {
+        batch,
+        gx: gx.as_ptr(),
+        ldgx: gw,
+        h: state.h_slice().as_ptr(),
+        c: state.c_slice().map_or(std::ptr::null(), |c| c.as_ptr()),
+        gates: ws.gates.as_mut_ptr(),
+        extra: ws.extra.as_mut_ptr(),
+        h_next: next.h_slice_mut().as_mut_ptr(),
+        c_next: next
+            .c
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |c| c.as_mut_ptr()),
+        reverse,
+    }
+}
+
+/// Every phase of one step, cut into `pieces`.
+fn step_with<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
     bufs: &StepBufs<T>,
-    blocks: std::ops::Range<usize>,
-    parts: usize,
+    exec: Exec,
+    pieces: usize,
 ) {
-    let (nr, h) = (T::NR, cell.hidden_size());
-    if parts <= 1 || blocks.len() < 2 {
-        let units = blocks.start * nr..(blocks.end * nr).min(h);
-        // SAFETY: the callers (`Cell::step_projected` and this function) give each piece its
-        // own blocks and wait for every piece of a phase before the next one starts.
-        unsafe { cell.step_piece(phase, bufs, units) };
+    let h = cell.hidden_size();
+    if h == 0 || bufs.batch == 0 {
         return;
     }
-    let left_parts = parts / 2;
-    let mid = blocks.start + (blocks.len() * left_parts / parts).clamp(1, blocks.len() - 1);
-    rayon::join(
-        || run_pieces(cell, phase, bufs, blocks.start..mid, left_parts),
-        || run_pieces(cell, phase, bufs, mid..blocks.end, parts - left_parts),
-    );
+    for phase in 0..cell.phases() {
+        exec.run(pieces, &|p| {
+            // SAFETY: the pieces' units are disjoint, and `Exec::run` returns only when
+            // every piece of the phase is done.
+            unsafe { cell.step_piece(phase, bufs, piece_units::<T>(h, pieces, p)) }
+        });
+    }
 }
 
 /// A recurrent cell: the small interface every cell kind shares.
@@ -254,63 +357,15 @@ pub trait Cell<T: Float>: Send + Sync {
         next: &mut State<T>,
         ws: &mut Workspace<T>,
     ) {
-        let (hs, gw, batch) = (self.hidden_size(), self.gate_width(), state.batch());
-        let lstm = self.kind() == OpKind::Lstm;
-        assert_eq!(gx.dim(), (batch, gw), "gx is not [batch, gate_width]");
         assert_eq!(
-            state.h.dim(),
-            (batch, hs),
-            "the state is not [batch, hidden]"
+            gx.dim(),
+            (state.batch(), self.gate_width()),
+            "gx is not [batch, gate_width]"
         );
-        assert_eq!(next.h.dim(), (batch, hs), "next is not [batch, hidden]");
-        assert_eq!(
-            ws.gates.dim(),
-            (batch, gw),
-            "the workspace is not the cell's"
-        );
-        assert_eq!(
-            ws.extra.dim(),
-            (batch, hs),
-            "the workspace is not the cell's"
-        );
-        if lstm {
-            let c_dims = (
-                state.c.as_ref().map(|c| c.dim()),
-                next.c.as_ref().map(|c| c.dim()),
-            );
-            assert_eq!(
-                c_dims,
-                (Some((batch, hs)), Some((batch, hs))),
-                "LSTM states need C"
-            );
-        }
-        if hs == 0 || batch == 0 {
-            return;
-        }
         let gx = rows_of(&gx);
-        let bufs = StepBufs {
-            batch,
-            gx: gx.as_ptr(),
-            ldgx: gw,
-            h: state.h_slice().as_ptr(),
-            c: state.c_slice().map_or(std::ptr::null(), |c| c.as_ptr()),
-            gates: ws.gates.as_mut_ptr(),
-            extra: ws.extra.as_mut_ptr(),
-            h_next: next.h_slice_mut().as_mut_ptr(),
-            c_next: next
-                .c
-                .as_mut()
-                .map_or(std::ptr::null_mut(), |c| c.as_mut_ptr()),
-        };
-        let blocks = hs.div_ceil(T::NR);
-        let parts = if batch * hs * gw < PIECE_MIN_MACS {
-            1
-        } else {
-            ws.parts
-        };
-        for phase in 0..self.phases() {
-            run_pieces(self, phase, &bufs, 0..blocks, parts);
-        }
+        let pieces = pieces_for(self, state.batch(), ws.parts);
+        let bufs = step_bufs(self, &gx, state, next, ws);
+        step_with(self, &bufs, Exec::Join, pieces);
     }
 
     /// Sequential phases of a step: each phase's pieces all finish before the next phase
@@ -330,6 +385,23 @@ pub trait Cell<T: Float>: Send + Sync {
     /// earlier phases of the step has finished.
     #[doc(hidden)]
     unsafe fn step_piece(&self, phase: usize, bufs: &StepBufs<T>, units: std::ops::Range<usize>);
+
+    /// [`Cell::project`] of `rows` rows of `x` (row stride `ldx`) into the columns of hidden
+    /// units `units` of `out` (row stride `ldo`; every gate's columns for those units).
+    ///
+    /// # Safety
+    /// `x` and `out` hold `rows` rows of the cell's input size and gate width; no other
+    /// piece writes these units' columns meanwhile.
+    #[doc(hidden)]
+    unsafe fn project_piece(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: std::ops::Range<usize>,
+    );
 
     /// Hidden size H.
     fn hidden_size(&self) -> usize;
@@ -526,26 +598,55 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
     let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
 
     if uniform {
-        let mut done = 0;
-        while done < t_len {
-            let n = chunk.min(t_len - done);
-            let t0 = if reverse { t_len - done - n } else { done };
-            project_split(
-                cell,
-                x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]),
-                gx_chunk.slice_mut(s![..n * batch, ..]),
-                parts,
-            );
-            for k in 0..n {
-                let local = if reverse { n - 1 - k } else { k };
-                let gx = gx_chunk.slice(s![local * batch..(local + 1) * batch, ..]);
-                cell.step_projected(gx, state, next, ws);
-                std::mem::swap(state, next);
-                if let Some(y) = y.as_mut() {
-                    y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+        // Each step (and each chunk's projection) cut into pieces of hidden units; on more
+        // than one thread, a team runs them, the same piece on the same core every time.
+        let pieces = pieces_for(cell, batch, parts);
+        let mut run = |exec: Exec| {
+            let mut done = 0;
+            while done < t_len {
+                let n = chunk.min(t_len - done);
+                let t0 = if reverse { t_len - done - n } else { done };
+                let x_chunk = x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]);
+                if pieces > 1 {
+                    let x = SharedPtr(x_chunk.as_ptr() as *mut T);
+                    let out = SharedPtr(gx_chunk.as_mut_ptr());
+                    exec.run(pieces, &|p| {
+                        let units = piece_units::<T>(hidden, pieces, p);
+                        // SAFETY: x_chunk is in standard layout ([n·batch, input]), gx_chunk
+                        // holds at least n·batch rows of gate_width, and the pieces' units
+                        // are disjoint.
+                        unsafe {
+                            cell.project_piece(
+                                n * batch,
+                                x.get(),
+                                input,
+                                out.get(),
+                                gate_width,
+                                units,
+                            )
+                        }
+                    });
+                } else {
+                    cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..]));
                 }
+                let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
+                for k in 0..n {
+                    let local = if reverse { n - 1 - k } else { k };
+                    let gx = &gx_all[local * batch * gate_width..(local + 1) * batch * gate_width];
+                    let bufs = step_bufs(cell, gx, state, next, ws);
+                    step_with(cell, &bufs, exec, pieces);
+                    std::mem::swap(state, next);
+                    if let Some(y) = y.as_mut() {
+                        y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+                    }
+                }
+                done += n;
             }
-            done += n;
+        };
+        if pieces > 1 {
+            team::with_team(pieces, |team| run(Exec::Team(team)));
+        } else {
+            run(Exec::Join);
         }
         return;
     }
@@ -579,6 +680,21 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 y.slice_mut(s![t, b, ..]).assign(&state.h.row(b));
             }
         }
+    }
+}
+
+/// A pointer the pieces of a task share (each writes only its own columns).
+#[derive(Clone, Copy)]
+struct SharedPtr<T>(*mut T);
+
+// SAFETY: see the type's comment; T is f32 or f64.
+unsafe impl<T: Send> Send for SharedPtr<T> {}
+unsafe impl<T: Sync> Sync for SharedPtr<T> {}
+
+impl<T> SharedPtr<T> {
+    /// The pointer (a method, so closures capture the whole Sync wrapper).
+    fn get(self) -> *mut T {
+        self.0
     }
 }
 
@@ -619,15 +735,45 @@ fn rows_of<'a, T: Float>(a: &'a ArrayView2<'a, T>) -> std::borrow::Cow<'a, [T]> 
 pub(crate) struct InputProjection<T> {
     w_p: Packed<T>,
     bias: Array1<T>,
+    /// Gate blocks and their width (H, or H rounded up to whole panels).
+    gates: usize,
+    block: usize,
 }
 
 impl<T: Float> InputProjection<T> {
-    /// From Wᵀ (`[input, gate_width]`) and the folded bias (`[gate_width]`), both already in
-    /// the cell's column order.
-    fn new(w_t: ArrayView2<T>, bias: Array1<T>) -> InputProjection<T> {
+    /// From Wᵀ (`[input, gates·block]`) and the folded bias (`[gates·block]`), both already
+    /// in the cell's column order: `gates` blocks of `block` columns.
+    fn new(w_t: ArrayView2<T>, bias: Array1<T>, gates: usize) -> InputProjection<T> {
+        let block = w_t.ncols() / gates.max(1);
         InputProjection {
             w_p: Packed::pack(w_t),
             bias,
+            gates,
+            block,
+        }
+    }
+
+    /// See [`Cell::project_piece`].
+    ///
+    /// # Safety
+    /// As [`Cell::project_piece`].
+    unsafe fn project_units(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: std::ops::Range<usize>,
+    ) {
+        let bias = self.bias.as_ptr();
+        let all = self.gates * self.block;
+        if units.start == 0 && units.end.next_multiple_of(T::NR) >= self.block {
+            return gemm_cols_raw(rows, x, ldx, &self.w_p, 0..all, out, ldo, bias, 0, false);
+        }
+        for g in 0..self.gates {
+            let cols = g * self.block + units.start..g * self.block + units.end;
+            gemm_cols_raw(rows, x, ldx, &self.w_p, cols, out, ldo, bias, 0, false);
         }
     }
 
@@ -722,32 +868,40 @@ mod tests {
                     values(6 * batch * i, 9, 1.0).map(cast::<T>).collect(),
                 )
                 .unwrap();
+                // Equal lengths (a team runs the pieces) and, past batch 1, different ones
+                // (rayon joins do), backwards.
+                let lens: Vec<usize> = (0..batch).map(|b| 6 - b % 4).collect();
+                let walks = [(None, false), (Some(&lens[..]), true)];
                 for (n, cell) in cells::<T>(h, i, format).iter().enumerate() {
-                    let run = |parts: usize| {
-                        let mut state = cell.zero_state(batch);
-                        let mut y = Array3::zeros((6, batch, h));
-                        pool.install(|| {
-                            run_sequence(
-                                cell.as_ref(),
-                                x.view(),
-                                &mut state,
-                                None,
-                                false,
-                                Some(y.view_mut()),
-                                parts,
-                            )
-                        });
-                        (y, state)
-                    };
-                    let (y1, s1) = run(1);
-                    assert!(y1.iter().all(|v| v.is_finite()) && y1.iter().any(|v| !v.is_zero()));
-                    for parts in 2..=5 {
-                        let (y, s) = run(parts);
-                        let same = y.iter().zip(&y1).all(|(a, b)| a == b);
+                    for (lens, reverse) in walks.iter().take(if batch > 1 { 2 } else { 1 }) {
+                        let run = |parts: usize| {
+                            let mut state = cell.zero_state(batch);
+                            let mut y = Array3::zeros((6, batch, h));
+                            pool.install(|| {
+                                run_sequence(
+                                    cell.as_ref(),
+                                    x.view(),
+                                    &mut state,
+                                    *lens,
+                                    *reverse,
+                                    Some(y.view_mut()),
+                                    parts,
+                                )
+                            });
+                            (y, state)
+                        };
+                        let (y1, s1) = run(1);
                         assert!(
-                            same && s == s1,
-                            "cell {n} h {h} batch {batch} {format:?} {parts} parts"
+                            y1.iter().all(|v| v.is_finite()) && y1.iter().any(|v| !v.is_zero())
                         );
+                        for parts in 2..=5 {
+                            let (y, s) = run(parts);
+                            let same = y.iter().zip(&y1).all(|(a, b)| a == b);
+                            assert!(
+                                same && s == s1,
+                                "cell {n} h {h} batch {batch} {format:?} lens {lens:?} {parts} parts"
+                            );
+                        }
                     }
                 }
             }

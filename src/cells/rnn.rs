@@ -26,7 +26,7 @@ impl<T: Float> Rnn<T> {
         let bias = &weights.wb + &weights.rb;
         let f = activations.first().copied().unwrap_or(Activation::Tanh);
         Rnn {
-            input: InputProjection::new(weights.w_t.view(), bias),
+            input: InputProjection::new(weights.w_t.view(), bias, 1),
             r_p: Packed::pack(weights.r_t.view()),
             f: Act::new(f),
             clip: Clip::new(clip),
@@ -63,11 +63,23 @@ impl<T: Float> Cell<T> for Rnn<T> {
         self.input.project(x, out)
     }
 
+    unsafe fn project_piece(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: Range<usize>,
+    ) {
+        self.input.project_units(rows, x, ldx, out, ldo, units)
+    }
+
     unsafe fn step_piece(&self, _phase: usize, s: &StepBufs<T>, units: Range<usize>) {
         let hs = self.hidden_size();
         let (u0, n) = (units.start, units.len());
         gemm_cols_raw(
-            s.batch, s.h, hs, &self.r_p, units, s.h_next, hs, s.gx, s.ldgx,
+            s.batch, s.h, hs, &self.r_p, units, s.h_next, hs, s.gx, s.ldgx, s.reverse,
         );
         let rows = if n == hs { 1 } else { s.batch };
         let len = if n == hs { s.batch * hs } else { n };
