@@ -2,6 +2,7 @@
 //!
 //! `cargo bench --bench cells` runs every case; arguments filter cases by substring
 //! (`cargo bench --bench cells -- lstm h256`), `accuracy` runs only the f32-vs-f64 check,
+//! `bf16` or `f16` times the f32 cells with Rᵀ stored in 16 bits, `threads2` on two threads,
 //! `kernel` times the packed matrix product alone (in GFLOP/s, on every kernel set this CPU
 //! runs), `bandwidth` measures single-core read bandwidth for buffers of 256 KiB to 64 MiB
 //! and the batch-1 recurrent product against the floor it sets (Rᵀ bytes ÷ bandwidth).
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2, Array3};
 use rnn_run::cells::{run_sequence, Cell, DirWeights, Gru, Lstm, Rnn};
-use rnn_run::kernels::{gemm_packed_on, gemm_packed_par, Float, Init, Isa, Packed};
+use rnn_run::kernels::{gemm_packed_on, gemm_packed_par, Float, Init, Isa, Packed, WeightFormat};
 
 /// Deterministic uniform numbers in [-1, 1) (xorshift64*).
 struct Rng(u64);
@@ -66,7 +67,13 @@ fn onnx_weights(op: Op, h: usize, i: usize, seed: u64) -> (Array2<f64>, Array2<f
     (w, r, b)
 }
 
-fn build<T: Float>(op: Op, w: &Array2<f64>, r: &Array2<f64>, b: &Array1<f64>) -> Box<dyn Cell<T>> {
+fn build<T: Float>(
+    op: Op,
+    w: &Array2<f64>,
+    r: &Array2<f64>,
+    b: &Array1<f64>,
+    format: WeightFormat,
+) -> Box<dyn Cell<T>> {
     let cv = |x: &f64| <T as num_traits::NumCast>::from(*x).unwrap();
     let weights = DirWeights::from_onnx(
         w.map(cv).view(),
@@ -75,10 +82,10 @@ fn build<T: Float>(op: Op, w: &Array2<f64>, r: &Array2<f64>, b: &Array1<f64>) ->
         None,
     );
     match op {
-        Op::Lstm => Box::new(Lstm::new(weights, &[], None, false)),
-        Op::Gru0 => Box::new(Gru::new(weights, &[], None, false)),
-        Op::Gru1 => Box::new(Gru::new(weights, &[], None, true)),
-        Op::Rnn => Box::new(Rnn::new(weights, &[], None)),
+        Op::Lstm => Box::new(Lstm::new(weights, &[], None, false).with_recurrent_weights(format)),
+        Op::Gru0 => Box::new(Gru::new(weights, &[], None, false).with_recurrent_weights(format)),
+        Op::Gru1 => Box::new(Gru::new(weights, &[], None, true).with_recurrent_weights(format)),
+        Op::Rnn => Box::new(Rnn::new(weights, &[], None).with_recurrent_weights(format)),
     }
 }
 
@@ -130,12 +137,13 @@ fn time_seq_in_pool(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> f
     times[times.len() / 2]
 }
 
-/// Max |f32 − f64| over Y for one op at H = I = 256, T = 200, batch 1.
-fn accuracy(op: Op, h: usize, t: usize) -> (f64, f64) {
+/// Max |f32 − f64| over Y for one op at H = I = `h`, `t` steps, batch 1, with the f32 cell's
+/// Rᵀ stored as `format`.
+fn accuracy(op: Op, h: usize, t: usize, format: WeightFormat) -> (f64, f64) {
     let (w, r, b) = onnx_weights(op, h, h, 7);
     let x = input(t, 1, h, 11);
-    let c32 = build::<f32>(op, &w, &r, &b);
-    let c64 = build::<f64>(op, &w, &r, &b);
+    let c32 = build::<f32>(op, &w, &r, &b, format);
+    let c64 = build::<f64>(op, &w, &r, &b, WeightFormat::Full);
     let y32 = c32.seq(&mut c32.zero_state(1), x.mapv(|v| v as f32).view());
     let y64 = c64.seq(&mut c64.zero_state(1), x.view());
     let mut max_err = 0.0f64;
@@ -386,6 +394,14 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let only_accuracy = filters.iter().any(|f| f == "accuracy");
+    // `bf16` / `f16`: the f32 cells with Rᵀ stored in 16 bits.
+    let format = if filters.iter().any(|f| f == "bf16") {
+        WeightFormat::Bf16
+    } else if filters.iter().any(|f| f == "f16") {
+        WeightFormat::F16
+    } else {
+        WeightFormat::Full
+    };
     // `threads2`: the same cases with the products split over two threads.
     let threads = if filters.iter().any(|f| f == "threads2") {
         2
@@ -394,7 +410,7 @@ fn main() {
     };
     let filters: Vec<&String> = filters
         .iter()
-        .filter(|f| *f != "accuracy" && *f != "threads2")
+        .filter(|f| !["accuracy", "threads2", "bf16", "f16"].contains(&f.as_str()))
         .collect();
     let ops = [Op::Lstm, Op::Gru0, Op::Gru1, Op::Rnn];
 
@@ -415,7 +431,7 @@ fn main() {
                             continue;
                         }
                         let (w, r, b) = onnx_weights(op, h, h, 1);
-                        let cell = build::<f32>(op, &w, &r, &b);
+                        let cell = build::<f32>(op, &w, &r, &b, format);
                         let xs = input(t, batch, h, 2).mapv(|v| v as f32);
                         let secs = time_seq(cell.as_ref(), &xs, threads);
                         let us = secs * 1e6 / t as f64;
@@ -437,10 +453,24 @@ fn main() {
     }
 
     if only_accuracy || filters.is_empty() {
-        println!("\naccuracy: max |Y_f32 - Y_f64|, H = I = 256, T = 200, batch 1");
+        println!(
+            "\naccuracy: max |Y_f32 - Y_f64| over T = 200 steps, batch 1, by H and the f32 \
+             cell's Rᵀ storage"
+        );
+        println!(
+            "{:<10} {:>5} {:>10} {:>10} {:>10} {:>8}",
+            "op", "H", "f32", "bf16", "f16", "max |Y|"
+        );
         for &op in &ops {
-            let (err, mag) = accuracy(op, 256, 200);
-            println!("{:<10} {:>10.3e}   (max |Y| {:.3})", op.name(), err, mag);
+            for h in [256, 512] {
+                let (full, mag) = accuracy(op, h, 200, WeightFormat::Full);
+                let (bf16, _) = accuracy(op, h, 200, WeightFormat::Bf16);
+                let (f16, _) = accuracy(op, h, 200, WeightFormat::F16);
+                println!(
+                    "{:<10} {h:>5} {full:>10.3e} {bf16:>10.3e} {f16:>10.3e} {mag:>8.3}",
+                    op.name()
+                );
+            }
         }
     }
 }
