@@ -932,6 +932,15 @@ mod x86 {
         widen4_pd
     );
 
+    pub(crate) fn shape() -> (usize, usize) {
+        static S: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+        *S.get_or_init(|| {
+            let v = std::env::var("SHAPE").unwrap_or("8x3".into());
+            let (a, b) = v.split_once('x').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+    }
+
     /// Sixteen 16-bit weights as f32.
     #[inline]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
@@ -964,8 +973,12 @@ mod x86 {
                 /// Rows × panels per tile: 8 × 3 accumulators, 3 weight vectors and a
                 /// broadcast take 28 of the 32 registers, and each k step's 24 FMAs need
                 /// 11 loads.
-                const MR: usize = 8;
-                const NP: usize = 3;
+                fn mr() -> usize {
+                    super::shape().0
+                }
+                fn np() -> usize {
+                    super::shape().1
+                }
                 /// Panels per pass of the one-row product (batch 1): eight independent
                 /// chains cover the FMA latency, eight weight streams at once.
                 const NP1: usize = 8;
@@ -1021,18 +1034,43 @@ mod x86 {
                     }
                     let stride = g.k * NR;
                     let base = panel * stride;
-                    let a = g.a.add(r0 * g.lda);
-                    for kk in 0..g.k {
-                        let mut bv = [$zero(); P];
-                        for (p, bv) in bv.iter_mut().enumerate() {
-                            *bv = load_b::<F>(g.b, base + p * stride + kk * NR);
+                    // One pointer per row of a and per panel, each indexed by k, so the loop
+                    // adds nothing but k to the addresses (integer work would take the FMA
+                    // ports' slots).
+                    let a: [*const $t; R] = std::array::from_fn(|r| g.a.add((r0 + r) * g.lda));
+                    let bp: [*const $t; P] = std::array::from_fn(|p| {
+                        if F == FULL {
+                            g.b.add(base + p * stride)
+                        } else {
+                            (g.b as *const u16).add(base + p * stride) as *const $t
                         }
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let x = $set1(*a.add(r * g.lda + kk));
+                    });
+                    // One k step: every row's value times every panel's row of weights.
+                    let step = |acc: &mut [[$v; P]; R], kk: usize| {
+                        let mut bv = [$zero(); P];
+                        for (bv, &bp) in bv.iter_mut().zip(&bp) {
+                            *bv = load_b::<F>(bp, kk * NR);
+                        }
+                        for (acc, &a) in acc.iter_mut().zip(&a) {
+                            let x = $set1(*a.add(kk));
                             for (acc, &bv) in acc.iter_mut().zip(&bv) {
                                 *acc = $fma(x, bv, *acc);
                             }
                         }
+                    };
+                    // Four steps per pass (in order): the loop's own work is spread over
+                    // more FMAs (measured: 158 → 174 GFLOP/s for an 8 × 3 tile at k = 256).
+                    let mut kk = 0;
+                    while kk + 4 <= g.k {
+                        step(&mut acc, kk);
+                        step(&mut acc, kk + 1);
+                        step(&mut acc, kk + 2);
+                        step(&mut acc, kk + 3);
+                        kk += 4;
+                    }
+                    while kk < g.k {
+                        step(&mut acc, kk);
+                        kk += 1;
                     }
                     for (r, acc) in acc.iter().enumerate() {
                         let cp = g.c.add((r0 + r) * g.ldc + col);
@@ -1055,6 +1093,10 @@ mod x86 {
                     macro_rules! by_rows {
                         ($p:literal) => {
                             match rows {
+                                12 => tile::<12, $p, F>(g, r0, panel),
+                                11 => tile::<11, $p, F>(g, r0, panel),
+                                10 => tile::<10, $p, F>(g, r0, panel),
+                                9 => tile::<9, $p, F>(g, r0, panel),
                                 8 => tile::<8, $p, F>(g, r0, panel),
                                 7 => tile::<7, $p, F>(g, r0, panel),
                                 6 => tile::<6, $p, F>(g, r0, panel),
@@ -1067,6 +1109,7 @@ mod x86 {
                         };
                     }
                     match np {
+                        4 => by_rows!(4),
                         3 => by_rows!(3),
                         2 => by_rows!(2),
                         _ => by_rows!(1),
@@ -1117,20 +1160,20 @@ mod x86 {
                     }
                     // Blocks of rows small enough to stay in L2 while every panel passes
                     // over them (the input projection has T·batch rows).
-                    let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / MR
-                        * MR)
-                        .max(MR);
-                    let groups = panels.div_ceil(NP);
+                    let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / mr()
+                        * mr())
+                    .max(mr());
+                    let groups = panels.div_ceil(np());
                     let mut r0 = 0;
                     while r0 < g.m {
                         let end = (r0 + block).min(g.m);
                         for i in 0..groups {
                             let i = if g.reverse { groups - 1 - i } else { i };
-                            let panel = i * NP;
-                            let np = NP.min(panels - panel);
+                            let panel = i * np();
+                            let np = np().min(panels - panel);
                             let mut r = r0;
                             while r < end {
-                                let rows = MR.min(end - r);
+                                let rows = mr().min(end - r);
                                 tile_of::<F>(&g, r, panel, rows, np);
                                 r += rows;
                             }
