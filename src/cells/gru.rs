@@ -89,9 +89,8 @@ impl<T: Float> Gru<T> {
     /// pre-activation is in its gate block.
     unsafe fn finish(&self, s: &StepBufs<T>, u0: usize, n: usize) {
         let (hs, hp) = (self.hidden, self.hp);
-        let width = 3 * hp;
         for b in 0..s.batch {
-            let row = s.gates.add(b * width + u0);
+            let row = s.gates.add(b * s.ldg + u0);
             let z = std::slice::from_raw_parts(row, n);
             let gh = std::slice::from_raw_parts_mut(row.add(2 * hp), n);
             self.clip.apply_slice(gh);
@@ -148,7 +147,6 @@ impl<T: Float> Cell<T> for Gru<T> {
 
     unsafe fn step_piece(&self, phase: usize, s: &StepBufs<T>, units: Range<usize>) {
         let (hs, hp) = (self.hidden, self.hp);
-        let width = 3 * hp;
         let (u0, n) = (units.start, units.len());
         if n == 0 {
             return;
@@ -160,7 +158,7 @@ impl<T: Float> Cell<T> for Gru<T> {
             // already holds Wbh + Rbh).
             let gx_h = s.gx.add(2 * hp);
             gemm_cols_raw(
-                s.batch, s.extra, hs, &self.r_h, units, cand, width, gx_h, s.ldgx, s.reverse,
+                s.batch, s.extra, hs, &self.r_h, units, cand, s.ldg, gx_h, s.ldgx, s.reverse,
             );
             return self.finish(s, u0, n);
         }
@@ -174,7 +172,7 @@ impl<T: Float> Cell<T> for Gru<T> {
             };
             let (h, gx) = (s.h, s.gx);
             gemm_cols_raw(
-                s.batch, h, hs, &self.r_zr, cols, s.gates, width, gx, s.ldgx, s.reverse,
+                s.batch, h, hs, &self.r_zr, cols, s.gates, s.ldg, gx, s.ldgx, s.reverse,
             );
         };
         let zr_products: &[Option<usize>] = if n == hs {
@@ -186,7 +184,7 @@ impl<T: Float> Cell<T> for Gru<T> {
             if self.linear_before_reset {
                 let (rbh, units) = (self.rbh.as_ptr(), units.clone());
                 gemm_cols_raw(
-                    s.batch, s.h, hs, &self.r_h, units, cand, width, rbh, 0, s.reverse,
+                    s.batch, s.h, hs, &self.r_h, units, cand, s.ldg, rbh, 0, s.reverse,
                 );
             }
         };
@@ -199,7 +197,7 @@ impl<T: Float> Cell<T> for Gru<T> {
         }
         let (clip, f) = (&self.clip, &self.f);
         for b in 0..s.batch {
-            let row = s.gates.add(b * width + u0);
+            let row = s.gates.add(b * s.ldg + u0);
             let z = std::slice::from_raw_parts_mut(row, n);
             clip.apply_slice(z);
             f.apply_slice(z);

@@ -132,7 +132,7 @@ impl<T: Float> Cell<T> for Lstm<T> {
                 &self.r_p,
                 0..width,
                 s.gates,
-                width,
+                s.ldg,
                 s.gx,
                 s.ldgx,
                 s.reverse,
@@ -142,7 +142,7 @@ impl<T: Float> Cell<T> for Lstm<T> {
             for g in (0..4).map(|g| if s.reverse { 3 - g } else { g }) {
                 let cols = g * hp + u0..g * hp + units.end;
                 gemm_cols_raw(
-                    s.batch, s.h, hs, &self.r_p, cols, s.gates, width, s.gx, s.ldgx, s.reverse,
+                    s.batch, s.h, hs, &self.r_p, cols, s.gates, s.ldg, s.gx, s.ldgx, s.reverse,
                 );
             }
         }
@@ -154,7 +154,7 @@ impl<T: Float> Cell<T> for Lstm<T> {
         // Each pass runs over a gate's units, so activations dispatch once per block and
         // sigmoid/tanh vectorize.
         for b in 0..s.batch {
-            let row = s.gates.add(b * width + u0);
+            let row = s.gates.add(b * s.ldg + u0);
             let gi = std::slice::from_raw_parts_mut(row, n);
             let go = std::slice::from_raw_parts_mut(row.add(hp), n);
             let gf = std::slice::from_raw_parts_mut(row.add(2 * hp), n);

@@ -134,7 +134,7 @@ impl<T: Float> State<T> {
 /// threads its recurrent products may use.
 #[derive(Debug, Clone)]
 pub struct Workspace<T> {
-    /// `[batch, gates·hidden]`.
+    /// `[batch, gates·hidden]`, rows padded by [`row_stride`].
     gates: Array2<T>,
     /// `[batch, hidden]`, for GRU's `r ⊙ h`.
     extra: Array2<T>,
@@ -148,7 +148,7 @@ pub struct Workspace<T> {
 impl<T: Float> Workspace<T> {
     fn new(batch: usize, gate_width: usize, hidden: usize, parts: usize) -> Workspace<T> {
         Workspace {
-            gates: Array2::zeros((batch, gate_width)),
+            gates: Array2::zeros((batch, row_stride::<T>(gate_width))),
             extra: Array2::zeros((batch, hidden)),
             parts: parts.max(1),
             reverse: false,
@@ -180,6 +180,20 @@ pub(crate) fn pad_gate_row<T: Float>(v: ArrayView1<T>, gates: usize, hp: usize) 
     padded.row(0).to_owned()
 }
 
+/// The row stride of a buffer of rows `width` elements wide: `width`, plus one cache line
+/// when rows would start a multiple of 2 KiB apart. Rows 4 KiB apart fall in the same L1
+/// sets (and their loads wait on each other's stores through 4K aliasing): a tile's eight
+/// rows of gates, and those of the projected inputs it starts from, would compete for a few
+/// sets, at a cost that depends on where the allocator put the two buffers (LSTM H=256 batch
+/// 16 took 120 or 173 µs per step from one process to the next).
+pub(crate) fn row_stride<T: Float>(width: usize) -> usize {
+    if width > 0 && (width * std::mem::size_of::<T>()).is_multiple_of(2048) {
+        width + T::NR
+    } else {
+        width
+    }
+}
+
 /// One step's buffers as raw pointers, shared by the pieces a step is cut into when it runs
 /// on several threads: each piece owns a range of hidden units and writes only those units'
 /// columns (of the gates, of GRU's r ⊙ h and of the next state); every piece reads the whole
@@ -194,8 +208,10 @@ pub struct StepBufs<T> {
     /// Previous state, `[batch, H]`; `c` null but for LSTM.
     h: *const T,
     c: *const T,
-    /// Workspace: gate rows `[batch, gate_width]` and `[batch, H]` (GRU's r ⊙ h).
+    /// Workspace: gate rows `[batch, gate_width]` with row stride `ldg`, and `[batch, H]`
+    /// (GRU's r ⊙ h).
     gates: *mut T,
+    ldg: usize,
     extra: *mut T,
     /// Next state, `[batch, H]`; `c_next` null but for LSTM.
     h_next: *mut T,
@@ -263,16 +279,20 @@ fn pieces_for<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize, parts: usiz
     }
 }
 
-/// A step's buffers, after checking every shape.
+/// A step's buffers, after checking every shape: `gx` holds the step's projected rows with
+/// row stride `ldgx`.
 fn step_bufs<T: Float, C: Cell<T> + ?Sized>(
     cell: &C,
-    gx: &[T],
+    (gx, ldgx): (&[T], usize),
     state: &State<T>,
     next: &mut State<T>,
     ws: &mut Workspace<T>,
 ) -> StepBufs<T> {
     let (hs, gw, batch) = (cell.hidden_size(), cell.gate_width(), state.batch());
-    assert_eq!(gx.len(), batch * gw, "gx is not [batch, gate_width]");
+    assert!(
+        ldgx >= gw && gx.len() >= batch.saturating_sub(1) * ldgx + gw,
+        "gx is not [batch, gate_width]"
+    );
     assert_eq!(
         state.h.dim(),
         (batch, hs),
@@ -281,7 +301,7 @@ fn step_bufs<T: Float, C: Cell<T> + ?Sized>(
     assert_eq!(next.h.dim(), (batch, hs), "next is not [batch, hidden]");
     assert_eq!(
         (ws.gates.dim(), ws.extra.dim()),
-        ((batch, gw), (batch, hs)),
+        ((batch, row_stride::<T>(gw)), (batch, hs)),
         "the workspace is not the cell's"
     );
     if cell.kind() == OpKind::Lstm {
@@ -300,10 +320,11 @@ fn step_bufs<T: Float, C: Cell<T> + ?Sized>(
     StepBufs {
         batch,
         gx: gx.as_ptr(),
-        ldgx: gw,
+        ldgx,
         h: state.h_slice().as_ptr(),
         c: state.c_slice().map_or(std::ptr::null(), |c| c.as_ptr()),
         gates: ws.gates.as_mut_ptr(),
+        ldg: ws.gates.ncols(),
         extra: ws.extra.as_mut_ptr(),
         h_next: next.h_slice_mut().as_mut_ptr(),
         c_next: next
@@ -364,7 +385,7 @@ pub trait Cell<T: Float>: Send + Sync {
         );
         let gx = rows_of(&gx);
         let pieces = pieces_for(self, state.batch(), ws.parts);
-        let bufs = step_bufs(self, &gx, state, next, ws);
+        let bufs = step_bufs(self, (&gx, self.gate_width()), state, next, ws);
         step_with(self, &bufs, Exec::Join, pieces);
     }
 
@@ -462,7 +483,7 @@ impl<T: Float> Scratch<T> {
         Scratch {
             next: state.clone(),
             ws: Workspace::new(state.batch(), gate_width, state.h.ncols(), parts),
-            gx: Array2::zeros((rows, gate_width)),
+            gx: Array2::zeros((rows, row_stride::<T>(gate_width))),
         }
     }
 
@@ -473,7 +494,7 @@ impl<T: Float> Scratch<T> {
             && self.ws.gates.nrows() == state.batch()
             && self.ws.parts == parts.max(1)
             && self.gx.nrows() >= rows
-            && self.gx.ncols() == gate_width
+            && self.gx.ncols() == row_stride::<T>(gate_width)
     }
 }
 
@@ -610,30 +631,25 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 if pieces > 1 {
                     let x = SharedPtr(x_chunk.as_ptr() as *mut T);
                     let out = SharedPtr(gx_chunk.as_mut_ptr());
+                    let ldo = gx_chunk.ncols();
                     exec.run(pieces, &|p| {
                         let units = piece_units::<T>(hidden, pieces, p);
                         // SAFETY: x_chunk is in standard layout ([n·batch, input]), gx_chunk
-                        // holds at least n·batch rows of gate_width, and the pieces' units
-                        // are disjoint.
+                        // holds at least n·batch rows of gate_width (stride ldo), and the
+                        // pieces' units are disjoint.
                         unsafe {
-                            cell.project_piece(
-                                n * batch,
-                                x.get(),
-                                input,
-                                out.get(),
-                                gate_width,
-                                units,
-                            )
+                            cell.project_piece(n * batch, x.get(), input, out.get(), ldo, units)
                         }
                     });
                 } else {
-                    cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..]));
+                    cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..gate_width]));
                 }
+                let ldx = gx_chunk.ncols();
                 let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
                 for k in 0..n {
                     let local = if reverse { n - 1 - k } else { k };
-                    let gx = &gx_all[local * batch * gate_width..(local + 1) * batch * gate_width];
-                    let bufs = step_bufs(cell, gx, state, next, ws);
+                    let gx = &gx_all[local * batch * ldx..(local + 1) * batch * ldx];
+                    let bufs = step_bufs(cell, (gx, ldx), state, next, ws);
                     step_with(cell, &bufs, exec, pieces);
                     std::mem::swap(state, next);
                     if let Some(y) = y.as_mut() {
@@ -785,17 +801,23 @@ impl<T: Float> InputProjection<T> {
     fn project(&self, x: ArrayView2<T>, mut out: ArrayViewMut2<T>) {
         let (rows, k) = x.dim();
         let n = self.w_p.cols();
+        assert_eq!(out.dim(), (rows, n), "out is not [rows, gate_width]");
         let xs = rows_of(&x);
         let bias = Init::Row(self.bias.as_slice().expect("owned, contiguous"));
-        match out.as_slice_mut() {
-            Some(o) => gemm_packed(rows, &xs, k, &self.w_p, o, n, bias),
-            None => {
-                let mut tmp = Array2::zeros((rows, n));
-                let o = tmp.as_slice_mut().expect("fresh array is contiguous");
-                gemm_packed(rows, &xs, k, &self.w_p, o, n, bias);
-                out.assign(&tmp);
-            }
+        let ldo = out.strides()[0];
+        if rows > 0 && out.strides()[1] == 1 && ldo >= n as isize {
+            // Rows of contiguous columns (a standard array, or columns sliced off a wider
+            // one): straight into `out`.
+            let ldo = ldo as usize;
+            // SAFETY: `out` holds `rows` rows of `n` contiguous elements, `ldo` apart.
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr(), (rows - 1) * ldo + n) };
+            return gemm_packed(rows, &xs, k, &self.w_p, o, ldo, bias);
         }
+        let mut tmp = Array2::zeros((rows, n));
+        let o = tmp.as_slice_mut().expect("fresh array is contiguous");
+        gemm_packed(rows, &xs, k, &self.w_p, o, n, bias);
+        out.assign(&tmp);
     }
 }
 
@@ -862,7 +884,14 @@ mod tests {
             .build()
             .unwrap();
         for format in [WeightFormat::Full, WeightFormat::Bf16] {
-            for (h, i, batch) in [(37, 5, 3), (136, 12, 1), (64, 7, 2), (200, 9, 4)] {
+            // H=128 (f32) and 64 (f64): gate rows of 2 KiB, padded by a cache line.
+            for (h, i, batch) in [
+                (37, 5, 3),
+                (136, 12, 1),
+                (64, 7, 2),
+                (200, 9, 4),
+                (128, 6, 3),
+            ] {
                 let x = Array3::from_shape_vec(
                     (6, batch, i),
                     values(6 * batch * i, 9, 1.0).map(cast::<T>).collect(),
