@@ -1,7 +1,8 @@
 //! Cell throughput: µs per time step for each op, hidden size and batch, single thread.
 //!
 //! `cargo bench --bench cells` runs every case; arguments filter cases by substring
-//! (`cargo bench --bench cells -- lstm h256`), `accuracy` runs only the f32-vs-f64 check,
+//! (`cargo bench --bench cells -- lstm h256 b1`; sizes match whole words, so `b1` is not
+//! `b16`), `accuracy` runs only the f32-vs-f64 check,
 //! `bf16` or `f16` times the f32 cells with Rᵀ stored in 16 bits, `threads2` on two threads,
 //! `kernel` times the packed matrix product alone (in GFLOP/s, on every kernel set this CPU
 //! runs), `bandwidth` measures single-core read bandwidth for buffers of 256 KiB to 64 MiB
@@ -351,6 +352,19 @@ fn bandwidth() {
     }
 }
 
+/// Whether a case's label (`lstm h256 b1 t100`) passes a filter: a size (`h256`, `b1`,
+/// `t100`) must be one of its words (so `b1` is not `b16`), anything else a part of it.
+fn matches(label: &str, filter: &str) -> bool {
+    let is_size = filter.len() > 1
+        && matches!(filter.as_bytes()[0], b'h' | b'b' | b't')
+        && filter[1..].bytes().all(|c| c.is_ascii_digit());
+    if is_size {
+        label.split(' ').any(|w| w == filter)
+    } else {
+        label.contains(filter)
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "bandwidth") {
         bandwidth();
@@ -425,9 +439,7 @@ fn main() {
                     let seqs: &[usize] = if h <= 128 { &[100, 1000] } else { &[100] };
                     for &t in seqs {
                         let label = format!("{} h{} b{} t{}", op.name(), h, batch, t);
-                        if !filters.is_empty()
-                            && !filters.iter().all(|f| label.contains(f.as_str()))
-                        {
+                        if !filters.is_empty() && !filters.iter().all(|f| matches(&label, f)) {
                             continue;
                         }
                         let (w, r, b) = onnx_weights(op, h, h, 1);

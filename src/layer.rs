@@ -8,7 +8,9 @@ use ndarray::{
 };
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
-use crate::cells::{run_sequence_in, Cell, DirWeights, Gru, Lstm, Rnn, Scratch, State, Walk};
+use crate::cells::{
+    run_sequence_in, shares_steps, Cell, DirWeights, Gru, Lstm, Rnn, Scratch, State, Walk,
+};
 use crate::error::{shape_string, NodeError};
 use crate::gates::{
     state_direction, state_direction_mut, swap_batch_and_seq, y_directions_as_seq_major,
@@ -495,7 +497,10 @@ impl<T: Float> Layer<T> {
             None => (0..dirs).map(|_| None).collect(),
         };
         let macs = t_len * batch * self.cells[0].gate_width() * (self.input + self.hidden);
-        let threads = if macs < THREADS_MIN_MACS {
+        // One direction whose steps are too small to share stays on the calling thread:
+        // handing it to a pool thread would only add the wake-up and that core's cold cache.
+        let one_small_direction = dirs == 1 && !shares_steps(self.cells[0].as_ref(), batch);
+        let threads = if macs < THREADS_MIN_MACS || one_small_direction {
             1
         } else {
             inputs.threads.map_or(1, Threads::count)
