@@ -41,14 +41,98 @@ GATES = {"lstm": 4, "gru_lbr0": 3, "gru_lbr1": 3, "rnn": 1}
 OP_TYPE = {"lstm": "LSTM", "gru_lbr0": "GRU", "gru_lbr1": "GRU", "rnn": "RNN"}
 
 
-def cpu_model():
+def lscpu():
+    """lscpu's fields, or {} where it is missing."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in out.splitlines())}
+
+
+def cpu_model():
+    """Model name, vector extensions and caches, from lscpu (/proc/cpuinfo as a fallback)."""
+    info = lscpu()
+    name = info.get("Model name")
+    if not name:
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    flags = set(info.get("Flags", "").split())
+    isa = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
+    isa += "".join(f" +{f}" for f in ("avx512_bf16", "avx512_fp16", "amx_tile") if f in flags)
+    parts = [name or "unknown CPU", isa]
+    if info.get("CPU family") and info.get("Model"):
+        parts.append(f"family {info['CPU family']} model {info['Model']}")
+    for cache in ("L2 cache", "L3 cache"):
+        if info.get(cache):
+            parts.append(f"{cache.split()[0]} {info[cache]}")
+    if info.get("Hypervisor vendor"):
+        parts.append(f"{info['Hypervisor vendor']} guest")
+    if info.get("CPU(s)"):
+        parts.append(f"{info['CPU(s)']} CPUs")
+    return ", ".join(parts)
+
+
+def cpu_busy(interval=0.5):
+    """Fraction of the machine's CPU time spent busy over `interval` seconds (/proc/stat)."""
+    def sample():
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+        return sum(f), f[3] + f[4]
+    try:
+        t1, i1 = sample()
+        time.sleep(interval)
+        t2, i2 = sample()
+    except (OSError, ValueError):
+        return 0.0
+    return 1.0 - (i2 - i1) / max(t2 - t1, 1)
+
+
+def wait_quiet(max_wait, threshold=0.1):
+    """Waits (up to `max_wait` s) until other processes leave the CPUs idle: the measurements
+    of a shared machine are worthless while something else runs. Returns the busy fraction
+    seen last."""
+    start = time.monotonic()
+    busy = cpu_busy()
+    while busy > threshold and time.monotonic() - start < max_wait:
+        time.sleep(2)
+        busy = cpu_busy()
+    return busy
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
     except OSError:
-        pass
-    return "unknown CPU"
+        return float("nan")
+
+
+def measure_bandwidth():
+    """Single-core read GB/s by buffer size, from `cargo bench --bench cells -- bandwidth`."""
+    out = subprocess.run(
+        ["cargo", "bench", "--quiet", "--bench", "cells", "--", "bandwidth"],
+        cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip()[-2000:])
+    sizes = {}
+    for line in out.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[1] in ("KiB", "MiB"):
+            sizes[int(f[0]) << (10 if f[1] == "KiB" else 20)] = float(f[2])
+        if line.startswith("batch-1"):
+            break
+    if 8 << 20 not in sizes:
+        raise RuntimeError("no 8 MiB figure in the bandwidth probe's output:\n" + out.stdout)
+    return sizes
+
+
+def r_bytes(op, hidden):
+    """Bytes of Rᵀ (float32) every time step reads, one direction."""
+    return 4 * GATES[op] * hidden * hidden
 
 
 def build_model(op, hidden, batch, seq, seed=0, opset=14):
@@ -137,10 +221,20 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1],
                     help="rnn-run thread counts to time (onnxruntime keeps one thread)")
     ap.add_argument("--with-tract", action="store_true", help="also time --engine tract")
+    ap.add_argument("--also", nargs="+", default=[], metavar="BINARY",
+                    help="other rnn-run binaries (other builds) timed alternately with --binary, "
+                         "at the same thread counts; columns named after their directory")
     ap.add_argument("--no-exports", dest="exports", action="store_false",
                     help="skip the full PyTorch exports from fixtures/matrix")
     ap.add_argument("--quick", action="store_true", help="a handful of headline cases")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--quiet-wait", type=float, default=0,
+                    help="before each round, wait up to this many seconds for the machine's "
+                         "CPUs to be idle (another process's load spoils the figures); the "
+                         "'busy' column is the highest busy fraction seen before a round")
+    ap.add_argument("--l3-gbs", type=float, default=0,
+                    help="single-core L3 read bandwidth in GB/s for the floor column (0: measure "
+                         "it with `cargo bench --bench cells -- bandwidth`; negative: no floor)")
     args = ap.parse_args()
 
     binary = Path(args.binary)
@@ -153,13 +247,33 @@ def main():
     else:
         cases = [(op, h, b, t) for op in args.ops for h in args.hidden for b in args.batch for t in args.seq]
 
-    print(f"CPU: {cpu_model()}   onnxruntime {ort.__version__} on one thread; µs per time step")
+    print(f"CPU: {cpu_model()}")
+    print(f"onnxruntime {ort.__version__} on one thread; µs per time step; load average "
+          f"{load_average():.2f} at the start")
+    l3 = args.l3_gbs
+    bw = {}
+    if l3 == 0:
+        bw = measure_bandwidth()
+        l3 = bw[8 << 20]
+        print("single-core read bandwidth, GB/s: " + ", ".join(
+            f"{b >> 10} KiB {g:.1f}" if b < 1 << 20 else f"{b >> 20} MiB {g:.1f}"
+            for b, g in sorted(bw.items())))
+    if l3 > 0:
+        print(f"floor: Rᵀ bytes ÷ {l3:.1f} GB/s (L3, 8 MiB buffer), the batch-1 recurrent "
+              "product's time if Rᵀ streams from L3 every step")
     cols = ["op", "H", "batch", "T", "ort"]
+    cols += ["floor"] if l3 > 0 else []
+    others = [(Path(b), Path(b).resolve().parent.name) for b in args.also]
     for n in args.threads:
         cols += [f"rnn-run×{n}", "ratio"]
+        for _, label in others:
+            cols += [f"{label}×{n}"[:10], "ratio"]
     cols += ["tract", "tract/ort"] if args.with_tract else []
-    widths = ["{:<9}", "{:>4}", "{:>5}", "{:>5}", "{:>9}"] + ["{:>10}", "{:>6}"] * len(args.threads)
+    cols += ["busy"] if args.quiet_wait > 0 else []
+    widths = ["{:<9}", "{:>4}", "{:>5}", "{:>5}", "{:>9}"] + (["{:>6}"] if l3 > 0 else [])
+    widths += ["{:>10}", "{:>6}"] * len(args.threads) * (1 + len(others))
     widths += ["{:>9}", "{:>9}"] if args.with_tract else []
+    widths += ["{:>5}"] if args.quiet_wait > 0 else []
     print(" ".join(widths).format(*cols))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,10 +292,17 @@ def main():
             runs = args.runs or runs_for(op, h, batch, t)
             ort_ms, tr_ms = [], []
             rr_ms = {n: [] for n in args.threads}
+            also_ms = {(label, n): [] for _, label in others for n in args.threads}
+            busy = 0.0
             for _ in range(args.rounds):
+                if args.quiet_wait > 0:
+                    busy = max(busy, wait_quiet(args.quiet_wait))
                 ort_ms.append(time_ort(sess, x, runs))
                 for n in args.threads:
                     rr_ms[n].append(time_rnn_run(binary, path, x_path, runs, threads=n))
+                    for other, label in others:
+                        also_ms[label, n].append(
+                            time_rnn_run(other, path, x_path, runs, threads=n))
                 if args.with_tract:
                     try:
                         tr_ms.append(time_rnn_run(binary, path, x_path, runs, engine="tract"))
@@ -189,24 +310,38 @@ def main():
                         print(f"  (tract: {e})", file=sys.stderr)
                         tr_ms.append(float("nan"))
             o = statistics.median(ort_ms) * 1e3 / t
-            row = {"op": op, "hidden": h, "batch": batch, "seq": t, "ort_us": o}
+            spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs)
+            row = {"op": op, "hidden": h, "batch": batch, "seq": t, "ort_us": o,
+                   "ort_spread": spread(ort_ms), "load": load_average(), "busy": busy}
             line = f"{op:<9} {h:>4} {batch:>5} {t:>5} {o:>9.2f}"
+            if l3 > 0:
+                floor = r_bytes(op, h) / (l3 * 1e3)
+                row["floor_us"] = floor
+                line += f" {floor:>6.2f}"
             for n in args.threads:
                 r = statistics.median(rr_ms[n]) * 1e3 / t
                 suffix = "" if n == 1 else f"_{n}threads"
                 row["rnn_run_us" + suffix] = r
                 row["ratio" + suffix] = r / o
+                row["spread" + suffix] = spread(rr_ms[n])
                 line += f" {r:>10.2f} {r / o:>6.2f}"
+                for _, label in others:
+                    a = statistics.median(also_ms[label, n]) * 1e3 / t
+                    row[f"{label}_us{suffix}"] = a
+                    line += f" {a:>10.2f} {a / o:>6.2f}"
             if args.with_tract:
                 tr = statistics.median(tr_ms) * 1e3 / t
                 row["tract_us"] = tr
                 line += f" {tr:>9.2f} {tr / o:>9.2f}"
+            if args.quiet_wait > 0:
+                line += f" {busy:>5.0%}"
             print(line, flush=True)
             results.append(row)
     exports = time_exports(binary, args) if args.exports else []
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"cpu": cpu_model(), "ort": ort.__version__, "results": results, "exports": exports}, indent=1))
+            {"cpu": cpu_model(), "ort": ort.__version__, "l3_gbs": l3, "bandwidth": bw,
+             "results": results, "exports": exports}, indent=1))
 
 
 # Whole PyTorch exports from the committed fixtures: the LSTM by the legacy exporter, the GRU by

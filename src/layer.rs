@@ -8,12 +8,14 @@ use ndarray::{
 };
 
 use crate::attrs::{Direction, Layout, NodeSpec, OpKind};
-use crate::cells::{run_sequence_in, Cell, DirWeights, Gru, Lstm, Rnn, Scratch, State, Walk};
+use crate::cells::{
+    run_sequence_in, shares_steps, Cell, DirWeights, Gru, Lstm, Rnn, Scratch, State, Walk,
+};
 use crate::error::{shape_string, NodeError};
 use crate::gates::{
     state_direction, state_direction_mut, swap_batch_and_seq, y_directions_as_seq_major,
 };
-use crate::kernels::Float;
+use crate::kernels::{Float, WeightFormat};
 
 /// A node's cells, one per direction, built once from its weights.
 pub struct Layer<T> {
@@ -146,6 +148,20 @@ impl<T: Float> Layer<T> {
         b: Option<ArrayViewD<T>>,
         p: Option<ArrayViewD<T>>,
     ) -> Result<Layer<T>, NodeError> {
+        Layer::from_onnx_with(spec, w, r, b, p, WeightFormat::Full)
+    }
+
+    /// [`Layer::from_onnx`] with the recurrent weights Rᵀ stored as `recurrent` (see
+    /// [`WeightFormat`]: a 16-bit format halves the bytes every time step reads, at the cost
+    /// of rounding the weights; the products still accumulate in `T`).
+    pub fn from_onnx_with(
+        spec: &NodeSpec,
+        w: ArrayViewD<T>,
+        r: ArrayViewD<T>,
+        b: Option<ArrayViewD<T>>,
+        p: Option<ArrayViewD<T>>,
+        recurrent: WeightFormat,
+    ) -> Result<Layer<T>, NodeError> {
         let dirs = spec.direction.num_directions();
         let g = spec.op.gates();
         let r_shape = r.shape().to_vec();
@@ -240,11 +256,17 @@ impl<T: Float> Layer<T> {
                 let acts = spec.activations_of(d);
                 let clip = spec.clip();
                 let cell: Box<dyn Cell<T>> = match spec.op {
-                    OpKind::Rnn => Box::new(Rnn::new(weights, acts, clip)),
-                    OpKind::Lstm => Box::new(Lstm::new(weights, acts, clip, spec.input_forget)),
-                    OpKind::Gru => {
-                        Box::new(Gru::new(weights, acts, clip, spec.linear_before_reset))
+                    OpKind::Rnn => {
+                        Box::new(Rnn::new(weights, acts, clip).with_recurrent_weights(recurrent))
                     }
+                    OpKind::Lstm => Box::new(
+                        Lstm::new(weights, acts, clip, spec.input_forget)
+                            .with_recurrent_weights(recurrent),
+                    ),
+                    OpKind::Gru => Box::new(
+                        Gru::new(weights, acts, clip, spec.linear_before_reset)
+                            .with_recurrent_weights(recurrent),
+                    ),
                 };
                 cell
             })
@@ -480,7 +502,10 @@ impl<T: Float> Layer<T> {
             None => (0..dirs).map(|_| None).collect(),
         };
         let macs = t_len * batch * self.cells[0].gate_width() * (self.input + self.hidden);
-        let threads = if macs < THREADS_MIN_MACS {
+        // One direction whose steps are too small to share stays on the calling thread:
+        // handing it to a pool thread would only add the wake-up and that core's cold cache.
+        let one_small_direction = dirs == 1 && !shares_steps(self.cells[0].as_ref(), batch);
+        let threads = if macs < THREADS_MIN_MACS || one_small_direction {
             1
         } else {
             inputs.threads.map_or(1, Threads::count)

@@ -9,20 +9,30 @@
 //! Ht = ot⊙h(Ct)
 //! ```
 
+use std::ops::Range;
+
 use ndarray::{Array1, ArrayView2, ArrayViewMut2};
 
 use super::activation::{Act, Clip};
-use super::{add_mul, rows_of, Cell, DirWeights, InputProjection, State, Workspace};
+use super::{
+    add_mul, pad_gate_columns, pad_gate_row, padded_hidden, Cell, DirWeights, InputProjection,
+    StepBufs,
+};
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::{gemm_packed_par, Float, Init, Packed};
+use crate::kernels::{gemm_cols_raw, Float, Packed, WeightFormat};
 
 /// A long short-term memory cell.
+///
+/// Its gate rows hold the ONNX gates i, o, f, c in blocks of H rounded up to whole panels.
 #[derive(Debug, Clone)]
 pub struct Lstm<T> {
     /// Wᵀ packed, with Wb + Rb folded in.
     input: InputProjection<T>,
-    /// Rᵀ packed.
+    /// Rᵀ packed, `[H, 4·Hp]`.
     r_p: Packed<T>,
+    hidden: usize,
+    /// H rounded up to whole panels.
+    hp: usize,
     /// Peepholes `[Pi, Po, Pf]`, `[3·hidden]`.
     p: Option<Array1<T>>,
     f: Act<T>,
@@ -41,11 +51,19 @@ impl<T: Float> Lstm<T> {
         clip: Option<f32>,
         input_forget: bool,
     ) -> Lstm<T> {
-        let bias = &weights.wb + &weights.rb;
+        let hidden = weights.hidden_size();
+        let hp = padded_hidden::<T>(hidden);
+        let bias = pad_gate_row((&weights.wb + &weights.rb).view(), 4, hp);
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
         Lstm {
-            input: InputProjection::new(weights.w_t.view(), bias),
-            r_p: Packed::pack(weights.r_t.view()),
+            input: InputProjection::new(
+                pad_gate_columns(weights.w_t.view(), 4, hp).view(),
+                bias,
+                4,
+            ),
+            r_p: Packed::pack(pad_gate_columns(weights.r_t.view(), 4, hp).view()),
+            hidden,
+            hp,
             p: weights.p,
             f: act(0, Activation::Sigmoid),
             g: act(1, Activation::Tanh),
@@ -53,6 +71,15 @@ impl<T: Float> Lstm<T> {
             clip: Clip::new(clip),
             input_forget,
         }
+    }
+
+    /// The cell with Rᵀ stored as `format` (rounded from the exact weights): with a 16-bit
+    /// format, each step reads half the bytes, and the results move by the rounding.
+    pub fn with_recurrent_weights(mut self, format: WeightFormat) -> Lstm<T> {
+        if self.r_p.format() != format {
+            self.r_p = Packed::pack_as(self.r_p.unpack().view(), format);
+        }
+        self
     }
 }
 
@@ -62,66 +89,83 @@ impl<T: Float> Cell<T> for Lstm<T> {
     }
 
     fn hidden_size(&self) -> usize {
-        self.r_p.rows()
+        self.hidden
     }
 
     fn input_size(&self) -> usize {
         self.input.input_size()
     }
 
+    fn gate_width(&self) -> usize {
+        4 * self.hp
+    }
+
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>) {
         self.input.project(x, out)
     }
 
-    fn step_projected(
+    unsafe fn project_piece(
         &self,
-        gx: ArrayView2<T>,
-        state: &State<T>,
-        next: &mut State<T>,
-        ws: &mut Workspace<T>,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: Range<usize>,
     ) {
-        let hs = self.hidden_size();
-        let width = 4 * hs;
-        if hs == 0 {
+        self.input.project_units(rows, x, ldx, out, ldo, units)
+    }
+
+    unsafe fn step_piece(&self, _phase: usize, s: &StepBufs<T>, units: Range<usize>) {
+        let (hs, hp) = (self.hidden, self.hp);
+        let width = 4 * hp;
+        let (u0, n) = (units.start, units.len());
+        if n == 0 {
             return;
         }
-        let gx = rows_of(&gx);
-        let gates = ws.gates.as_slice_mut().expect("workspace is contiguous");
-        gemm_packed_par(
-            ws.parts,
-            state.batch(),
-            state.h_slice(),
-            hs,
-            &self.r_p,
-            gates,
-            width,
-            Init::Rows(&gx, width),
-        );
-        let c_prev = state.c_slice().expect("LSTM state has a cell state");
+        // Gates of these units: gx + Ht-1·Rᵀ, one product when the piece is the whole step.
+        if n == hs {
+            gemm_cols_raw(
+                s.batch,
+                s.h,
+                hs,
+                &self.r_p,
+                0..width,
+                s.gates,
+                s.ldg,
+                s.gx,
+                s.ldgx,
+                s.reverse,
+            );
+        } else {
+            // A step walking the weights backwards takes the gates in the opposite order.
+            for g in (0..4).map(|g| if s.reverse { 3 - g } else { g }) {
+                let cols = g * hp + u0..g * hp + units.end;
+                gemm_cols_raw(
+                    s.batch, s.h, hs, &self.r_p, cols, s.gates, s.ldg, s.gx, s.ldgx, s.reverse,
+                );
+            }
+        }
         let p = self
             .p
             .as_ref()
             .map(|p| p.as_slice().expect("owned, contiguous"));
-        let (h_next, c_next) = (
-            &mut next.h,
-            next.c.as_mut().expect("LSTM state has a cell state"),
-        );
-        let h_next = h_next.as_slice_mut().expect("State keeps standard layout");
-        let c_next = c_next.as_slice_mut().expect("State keeps standard layout");
         let (clip, f, g, h) = (&self.clip, &self.f, &self.g, &self.h);
-        // Each pass runs over a whole gate block, so activations dispatch once per block and
+        // Each pass runs over a gate's units, so activations dispatch once per block and
         // sigmoid/tanh vectorize.
-        for (b, row) in gates.chunks_exact_mut(width).enumerate() {
-            let (gi, rest) = row.split_at_mut(hs);
-            let (go, rest) = rest.split_at_mut(hs);
-            let (gf, gc) = rest.split_at_mut(hs);
-            let cp = &c_prev[b * hs..(b + 1) * hs];
-            let cn = &mut c_next[b * hs..(b + 1) * hs];
-            let hn = &mut h_next[b * hs..(b + 1) * hs];
+        for b in 0..s.batch {
+            let row = s.gates.add(b * s.ldg + u0);
+            let gi = std::slice::from_raw_parts_mut(row, n);
+            let go = std::slice::from_raw_parts_mut(row.add(hp), n);
+            let gf = std::slice::from_raw_parts_mut(row.add(2 * hp), n);
+            let gc = std::slice::from_raw_parts_mut(row.add(3 * hp), n);
+            let cp = std::slice::from_raw_parts(s.c.add(b * hs + u0), n);
+            let cn = std::slice::from_raw_parts_mut(s.c_next.add(b * hs + u0), n);
+            let hn = std::slice::from_raw_parts_mut(s.h_next.add(b * hs + u0), n);
             if let Some(p) = p {
-                add_mul(gi, &p[..hs], cp);
+                add_mul(gi, &p[u0..units.end], cp);
                 if !self.input_forget {
-                    add_mul(gf, &p[2 * hs..3 * hs], cp);
+                    add_mul(gf, &p[2 * hs + u0..2 * hs + units.end], cp);
                 }
             }
             clip.apply_slice(gi);
@@ -142,7 +186,7 @@ impl<T: Float> Cell<T> for Lstm<T> {
                 }
             }
             if let Some(p) = p {
-                add_mul(go, &p[hs..2 * hs], cn);
+                add_mul(go, &p[hs + u0..hs + units.end], cn);
             }
             clip.apply_slice(go);
             f.apply_slice(go);

@@ -10,6 +10,7 @@ pub mod activation;
 pub mod gru;
 pub mod lstm;
 pub mod rnn;
+mod team;
 
 use ndarray::{
     s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3,
@@ -21,7 +22,7 @@ pub use rnn::Rnn;
 
 use crate::attrs::OpKind;
 use crate::gates::{onnx_rows_to_cell_columns, split_onnx_bias};
-use crate::kernels::{gemm_packed, Float, Init, Packed};
+use crate::kernels::{gemm_cols_raw, gemm_packed, Float, Init, Packed};
 
 /// One direction's weights, in the cells' layout: ONNX gate order, transposed to columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,19 +84,54 @@ pub struct State<T> {
     c: Option<Array2<T>>,
 }
 
+/// `[rows, cols]` zeros in standard layout whose first element sits on a 64-byte boundary.
+/// The pieces of a step write disjoint columns of the same rows from different cores; with
+/// rows starting on cache lines (and piece boundaries on whole panels, 64 bytes of f32), no
+/// line is written by two cores, which would bounce it between their caches every step.
+pub(crate) fn aligned_zeros<T: Float>(rows: usize, cols: usize) -> Array2<T> {
+    let n = rows * cols;
+    let slack = 64 / std::mem::size_of::<T>();
+    let v = Array1::<T>::zeros(n + slack);
+    let misalign = v.as_ptr() as usize % 64;
+    let skip = if misalign == 0 {
+        0
+    } else {
+        (64 - misalign) / std::mem::size_of::<T>()
+    };
+    v.slice_move(s![skip..skip + n])
+        .into_shape_with_order((rows, cols))
+        .expect("n elements")
+}
+
+/// A copy of `a` made by [`aligned_zeros`].
+fn aligned_copy<T: Float>(a: ArrayView2<T>) -> Array2<T> {
+    let mut out = aligned_zeros(a.nrows(), a.ncols());
+    out.assign(&a);
+    out
+}
+
 impl<T: Float> State<T> {
-    /// A state from given arrays (copied into standard layout if they are not).
+    /// A state from given arrays (copied into standard layout, starting on a cache line, if
+    /// they are not).
     pub fn new(h: Array2<T>, c: Option<Array2<T>>) -> State<T> {
         let std = |a: Array2<T>| {
-            if a.is_standard_layout() {
+            if a.is_standard_layout() && (a.as_ptr() as usize).is_multiple_of(64) {
                 a
             } else {
-                a.as_standard_layout().into_owned()
+                aligned_copy(a.view())
             }
         };
         State {
             h: std(h),
             c: c.map(std),
+        }
+    }
+
+    /// A copy whose arrays start on cache lines (a clone's may not).
+    fn aligned_clone(&self) -> State<T> {
+        State {
+            h: aligned_copy(self.h.view()),
+            c: self.c.as_ref().map(|c| aligned_copy(c.view())),
         }
     }
 
@@ -133,21 +169,237 @@ impl<T: Float> State<T> {
 /// threads its recurrent products may use.
 #[derive(Debug, Clone)]
 pub struct Workspace<T> {
-    /// `[batch, gates·hidden]`.
+    /// `[batch, gates·hidden]`, rows padded by [`row_stride`].
     gates: Array2<T>,
     /// `[batch, hidden]`, for GRU's `r ⊙ h`.
     extra: Array2<T>,
     /// Threads of the current rayon pool the products split their columns over (1: none).
     parts: usize,
+    /// Whether the next step walks the recurrent weights backwards: alternating keeps the
+    /// weights one step read last in cache for the next (same sums either way).
+    reverse: bool,
 }
 
 impl<T: Float> Workspace<T> {
     fn new(batch: usize, gate_width: usize, hidden: usize, parts: usize) -> Workspace<T> {
         Workspace {
-            gates: Array2::zeros((batch, gate_width)),
-            extra: Array2::zeros((batch, hidden)),
+            gates: aligned_zeros(batch, row_stride::<T>(gate_width)),
+            extra: aligned_zeros(batch, hidden),
             parts: parts.max(1),
+            reverse: false,
         }
+    }
+}
+
+/// H rounded up to whole panels ([`Float::NR`] columns): the width of each gate block in the
+/// cells' gate rows, so that every gate starts on a panel and a range of hidden units maps to
+/// whole panels of every gate (the padding columns hold zeros and are never read).
+pub(crate) fn padded_hidden<T: Float>(h: usize) -> usize {
+    h.div_ceil(T::NR) * T::NR
+}
+
+/// `m` (`[rows, gates·H]`, gate blocks of H columns) with each block widened to `hp` columns.
+pub(crate) fn pad_gate_columns<T: Float>(m: ArrayView2<T>, gates: usize, hp: usize) -> Array2<T> {
+    let h = m.ncols() / gates.max(1);
+    let mut out = Array2::zeros((m.nrows(), gates * hp));
+    for g in 0..gates {
+        out.slice_mut(s![.., g * hp..g * hp + h])
+            .assign(&m.slice(s![.., g * h..(g + 1) * h]));
+    }
+    out
+}
+
+/// [`pad_gate_columns`] for one row.
+pub(crate) fn pad_gate_row<T: Float>(v: ArrayView1<T>, gates: usize, hp: usize) -> Array1<T> {
+    let padded = pad_gate_columns(v.insert_axis(ndarray::Axis(0)), gates, hp);
+    padded.row(0).to_owned()
+}
+
+/// The row stride of a buffer of rows `width` elements wide: `width`, plus one cache line
+/// when rows would start a multiple of 2 KiB apart. Rows 4 KiB apart fall in the same L1
+/// sets (and their loads wait on each other's stores through 4K aliasing): a tile's eight
+/// rows of gates, and those of the projected inputs it starts from, would compete for a few
+/// sets, at a cost that depends on where the allocator put the two buffers (LSTM H=256 batch
+/// 16 took 120 or 173 µs per step from one process to the next).
+pub(crate) fn row_stride<T: Float>(width: usize) -> usize {
+    if width > 0 && (width * std::mem::size_of::<T>()).is_multiple_of(2048) {
+        width + T::NR
+    } else {
+        width
+    }
+}
+
+/// One step's buffers as raw pointers, shared by the pieces a step is cut into when it runs
+/// on several threads: each piece owns a range of hidden units and writes only those units'
+/// columns (of the gates, of GRU's r ⊙ h and of the next state); every piece reads the whole
+/// previous state and, in a later phase, the whole r ⊙ h.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct StepBufs<T> {
+    batch: usize,
+    /// Projected inputs, `[batch, gate_width]` with row stride `ldgx`.
+    gx: *const T,
+    ldgx: usize,
+    /// Previous state, `[batch, H]`; `c` null but for LSTM.
+    h: *const T,
+    c: *const T,
+    /// Workspace: gate rows `[batch, gate_width]` with row stride `ldg`, and `[batch, H]`
+    /// (GRU's r ⊙ h).
+    gates: *mut T,
+    ldg: usize,
+    extra: *mut T,
+    /// Next state, `[batch, H]`; `c_next` null but for LSTM.
+    h_next: *mut T,
+    c_next: *mut T,
+    /// Walk the recurrent weights backwards (every other step: see the kernels).
+    reverse: bool,
+}
+
+// SAFETY: the pointers are only dereferenced by `Cell::step_piece`, whose contract keeps the
+// pieces that run at once on disjoint columns; T is f32 or f64.
+unsafe impl<T: Send> Send for StepBufs<T> {}
+unsafe impl<T: Sync> Sync for StepBufs<T> {}
+
+/// Multiply-adds per recurrent product under which a step is not cut into pieces: below it,
+/// handing half to another core costs more than it saves (measured on two cores: LSTM
+/// H=128 batch 1, 65 K, is slower on two; GRU H=256 batch 1, 196 K, faster). The unit tests
+/// cut every step.
+const PIECE_MIN_MACS: usize = if cfg!(test) { 1 } else { 128 * 1024 };
+
+/// The same bound per batch row: every step, each core reads the rows of the state the other
+/// wrote, so sharing pays later at larger batches (batch 16: LSTM H=64, 262 K, and GRU H=64,
+/// 196 K, are slower on two cores; GRU H=128, 786 K, faster).
+const PIECE_MIN_MACS_PER_ROW: usize = if cfg!(test) { 0 } else { 32 * 1024 };
+
+/// Whether the steps of `cell` at `batch` are big enough to share among threads.
+pub(crate) fn shares_steps<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize) -> bool {
+    pieces_for(cell, batch, 2) > 1
+}
+
+/// How the pieces of a task (a step's phase, a chunk's projection) run.
+#[derive(Clone, Copy)]
+enum Exec<'a> {
+    /// In rayon joins, halving the pieces among the current pool's threads.
+    Join,
+    /// Piece `p` on member `p` of a team.
+    Team(&'a team::Team),
+}
+
+impl Exec<'_> {
+    /// Runs `f(p)` for every `p < pieces`, returning when all are done.
+    fn run(self, pieces: usize, f: &(dyn Fn(usize) + Sync)) {
+        match self {
+            _ if pieces <= 1 => (0..pieces).for_each(f),
+            Exec::Team(team) => team.run(pieces, f),
+            Exec::Join => join_pieces(0..pieces, f),
+        }
+    }
+}
+
+fn join_pieces(pieces: std::ops::Range<usize>, f: &(dyn Fn(usize) + Sync)) {
+    if pieces.len() <= 1 {
+        return pieces.for_each(f);
+    }
+    let mid = pieces.start + pieces.len() / 2;
+    rayon::join(
+        || join_pieces(pieces.start..mid, f),
+        || join_pieces(mid..pieces.end, f),
+    );
+}
+
+/// The hidden units of piece `p` of `pieces`: whole panels of [`Float::NR`] units, the last
+/// piece ending at `h`.
+fn piece_units<T: Float>(h: usize, pieces: usize, p: usize) -> std::ops::Range<usize> {
+    let blocks = h.div_ceil(T::NR);
+    let at = |p: usize| (blocks * p / pieces * T::NR).min(h);
+    at(p)..at(p + 1)
+}
+
+/// How many pieces a step of `cell` at `batch` is cut into on `parts` threads: one when the
+/// recurrent product is too small to share, never more than its panels of units.
+fn pieces_for<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize, parts: usize) -> usize {
+    let h = cell.hidden_size();
+    let macs = batch * h * cell.gate_width();
+    if macs < PIECE_MIN_MACS.max(PIECE_MIN_MACS_PER_ROW * batch) {
+        1
+    } else {
+        parts.clamp(1, h.div_ceil(T::NR).max(1))
+    }
+}
+
+/// A step's buffers, after checking every shape: `gx` holds the step's projected rows with
+/// row stride `ldgx`.
+fn step_bufs<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
+    (gx, ldgx): (&[T], usize),
+    state: &State<T>,
+    next: &mut State<T>,
+    ws: &mut Workspace<T>,
+) -> StepBufs<T> {
+    let (hs, gw, batch) = (cell.hidden_size(), cell.gate_width(), state.batch());
+    assert!(
+        ldgx >= gw && gx.len() >= batch.saturating_sub(1) * ldgx + gw,
+        "gx is not [batch, gate_width]"
+    );
+    assert_eq!(
+        state.h.dim(),
+        (batch, hs),
+        "the state is not [batch, hidden]"
+    );
+    assert_eq!(next.h.dim(), (batch, hs), "next is not [batch, hidden]");
+    assert_eq!(
+        (ws.gates.dim(), ws.extra.dim()),
+        ((batch, row_stride::<T>(gw)), (batch, hs)),
+        "the workspace is not the cell's"
+    );
+    if cell.kind() == OpKind::Lstm {
+        let c_dims = (
+            state.c.as_ref().map(|c| c.dim()),
+            next.c.as_ref().map(|c| c.dim()),
+        );
+        assert_eq!(
+            c_dims,
+            (Some((batch, hs)), Some((batch, hs))),
+            "LSTM states need C"
+        );
+    }
+    let reverse = ws.reverse;
+    ws.reverse = !ws.reverse;
+    StepBufs {
+        batch,
+        gx: gx.as_ptr(),
+        ldgx,
+        h: state.h_slice().as_ptr(),
+        c: state.c_slice().map_or(std::ptr::null(), |c| c.as_ptr()),
+        gates: ws.gates.as_mut_ptr(),
+        ldg: ws.gates.ncols(),
+        extra: ws.extra.as_mut_ptr(),
+        h_next: next.h_slice_mut().as_mut_ptr(),
+        c_next: next
+            .c
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |c| c.as_mut_ptr()),
+        reverse,
+    }
+}
+
+/// Every phase of one step, cut into `pieces`.
+fn step_with<T: Float, C: Cell<T> + ?Sized>(
+    cell: &C,
+    bufs: &StepBufs<T>,
+    exec: Exec,
+    pieces: usize,
+) {
+    let h = cell.hidden_size();
+    if h == 0 || bufs.batch == 0 {
+        return;
+    }
+    for phase in 0..cell.phases() {
+        exec.run(pieces, &|p| {
+            // SAFETY: the pieces' units are disjoint, and `Exec::run` returns only when
+            // every piece of the phase is done.
+            unsafe { cell.step_piece(phase, bufs, piece_units::<T>(h, pieces, p)) }
+        });
     }
 }
 
@@ -157,17 +409,67 @@ pub trait Cell<T: Float>: Send + Sync {
     fn kind(&self) -> OpKind;
 
     /// `out = x · Wᵀ + (the biases that do not depend on the state)`, for any number of rows:
-    /// `x` is `[rows, input]`, `out` is `[rows, gates·hidden]`.
+    /// `x` is `[rows, input]`, `out` is `[rows, gate_width]` in the cell's own column order.
     fn project(&self, x: ArrayView2<T>, out: ArrayViewMut2<T>);
 
-    /// One time step from projected rows `gx` (`[batch, gates·hidden]`): reads `state`,
-    /// writes the next state into `next` (same shapes).
+    /// One time step from projected rows `gx` (`[batch, gate_width]`, from
+    /// [`Cell::project`]): reads `state`, writes the next state into `next` (same shapes).
+    /// With a workspace made for several threads, the step's hidden units are shared among
+    /// them (call it inside the rayon pool's `install`).
+    ///
+    /// # Panics
+    /// When the shapes disagree with the cell's or with each other.
     fn step_projected(
         &self,
         gx: ArrayView2<T>,
         state: &State<T>,
         next: &mut State<T>,
         ws: &mut Workspace<T>,
+    ) {
+        assert_eq!(
+            gx.dim(),
+            (state.batch(), self.gate_width()),
+            "gx is not [batch, gate_width]"
+        );
+        let gx = rows_of(&gx);
+        let pieces = pieces_for(self, state.batch(), ws.parts);
+        let bufs = step_bufs(self, (&gx, self.gate_width()), state, next, ws);
+        step_with(self, &bufs, Exec::Join, pieces);
+    }
+
+    /// Sequential phases of a step: each phase's pieces all finish before the next phase
+    /// starts (GRU without `linear_before_reset` needs every unit's r ⊙ h before its
+    /// candidate's product: two phases).
+    #[doc(hidden)]
+    fn phases(&self) -> usize {
+        1
+    }
+
+    /// Phase `phase` of one step for the hidden units `units` (a range of whole panels of
+    /// [`Float::NR`] units, but for the last one, which ends at H).
+    ///
+    /// # Safety
+    /// `bufs` points at buffers of the shapes [`StepBufs`] gives, for this cell; no other
+    /// piece running meanwhile has units in common with `units`, and every piece of the
+    /// earlier phases of the step has finished.
+    #[doc(hidden)]
+    unsafe fn step_piece(&self, phase: usize, bufs: &StepBufs<T>, units: std::ops::Range<usize>);
+
+    /// [`Cell::project`] of `rows` rows of `x` (row stride `ldx`) into the columns of hidden
+    /// units `units` of `out` (row stride `ldo`; every gate's columns for those units).
+    ///
+    /// # Safety
+    /// `x` and `out` hold `rows` rows of the cell's input size and gate width; no other
+    /// piece writes these units' columns meanwhile.
+    #[doc(hidden)]
+    unsafe fn project_piece(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: std::ops::Range<usize>,
     );
 
     /// Hidden size H.
@@ -176,17 +478,16 @@ pub trait Cell<T: Float>: Send + Sync {
     /// Input size I.
     fn input_size(&self) -> usize;
 
-    /// Width of a row of gate pre-activations, gates·H.
-    fn gate_width(&self) -> usize {
-        self.kind().gates() * self.hidden_size()
-    }
+    /// Width of a row of gate pre-activations: gates·H, each gate's block rounded up to
+    /// whole panels when the cell has more than one gate ([`Float::NR`] columns).
+    fn gate_width(&self) -> usize;
 
     /// The all-zero state for `batch` sequences.
     fn zero_state(&self, batch: usize) -> State<T> {
         let h = self.hidden_size();
-        let c = (self.kind() == OpKind::Lstm).then(|| Array2::zeros((batch, h)));
+        let c = (self.kind() == OpKind::Lstm).then(|| aligned_zeros(batch, h));
         State {
-            h: Array2::zeros((batch, h)),
+            h: aligned_zeros(batch, h),
             c,
         }
     }
@@ -228,9 +529,9 @@ pub(crate) struct Scratch<T> {
 impl<T: Float> Scratch<T> {
     fn new(state: &State<T>, gate_width: usize, rows: usize, parts: usize) -> Self {
         Scratch {
-            next: state.clone(),
+            next: state.aligned_clone(),
             ws: Workspace::new(state.batch(), gate_width, state.h.ncols(), parts),
-            gx: Array2::zeros((rows, gate_width)),
+            gx: aligned_zeros(rows, row_stride::<T>(gate_width)),
         }
     }
 
@@ -241,7 +542,7 @@ impl<T: Float> Scratch<T> {
             && self.ws.gates.nrows() == state.batch()
             && self.ws.parts == parts.max(1)
             && self.gx.nrows() >= rows
-            && self.gx.ncols() == gate_width
+            && self.gx.ncols() == row_stride::<T>(gate_width)
     }
 }
 
@@ -342,7 +643,7 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
     // A state built without a cell state (`State::new(h, None)`) starts LSTM from C = 0, as
     // an absent initial_c does.
     if cell.kind() == OpKind::Lstm && state.c.is_none() {
-        state.c = Some(Array2::zeros(state.h.raw_dim()));
+        state.c = Some(aligned_zeros(batch, hidden));
     }
     let x_std = x.as_standard_layout();
     let x_rows = x_std
@@ -366,26 +667,50 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
     let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
 
     if uniform {
-        let mut done = 0;
-        while done < t_len {
-            let n = chunk.min(t_len - done);
-            let t0 = if reverse { t_len - done - n } else { done };
-            project_split(
-                cell,
-                x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]),
-                gx_chunk.slice_mut(s![..n * batch, ..]),
-                parts,
-            );
-            for k in 0..n {
-                let local = if reverse { n - 1 - k } else { k };
-                let gx = gx_chunk.slice(s![local * batch..(local + 1) * batch, ..]);
-                cell.step_projected(gx, state, next, ws);
-                std::mem::swap(state, next);
-                if let Some(y) = y.as_mut() {
-                    y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+        // Each step (and each chunk's projection) cut into pieces of hidden units; on more
+        // than one thread, a team runs them, the same piece on the same core every time.
+        let pieces = pieces_for(cell, batch, parts);
+        let mut run = |exec: Exec| {
+            let mut done = 0;
+            while done < t_len {
+                let n = chunk.min(t_len - done);
+                let t0 = if reverse { t_len - done - n } else { done };
+                let x_chunk = x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]);
+                if pieces > 1 {
+                    let x = SharedPtr(x_chunk.as_ptr() as *mut T);
+                    let out = SharedPtr(gx_chunk.as_mut_ptr());
+                    let ldo = gx_chunk.ncols();
+                    exec.run(pieces, &|p| {
+                        let units = piece_units::<T>(hidden, pieces, p);
+                        // SAFETY: x_chunk is in standard layout ([n·batch, input]), gx_chunk
+                        // holds at least n·batch rows of gate_width (stride ldo), and the
+                        // pieces' units are disjoint.
+                        unsafe {
+                            cell.project_piece(n * batch, x.get(), input, out.get(), ldo, units)
+                        }
+                    });
+                } else {
+                    cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..gate_width]));
                 }
+                let ldx = gx_chunk.ncols();
+                let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
+                for k in 0..n {
+                    let local = if reverse { n - 1 - k } else { k };
+                    let gx = &gx_all[local * batch * ldx..(local + 1) * batch * ldx];
+                    let bufs = step_bufs(cell, (gx, ldx), state, next, ws);
+                    step_with(cell, &bufs, exec, pieces);
+                    std::mem::swap(state, next);
+                    if let Some(y) = y.as_mut() {
+                        y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+                    }
+                }
+                done += n;
             }
-            done += n;
+        };
+        if pieces > 1 {
+            team::with_team(pieces, |team| run(Exec::Team(team)));
+        } else {
+            run(Exec::Join);
         }
         return;
     }
@@ -419,6 +744,21 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 y.slice_mut(s![t, b, ..]).assign(&state.h.row(b));
             }
         }
+    }
+}
+
+/// A pointer the pieces of a task share (each writes only its own columns).
+#[derive(Clone, Copy)]
+struct SharedPtr<T>(*mut T);
+
+// SAFETY: see the type's comment; T is f32 or f64.
+unsafe impl<T: Send> Send for SharedPtr<T> {}
+unsafe impl<T: Sync> Sync for SharedPtr<T> {}
+
+impl<T> SharedPtr<T> {
+    /// The pointer (a method, so closures capture the whole Sync wrapper).
+    fn get(self) -> *mut T {
+        self.0
     }
 }
 
@@ -459,14 +799,45 @@ fn rows_of<'a, T: Float>(a: &'a ArrayView2<'a, T>) -> std::borrow::Cow<'a, [T]> 
 pub(crate) struct InputProjection<T> {
     w_p: Packed<T>,
     bias: Array1<T>,
+    /// Gate blocks and their width (H, or H rounded up to whole panels).
+    gates: usize,
+    block: usize,
 }
 
 impl<T: Float> InputProjection<T> {
-    /// From Wᵀ (`[input, gates·hidden]`) and the folded bias (`[gates·hidden]`).
-    fn new(w_t: ArrayView2<T>, bias: Array1<T>) -> InputProjection<T> {
+    /// From Wᵀ (`[input, gates·block]`) and the folded bias (`[gates·block]`), both already
+    /// in the cell's column order: `gates` blocks of `block` columns.
+    fn new(w_t: ArrayView2<T>, bias: Array1<T>, gates: usize) -> InputProjection<T> {
+        let block = w_t.ncols() / gates.max(1);
         InputProjection {
             w_p: Packed::pack(w_t),
             bias,
+            gates,
+            block,
+        }
+    }
+
+    /// See [`Cell::project_piece`].
+    ///
+    /// # Safety
+    /// As [`Cell::project_piece`].
+    unsafe fn project_units(
+        &self,
+        rows: usize,
+        x: *const T,
+        ldx: usize,
+        out: *mut T,
+        ldo: usize,
+        units: std::ops::Range<usize>,
+    ) {
+        let bias = self.bias.as_ptr();
+        let all = self.gates * self.block;
+        if units.start == 0 && units.end.next_multiple_of(T::NR) >= self.block {
+            return gemm_cols_raw(rows, x, ldx, &self.w_p, 0..all, out, ldo, bias, 0, false);
+        }
+        for g in 0..self.gates {
+            let cols = g * self.block + units.start..g * self.block + units.end;
+            gemm_cols_raw(rows, x, ldx, &self.w_p, cols, out, ldo, bias, 0, false);
         }
     }
 
@@ -478,17 +849,23 @@ impl<T: Float> InputProjection<T> {
     fn project(&self, x: ArrayView2<T>, mut out: ArrayViewMut2<T>) {
         let (rows, k) = x.dim();
         let n = self.w_p.cols();
+        assert_eq!(out.dim(), (rows, n), "out is not [rows, gate_width]");
         let xs = rows_of(&x);
         let bias = Init::Row(self.bias.as_slice().expect("owned, contiguous"));
-        match out.as_slice_mut() {
-            Some(o) => gemm_packed(rows, &xs, k, &self.w_p, o, n, bias),
-            None => {
-                let mut tmp = Array2::zeros((rows, n));
-                let o = tmp.as_slice_mut().expect("fresh array is contiguous");
-                gemm_packed(rows, &xs, k, &self.w_p, o, n, bias);
-                out.assign(&tmp);
-            }
+        let ldo = out.strides()[0];
+        if rows > 0 && out.strides()[1] == 1 && ldo >= n as isize {
+            // Rows of contiguous columns (a standard array, or columns sliced off a wider
+            // one): straight into `out`.
+            let ldo = ldo as usize;
+            // SAFETY: `out` holds `rows` rows of `n` contiguous elements, `ldo` apart.
+            let o =
+                unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr(), (rows - 1) * ldo + n) };
+            return gemm_packed(rows, &xs, k, &self.w_p, o, ldo, bias);
         }
+        let mut tmp = Array2::zeros((rows, n));
+        let o = tmp.as_slice_mut().expect("fresh array is contiguous");
+        gemm_packed(rows, &xs, k, &self.w_p, o, n, bias);
+        out.assign(&tmp);
     }
 }
 
@@ -497,5 +874,124 @@ impl<T: Float> InputProjection<T> {
 fn add_mul<T: Float>(acc: &mut [T], p: &[T], c: &[T]) {
     for ((a, &p), &c) in acc.iter_mut().zip(p).zip(c) {
         *a = *a + p * c;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attrs::Activation;
+    use crate::kernels::WeightFormat;
+    use ndarray::Array3;
+
+    fn cast<T: Float>(v: f64) -> T {
+        <T as num_traits::NumCast>::from(v).unwrap()
+    }
+
+    /// Deterministic values in [-scale, scale).
+    fn values(n: usize, seed: u64, scale: f64) -> impl Iterator<Item = f64> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n).map(move |_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+    }
+
+    fn cells<T: Float>(h: usize, i: usize, format: WeightFormat) -> Vec<Box<dyn Cell<T>>> {
+        let k = 1.0 / (h as f64).sqrt();
+        let arr = |r: usize, c: usize, seed| {
+            Array2::from_shape_vec((r, c), values(r * c, seed, k).map(cast::<T>).collect()).unwrap()
+        };
+        let vec = |n: usize, seed| Array1::from_iter(values(n, seed, k).map(cast::<T>));
+        let dir = |g: usize, peep: bool| {
+            DirWeights::from_onnx(
+                arr(g * h, i, 1).view(),
+                arr(g * h, h, 2).view(),
+                Some(vec(2 * g * h, 3).view()),
+                peep.then(|| vec(3 * h, 4)).as_ref().map(|p| p.view()),
+            )
+        };
+        let relu = [Activation::Relu];
+        vec![
+            Box::new(Lstm::new(dir(4, false), &[], None, false).with_recurrent_weights(format)),
+            Box::new(Lstm::new(dir(4, true), &[], Some(2.5), false).with_recurrent_weights(format)),
+            Box::new(Lstm::new(dir(4, true), &[], None, true).with_recurrent_weights(format)),
+            Box::new(Gru::new(dir(3, false), &[], None, false).with_recurrent_weights(format)),
+            Box::new(Gru::new(dir(3, false), &[], Some(1.5), true).with_recurrent_weights(format)),
+            Box::new(Rnn::new(dir(1, false), &relu, None).with_recurrent_weights(format)),
+        ]
+    }
+
+    /// `run_sequence` of every cell kind with its steps cut among 1 to 5 threads: the same
+    /// bits every time, with H both a whole number of panels and not.
+    fn pieces_give_the_same_bits<T: Float>() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(5)
+            .build()
+            .unwrap();
+        for format in [WeightFormat::Full, WeightFormat::Bf16] {
+            // H=128 (f32) and 64 (f64): gate rows of 2 KiB, padded by a cache line.
+            for (h, i, batch) in [
+                (37, 5, 3),
+                (136, 12, 1),
+                (64, 7, 2),
+                (200, 9, 4),
+                (128, 6, 3),
+            ] {
+                let x = Array3::from_shape_vec(
+                    (6, batch, i),
+                    values(6 * batch * i, 9, 1.0).map(cast::<T>).collect(),
+                )
+                .unwrap();
+                // Equal lengths (a team runs the pieces) and, past batch 1, different ones
+                // (rayon joins do), backwards.
+                let lens: Vec<usize> = (0..batch).map(|b| 6 - b % 4).collect();
+                let walks = [(None, false), (Some(&lens[..]), true)];
+                for (n, cell) in cells::<T>(h, i, format).iter().enumerate() {
+                    for (lens, reverse) in walks.iter().take(if batch > 1 { 2 } else { 1 }) {
+                        let run = |parts: usize| {
+                            let mut state = cell.zero_state(batch);
+                            let mut y = Array3::zeros((6, batch, h));
+                            pool.install(|| {
+                                run_sequence(
+                                    cell.as_ref(),
+                                    x.view(),
+                                    &mut state,
+                                    *lens,
+                                    *reverse,
+                                    Some(y.view_mut()),
+                                    parts,
+                                )
+                            });
+                            (y, state)
+                        };
+                        let (y1, s1) = run(1);
+                        assert!(
+                            y1.iter().all(|v| v.is_finite()) && y1.iter().any(|v| !v.is_zero())
+                        );
+                        for parts in 2..=5 {
+                            let (y, s) = run(parts);
+                            let same = y.iter().zip(&y1).all(|(a, b)| a == b);
+                            assert!(
+                                same && s == s1,
+                                "cell {n} h {h} batch {batch} {format:?} lens {lens:?} {parts} parts"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pieces_give_the_same_bits_f32() {
+        pieces_give_the_same_bits::<f32>();
+    }
+
+    #[test]
+    fn pieces_give_the_same_bits_f64() {
+        pieces_give_the_same_bits::<f64>();
     }
 }
