@@ -60,6 +60,7 @@ pub mod torch;
 pub use describe::ModelInfo;
 pub use error::{Error, NodeError, Result};
 pub use guard::describe_panic;
+pub use kernels::WeightFormat;
 pub use model::{
     dtype_name, Dim, Engine, IoInfo, LoadOptions, Model, RecurrentNode, Typing, DEFAULT_PLAN_CACHE,
 };

@@ -14,6 +14,7 @@ use crate::attrs::NodeSpec;
 use crate::describe::ModelInfo;
 use crate::error::{chain_message, Error, Result};
 pub(crate) use crate::guard::without_panics;
+use crate::kernels::WeightFormat;
 use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
 use crate::passes::specialize::{PlanCache, PlanStats, Specialized};
@@ -50,6 +51,11 @@ pub struct LoadOptions {
     /// How many plans specialized to input signatures (shapes, and scalar values where the
     /// graph needs them) are kept; 0 means the default, [`DEFAULT_PLAN_CACHE`].
     pub plan_cache: usize,
+    /// How the recurrent weights Rᵀ are stored. [`WeightFormat::Full`] (the default) keeps
+    /// them exact; `Bf16` or `F16` halves the bytes each time step reads (faster where a step
+    /// is bound by memory, batch 1 with large hidden sizes) and rounds the weights (see the
+    /// README for the measured error). Products still accumulate in f32.
+    pub recurrent_weights: WeightFormat,
 }
 
 /// Plans kept per model unless [`LoadOptions::plan_cache`] says otherwise.
@@ -136,8 +142,9 @@ pub struct Model {
     symbolic: std::result::Result<Arc<TypedModel>, String>,
     /// Plans specialized to input signatures, shared by clones and threads.
     plans: Arc<PlanCache>,
-    /// The worker pool shared by the model's recurrent ops (and its streams).
-    pub(crate) threads: Option<Arc<Threads>>,
+    /// The worker pool shared by the model's recurrent ops (and its streams), and how they
+    /// store Rᵀ.
+    pub(crate) native: Native,
 }
 
 /// Whether the graph could be typed with its declared shapes.
@@ -255,27 +262,29 @@ impl Model {
         }
         refuse_unknown_ops(&parsed.model, graph).map_err(invalid)?;
         let inference = Arc::new(parsed.model);
-        let threads = match options.threads {
-            0 | 1 => None,
-            n => Some(Arc::new(Threads::new(n).map_err(Error::Run)?)),
+        let native = Native {
+            threads: match options.threads {
+                0 | 1 => None,
+                n => Some(Arc::new(Threads::new(n).map_err(Error::Run)?)),
+            },
+            recurrent_weights: options.recurrent_weights,
         };
 
         // Typing with the declared shapes checks the recurrent nodes against their inputs
         // (a refusal there is the model's fault, reported now) and describes the inputs and
         // outputs; where tract gives up for want of concrete shapes, runs specialize anyway.
-        let symbolic = match without_panics(|| {
-            type_graph(InferenceModel::clone(&inference), threads.as_ref())
-        }) {
-            Ok(Ok(typed)) => {
-                check_tensor_sizes(&typed).map_err(invalid)?;
-                Ok(Arc::new(typed))
-            }
-            Ok(Err(e)) => match Error::from_tract(e, Error::Run) {
-                Error::Run(why) => Err(why),
-                node_error => return Err(node_error),
-            },
-            Err(panic) => Err(format!("tract failed while typing the graph ({panic})")),
-        };
+        let symbolic =
+            match without_panics(|| type_graph(InferenceModel::clone(&inference), &native)) {
+                Ok(Ok(typed)) => {
+                    check_tensor_sizes(&typed).map_err(invalid)?;
+                    Ok(Arc::new(typed))
+                }
+                Ok(Err(e)) => match Error::from_tract(e, Error::Run) {
+                    Error::Run(why) => Err(why),
+                    node_error => return Err(node_error),
+                },
+                Err(panic) => Err(format!("tract failed while typing the graph ({panic})")),
+            };
 
         let recurrent = info
             .recurrent
@@ -325,7 +334,7 @@ impl Model {
             inference,
             symbolic,
             plans: Arc::new(PlanCache::new(capacity)),
-            threads,
+            native,
         })
     }
 
@@ -481,7 +490,7 @@ impl Model {
             message: format!("for inputs of shapes {}: {message}", shapes()),
         };
         let build = |model: InferenceModel| -> TractResult<TypedModel> {
-            let typed = optimize(model, self.threads.as_ref())?;
+            let typed = optimize(model, &self.native)?;
             check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
             Ok(typed)
         };
@@ -634,49 +643,51 @@ pub fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Types and declutters a parsed graph with its declared shapes, the recurrent ops on
-/// `threads`.
-pub(crate) fn type_graph(
-    model: InferenceModel,
-    threads: Option<&Arc<Threads>>,
-) -> TractResult<TypedModel> {
+/// Types and declutters a parsed graph with its declared shapes, the recurrent ops set up
+/// as `native` says.
+pub(crate) fn type_graph(model: InferenceModel, native: &Native) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
-    set_threads(&mut typed, threads);
+    configure_native(&mut typed, native)?;
     typed.declutter()?;
     Ok(typed)
 }
 
-pub(crate) fn set_threads(typed: &mut TypedModel, threads: Option<&Arc<Threads>>) {
-    for node in typed.nodes_mut() {
-        if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
-            op.threads = threads.cloned();
-        }
-    }
+/// How the native recurrent ops of a plan run: on which threads, with Rᵀ stored how.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Native {
+    pub(crate) threads: Option<Arc<Threads>>,
+    pub(crate) recurrent_weights: WeightFormat,
 }
 
-/// Types, declutters and optimizes a parsed graph; with `threads`, the recurrent ops run on
-/// that pool.
+/// Gives every native recurrent op of `typed` the settings of `native`.
+pub(crate) fn configure_native(typed: &mut TypedModel, native: &Native) -> TractResult<()> {
+    for node in typed.nodes_mut() {
+        if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
+            let mut configured = op.with_recurrent_weights(native.recurrent_weights)?;
+            configured.threads = native.threads.clone();
+            *op = configured;
+        }
+    }
+    Ok(())
+}
+
+/// Types, declutters and optimizes a parsed graph, the recurrent ops set up as `native`
+/// says.
 ///
 /// Some of tract's graph rewrites fail on graphs PyTorch's dynamo exporter writes (an unrolled
 /// bidirectional `nn.RNN` with `Flip`, for one); the typed graph is then run as it is, which
 /// is slower but computes the same values.
-pub(crate) fn optimize(
-    model: InferenceModel,
-    threads: Option<&Arc<Threads>>,
-) -> TractResult<TypedModel> {
+pub(crate) fn optimize(model: InferenceModel, native: &Native) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
-    optimize_typed(typed, threads)
+    optimize_typed(typed, native)
 }
 
-/// Declutters and optimizes a typed graph, its recurrent ops on `threads`; where tract's
+/// Declutters and optimizes a typed graph, its recurrent ops set up as `native`; where tract's
 /// rewrites fail, the graph runs as it is.
-pub(crate) fn optimize_typed(
-    mut typed: TypedModel,
-    threads: Option<&Arc<Threads>>,
-) -> TractResult<TypedModel> {
-    set_threads(&mut typed, threads);
+pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractResult<TypedModel> {
+    configure_native(&mut typed, native)?;
     let optimized = (|| {
         let mut model = typed.clone();
         model.declutter()?;

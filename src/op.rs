@@ -13,7 +13,7 @@ use tract_onnx::pb::NodeProto;
 
 use crate::attrs::{Layout, NodeSpec, OpKind};
 use crate::error::shape_string;
-use crate::kernels::Float;
+use crate::kernels::{Float, WeightFormat};
 use crate::layer::{Carry as LayerCarry, Layer, OutputViews, RunInputs, Threads};
 
 /// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
@@ -229,6 +229,7 @@ impl Expansion for RecurrentExpansion {
             layer: None,
             keep_buffers: false,
             threads: None,
+            recurrent_weights: WeightFormat::Full,
         };
         match op.prepared(model, inputs)? {
             Some((prepared, per_run)) => model.wire_node(prefix, prepared, &per_run),
@@ -252,6 +253,7 @@ impl AnyLayer {
         r: &Tensor,
         b: Option<&Tensor>,
         p: Option<&Tensor>,
+        recurrent: WeightFormat,
     ) -> TractResult<AnyLayer> {
         fn make<T: Float + Datum>(
             spec: &NodeSpec,
@@ -259,12 +261,13 @@ impl AnyLayer {
             r: &Tensor,
             b: Option<&Tensor>,
             p: Option<&Tensor>,
+            recurrent: WeightFormat,
         ) -> TractResult<Layer<T>> {
             let w = w.cast_to::<T>()?;
             let r = r.cast_to::<T>()?;
             let b = b.map(|b| b.cast_to::<T>()).transpose()?;
             let p = p.map(|p| p.cast_to::<T>()).transpose()?;
-            Ok(Layer::from_onnx(
+            Ok(Layer::from_onnx_with(
                 spec,
                 w.to_plain_array_view::<T>()?,
                 r.to_plain_array_view::<T>()?,
@@ -274,11 +277,12 @@ impl AnyLayer {
                 p.as_ref()
                     .map(|p| p.to_plain_array_view::<T>())
                     .transpose()?,
+                recurrent,
             )?)
         }
         Ok(match dt {
-            DatumType::F64 => AnyLayer::F64(make::<f64>(spec, w, r, b, p)?),
-            _ => AnyLayer::F32(make::<f32>(spec, w, r, b, p)?),
+            DatumType::F64 => AnyLayer::F64(make::<f64>(spec, w, r, b, p, recurrent)?),
+            _ => AnyLayer::F32(make::<f32>(spec, w, r, b, p, recurrent)?),
         })
     }
 
@@ -299,16 +303,18 @@ struct LayerEntry {
     spec: Arc<NodeSpec>,
     dt: DatumType,
     weights: [Option<Arc<Tensor>>; 4],
+    recurrent: WeightFormat,
     layer: std::sync::Weak<AnyLayer>,
 }
 
 static LAYERS: std::sync::Mutex<Vec<LayerEntry>> = std::sync::Mutex::new(Vec::new());
 
-/// The cells for these weights (W, R, B, P), built once.
+/// The cells for these weights (W, R, B, P) with Rᵀ stored as `recurrent`, built once.
 fn shared_layer(
     spec: &Arc<NodeSpec>,
     dt: DatumType,
     weights: [Option<Arc<Tensor>>; 4],
+    recurrent: WeightFormat,
 ) -> TractResult<Arc<AnyLayer>> {
     let same = |a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>| match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -319,6 +325,7 @@ fn shared_layer(
     layers.retain(|e| e.layer.strong_count() > 0);
     let found = layers.iter().find_map(|e| {
         let hit = e.dt == dt
+            && e.recurrent == recurrent
             && *e.spec == **spec
             && e.weights.iter().zip(&weights).all(|(a, b)| same(a, b));
         hit.then(|| e.layer.upgrade()).flatten()
@@ -334,11 +341,13 @@ fn shared_layer(
         r.as_ref().context("R")?,
         b.as_deref(),
         p.as_deref(),
+        recurrent,
     )?);
     layers.push(LayerEntry {
         spec: spec.clone(),
         dt,
         weights,
+        recurrent,
         layer: Arc::downgrade(&layer),
     });
     Ok(layer)
@@ -395,6 +404,8 @@ pub struct NativeRecurrent {
     pub(crate) keep_buffers: bool,
     /// Worker threads, when the model was loaded with more than one.
     pub(crate) threads: Option<Arc<Threads>>,
+    /// How the cells store Rᵀ ([`LoadOptions::recurrent_weights`](crate::LoadOptions)).
+    recurrent_weights: WeightFormat,
 }
 
 impl PartialEq for NativeRecurrent {
@@ -411,6 +422,7 @@ impl PartialEq for NativeRecurrent {
         };
         self.spec == other.spec
             && same_layer
+            && self.recurrent_weights == other.recurrent_weights
             && self.keep_buffers == other.keep_buffers
             && same_threads
     }
@@ -443,6 +455,29 @@ impl NativeRecurrent {
         Ok(NativeRecurrent {
             spec: Arc::new(spec),
             keep_buffers: true,
+            ..self.clone()
+        })
+    }
+
+    /// The same node with Rᵀ stored as `format`: prepared cells are rebuilt from the
+    /// weights they were made of (and shared with every other plan asking the same).
+    pub(crate) fn with_recurrent_weights(&self, format: WeightFormat) -> TractResult<Self> {
+        let layer = match &self.layer {
+            Some(layer) if format != self.recurrent_weights => {
+                let layers = LAYERS.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = layers
+                    .iter()
+                    .find(|e| std::ptr::eq(e.layer.as_ptr(), Arc::as_ptr(layer)))
+                    .context("the weights of a prepared layer are not registered")?;
+                let (dt, weights) = (entry.dt, entry.weights.clone());
+                drop(layers);
+                Some(shared_layer(&self.spec, dt, weights, format)?)
+            }
+            other => other.clone(),
+        };
+        Ok(NativeRecurrent {
+            layer,
+            recurrent_weights: format,
             ..self.clone()
         })
     }
@@ -501,7 +536,12 @@ impl NativeRecurrent {
             return Ok(None);
         }
         let x_dt = model.outlet_fact(inputs[0])?.datum_type;
-        let layer = shared_layer(&self.spec, x_dt, [Some(w), Some(r), b, p])?;
+        let layer = shared_layer(
+            &self.spec,
+            x_dt,
+            [Some(w), Some(r), b, p],
+            self.recurrent_weights,
+        )?;
         let per_run = [
             Some(0),
             slots.sequence_lens,
@@ -556,6 +596,7 @@ impl NativeRecurrent {
                     &inputs[2],
                     get(slots.b),
                     get(slots.p),
+                    self.recurrent_weights,
                 )?;
                 &built
             }

@@ -677,7 +677,7 @@ impl Engine {
             }
             Kind::Feedback { .. } => 1,
         };
-        let plan = graph.plan((n, steps), self.model.threads.as_ref())?;
+        let plan = graph.plan((n, steps), &self.model.native)?;
         // Each stream's states: carried, or started now.
         let states: Vec<Vec<TValue>> = batch
             .iter()
@@ -1016,7 +1016,7 @@ impl StepGraph {
     fn plan(
         &self,
         (n, steps): (usize, usize),
-        threads: Option<&Arc<crate::layer::Threads>>,
+        native: &crate::model::Native,
     ) -> Result<Arc<TypedSimplePlan>> {
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pos) = plans.iter().position(|(k, _)| *k == (n, steps)) {
@@ -1038,7 +1038,7 @@ impl StepGraph {
         };
         let plan = crate::model::without_panics(|| {
             let concrete = self.model.set_symbols(&values)?;
-            SimplePlan::new(optimize_typed(concrete, threads)?)
+            SimplePlan::new(optimize_typed(concrete, native)?)
         })
         .map_err(|p| Error::Run(format!("tract failed while planning ({p})")))?
         .map_err(invalid)?;

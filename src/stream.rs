@@ -231,7 +231,7 @@ impl Model {
                 let (model, _) =
                     crate::passes::specialize::specialize(&self.inference, inputs, true)
                         .map_err(|e| refuse(chain_message(&e)))?;
-                without_panics(|| crate::model::type_graph(model, None))
+                without_panics(|| crate::model::type_graph(model, &Default::default()))
                     .map_err(|p| refuse(format!("tract failed while typing the graph ({p})")))?
                     .map_err(|e| {
                         refuse(format!(
@@ -328,7 +328,7 @@ impl Model {
                 .collect();
             model.set_input_fact(ix, InferenceFact::dt_shape(info.dtype, shape))?;
         }
-        crate::model::type_graph(model, None)
+        crate::model::type_graph(model, &Default::default())
     }
 }
 
@@ -617,7 +617,7 @@ impl Stream {
         }
         let make = |model: &TypedModel| -> TractResult<Arc<TypedSimplePlan>> {
             let concrete = model.set_symbols(&values)?;
-            let optimized = optimize_typed(concrete, self.model.threads.as_ref())?;
+            let optimized = optimize_typed(concrete, &self.model.native)?;
             SimplePlan::new(optimized)
         };
         let plan = without_panics(|| make(&graph.model))

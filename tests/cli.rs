@@ -1029,6 +1029,49 @@ fn engine_tract_agrees_with_native() {
 }
 
 #[test]
+fn recurrent_weights_in_half_precision_are_reported_and_round_the_outputs() {
+    let f = Fixture::new();
+    let full = f.cmd(&["lstm.onnx", "x.npy", "--json", "--output", "full"]);
+    assert_ok(&full);
+    assert!(full.json().get("recurrent_weights").is_none());
+    let y = |dir: &str| f32_values(&read_npy(f.path(dir).join("Y.npy")).unwrap());
+    for format in ["bf16", "f16"] {
+        let args = ["lstm.onnx", "x.npy", "--recurrent-weights", format];
+        let run = f.cmd(&[&args[..], &["--json", "--output", format]].concat());
+        assert_ok(&run);
+        assert_eq!(run.json()["recurrent_weights"], format);
+        let text = f.cmd(&args);
+        assert!(
+            text.stdout
+                .contains(&format!("recurrent weights: {format} (rounded")),
+            "{}",
+            text.stdout
+        );
+        // The rounding shows in the outputs, well inside 1e-3 on this small model.
+        let (rounded, exact) = (y(format), y("full"));
+        assert_ne!(rounded, exact, "{format}");
+        let diff = rounded
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-3, "{format}: {diff}");
+    }
+    let run = f.cmd(&[
+        "lstm.onnx",
+        "x.npy",
+        "--recurrent-weights",
+        "bf16",
+        "--engine",
+        "tract",
+    ]);
+    assert_error(&run);
+    assert!(run.stderr.contains("--recurrent-weights"), "{}", run.stderr);
+    let run = f.cmd(&["lstm.onnx", "x.npy", "--recurrent-weights", "f8"]);
+    assert_error(&run);
+}
+
+#[test]
 fn engine_tract_failure_is_a_clean_error() {
     // tract's own lowering cannot handle a symbolic batch without initial_h; whatever it does
     // (an error or a panic inside tract), the tool reports one error line and exits with 2.

@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// products split by columns (default 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
+
+    /// How the native cells store the recurrent weights: `full` keeps them exact; `bf16` or
+    /// `f16` halve the bytes each time step reads and round the weights (products still sum
+    /// in f32). Faster at batch 1 with large hidden sizes; see the README for the error.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = WeightsArg::Full)]
+    pub recurrent_weights: WeightsArg,
 }
 
 /// Describe a model: inputs, outputs, opset and recurrent nodes.
@@ -149,6 +155,27 @@ impl From<EngineArg> for rnn_run::Engine {
         match e {
             EngineArg::Native => rnn_run::Engine::Native,
             EngineArg::Tract => rnn_run::Engine::Tract,
+        }
+    }
+}
+
+/// `--recurrent-weights`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsArg {
+    /// The model's own precision.
+    Full,
+    /// bfloat16 (8 significant bits, f32's range).
+    Bf16,
+    /// IEEE half (11 significant bits, range ±65504).
+    F16,
+}
+
+impl From<WeightsArg> for rnn_run::WeightFormat {
+    fn from(w: WeightsArg) -> Self {
+        match w {
+            WeightsArg::Full => rnn_run::WeightFormat::Full,
+            WeightsArg::Bf16 => rnn_run::WeightFormat::Bf16,
+            WeightsArg::F16 => rnn_run::WeightFormat::F16,
         }
     }
 }

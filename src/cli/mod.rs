@@ -15,7 +15,7 @@ mod serve;
 use std::ffi::OsString;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rnn_run::{npy, LoadOptions, Model, Tensor};
 
 use args::{Command, InspectArgs, RunArgs};
@@ -123,9 +123,22 @@ fn elapsed_ms(start: Instant) -> f64 {
 }
 
 fn load(path: &std::path::Path, engine: args::EngineArg, threads: u32) -> Result<Model> {
+    load_with(path, engine, threads, args::WeightsArg::Full)
+}
+
+fn load_with(
+    path: &std::path::Path,
+    engine: args::EngineArg,
+    threads: u32,
+    weights: args::WeightsArg,
+) -> Result<Model> {
+    if engine == args::EngineArg::Tract && weights != args::WeightsArg::Full {
+        bail!("--recurrent-weights applies to the native cells; --engine tract keeps the weights as they are");
+    }
     let options = LoadOptions {
         engine: engine.into(),
         threads: threads as usize,
+        recurrent_weights: weights.into(),
         ..Default::default()
     };
     Model::load_with(path, &options).map_err(|e| anyhow!("cannot load model: {e}"))
@@ -177,7 +190,7 @@ fn inspect(a: InspectArgs) -> Result<i32> {
 
 fn run(a: RunArgs) -> Result<i32> {
     let start = Instant::now();
-    let model = load(&a.model, a.engine, a.threads)?;
+    let model = load_with(&a.model, a.engine, a.threads, a.recurrent_weights)?;
     let load_ms = elapsed_ms(start);
 
     let bound = inputs::bind(&model, &a.inputs, a.chunk.is_some())?;
@@ -291,6 +304,10 @@ fn run(a: RunArgs) -> Result<i32> {
         plan_ms,
         run_ms,
         stream: a.chunk.map(|chunk| (chunk as usize, pushes)),
+        recurrent_weights: match a.recurrent_weights {
+            args::WeightsArg::Full => None,
+            w => Some(rnn_run::WeightFormat::from(w).name()),
+        },
         bench,
         rtol: a.rtol,
         atol: a.atol,

@@ -52,6 +52,8 @@ pub struct RunReport<'a> {
     pub run_ms: f64,
     /// `--chunk`: the chunk length and how many pushes the run took.
     pub stream: Option<(usize, usize)>,
+    /// `--recurrent-weights`, when not `full`: the outputs come from rounded weights.
+    pub recurrent_weights: Option<&'static str>,
     pub bench: Option<Bench>,
     pub rtol: f64,
     pub atol: f64,
@@ -150,6 +152,9 @@ impl RunReport<'_> {
         if let Some((chunk, pushes)) = self.stream {
             doc.set("chunk", chunk);
             doc.set("pushes", pushes);
+        }
+        if let Some(format) = self.recurrent_weights {
+            doc.set("recurrent_weights", format);
         }
         if let Some(ok) = self.all_ok() {
             doc.set("ok", ok);
@@ -252,6 +257,11 @@ impl RunReport<'_> {
             out.push_str(&format!(
                 "stream: chunk {chunk}, {pushes} push{}\n",
                 if pushes == 1 { "" } else { "es" }
+            ));
+        }
+        if let Some(format) = self.recurrent_weights {
+            out.push_str(&format!(
+                "recurrent weights: {format} (rounded; products sum in the model's precision)\n"
             ));
         }
         out.push_str(&format!(
