@@ -11,14 +11,18 @@ model with its weights as initializers, then times, alternately and in the same 
   (--with-tract).
 
 Each side is measured --rounds times, interleaved; the table shows the median over rounds in µs
-per time step and the ratio rnn-run / onnxruntime. A second table does the same on whole PyTorch
-exports from fixtures/matrix (ms per call; --no-exports skips it).
+per time step and the ratio rnn-run / onnxruntime. `--half bf16` adds a column timing rnn-run with
+`--recurrent-weights bf16` (Rᵀ in 16 bits; its error against float64 is in the README). A second
+table does the same on whole PyTorch exports from fixtures/matrix, and a third on the third-party
+models of fixtures/realworld and the DeepFilterNet-like graphs of fixtures/graphs (ms per call,
+first call of each case; --no-exports skips both).
 
     cargo build --release -j1
     python scripts/bench_vs_onnxruntime.py            # full table
     python scripts/bench_vs_onnxruntime.py --quick    # batch 1, H 256/512, plus LSTM H256 b16
     python scripts/bench_vs_onnxruntime.py --ops lstm --hidden 256 --batch 1 4
     python scripts/bench_vs_onnxruntime.py --ops lstm gru_lbr1 --hidden 512 --batch 1 --threads 1 2
+    python scripts/bench_vs_onnxruntime.py --quick --half bf16 --quiet-wait 30
 """
 
 import argparse
@@ -130,6 +134,13 @@ def measure_bandwidth():
     return sizes
 
 
+def bandwidth_for(nbytes, bw, default):
+    """The probe's GB/s at the smallest buffer holding `nbytes` (Rᵀ that fits in L2 is read
+    from L2), `default` past the probe's largest size or without a probe."""
+    fits = [gbs for size, gbs in sorted(bw.items()) if size >= nbytes]
+    return fits[0] if fits else default
+
+
 def r_bytes(op, hidden):
     """Bytes of Rᵀ (float32) every time step reads, one direction."""
     return 4 * GATES[op] * hidden * hidden
@@ -175,6 +186,7 @@ def ort_session(path):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # the real models' warnings (unused initializers, shapes) are noise here
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -189,12 +201,14 @@ def time_ort(sess, x, runs):
     return statistics.median(times) * 1e3
 
 
-def time_rnn_run(binary, model_path, x_path, runs, engine=None, threads=1):
+def time_rnn_run(binary, model_path, x_path, runs, engine=None, threads=1, weights=None):
     cmd = [str(binary), str(model_path), str(x_path), "--bench", str(runs), "--json"]
     if engine:
         cmd += ["--engine", engine]
     if threads > 1:
         cmd += ["--threads", str(threads)]
+    if weights:
+        cmd += ["--recurrent-weights", weights]
     env = dict(os.environ, RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -221,6 +235,8 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1],
                     help="rnn-run thread counts to time (onnxruntime keeps one thread)")
     ap.add_argument("--with-tract", action="store_true", help="also time --engine tract")
+    ap.add_argument("--half", nargs="+", default=[], choices=["bf16", "f16"],
+                    help="also time rnn-run with --recurrent-weights FORMAT (one thread)")
     ap.add_argument("--also", nargs="+", default=[], metavar="BINARY",
                     help="other rnn-run binaries (other builds) timed alternately with --binary, "
                          "at the same thread counts; columns named after their directory")
@@ -259,8 +275,9 @@ def main():
             f"{b >> 10} KiB {g:.1f}" if b < 1 << 20 else f"{b >> 20} MiB {g:.1f}"
             for b, g in sorted(bw.items())))
     if l3 > 0:
-        print(f"floor: Rᵀ bytes ÷ {l3:.1f} GB/s (L3, 8 MiB buffer), the batch-1 recurrent "
-              "product's time if Rᵀ streams from L3 every step")
+        print(f"floor: Rᵀ bytes ÷ the probe's bandwidth at the smallest buffer holding Rᵀ "
+              f"({l3:.1f} GB/s from 8 MiB on), the batch-1 recurrent product's time if Rᵀ "
+              "streams from that cache level every step")
     cols = ["op", "H", "batch", "T", "ort"]
     cols += ["floor"] if l3 > 0 else []
     others = [(Path(b), Path(b).resolve().parent.name) for b in args.also]
@@ -268,10 +285,13 @@ def main():
         cols += [f"rnn-run×{n}", "ratio"]
         for _, label in others:
             cols += [f"{label}×{n}"[:10], "ratio"]
+    for fmt in args.half:
+        cols += [fmt, "ratio"]
     cols += ["tract", "tract/ort"] if args.with_tract else []
     cols += ["busy"] if args.quiet_wait > 0 else []
     widths = ["{:<9}", "{:>4}", "{:>5}", "{:>5}", "{:>9}"] + (["{:>6}"] if l3 > 0 else [])
     widths += ["{:>10}", "{:>6}"] * len(args.threads) * (1 + len(others))
+    widths += ["{:>8}", "{:>6}"] * len(args.half)
     widths += ["{:>9}", "{:>9}"] if args.with_tract else []
     widths += ["{:>5}"] if args.quiet_wait > 0 else []
     print(" ".join(widths).format(*cols))
@@ -293,6 +313,7 @@ def main():
             ort_ms, tr_ms = [], []
             rr_ms = {n: [] for n in args.threads}
             also_ms = {(label, n): [] for _, label in others for n in args.threads}
+            half_ms = {fmt: [] for fmt in args.half}
             busy = 0.0
             for _ in range(args.rounds):
                 if args.quiet_wait > 0:
@@ -303,6 +324,8 @@ def main():
                     for other, label in others:
                         also_ms[label, n].append(
                             time_rnn_run(other, path, x_path, runs, threads=n))
+                for fmt in args.half:
+                    half_ms[fmt].append(time_rnn_run(binary, path, x_path, runs, weights=fmt))
                 if args.with_tract:
                     try:
                         tr_ms.append(time_rnn_run(binary, path, x_path, runs, engine="tract"))
@@ -315,7 +338,7 @@ def main():
                    "ort_spread": spread(ort_ms), "load": load_average(), "busy": busy}
             line = f"{op:<9} {h:>4} {batch:>5} {t:>5} {o:>9.2f}"
             if l3 > 0:
-                floor = r_bytes(op, h) / (l3 * 1e3)
+                floor = r_bytes(op, h) / (bandwidth_for(r_bytes(op, h), bw, l3) * 1e3)
                 row["floor_us"] = floor
                 line += f" {floor:>6.2f}"
             for n in args.threads:
@@ -329,6 +352,11 @@ def main():
                     a = statistics.median(also_ms[label, n]) * 1e3 / t
                     row[f"{label}_us{suffix}"] = a
                     line += f" {a:>10.2f} {a / o:>6.2f}"
+            for fmt in args.half:
+                hm = statistics.median(half_ms[fmt]) * 1e3 / t
+                row[f"{fmt}_us"] = hm
+                row[f"ratio_{fmt}"] = hm / o
+                line += f" {hm:>8.2f} {hm / o:>6.2f}"
             if args.with_tract:
                 tr = statistics.median(tr_ms) * 1e3 / t
                 row["tract_us"] = tr
@@ -338,10 +366,11 @@ def main():
             print(line, flush=True)
             results.append(row)
     exports = time_exports(binary, args) if args.exports else []
+    realworld = time_realworld(binary, args) if args.exports else []
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"cpu": cpu_model(), "ort": ort.__version__, "l3_gbs": l3, "bandwidth": bw,
-             "results": results, "exports": exports}, indent=1))
+             "results": results, "exports": exports, "realworld": realworld}, indent=1))
 
 
 # Whole PyTorch exports from the committed fixtures: the LSTM by the legacy exporter, the GRU by
@@ -386,6 +415,58 @@ def time_exports(binary, args):
             line += f" {r:>10.3f} {r / o:>6.2f}"
         print(line, flush=True)
         rows.append(row)
+    return rows
+
+
+# Third-party models and the DeepFilterNet-like conv+GRU graphs: (manifest folder, model, case).
+REALWORLD = [
+    ("realworld", "silero_vad", "16k_carry"),
+    ("realworld", "silero_vad_16k_op15", "16k_carry"),
+    ("realworld", "silero_vad_op18_ifless", "16k_carry"),
+    ("realworld", "silero_vad_16k_sequence", "16k_blocks_carry"),
+    ("realworld", "nsnet2-20ms-baseline", "100frames"),
+    ("realworld", "nsnet2-20ms-baseline", "batch2_40frames"),
+    ("realworld", "common_old", "w96"),
+    ("graphs", "conv_gru_dfn_legacy", "b1_t200"),
+    ("graphs", "conv_gru_dfn_legacy", "b2_t50"),
+    ("graphs", "tf2onnx_zero_state", "n4_t11"),
+]
+
+
+def time_realworld(binary, args, runs=20):
+    """ms per call on the first call of each case, the npz inputs the tests use, onnxruntime
+    and rnn-run alternated as in the other tables."""
+    print("\nthird-party models (fixtures/realworld) and conv+GRU graphs (fixtures/graphs), "
+          "ms per call")
+    print(" ".join(["{:<38}", "{:>9}", "{:>9}", "{:>6}"]).format(
+        "model / case", "ort", "rnn-run", "ratio"))
+    rows = []
+    for folder, name, case_name in REALWORLD:
+        base = ROOT / "fixtures" / folder
+        manifest = json.loads((base / "manifest.json").read_text())
+        model = next(m for m in manifest["models"] if m["name"] == name)
+        case = next(c for c in model["cases"] if c["name"] == case_name)
+        inputs = base / case["calls"][0]["inputs"]
+        with np.load(inputs) as npz:
+            feed = {k: npz[k] for k in npz.files}
+        sess = ort_session(base / model["file"])
+        ort_ms, rr_ms = [], []
+        for _ in range(args.rounds):
+            if args.quiet_wait > 0:
+                wait_quiet(args.quiet_wait)
+            sess.run(None, feed)
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                times.append(time.perf_counter() - t0)
+            ort_ms.append(statistics.median(times) * 1e3)
+            rr_ms.append(time_rnn_run(binary, base / model["file"], inputs, runs))
+        o, r = statistics.median(ort_ms), statistics.median(rr_ms)
+        label = f"{name} / {case_name}"
+        rows.append({"model": name, "case": case_name, "ort_ms": o, "rnn_run_ms": r,
+                     "ratio": r / o, "load": load_average()})
+        print(f"{label:<38} {o:>9.3f} {r:>9.3f} {r / o:>6.2f}", flush=True)
     return rows
 
 
