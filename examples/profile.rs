@@ -26,12 +26,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows = model.profile(inputs, runs)?;
     let total: f64 = rows.iter().map(|r| r.2.as_secs_f64()).sum();
     println!("{:.3} ms per run", total * 1e3 / runs as f64);
+    let ms = |t: f64| t * 1e3 / runs as f64;
+    println!("slowest nodes:");
     for (name, op, t) in rows.iter().take(25) {
         let t = t.as_secs_f64();
         println!(
             "{:8.3} ms {:5.1}%  {op:24} {name}",
-            t * 1e3 / runs as f64,
+            ms(t),
             100.0 * t / total
+        );
+    }
+    // Many small nodes of one kind (quantize, im2col, casts) can cost more than the slowest
+    // node: the same time by op.
+    let mut by_op: Vec<(String, f64, usize)> = Vec::new();
+    for (_, op, t) in &rows {
+        match by_op.iter_mut().find(|(o, ..)| o == op) {
+            Some(entry) => {
+                entry.1 += t.as_secs_f64();
+                entry.2 += 1;
+            }
+            None => by_op.push((op.clone(), t.as_secs_f64(), 1)),
+        }
+    }
+    by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("by op:");
+    for (op, t, n) in by_op.iter().take(25) {
+        println!(
+            "{:8.3} ms {:5.1}%  {op:24} {n} node{}",
+            ms(*t),
+            100.0 * t / total,
+            if *n == 1 { "" } else { "s" }
         );
     }
     Ok(())
