@@ -243,6 +243,8 @@ def main():
     ap.add_argument("--no-exports", dest="exports", action="store_false",
                     help="skip the full PyTorch exports from fixtures/matrix")
     ap.add_argument("--quick", action="store_true", help="a handful of headline cases")
+    ap.add_argument("--models-only", action="store_true",
+                    help="only the whole exports and third-party models (no single-node cases)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--quiet-wait", type=float, default=0,
                     help="before each round, wait up to this many seconds for the machine's "
@@ -257,7 +259,9 @@ def main():
     if not binary.exists():
         sys.exit(f"{binary} not found: run `cargo build --release -j1` first")
 
-    if args.quick:
+    if args.models_only:
+        cases = []
+    elif args.quick:
         cases = [(op, h, 1, 100) for op in args.ops for h in (256, 512)]
         cases += [("lstm", 256, 16, 100)]
     else:
@@ -268,7 +272,7 @@ def main():
           f"{load_average():.2f} at the start")
     l3 = args.l3_gbs
     bw = {}
-    if l3 == 0:
+    if l3 == 0 and cases:
         bw = measure_bandwidth()
         l3 = bw[8 << 20]
         print("single-core read bandwidth, GB/s: " + ", ".join(
@@ -423,12 +427,16 @@ REALWORLD = [
     ("realworld", "silero_vad", "16k_carry"),
     ("realworld", "silero_vad_16k_op15", "16k_carry"),
     ("realworld", "silero_vad_op18_ifless", "16k_carry"),
+    ("realworld", "silero_vad_openvino_16k", "16k_carry"),
+    ("realworld", "silero_vad_half", "16k_carry"),
     ("realworld", "silero_vad_16k_sequence", "16k_blocks_carry"),
     ("realworld", "nsnet2-20ms-baseline", "100frames"),
     ("realworld", "nsnet2-20ms-baseline", "batch2_40frames"),
     ("realworld", "common_old", "w96"),
     ("graphs", "conv_gru_dfn_legacy", "b1_t200"),
     ("graphs", "conv_gru_dfn_legacy", "b2_t50"),
+    ("graphs", "conv_gru_dfn_dynamo", "b1_t200"),
+    ("graphs", "conv_gru_lookahead_legacy", "b1_t200"),
     ("graphs", "tf2onnx_zero_state", "n4_t11"),
 ]
 
