@@ -76,6 +76,7 @@
 //! beta is left to its default (onnxruntime's default is 0, the ONNX spec's is not); wrongly
 //! shaped tensors.
 
+pub mod dynamic_quantize;
 pub mod mlas;
 
 use std::sync::Arc;
@@ -129,6 +130,8 @@ const ATTRIBUTES: [&str; 7] = [
 /// parser checks the domain).
 pub(crate) fn register(onnx: &mut Onnx) {
     onnx.op_register.insert(OP_TYPE, parse_node);
+    onnx.op_register
+        .insert("DynamicQuantizeLinear", dynamic_quantize::parse);
     mlas::register(onnx);
 }
 
