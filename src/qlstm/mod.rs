@@ -77,6 +77,7 @@
 //! shaped tensors.
 
 pub mod dynamic_quantize;
+mod int_gemm;
 pub mod mlas;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ use crate::cells::activation::{Act, Clip};
 use crate::error::{shape_string, NodeError};
 use crate::gates::{state_direction, state_direction_mut, y_directions_as_seq_major};
 use crate::layer::MAX_TENSOR_BYTES;
+use int_gemm::{int_product, IntMatrix};
 
 /// The domain the operator belongs to.
 pub const DOMAIN: &str = "com.microsoft";
@@ -423,15 +425,6 @@ impl Expansion for QuantExpansion {
     }
 }
 
-/// Weights minus their zero point, `[k, n]` row-major (`k` = input or hidden size,
-/// `n` = 4·hidden): the layout the operator stores them in.
-#[derive(Debug, Clone)]
-struct IntMatrix {
-    k: usize,
-    n: usize,
-    data: Vec<i16>,
-}
-
 /// One direction's constant part.
 #[derive(Debug, Clone)]
 struct DirWeights {
@@ -633,13 +626,12 @@ impl QuantWeights {
         let r_all = ints("R", r)?;
         let b_all = b.map(|b| floats("B", b)).transpose()?;
         let p_all = p.map(|p| floats("P", p)).transpose()?;
-        let matrix = |all: &[i16], d: usize, k: usize, zp: i16| IntMatrix {
-            k,
-            n: g,
-            data: all[d * k * g..(d + 1) * k * g]
+        let matrix = |all: &[i16], d: usize, k: usize, zp: i16| {
+            let centered: Vec<i16> = all[d * k * g..(d + 1) * k * g]
                 .iter()
                 .map(|&v| v - zp)
-                .collect(),
+                .collect();
+            IntMatrix::new(k, g, &centered)
         };
         let dir_weights = (0..dirs)
             .map(|d| {
@@ -688,100 +680,6 @@ pub fn quantize(v: f32, scale: f32, zero_point: u8) -> u8 {
     ((v / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0) as u8
 }
 
-/// Rows of A per pass over the weights in [`int_product`].
-const ROW_BLOCK: usize = 4;
-
-/// `out[r, c] (+)= float(Σ_k a[r, k]·w[k, c]) · mult[c]` (`mult` of length 1 applies to
-/// every column), the sums exact in wrapping int32 as MLAS's. `a` holds quantized values
-/// minus their zero point (−255 to 255), `rows × w.k`; `acc` is `ROW_BLOCK × w.n` of scratch.
-/// Compiled for AVX2 where the CPU has it (the same integer arithmetic, 8 lanes at a time).
-fn int_product(
-    a: &[i16],
-    rows: usize,
-    w: &IntMatrix,
-    mult: &[f32],
-    out: &mut [f32],
-    accumulate: bool,
-    acc: &mut [i32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { int_product_avx2(a, rows, w, mult, out, accumulate, acc) };
-    }
-    int_product_body(a, rows, w, mult, out, accumulate, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn int_product_avx2(
-    a: &[i16],
-    rows: usize,
-    w: &IntMatrix,
-    mult: &[f32],
-    out: &mut [f32],
-    accumulate: bool,
-    acc: &mut [i32],
-) {
-    int_product_body(a, rows, w, mult, out, accumulate, acc)
-}
-
-/// The body of [`int_product`].
-#[inline(always)]
-fn int_product_body(
-    a: &[i16],
-    rows: usize,
-    w: &IntMatrix,
-    mult: &[f32],
-    out: &mut [f32],
-    accumulate: bool,
-    acc: &mut [i32],
-) {
-    let (k, n) = (w.k, w.n);
-    debug_assert_eq!(a.len(), rows * k);
-    debug_assert_eq!(out.len(), rows * n);
-    for r0 in (0..rows).step_by(ROW_BLOCK) {
-        let block = ROW_BLOCK.min(rows - r0);
-        let acc = &mut acc[..block * n];
-        acc.fill(0);
-        for kk in 0..k {
-            let wrow = &w.data[kk * n..(kk + 1) * n];
-            for (i, acc_row) in acc.chunks_exact_mut(n).enumerate() {
-                let av = a[(r0 + i) * k + kk] as i32;
-                if av == 0 {
-                    continue;
-                }
-                for (c, &wv) in acc_row.iter_mut().zip(wrow) {
-                    *c = c.wrapping_add(av.wrapping_mul(wv as i32));
-                }
-            }
-        }
-        let out = &mut out[r0 * n..(r0 + block) * n];
-        for (o_row, acc_row) in out.chunks_exact_mut(n).zip(acc.chunks_exact(n)) {
-            match (mult, accumulate) {
-                (&[m], false) => o_row
-                    .iter_mut()
-                    .zip(acc_row)
-                    .for_each(|(o, &s)| *o = s as f32 * m),
-                (&[m], true) => o_row
-                    .iter_mut()
-                    .zip(acc_row)
-                    .for_each(|(o, &s)| *o += s as f32 * m),
-                (m, false) => o_row
-                    .iter_mut()
-                    .zip(acc_row)
-                    .zip(m)
-                    .for_each(|((o, &s), &m)| *o = s as f32 * m),
-                (m, true) => o_row
-                    .iter_mut()
-                    .zip(acc_row)
-                    .zip(m)
-                    .for_each(|((o, &s), &m)| *o += s as f32 * m),
-            }
-        }
-    }
-}
-
 /// Quantizes `values` with their own parameters into `out` (minus the zero point); returns
 /// the scale.
 fn quantize_centered<'a>(values: impl Iterator<Item = &'a f32> + Clone, out: &mut [i16]) -> f32 {
@@ -824,7 +722,6 @@ impl DirWeights {
             return;
         }
         let keep_y = out.y.is_some();
-        let mut acc = vec![0i32; ROW_BLOCK * g];
 
         // The input projection: X's first max_len steps quantized as one matrix, rows in the
         // order this direction visits them.
@@ -843,7 +740,7 @@ impl DirWeights {
         }
         let mult: Vec<f32> = self.w_scale.iter().map(|&s| scale * s).collect();
         let mut gx = vec![0f32; rows * g];
-        int_product(&qx, rows, &self.w, &mult, &mut gx, false, &mut acc);
+        int_product(&qx, rows, &self.w, &mult, &mut gx, false);
         drop(qx);
 
         let zeros = || Array2::<f32>::zeros((batch, hs));
@@ -860,7 +757,7 @@ impl DirWeights {
                 *m = scale * s;
             }
             gates.copy_from_slice(&gx[t * batch * g..(t + 1) * batch * g]);
-            int_product(&qh, batch, &self.r, &r_mult, &mut gates, true, &mut acc);
+            int_product(&qh, batch, &self.r, &r_mult, &mut gates, true);
             for (b, &len) in lens.iter().enumerate() {
                 if t >= len {
                     // Past its length the entry takes no new state; its row of the next
@@ -1328,21 +1225,16 @@ mod tests {
     fn integer_products_are_exact_and_rescaled_per_column() {
         // a: 2 rows × 3, w: 3 × 2.
         let a = [1, -2, 3, 255, -255, 0];
-        let w = IntMatrix {
-            k: 3,
-            n: 2,
-            data: vec![1, -1, 2, 255, -255, 3],
-        };
-        let mut acc = vec![0; ROW_BLOCK * 2];
+        let w = IntMatrix::new(3, 2, &[1, -1, 2, 255, -255, 3]);
         let mut out = vec![10.0f32; 4];
-        int_product(&a, 2, &w, &[0.5, 2.0], &mut out, true, &mut acc);
+        int_product(&a, 2, &w, &[0.5, 2.0], &mut out, true);
         // Row 0: 1·1 − 2·2 + 3·(−255) = −768; 1·(−1) − 2·255 + 3·3 = −502.
         // Row 1: 255·1 − 255·2 = −255; 255·(−1) − 255·255 = −65280.
         assert_eq!(
             out,
             [10.0 - 384.0, 10.0 - 1004.0, 10.0 - 127.5, 10.0 - 130560.0]
         );
-        int_product(&a, 2, &w, &[1.0], &mut out, false, &mut acc);
+        int_product(&a, 2, &w, &[1.0], &mut out, false);
         assert_eq!(out, [-768.0, -502.0, -255.0, -65280.0]);
     }
 
