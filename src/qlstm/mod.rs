@@ -838,6 +838,64 @@ fn finish_gate(
     clip.apply_slice(v);
 }
 
+/// Packed weights shared by every plan that holds the same constant tensors (a model's plans,
+/// one per input signature, would otherwise each pack their own copy: 4 MiB for ddddocr's
+/// node). An entry keeps its tensors, so a pointer seen equal is the same tensor; it lasts
+/// while some plan holds the weights.
+struct WeightsEntry {
+    spec: Arc<QuantSpec>,
+    x_input: Option<usize>,
+    tensors: Vec<Option<Arc<Tensor>>>,
+    weights: std::sync::Weak<QuantWeights>,
+}
+
+static WEIGHTS: std::sync::Mutex<Vec<WeightsEntry>> = std::sync::Mutex::new(Vec::new());
+
+/// The packed weights for these constant tensors (W, R, B, P, W_scale, W_zero_point,
+/// R_scale, R_zero_point), built once.
+fn shared_weights(
+    spec: &Arc<QuantSpec>,
+    x_input: Option<usize>,
+    tensors: Vec<Option<Arc<Tensor>>>,
+) -> TractResult<Arc<QuantWeights>> {
+    let same = |a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>| match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    let mut entries = WEIGHTS.lock().unwrap_or_else(|e| e.into_inner());
+    entries.retain(|e| e.weights.strong_count() > 0);
+    let found = entries.iter().find_map(|e| {
+        let hit = e.x_input == x_input
+            && *e.spec == **spec
+            && e.tensors.iter().zip(&tensors).all(|(a, b)| same(a, b));
+        hit.then(|| e.weights.upgrade()).flatten()
+    });
+    if let Some(weights) = found {
+        return Ok(weights);
+    }
+    let get = |i: usize| tensors[i].as_deref();
+    let weights = Arc::new(QuantWeights::build(
+        spec,
+        x_input,
+        get(0).context("W")?,
+        get(1).context("R")?,
+        get(2),
+        get(3),
+        get(4).context("W_scale")?,
+        get(5).context("W_zero_point")?,
+        get(6).context("R_scale")?,
+        get(7).context("R_zero_point")?,
+    )?);
+    entries.push(WeightsEntry {
+        spec: spec.clone(),
+        x_input,
+        tensors,
+        weights: Arc::downgrade(&weights),
+    });
+    Ok(weights)
+}
+
 /// The typed op: one `DynamicQuantizeLSTM` node evaluated as onnxruntime does.
 #[derive(Debug, Clone)]
 pub struct QuantizedLstm {
@@ -906,24 +964,12 @@ impl QuantizedLstm {
                 },
             }
         }
-        let get = |i: usize| consts[i].as_deref();
         let x_input = model
             .outlet_fact(inputs[0])?
             .shape
             .get(2)
             .and_then(|d| d.to_usize().ok());
-        let weights = QuantWeights::build(
-            &self.spec,
-            x_input,
-            get(0).expect("W"),
-            get(1).expect("R"),
-            get(2),
-            get(3),
-            get(4).expect("W_scale"),
-            get(5).expect("W_zero_point"),
-            get(6).expect("R_scale"),
-            get(7).expect("R_zero_point"),
-        )?;
+        let weights = shared_weights(&self.spec, x_input, consts)?;
         let slots = &self.spec.lstm.slots;
         let per_run = [
             Some(0),
@@ -932,7 +978,7 @@ impl QuantizedLstm {
             slots.initial_c,
         ];
         let op = QuantizedLstm {
-            weights: Some(Arc::new(weights)),
+            weights: Some(weights),
             ..self.clone()
         };
         Ok(Some((
