@@ -52,6 +52,7 @@ mod passes;
 pub mod pool;
 mod precheck;
 pub mod qlstm;
+mod shared;
 pub mod sniff;
 pub mod stream;
 pub mod tensor;

@@ -15,6 +15,7 @@ use crate::attrs::{Layout, NodeSpec, OpKind};
 use crate::error::shape_string;
 use crate::kernels::{Float, WeightFormat};
 use crate::layer::{Carry as LayerCarry, Layer, OutputViews, RunInputs, Threads};
+use crate::shared::{SharedBuilds, Tensors};
 
 /// Replaces tract's parsers for `RNN`, `LSTM` and `GRU` with the native ones.
 pub fn register(onnx: &mut Onnx) {
@@ -294,63 +295,42 @@ impl AnyLayer {
     }
 }
 
-/// Cells built from constant weights, shared by every plan that holds the same weight
-/// tensors: a model's plans (one per input signature), its streams' and its pools' plans all
-/// read one packed copy, which both saves memory and keeps one copy in cache when streams of
-/// one model run side by side. An entry holds its weight tensors, so a pointer seen equal is
-/// the same tensor, not a new one at a freed address; it lasts while some plan holds its cells.
-struct LayerEntry {
+/// What the cells of a node depend on besides its weight tensors.
+#[derive(Clone, PartialEq)]
+struct LayerKey {
     spec: Arc<NodeSpec>,
     dt: DatumType,
-    weights: [Option<Arc<Tensor>>; 4],
     recurrent: WeightFormat,
-    layer: std::sync::Weak<AnyLayer>,
 }
 
-static LAYERS: std::sync::Mutex<Vec<LayerEntry>> = std::sync::Mutex::new(Vec::new());
+/// Cells built from constant weights (W, R, B, P), shared by every plan holding the same
+/// tensors (see [`crate::shared`]).
+static LAYERS: SharedBuilds<LayerKey, AnyLayer> = SharedBuilds::new();
 
 /// The cells for these weights (W, R, B, P) with Rᵀ stored as `recurrent`, built once.
 fn shared_layer(
     spec: &Arc<NodeSpec>,
     dt: DatumType,
-    weights: [Option<Arc<Tensor>>; 4],
+    weights: Tensors,
     recurrent: WeightFormat,
 ) -> TractResult<Arc<AnyLayer>> {
-    let same = |a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>| match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    };
-    let mut layers = LAYERS.lock().unwrap_or_else(|e| e.into_inner());
-    layers.retain(|e| e.layer.strong_count() > 0);
-    let found = layers.iter().find_map(|e| {
-        let hit = e.dt == dt
-            && e.recurrent == recurrent
-            && *e.spec == **spec
-            && e.weights.iter().zip(&weights).all(|(a, b)| same(a, b));
-        hit.then(|| e.layer.upgrade()).flatten()
-    });
-    if let Some(layer) = found {
-        return Ok(layer);
-    }
-    let [w, r, b, p] = &weights;
-    let layer = Arc::new(AnyLayer::build(
-        spec,
-        dt,
-        w.as_ref().context("W")?,
-        r.as_ref().context("R")?,
-        b.as_deref(),
-        p.as_deref(),
-        recurrent,
-    )?);
-    layers.push(LayerEntry {
+    let key = LayerKey {
         spec: spec.clone(),
         dt,
-        weights,
         recurrent,
-        layer: Arc::downgrade(&layer),
-    });
-    Ok(layer)
+    };
+    LAYERS.get_or_build(key, weights, |key, weights| {
+        let get = |i: usize| weights.get(i).and_then(|t| t.as_deref());
+        AnyLayer::build(
+            &key.spec,
+            key.dt,
+            get(0).context("W")?,
+            get(1).context("R")?,
+            get(2),
+            get(3),
+            key.recurrent,
+        )
+    })
 }
 
 /// What a streaming op carries between calls, in the layer's element type.
@@ -464,14 +444,10 @@ impl NativeRecurrent {
     pub(crate) fn with_recurrent_weights(&self, format: WeightFormat) -> TractResult<Self> {
         let layer = match &self.layer {
             Some(layer) if format != self.recurrent_weights => {
-                let layers = LAYERS.lock().unwrap_or_else(|e| e.into_inner());
-                let entry = layers
-                    .iter()
-                    .find(|e| std::ptr::eq(e.layer.as_ptr(), Arc::as_ptr(layer)))
+                let (key, weights) = LAYERS
+                    .origin(layer)
                     .context("the weights of a prepared layer are not registered")?;
-                let (dt, weights) = (entry.dt, entry.weights.clone());
-                drop(layers);
-                Some(shared_layer(&self.spec, dt, weights, format)?)
+                Some(shared_layer(&self.spec, key.dt, weights, format)?)
             }
             other => other.clone(),
         };
@@ -539,7 +515,7 @@ impl NativeRecurrent {
         let layer = shared_layer(
             &self.spec,
             x_dt,
-            [Some(w), Some(r), b, p],
+            vec![Some(w), Some(r), b, p],
             self.recurrent_weights,
         )?;
         let per_run = [

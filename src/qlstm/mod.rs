@@ -92,6 +92,7 @@ use crate::cells::activation::{Act, Clip};
 use crate::error::{shape_string, NodeError};
 use crate::gates::{state_direction, state_direction_mut, y_directions_as_seq_major};
 use crate::layer::MAX_TENSOR_BYTES;
+use crate::shared::{SharedBuilds, Tensors};
 use int_gemm::{int_product, IntMatrix};
 
 /// The domain the operator belongs to.
@@ -838,62 +839,36 @@ fn finish_gate(
     clip.apply_slice(v);
 }
 
-/// Packed weights shared by every plan that holds the same constant tensors (a model's plans,
-/// one per input signature, would otherwise each pack their own copy: 4 MiB for ddddocr's
-/// node). An entry keeps its tensors, so a pointer seen equal is the same tensor; it lasts
-/// while some plan holds the weights.
-struct WeightsEntry {
-    spec: Arc<QuantSpec>,
-    x_input: Option<usize>,
-    tensors: Vec<Option<Arc<Tensor>>>,
-    weights: std::sync::Weak<QuantWeights>,
-}
-
-static WEIGHTS: std::sync::Mutex<Vec<WeightsEntry>> = std::sync::Mutex::new(Vec::new());
+/// Packed weights shared by every plan holding the same constant tensors (see
+/// [`crate::shared`]), keyed by the node and X's input size.
+static WEIGHTS: SharedBuilds<(Arc<QuantSpec>, Option<usize>), QuantWeights> = SharedBuilds::new();
 
 /// The packed weights for these constant tensors (W, R, B, P, W_scale, W_zero_point,
 /// R_scale, R_zero_point), built once.
 fn shared_weights(
     spec: &Arc<QuantSpec>,
     x_input: Option<usize>,
-    tensors: Vec<Option<Arc<Tensor>>>,
+    tensors: Tensors,
 ) -> TractResult<Arc<QuantWeights>> {
-    let same = |a: &Option<Arc<Tensor>>, b: &Option<Arc<Tensor>>| match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    };
-    let mut entries = WEIGHTS.lock().unwrap_or_else(|e| e.into_inner());
-    entries.retain(|e| e.weights.strong_count() > 0);
-    let found = entries.iter().find_map(|e| {
-        let hit = e.x_input == x_input
-            && *e.spec == **spec
-            && e.tensors.iter().zip(&tensors).all(|(a, b)| same(a, b));
-        hit.then(|| e.weights.upgrade()).flatten()
-    });
-    if let Some(weights) = found {
-        return Ok(weights);
-    }
-    let get = |i: usize| tensors[i].as_deref();
-    let weights = Arc::new(QuantWeights::build(
-        spec,
-        x_input,
-        get(0).context("W")?,
-        get(1).context("R")?,
-        get(2),
-        get(3),
-        get(4).context("W_scale")?,
-        get(5).context("W_zero_point")?,
-        get(6).context("R_scale")?,
-        get(7).context("R_zero_point")?,
-    )?);
-    entries.push(WeightsEntry {
-        spec: spec.clone(),
-        x_input,
+    WEIGHTS.get_or_build(
+        (spec.clone(), x_input),
         tensors,
-        weights: Arc::downgrade(&weights),
-    });
-    Ok(weights)
+        |(spec, x_input), tensors| {
+            let get = |i: usize| tensors[i].as_deref();
+            Ok(QuantWeights::build(
+                spec,
+                *x_input,
+                get(0).context("W")?,
+                get(1).context("R")?,
+                get(2),
+                get(3),
+                get(4).context("W_scale")?,
+                get(5).context("W_zero_point")?,
+                get(6).context("R_scale")?,
+                get(7).context("R_zero_point")?,
+            )?)
+        },
+    )
 }
 
 /// The typed op: one `DynamicQuantizeLSTM` node evaluated as onnxruntime does.
