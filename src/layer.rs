@@ -111,9 +111,9 @@ pub(crate) const MAX_TENSOR_BYTES: u64 = 4 << 30;
 const THREADS_MIN_MACS: usize = 1 << 20;
 
 /// A pool of worker threads for [`Layer::run`]: the directions of a bidirectional node run
-/// side by side, and each direction's products share their work among the threads it gets
-/// (the recurrent product by columns of Rᵀ, so each core streams its own part of the
-/// weights every step).
+/// side by side, and each direction's time steps are cut into pieces of hidden units among
+/// the threads it gets (each thread the same piece every step: its columns of Rᵀ and its
+/// gates stay in its own core's cache).
 #[derive(Debug)]
 pub struct Threads {
     pool: rayon::ThreadPool,

@@ -44,9 +44,9 @@ pub struct LoadOptions {
     /// Which implementation runs the recurrent nodes.
     pub engine: Engine,
     /// Threads for the native recurrent nodes (0 or 1: the calling thread only). The two
-    /// directions of a bidirectional node run side by side, and large products share their
-    /// columns; small ones stay on one thread, where handing work over costs more than it
-    /// saves. The rest of the graph runs on the calling thread.
+    /// directions of a bidirectional node run side by side, and a large step is cut into
+    /// pieces of hidden units, one per thread; small ones stay on one thread, where handing
+    /// work over costs more than it saves. The rest of the graph runs on the calling thread.
     pub threads: usize,
     /// How many plans specialized to input signatures (shapes, and scalar values where the
     /// graph needs them) are kept; 0 means the default, [`DEFAULT_PLAN_CACHE`].
@@ -54,7 +54,7 @@ pub struct LoadOptions {
     /// How the recurrent weights Rᵀ are stored. [`WeightFormat::Full`] (the default) keeps
     /// them exact; `Bf16` or `F16` halves the bytes each time step reads (faster where a step
     /// is bound by memory, batch 1 with large hidden sizes) and rounds the weights (see the
-    /// README for the measured error). Products still accumulate in f32.
+    /// README for the measured error). Products still accumulate in the model's precision.
     pub recurrent_weights: WeightFormat,
 }
 

@@ -68,14 +68,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk: Option<u32>,
 
-    /// Threads for the recurrent nodes: bidirectional directions side by side, large
-    /// products split by columns (default 1).
+    /// Threads for the recurrent nodes: bidirectional directions side by side, a large step
+    /// cut into pieces of hidden units, one per thread (default 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
 
     /// How the native cells store the recurrent weights: `full` keeps them exact; `bf16` or
     /// `f16` halve the bytes each time step reads and round the weights (products still sum
-    /// in f32). Faster at batch 1 with large hidden sizes; see the README for the error.
+    /// in the model's precision). Faster at batch 1 with large hidden sizes; see the README
+    /// for the error.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = WeightsArg::Full)]
     pub recurrent_weights: WeightsArg,
 }
