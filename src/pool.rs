@@ -15,7 +15,7 @@
 //!   stream's output back.
 //!
 //! The batch axis of every input, output and state is followed through the graph by the same
-//! analysis as the time axis ([`crate::passes::time_axis::analyse_batch`]): a model whose ops mix
+//! analysis as the time axis (`analyse_batch` in `src/passes/time_axis.rs`): a model whose ops mix
 //! the entries of a batch (a reduction over it, a fixed batch of 1 written into a reshape) is
 //! refused with the node named. A stream's result never depends on which others shared its
 //! step; the tests check it bit for bit.

@@ -1,10 +1,10 @@
 //! Streaming: run a model a chunk of time steps at a time, everything carried between chunks
 //! (recurrent states, a causal convolution's last frames) kept by the stream.
 //!
-//! A stream is accepted only where the time-axis analysis ([`crate::passes::time_axis`])
+//! A stream is accepted only where the time-axis analysis (`src/passes/time_axis.rs`)
 //! proves that the chunked run equals the whole run; everything else is refused with the node
 //! named. The stream then runs a copy of the graph in which every carried value is an explicit
-//! input and output ([`crate::passes::state_io`]), planned per chunk shape: so chunks of any
+//! input and output (`src/passes/state_io.rs`), planned per chunk shape: so chunks of any
 //! length fit, even on a model exported with a fixed length.
 
 use std::collections::VecDeque;
