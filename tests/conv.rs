@@ -13,6 +13,7 @@ mod common;
 use common::proto::{
     attr_int, attr_string, fixed, float_initializer, model_bytes, value_info, Dim,
 };
+use common::rng::Rng;
 use rnn_run::{Model, Tensor};
 use tract_onnx::pb::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto};
 use tract_onnx::prelude::*;
@@ -26,26 +27,10 @@ fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
     }
 }
 
-/// splitmix64.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// In `lo ..= hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-
     fn floats(&mut self, n: usize) -> Vec<f32> {
         (0..n)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
             .collect()
     }
 }

@@ -10,20 +10,11 @@ mod common;
 
 use common::onnx_builder::{build_node_model, BuildOpts, Dt};
 use common::reference::{run_reference, OpKind, RefAttrs, RefInputs, RefOutputs};
+use common::rng::Rng;
 use ndarray::{ArrayD, IxDyn};
 use rnn_run::{LoadOptions, Model, Tensor, WeightFormat};
 
-/// splitmix64: deterministic values without a dependency.
-struct Rng(u64);
-
 impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
     /// Uniform in [-a, a), exactly representable in f32.
     fn array(&mut self, shape: &[usize], a: f64) -> ArrayD<f64> {
         ArrayD::from_shape_fn(IxDyn(shape), |_| {

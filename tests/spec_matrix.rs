@@ -19,6 +19,7 @@ use common::reference::{
     resolve_activations, run_reference, takes_alpha, takes_beta, Activation, OpKind, RefAttrs,
     RefInputs, ALL_ACTIVATIONS,
 };
+use common::rng::Rng;
 use ndarray::{ArrayD, Dimension, IxDyn};
 use std::collections::BTreeMap;
 
@@ -33,32 +34,13 @@ const CASES_PER_TRIPLE: usize = 72;
 const MIN_MATRIX_CASES: usize = 1296;
 
 // ---------------------------------------------------------------------------
-// Deterministic PRNG (splitmix64), no external crate.
-
-struct Rng(u64);
+// Deterministic draws (splitmix64, tests/common/rng.rs).
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
     /// Uniform in [lo, hi), rounded to an f32-representable value so that the
     /// f32 and f64 runs see exactly the same numbers as the reference.
     fn val(&mut self, lo: f64, hi: f64) -> f64 {
         (lo + (hi - lo) * self.unit()) as f32 as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
     }
     fn chance(&mut self, p: f64) -> bool {
         self.unit() < p

@@ -4,4 +4,5 @@ pub mod onnx_builder;
 pub mod proto;
 pub mod random_graph;
 pub mod reference;
+pub mod rng;
 pub mod streaming;
