@@ -760,8 +760,14 @@ impl TypedOp for NativeRecurrent {
         )?))
     }
 
-    /// Y's time axis is X's, and the batch axes of X, the states and the outputs are one:
-    /// the time-axis analysis of a stream follows them through the node.
+    /// The batch axes of X, the states and the outputs are one; nothing else is.
+    ///
+    /// tract reads a linked axis as one the node maps entry for entry: it moves slices and
+    /// strides (`Downsample`) from the output side to the input side of the node across it.
+    /// That holds for the batch, whose entries never meet, and is false for time: a
+    /// recurrence reads every earlier step, so a reversing `Slice` of Y moved onto X turned a
+    /// forward pass into a reverse one. The time axis is therefore left unlinked (the
+    /// time-axis analysis of a stream has its own rule for these nodes).
     fn axes_mapping(
         &self,
         inputs: &[&TypedFact],
@@ -772,12 +778,11 @@ impl TypedOp for NativeRecurrent {
             return Ok(mapping);
         }
         let batch_major = self.spec.layout == Layout::BatchMajor;
-        let (x_seq, x_batch) = if batch_major { (1, 0) } else { (0, 1) };
+        let x_batch = if batch_major { 0 } else { 1 };
         let x = |axis| (InOut::In(0), axis);
         let slots = &self.spec.slots;
         if let Some(y) = slots.y {
-            let (y_seq, y_batch) = if batch_major { (1, 0) } else { (0, 2) };
-            mapping = mapping.linking(x(x_seq), (InOut::Out(y), y_seq))?;
+            let y_batch = if batch_major { 0 } else { 2 };
             mapping = mapping.linking(x(x_batch), (InOut::Out(y), y_batch))?;
         }
         let state_batch = if batch_major { 0 } else { 1 };
