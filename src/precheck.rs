@@ -8,6 +8,9 @@ use std::path::Path;
 
 use tract_onnx::pb::{tensor_proto::DataLocation, GraphProto, ModelProto, TensorProto};
 
+mod graph;
+mod shapes;
+
 /// Runs every check; `dir` is where external data files are looked up (without one, external
 /// data is refused).
 pub(crate) fn check_model(
@@ -26,6 +29,8 @@ pub(crate) fn check_model(
                 .into(),
         );
     }
+    graph::check_graph(proto, graph)?;
+    shapes::check_shape_values(graph)?;
     check_outputs(graph)?;
     check_transposes(graph)?;
     for t in &graph.initializer {
