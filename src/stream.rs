@@ -881,6 +881,7 @@ impl Model {
 pub(crate) fn type_for_analysis(inference: InferenceModel) -> TractResult<TypedModel> {
     let mut typed = inference.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
+    crate::passes::names::check(&typed, "int64 for TopK")?;
     typed.prop_consts()?;
     let recurrent: Vec<usize> = typed
         .nodes()

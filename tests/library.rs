@@ -587,3 +587,39 @@ fn models_from_bytes_find_external_data_in_the_directory_given() {
         from_file.run(ins).unwrap()
     );
 }
+
+/// OpenVINO's export of Silero VAD names 15 nodes `F0::anon`. tract checks node names only
+/// in a debug build, where this model failed to type, to run and to pool; it must do all
+/// three in every build (CI runs this file in a debug build too).
+#[test]
+fn a_model_repeating_node_names_types_runs_and_pools() {
+    use rnn_run::TensorExt;
+    let f = common::manifest::folder("realworld");
+    let m = f
+        .models()
+        .into_iter()
+        .find(|m| m["name"] == "silero_vad_openvino_16k")
+        .unwrap();
+    let model = Model::load(f.path(&m["file"])).unwrap();
+    assert_eq!(model.typing(), rnn_run::Typing::Symbolic);
+    let call = f.inputs(&model, &m["cases"][0]["calls"][0]["inputs"]);
+    let outputs = model.run(call.clone()).unwrap();
+    assert_eq!(outputs.len(), model.outputs().len());
+    let names: Vec<&str> = model.inputs().iter().map(|i| i.name.as_str()).collect();
+    let position = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    let (input, sr) = (position("input"), position("sr"));
+    let options = rnn_run::PoolOptions {
+        feedback: vec![("state".into(), "stateN".into())],
+        ..Default::default()
+    };
+    let pool = model.stream_pool(options, vec![call[sr].clone()]).unwrap();
+    let id = pool.open().unwrap();
+    let frame = pool
+        .push(id, vec![call[input].clone()])
+        .unwrap()
+        .wait()
+        .unwrap();
+    let want = outputs[0].array_view::<f32>().unwrap();
+    let got = frame.outputs[0].array_view::<f32>().unwrap();
+    assert_eq!(got, want);
+}

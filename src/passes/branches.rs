@@ -36,15 +36,17 @@ fn parse_if(
             .with_context(|| format!("If node '{}' has no {name} graph", node.name))
     };
     let ParseResult {
-        model: then_body,
+        model: mut then_body,
         unresolved_inputs: then_outer,
         ..
     } = ctx.parse_graph(graph("then_branch")?)?;
     let ParseResult {
-        model: else_body,
+        model: mut else_body,
         unresolved_inputs: else_outer,
         ..
     } = ctx.parse_graph(graph("else_branch")?)?;
+    super::names::make_unique(&mut then_body);
+    super::names::make_unique(&mut else_body);
     // The If node's inputs: the condition, then every outer value either branch reads.
     let mut outer: Vec<String> = then_outer.iter().chain(&else_outer).cloned().collect();
     outer.sort();

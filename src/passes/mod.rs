@@ -3,6 +3,9 @@
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
+//! - [`names`]: one name per node, checked after each of these passes in every build;
+//! - [`pad`]: ONNX `Pad` with negative pads (a crop), which tract cannot read;
+//! - [`slice_bounds`]: `Slice` bounds past 32 bits, rewritten in the protobuf to ones tract reads;
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
 //! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
 //! - [`time_axis`]: which graphs may stream, following the time axis through every op;
@@ -11,6 +14,9 @@
 pub mod branches;
 pub mod conv;
 pub mod fold;
+pub(crate) mod names;
+pub mod pad;
+pub(crate) mod slice_bounds;
 pub mod specialize;
 pub mod state_io;
 pub mod tdim;

@@ -68,7 +68,8 @@ pub fn explicit_states(
     for &ix in time_inputs.iter().chain(start_inputs) {
         let outlet = inputs[ix];
         let node = model.node(outlet.node);
-        let fed = target.add_source(&node.name, model.outlet_fact(outlet)?.clone())?;
+        let name = target.unique_name(&*node.name).into_owned();
+        let fed = target.add_source(name, model.outlet_fact(outlet)?.clone())?;
         mapping.insert(outlet, fed);
     }
 
@@ -93,7 +94,8 @@ pub fn explicit_states(
                         continue;
                     }
                     let name = format!("{}.initial_{what}", node.name);
-                    fed.push(target.add_source(&name, fact.clone())?);
+                    let unique = target.unique_name(&*name).into_owned();
+                    fed.push(target.add_source(unique, fact.clone())?);
                     let start = match given {
                         Some(slot) => {
                             start_outlets.push(node.inputs[slot]);
@@ -113,7 +115,8 @@ pub fn explicit_states(
                 let mut shape = x.shape.to_tvec();
                 shape[*axis] = frames.to_dim();
                 let name = format!("{}.history", node.name);
-                let fed = target.add_source(&name, x.datum_type.fact(&*shape))?;
+                let unique = target.unique_name(&*name).into_owned();
+                let fed = target.add_source(unique, x.datum_type.fact(&*shape))?;
                 states.push((StateStart::Zeros, name));
                 state_inputs.insert(node.id, vec![fed]);
             }
@@ -188,13 +191,17 @@ pub fn explicit_states(
                 let x = mapping[&node.inputs[0]];
                 let _ = pad;
                 let joined = target.wire_node(
-                    format!("{}.with_history", node.name),
+                    target
+                        .unique_name(format!("{}.with_history", node.name))
+                        .into_owned(),
                     TypedConcat { axis: *axis },
                     &[history, x],
                 )?[0];
                 let length = TDim::Sym(s.clone()) + *frames as i64;
                 let kept = target.wire_node(
-                    format!("{}.next_history", node.name),
+                    target
+                        .unique_name(format!("{}.next_history", node.name))
+                        .into_owned(),
                     Slice {
                         axis: *axis,
                         start: TDim::Sym(s.clone()),
@@ -246,6 +253,8 @@ pub fn explicit_states(
         &start_inputs.iter().map(|&i| inputs[i]).collect::<Vec<_>>(),
         &start_outlets,
     )?;
+    super::names::check(&target, "stream states")?;
+    super::names::check(&start_model, "stream start")?;
     Ok(StreamGraph {
         model: target,
         time_inputs: time_inputs.len(),
@@ -268,7 +277,9 @@ fn extract(
     };
     let mut mapping: HashMap<OutletId, OutletId> = HashMap::new();
     for outlet in inputs {
-        let name = &model.node(outlet.node).name;
+        let name = target
+            .unique_name(&*model.node(outlet.node).name)
+            .into_owned();
         mapping.insert(
             *outlet,
             target.add_source(name, model.outlet_fact(*outlet)?.clone())?,

@@ -33,17 +33,23 @@ pub(crate) fn int64_for_tdim_less_ops(model: &mut TypedModel) -> TractResult<()>
             .map(|&i| patch.tap_model(model, i))
             .collect::<TractResult<TVec<_>>>()?;
         let values = patch.wire_node(
-            format!("{}.int64", node.name),
+            model
+                .unique_name(format!("{}.int64", node.name))
+                .into_owned(),
             cast(DatumType::I64),
             &[inputs[0]],
         )?[0];
         let outputs = patch.wire_node(
-            format!("{}.on_int64", node.name),
+            model
+                .unique_name(format!("{}.on_int64", node.name))
+                .into_owned(),
             node.op.clone(),
             &[values, inputs[1]],
         )?;
         let back = patch.wire_node(
-            format!("{}.tdim", node.name),
+            model
+                .unique_name(format!("{}.tdim", node.name))
+                .into_owned(),
             cast(DatumType::TDim),
             &[outputs[0]],
         )?[0];
