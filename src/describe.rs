@@ -38,6 +38,9 @@ pub struct ModelInfo {
     pub opset: i64,
     /// Graph inputs that are not initializers, as declared.
     pub inputs: Vec<IoInfo>,
+    /// Graph inputs that are initializers too (IR version 4 and later): defaults a caller may
+    /// override, as declared (the initializer's own shape where the input declares none).
+    pub defaults: Vec<IoInfo>,
     /// Graph outputs, as declared.
     pub outputs: Vec<IoInfo>,
     /// How many nodes of each op type, subgraphs included, most frequent first.
@@ -101,6 +104,7 @@ impl ModelInfo {
             opsets,
             opset,
             inputs: vec![],
+            defaults: vec![],
             outputs: vec![],
             op_counts: vec![],
             recurrent: vec![],
@@ -116,6 +120,30 @@ impl ModelInfo {
             .filter(|i| !initializers.contains(i.name.as_str()))
             .map(declared)
             .collect();
+        // Before IR version 4 every initializer had to be listed as an input: a constant.
+        if proto.ir_version >= 4 {
+            info.defaults = graph
+                .input
+                .iter()
+                .filter_map(|i| {
+                    let t = graph.initializer.iter().find(|t| t.name == i.name)?;
+                    let mut info = declared(i);
+                    info.dtype = onnx_dtype(t.data_type).unwrap_or(info.dtype);
+                    let has_shape = i.r#type.as_ref().is_some_and(|t| match &t.value {
+                        Some(type_proto::Value::TensorType(t)) => t.shape.is_some(),
+                        _ => false,
+                    });
+                    if !has_shape {
+                        info.shape = t
+                            .dims
+                            .iter()
+                            .map(|&d| Dim::Fixed(d.max(0) as usize))
+                            .collect();
+                    }
+                    Some(info)
+                })
+                .collect();
+        }
         info.outputs = graph.output.iter().map(declared).collect();
         let mut counts = BTreeMap::new();
         walk(graph, &[], opset, &mut counts, &mut info.recurrent)?;

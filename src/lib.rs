@@ -39,6 +39,7 @@
 pub mod attrs;
 pub mod cells;
 mod conv;
+mod defaults;
 pub mod describe;
 pub mod error;
 pub mod gates;

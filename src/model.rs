@@ -17,6 +17,7 @@ pub(crate) use crate::guard::without_panics;
 use crate::kernels::WeightFormat;
 use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
+use crate::passes::names;
 use crate::passes::specialize::{PlanCache, PlanStats, Specialized};
 
 /// Which implementation runs the recurrent nodes.
@@ -142,6 +143,8 @@ pub struct Model {
     symbolic: std::result::Result<Arc<TypedModel>, String>,
     /// Plans specialized to input signatures, shared by clones and threads.
     plans: Arc<PlanCache>,
+    /// The graphs and plans of runs that override defaults ([`Model::defaults`]).
+    overridable: Arc<crate::defaults::Overridable>,
     /// The worker pool shared by the model's recurrent ops (and its streams), and how they
     /// store Rᵀ.
     pub(crate) native: Native,
@@ -223,12 +226,13 @@ impl Model {
         if bytes.is_empty() {
             return Err(invalid("the file is empty, expected an ONNX model".into()));
         }
-        let proto =
+        let mut proto =
             ModelProto::decode(bytes).map_err(|e| {
                 invalid(crate::sniff::describe_non_onnx(bytes).unwrap_or_else(|| {
                     format!("not an ONNX model (protobuf decoding failed: {e})")
                 }))
             })?;
+        crate::passes::slice_bounds::normalize(&mut proto);
         let Some(graph) = proto.graph.as_ref() else {
             return Err(invalid(
                 "not an ONNX model: no graph in the protobuf".into(),
@@ -249,11 +253,14 @@ impl Model {
             crate::op::register(&mut onnx);
         }
         crate::passes::branches::register(&mut onnx);
+        crate::passes::pad::register(&mut onnx);
         crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
         let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        let parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
+        let mut parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
             .map_err(|what| invalid(format!("tract failed while reading the graph ({what})")))?
             .map_err(|e| Error::from_tract(e, invalid))?;
+        // ONNX does not require node names to be unique; tract's graphs do.
+        crate::passes::names::make_unique(&mut parsed.model);
         if !parsed.unresolved_inputs.is_empty() {
             return Err(invalid(format!(
                 "nodes refer to tensors no node produces: {}",
@@ -334,6 +341,7 @@ impl Model {
             inference,
             symbolic,
             plans: Arc::new(PlanCache::new(capacity)),
+            overridable: Arc::new(crate::defaults::Overridable::new(capacity)),
             native,
         })
     }
@@ -401,8 +409,7 @@ impl Model {
     /// running it; returns how long making it took, zero when it was cached. [`Model::run`]
     /// does this itself: call it to keep that cost out of a timed run.
     pub fn prepare(&self, inputs: &[Tensor]) -> Result<Duration> {
-        self.check_inputs(inputs)?;
-        let (plan, built) = self.plan_for(inputs)?;
+        let (plan, built) = self.plan_checked(inputs, None)?;
         Ok(if built {
             plan.build_time
         } else {
@@ -410,12 +417,112 @@ impl Model {
         })
     }
 
+    /// Graph inputs that have a default (an initializer of the same name, IR version 4 and
+    /// later): not among [`Model::inputs`], and overridable by [`Model::run`] or
+    /// [`Model::run_named`].
+    pub fn defaults(&self) -> &[IoInfo] {
+        &self.info.defaults
+    }
+
+    /// The value of the default `name` (one of [`Model::defaults`]) as the file gives it.
+    pub fn default_value(&self, name: &str) -> Option<Tensor> {
+        self.defaults().iter().find(|d| d.name == name)?;
+        let node = self.inference.node_by_name(name).ok()?;
+        let konst = node.op_as::<tract_core::ops::konst::Const>()?;
+        Some(konst.val().as_ref().clone())
+    }
+
     /// Runs the model on `inputs` (graph input order) and returns the outputs (graph output
     /// order). Each call is independent: no state is kept between calls. The graph runs as
     /// specialized to the inputs' shapes (see [`Model::prepare`]).
+    ///
+    /// Tensors after the [`Model::inputs`] override the first [`Model::defaults`], in that
+    /// order; [`Model::run_named`] overrides any of them by name.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        self.check_inputs(&inputs)?;
-        let (plan, _) = self.plan_for(&inputs)?;
+        let (plan, _) = self.plan_checked(&inputs, None)?;
+        self.run_plan(&plan, inputs)
+    }
+
+    /// Runs the model on inputs given by name: every one of [`Model::inputs`], and any of
+    /// [`Model::defaults`] to override.
+    pub fn run_named<S: AsRef<str>>(&self, inputs: Vec<(S, Tensor)>) -> Result<Vec<Tensor>> {
+        let mut required: Vec<Option<Tensor>> = vec![None; self.inputs.len()];
+        let mut overrides: Vec<(usize, Tensor)> = vec![];
+        for (name, t) in inputs {
+            let name = name.as_ref();
+            let twice = || Error::Input {
+                name: name.to_string(),
+                message: "is given twice".into(),
+            };
+            if let Some(i) = self.inputs.iter().position(|i| i.name == name) {
+                if required[i].replace(t).is_some() {
+                    return Err(twice());
+                }
+            } else if let Some(i) = self.defaults().iter().position(|i| i.name == name) {
+                if overrides.iter().any(|(j, _)| *j == i) {
+                    return Err(twice());
+                }
+                overrides.push((i, t));
+            } else {
+                let mut known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                known.extend(self.defaults().iter().map(|i| i.name.as_str()));
+                return Err(Error::Input {
+                    name: name.to_string(),
+                    message: format!(
+                        "is not an input of the model; its inputs are {}",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        let missing: Vec<&str> = self
+            .inputs
+            .iter()
+            .zip(&required)
+            .filter(|(_, t)| t.is_none())
+            .map(|(i, _)| i.name.as_str())
+            .collect();
+        if let Some(first) = missing.first() {
+            return Err(Error::Input {
+                name: first.to_string(),
+                message: format!("is missing (missing: {})", missing.join(", ")),
+            });
+        }
+        overrides.sort_by_key(|(i, _)| *i);
+        let (which, values): (Vec<usize>, Vec<Tensor>) = overrides.into_iter().unzip();
+        let mut inputs: Vec<Tensor> = required.into_iter().flatten().collect();
+        inputs.extend(values);
+        let (plan, _) = self.plan_checked(&inputs, Some(&which))?;
+        self.run_plan(&plan, inputs)
+    }
+
+    /// Checks `inputs` (the model's inputs, then values for the defaults at positions `which`,
+    /// ascending; without `which`, the first defaults in order) and finds or makes their plan.
+    fn plan_checked(
+        &self,
+        inputs: &[Tensor],
+        which: Option<&[usize]>,
+    ) -> Result<(Arc<Specialized>, bool)> {
+        let n = self.inputs.len();
+        let extra = inputs.len().saturating_sub(n);
+        let first: Vec<usize> = (0..extra).collect();
+        let which = which.unwrap_or(&first);
+        if which.is_empty() || extra > self.defaults().len() {
+            self.check_inputs(inputs)?;
+            return self.plan_for(inputs);
+        }
+        self.check_inputs(&inputs[..n])?;
+        let declared: Vec<IoInfo> = which.iter().map(|&i| self.defaults()[i].clone()).collect();
+        check_inputs(&declared, &inputs[n..])?;
+        let graph = self
+            .overridable
+            .graph(&self.inference, self.defaults(), which)
+            .map_err(|e| Error::Run(chain_message(&e)))?;
+        self.plan_in(&graph.inference, &graph.plans, inputs)
+    }
+
+    /// Runs `plan` on `inputs` (which the plan's signature matches).
+    fn run_plan(&self, plan: &Specialized, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
         let fed = plan
             .fed
@@ -478,6 +585,16 @@ impl Model {
 
     /// The cached plan for these inputs, or a new one; true when it was built now.
     fn plan_for(&self, inputs: &[Tensor]) -> Result<(Arc<Specialized>, bool)> {
+        self.plan_in(&self.inference, &self.plans, inputs)
+    }
+
+    /// [`Model::plan_for`] on `inference` (the model's graph, or one overriding defaults).
+    fn plan_in(
+        &self,
+        inference: &InferenceModel,
+        plans: &PlanCache,
+        inputs: &[Tensor],
+    ) -> Result<(Arc<Specialized>, bool)> {
         let shapes = || {
             inputs
                 .iter()
@@ -494,7 +611,7 @@ impl Model {
             check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
             Ok(typed)
         };
-        without_panics(|| self.plans.get_or_build(&self.inference, inputs, build))
+        without_panics(|| plans.get_or_build(inference, inputs, build))
             .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
             .map_err(|e| Error::from_tract(e, invalid))
     }
@@ -648,6 +765,7 @@ pub fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()> {
 pub(crate) fn type_graph(model: InferenceModel, native: &Native) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
+    names::check(&typed, "int64 for TopK")?;
     configure_native(&mut typed, native)?;
     typed.declutter()?;
     Ok(typed)
@@ -681,6 +799,7 @@ pub(crate) fn configure_native(typed: &mut TypedModel, native: &Native) -> Tract
 pub(crate) fn optimize(model: InferenceModel, native: &Native) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?;
     crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
+    names::check(&typed, "int64 for TopK")?;
     optimize_typed(typed, native)
 }
 
@@ -692,16 +811,21 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         let mut model = typed.clone();
         model.declutter()?;
         crate::passes::fold::fold_constants(&mut model)?;
+        names::check(&model, "constant folding")?;
         // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
         crate::passes::conv::packed_convs(&mut model)?;
+        names::check(&model, "packed convolutions")?;
         model.optimize()?;
         // Codegen lowers some ops into new constant work (a quantized product's weight
         // casts and sums): fold that too.
         crate::passes::fold::fold_constants(&mut model)?;
+        names::check(&model, "constant folding")?;
         Ok::<_, TractError>(model)
     })();
     match optimized {
         Ok(optimized) => Ok(optimized),
+        // A broken rule of our own passes is reported, not run around.
+        Err(e) if names::is_duplicate(&e) => Err(e),
         Err(_) => Ok(typed),
     }
 }

@@ -65,23 +65,76 @@ fn classify(raw: &OsString, names: &[&str]) -> Result<Arg> {
 /// ranks and fixed dimensions. Every error names the input and the file.
 /// With `free_dims` (a chunked run, whose stream finds the time axes and checks the chunks
 /// itself), every dimension may have any size: only element types and ranks are checked.
+///
+/// Inputs with a default ([`Model::defaults`]) may be given by name (`name=x.npy`, or a key of
+/// an `.npz`); the tensors returned are the model's inputs, then the defaults up to the last
+/// one given, those not given holding their default value.
 pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Bound>> {
     let infos = model.inputs();
-    let names: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+    let required: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+    let mut all = required.clone();
+    all.extend(model.defaults().iter().map(|i| i.name.as_str()));
     let args = raw
         .iter()
-        .map(|r| classify(r, &names))
+        .map(|r| classify(r, &all))
         .collect::<Result<Vec<_>>>()?;
+    let mut bound = bind_required(model, args, free_dims)?;
+    let overrides: Vec<Bound> = bound.split_off(required.len());
+    let Some(last) = overrides.iter().rposition(|b| !b.source.is_empty()) else {
+        return Ok(bound);
+    };
+    for (info, b) in model.defaults().iter().zip(overrides).take(last + 1) {
+        if b.source.is_empty() {
+            let tensor = model
+                .default_value(&info.name)
+                .ok_or_else(|| anyhow::anyhow!("no value for default '{}'", info.name))?;
+            bound.push(Bound {
+                tensor,
+                source: "default".into(),
+            });
+            continue;
+        }
+        if let Err(e) = rnn_run::model::check_inputs(
+            std::slice::from_ref(info),
+            std::slice::from_ref(&b.tensor),
+        ) {
+            match e {
+                Error::Input { name, message } => {
+                    bail!("input '{name}' ({}): {message}", b.source)
+                }
+                other => return Err(other.into()),
+            }
+        }
+        bound.push(b);
+    }
+    Ok(bound)
+}
+
+/// Binds `args` to the model's inputs and defaults: the model's inputs checked and all
+/// present, then one entry per default (an empty source where none is given).
+fn bind_required(model: &Model, args: Vec<Arg>, free_dims: bool) -> Result<Vec<Bound>> {
+    let infos = model.inputs();
+    let required: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+    let mut names = required.clone();
+    names.extend(model.defaults().iter().map(|i| i.name.as_str()));
+    let names = &names[..];
 
     let positional = args
         .iter()
         .filter(|a| matches!(a, Arg::Positional(_)))
         .count();
-    if positional > names.len() {
-        bail!(
+    if positional > required.len() {
+        let mut message = format!(
             "too many inputs: {}, found {positional} files",
-            takes(&names)
+            takes(&required)
         );
+        if !model.defaults().is_empty() {
+            message.push_str(&format!(
+                "; inputs with a default ({}) are given by name, name=file",
+                list(&names[required.len()..])
+            ));
+        }
+        bail!(message);
     }
 
     let mut slots: Vec<Option<Bound>> = (0..names.len()).map(|_| None).collect();
@@ -118,7 +171,7 @@ pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Boun
                     let by_position = || {
                         key.strip_prefix("arr_")
                             .and_then(|i| i.parse::<usize>().ok())
-                            .filter(|&i| i < names.len())
+                            .filter(|&i| i < required.len())
                     };
                     let Some(i) = names.iter().position(|n| *n == key).or_else(by_position) else {
                         bail!(
@@ -140,7 +193,7 @@ pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Boun
         put(&mut slots, i, Bound { tensor, source })?;
     }
 
-    let missing: Vec<&str> = names
+    let missing: Vec<&str> = required
         .iter()
         .zip(&slots)
         .filter(|(_, s)| s.is_none())
@@ -152,7 +205,7 @@ pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Boun
         let mut message = format!(
             "missing input{plural} {}: {}, found {given}",
             quoted(&missing),
-            takes(&names)
+            takes(&required)
         );
         for (path, keys) in &npz_files {
             message.push_str(&format!(
@@ -167,7 +220,18 @@ pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Boun
         }
         bail!(message);
     }
-    let bound: Vec<Bound> = slots.into_iter().flatten().collect();
+    let mut bound: Vec<Bound> = vec![];
+    let mut defaults: Vec<Bound> = vec![];
+    for (i, slot) in slots.into_iter().enumerate() {
+        match slot {
+            Some(b) if i < required.len() => bound.push(b),
+            Some(b) => defaults.push(b),
+            None => defaults.push(Bound {
+                tensor: Tensor::default(),
+                source: String::new(),
+            }),
+        }
+    }
 
     for (info, b) in infos.iter().zip(&bound) {
         if b.tensor.datum_type() != info.dtype {
@@ -192,7 +256,7 @@ pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Boun
     if let Err(e) = rnn_run::model::check_inputs(&declared, &tensors) {
         match e {
             Error::Input { name, message } => {
-                let source = names
+                let source = required
                     .iter()
                     .position(|n| *n == name)
                     .map(|i| format!(" ({})", bound[i].source))
@@ -202,6 +266,7 @@ pub fn bind(model: &Model, raw: &[OsString], free_dims: bool) -> Result<Vec<Boun
             other => return Err(other.into()),
         }
     }
+    bound.extend(defaults);
     Ok(bound)
 }
 

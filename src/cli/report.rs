@@ -429,6 +429,7 @@ pub fn inspect_json(view: &Inspected) -> Json {
         .with("typing_reason", reason)
         .with("engine", view.engine.to_string())
         .with("inputs", io_json(view.inputs))
+        .with("defaults", io_json(&view.info.defaults))
         .with("outputs", io_json(view.outputs))
         .with("recurrent_nodes", Json::Arr(nodes))
 }
@@ -541,6 +542,13 @@ pub fn inspect_text(view: &Inspected) -> String {
     out.push_str(&format!("ops: {}\n", ops.join(", ")));
     out.push_str(&format!("graph: {}\n", view.status_text()));
     io_text(&mut out, "inputs", view.inputs);
+    if !view.info.defaults.is_empty() {
+        io_text(
+            &mut out,
+            "inputs with defaults (initializers; override with name=file)",
+            &view.info.defaults,
+        );
+    }
     io_text(&mut out, "outputs", view.outputs);
     let nodes = view.nodes;
     out.push_str(&format!("recurrent nodes: {}\n", nodes.len()));
