@@ -268,6 +268,8 @@ impl Model {
             )));
         }
         refuse_unknown_ops(&parsed.model, graph).map_err(invalid)?;
+        // Before typing, where tract would narrow shape values and pick among duplicates.
+        crate::precheck::check_graph(&proto, graph).map_err(invalid)?;
         let inference = Arc::new(parsed.model);
         let native = Native {
             threads: match options.threads {

@@ -29,8 +29,6 @@ pub(crate) fn check_model(
                 .into(),
         );
     }
-    graph::check_graph(proto, graph)?;
-    shapes::check_shape_values(graph)?;
     check_outputs(graph)?;
     check_transposes(graph)?;
     for t in &graph.initializer {
@@ -48,6 +46,14 @@ pub(crate) fn check_model(
         }
     }
     Ok(())
+}
+
+/// What loading refuses in a graph that can still be described (`inspect` shows these as the
+/// reason it cannot be loaded): two writers of a tensor, an attribute given twice, an opset
+/// newer than rnn-run knows, shape values tract would narrow to 32 bits.
+pub(crate) fn check_graph(proto: &ModelProto, graph: &GraphProto) -> Result<(), String> {
+    graph::check_graph(proto, graph)?;
+    shapes::check_shape_values(graph)
 }
 
 /// Every graph output is produced by a node, or is a graph input or an initializer.

@@ -587,10 +587,11 @@ fn an_attribute_given_twice_is_refused() {
     );
 
     // On a recurrent node too: hidden_size 6 then 7.
-    let (bytes, _, _) = lstm_behind(vec![], &[], false);
+    let (bytes, _, _) = lstm_behind(vec![node("id", "Identity", &["X_in"], &["X"])], &[], false);
     let mut lstm = pb::ModelProto::decode(&*bytes).unwrap();
     let graph = lstm.graph.as_mut().unwrap();
-    graph.node[0]
+    let lstm_node = graph.node.iter_mut().find(|n| n.op_type == "LSTM").unwrap();
+    lstm_node
         .attribute
         .push(common::proto::attr_int("hidden_size", 7));
     refused(
@@ -916,4 +917,75 @@ fn the_cli_overrides_a_default_by_name_and_inspect_lists_it() {
     let json: serde_json::Value = serde_json::from_str(&inspect(true)).unwrap();
     assert_eq!(json["defaults"][0]["name"], "b");
     assert_eq!(json["inputs"].as_array().unwrap().len(), 1);
+}
+
+// ------------------------------------------------------------------------------------------
+// The graphs as files (scripts/gen_hostile_graphs.py)
+
+/// Each hostile graph of `fixtures/robustness/` is refused naming what is wrong, or runs and
+/// matches onnxruntime's output stored beside it.
+#[test]
+fn hostile_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/robustness");
+    let refused: &[(&str, &[&str])] = &[
+        ("graph_reshape_2p32", &["reshape_big", "4294967299"]),
+        ("graph_reshape_2p40", &["reshape_big", "1099511627776"]),
+        ("graph_constant_of_shape_2p32", &["fill", "4294967299"]),
+        ("graph_tile_2p32", &["tile_big", "4294967297"]),
+        ("graph_expand_2p32", &["expand_big", "4294967297"]),
+        ("graph_two_writers", &["tensor 'y'", "'first'", "'second'"]),
+        (
+            "graph_attribute_twice",
+            &["'lstm' (LSTM)", "'hidden_size' is given twice"],
+        ),
+        ("graph_opset_999", &["opset 999"]),
+    ];
+    for (name, words) in refused {
+        let err = rnn_run::Model::load(dir.join(format!("{name}.onnx")))
+            .err()
+            .unwrap_or_else(|| panic!("{name} loaded"));
+        for w in *words {
+            assert!(
+                err.to_string().contains(w),
+                "{name}: '{w}' is not in: {err}"
+            );
+        }
+    }
+    let ran = [
+        "graph_reversing_slice_after_lstm",
+        "graph_reversing_slice_to_t_plus_1",
+        "graph_pad_crop_time",
+        "graph_slice_int32_min",
+        "graph_initializer_default",
+    ];
+    for name in ran {
+        let m = rnn_run::Model::load(dir.join(format!("{name}.onnx"))).unwrap();
+        let arrays = rnn_run::npy::read_npz(&dir.join(format!("{name}.npz"))).unwrap();
+        let inputs: Vec<(String, rnn_run::Tensor)> = arrays
+            .iter()
+            .filter_map(|(k, t)| Some((k.strip_prefix("in_")?.to_string(), t.clone())))
+            .collect();
+        let outputs = m
+            .run_named(inputs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (info, got) in m.outputs().iter().zip(&outputs) {
+            let want = &arrays
+                .iter()
+                .find(|(k, _)| *k == format!("out_{}", info.name))
+                .unwrap()
+                .1;
+            let want = want.array_view::<f32>().unwrap();
+            let got = got.array_view::<f32>().unwrap();
+            assert_eq!(got.shape(), want.shape(), "{name}");
+            let worst = got
+                .iter()
+                .zip(want.iter())
+                .map(|(g, w)| (g - w).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-5,
+                "{name}: largest error {worst} against onnxruntime"
+            );
+        }
+    }
 }

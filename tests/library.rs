@@ -607,12 +607,12 @@ fn a_model_repeating_node_names_types_runs_and_pools() {
     assert_eq!(outputs.len(), model.outputs().len());
     let names: Vec<&str> = model.inputs().iter().map(|i| i.name.as_str()).collect();
     let position = |n: &str| names.iter().position(|x| *x == n).unwrap();
-    let (input, sr) = (position("input"), position("sr"));
+    let input = position("input");
     let options = rnn_run::PoolOptions {
         feedback: vec![("state".into(), "stateN".into())],
         ..Default::default()
     };
-    let pool = model.stream_pool(options, vec![call[sr].clone()]).unwrap();
+    let pool = model.stream_pool(options, vec![]).unwrap();
     let id = pool.open().unwrap();
     let frame = pool
         .push(id, vec![call[input].clone()])

@@ -91,10 +91,16 @@ mod tests {
     fn model_with_names(names: &[&str]) -> TypedModel {
         let mut model = TypedModel::default();
         let mut wire = model.add_source("x", f32::fact([1])).unwrap();
-        for name in names {
-            wire = model.wire_node(*name, add(), &[wire, wire]).unwrap()[0];
+        for ix in 0..names.len() {
+            wire = model
+                .wire_node(format!("n{ix}"), add(), &[wire, wire])
+                .unwrap()[0];
         }
         model.select_output_outlets(&[wire]).unwrap();
+        // wire_node refuses a taken name; a parsed graph or a patch does not.
+        for (node, name) in model.nodes_mut().iter_mut().skip(1).zip(names) {
+            node.name = name.to_string();
+        }
         model
     }
 
