@@ -133,7 +133,7 @@ fn random_slice<C: Choices>(c: &mut C, axis: usize, dim: usize) -> SliceSpec {
         };
         let probe = ArrayD::<f64>::zeros(IxDyn(&[dim]));
         let one_axis = SliceSpec { axis: 0, ..s };
-        if onnx_slice(&probe, one_axis).len() > 0 {
+        if !onnx_slice(&probe, one_axis).is_empty() {
             return s;
         }
     }
@@ -896,7 +896,7 @@ fn the_cli_overrides_a_default_by_name_and_inspect_lists_it() {
             .arg(&out);
         let o = cmd.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        values(&rnn_run::npy::read_npy(&out.join("y.npy")).unwrap())
+        values(&rnn_run::npy::read_npy(out.join("y.npy")).unwrap())
     };
     assert!(run(&[]).iter().all(|&v| v == 1.0));
     std::fs::remove_dir_all(&out).unwrap();
@@ -960,7 +960,7 @@ fn hostile_fixtures() {
     ];
     for name in ran {
         let m = rnn_run::Model::load(dir.join(format!("{name}.onnx"))).unwrap();
-        let arrays = rnn_run::npy::read_npz(&dir.join(format!("{name}.npz"))).unwrap();
+        let arrays = rnn_run::npy::read_npz(dir.join(format!("{name}.npz"))).unwrap();
         let inputs: Vec<(String, rnn_run::Tensor)> = arrays
             .iter()
             .filter_map(|(k, t)| Some((k.strip_prefix("in_")?.to_string(), t.clone())))

@@ -178,7 +178,7 @@ fn bind_required(model: &Model, args: Vec<Arg>, free_dims: bool) -> Result<Vec<B
                             "{}: array '{key}' is not an input of the model; the model's inputs \
                              are {}",
                             path.display(),
-                            list(&names)
+                            list(names)
                         );
                     };
                     let source = format!("{}[{key}]", path.display());
