@@ -694,6 +694,7 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         crate::passes::fold::fold_constants(&mut model)?;
         // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
         crate::passes::conv::packed_convs(&mut model)?;
+        crate::passes::reverse::reversals(&mut model)?;
         model.optimize()?;
         // Codegen lowers some ops into new constant work (a quantized product's weight
         // casts and sums): fold that too.

@@ -713,7 +713,14 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                     step_with(cell, &bufs, exec, pieces);
                     std::mem::swap(state, next);
                     if let Some(y) = y.as_mut() {
-                        y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+                        // A straight copy where Y is contiguous (slicing and assigning a view
+                        // cost more than a small cell's step).
+                        let t = t0 + local;
+                        match y.as_slice_mut() {
+                            Some(ys) => ys[t * batch * hidden..(t + 1) * batch * hidden]
+                                .copy_from_slice(state.h_slice()),
+                            None => y.slice_mut(s![t, .., ..]).assign(&state.h),
+                        }
                     }
                 }
                 done += n;

@@ -69,6 +69,123 @@ pub(super) fn tanh_slice_f32(xs: &mut [f32]) {
     }
 }
 
+/// One batch row of an LSTM step after its product, for `n` units whose activations are the
+/// defaults (sigmoid, tanh, tanh) without clip: the gate pre-activations i, o, f, c start
+/// `hp` apart at `gates` (blocks padded to whole panels, so each may be read in whole chunks
+/// of 16 past `n`); Ct-1, the peepholes (or null) and the outputs hold `n` values.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct LstmRow {
+    pub gates: *const f32,
+    pub hp: usize,
+    pub c_prev: *const f32,
+    /// Pi, Po, Pf at these units, or null.
+    pub peep: [*const f32; 3],
+    pub c_next: *mut f32,
+    pub h_next: *mut f32,
+    pub n: usize,
+    pub input_forget: bool,
+}
+
+/// Chunk of units the fused LSTM row works on: a fixed length, so the loops compile to
+/// whole vectors on every kernel set.
+const CHUNK: usize = 16;
+
+/// `n ≤ CHUNK` values from `p` (zeros after them); a whole chunk as one fixed-size copy (a
+/// variable-length copy would be a library call per vector's worth of work).
+#[inline(always)]
+unsafe fn load_chunk(p: *const f32, n: usize) -> [f32; CHUNK] {
+    if n == CHUNK {
+        return *(p as *const [f32; CHUNK]);
+    }
+    let mut v = [0.0; CHUNK];
+    for (i, x) in v.iter_mut().enumerate().take(n) {
+        *x = *p.add(i);
+    }
+    v
+}
+
+/// The first `n ≤ CHUNK` values of `v` to `p`.
+#[inline(always)]
+unsafe fn store_chunk(v: &[f32; CHUNK], p: *mut f32, n: usize) {
+    if n == CHUNK {
+        *(p as *mut [f32; CHUNK]) = *v;
+        return;
+    }
+    for (i, &x) in v.iter().enumerate().take(n) {
+        *p.add(i) = x;
+    }
+}
+
+/// The LSTM step's pointwise part for one row, fused per chunk of units: the same
+/// operations in the same order as the cell's general path (so the same bits), without
+/// its passes over each gate and their tails.
+///
+/// # Safety
+/// The pointers of `r` hold what [`LstmRow`] says.
+#[inline(always)]
+pub(super) unsafe fn lstm_row_f32(r: &LstmRow) {
+    match (!r.peep[0].is_null(), r.input_forget) {
+        (false, false) => lstm_row_as::<false, false>(r),
+        (false, true) => lstm_row_as::<false, true>(r),
+        (true, false) => lstm_row_as::<true, false>(r),
+        (true, true) => lstm_row_as::<true, true>(r),
+    }
+}
+
+/// [`lstm_row_f32`] with peepholes and `input_forget` as constants, so that the loop over a
+/// chunk has no branch and compiles to whole vectors.
+#[inline(always)]
+unsafe fn lstm_row_as<const PEEP: bool, const COUPLED: bool>(r: &LstmRow) {
+    let mut u = 0;
+    while u < r.n {
+        let m = CHUNK.min(r.n - u);
+        let g = r.gates.add(u);
+        let mut gi = *(g as *const [f32; CHUNK]);
+        let mut go = *(g.add(r.hp) as *const [f32; CHUNK]);
+        let mut gf = *(g.add(2 * r.hp) as *const [f32; CHUNK]);
+        let mut gc = *(g.add(3 * r.hp) as *const [f32; CHUNK]);
+        let cp = load_chunk(r.c_prev.add(u), m);
+        let mut po = [0.0; CHUNK];
+        if PEEP {
+            let pi = load_chunk(r.peep[0].add(u), m);
+            let pf = load_chunk(r.peep[2].add(u), m);
+            po = load_chunk(r.peep[1].add(u), m);
+            for j in 0..CHUNK {
+                gi[j] = gi[j] + pi[j] * cp[j];
+                gf[j] = gf[j] + pf[j] * cp[j];
+            }
+        }
+        let mut c = [0.0f32; CHUNK];
+        for j in 0..CHUNK {
+            gi[j] = sigmoid_f32(gi[j]);
+            gc[j] = tanh_f32(gc[j]);
+        }
+        if COUPLED {
+            for j in 0..CHUNK {
+                c[j] = (1.0 - gi[j]) * cp[j] + gi[j] * gc[j];
+            }
+        } else {
+            for j in 0..CHUNK {
+                gf[j] = sigmoid_f32(gf[j]);
+                c[j] = gf[j] * cp[j] + gi[j] * gc[j];
+            }
+        }
+        if PEEP {
+            for j in 0..CHUNK {
+                go[j] = go[j] + po[j] * c[j];
+            }
+        }
+        let mut h = [0.0f32; CHUNK];
+        for j in 0..CHUNK {
+            h[j] = sigmoid_f32(go[j]) * tanh_f32(c[j]);
+        }
+        store_chunk(&c, r.c_next.add(u), m);
+        store_chunk(&h, r.h_next.add(u), m);
+        u += CHUNK;
+    }
+}
+
 /// `1 / (1 + e^-x)`, written so that neither tail overflows.
 #[inline]
 pub fn sigmoid<T: Float>(x: T) -> T {

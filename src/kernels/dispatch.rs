@@ -1,7 +1,7 @@
 //! The run-time choice of kernel set: which [`Isa`] this CPU runs and uses, and the per-type
 //! routing of products and activations to that set's kernels.
 
-use super::activations::{sigmoid, sigmoid_slice_f32, tanh_slice_f32};
+use super::activations::{lstm_row_f32, sigmoid, sigmoid_slice_f32, tanh_slice_f32, LstmRow};
 use super::generic::gemm_portable;
 #[cfg(target_arch = "x86_64")]
 use super::x86_64::{avx2, avx512};
@@ -20,6 +20,11 @@ impl Float for f32 {
 
     fn tanh_slice(xs: &mut [f32]) {
         tanh_slice_f32_on(Isa::selected(), xs)
+    }
+
+    unsafe fn lstm_row(r: &LstmRow) -> bool {
+        lstm_row_f32_on(Isa::selected(), r);
+        true
     }
 
     unsafe fn gemm_packed_unchecked(g: RawGemm<f32>, isa: Isa) {
@@ -153,5 +158,19 @@ pub(super) fn tanh_slice_f32_on(isa: Isa, xs: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::tanh_slice_f32(xs) },
         _ => tanh_slice_f32(xs),
+    }
+}
+
+/// The fused LSTM row on the vectors of `isa` (same bits on every set).
+///
+/// # Safety
+/// The CPU runs `isa`; the pointers of `r` hold what [`LstmRow`] says.
+pub(super) unsafe fn lstm_row_f32_on(isa: Isa, r: &LstmRow) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::lstm_row_f32(r),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::lstm_row_f32(r),
+        _ => lstm_row_f32(r),
     }
 }

@@ -35,6 +35,8 @@ mod tests;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar};
 
+#[doc(hidden)]
+pub use activations::LstmRow;
 pub use activations::{elu, exp_f32, sigmoid, sigmoid_f32, softplus, softsign, tanh_f32};
 pub use dispatch::Isa;
 pub use format::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, WeightFormat};
@@ -57,6 +59,19 @@ pub trait Float:
 
     /// `x ← tanh x` for every element.
     fn tanh_slice(xs: &mut [Self]);
+
+    /// The LSTM step's pointwise part for one row with the default activations and no clip,
+    /// on the selected kernel set; `false` (nothing done) where the type has no such kernel.
+    ///
+    /// # Safety
+    /// The pointers of `r` hold what [`LstmRow`] says.
+    #[doc(hidden)]
+    unsafe fn lstm_row(_r: &LstmRow) -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
 
     /// [`gemm_packed`] after its bounds checks, on the kernels of `isa`.
     ///

@@ -2,7 +2,7 @@
 //! 16-bit roundings, and the fast activations.
 
 use super::activations::{sigmoid_slice_f32, tanh_slice_f32};
-use super::dispatch::{sigmoid_slice_f32_on, tanh_slice_f32_on};
+use super::dispatch::{lstm_row_f32_on, sigmoid_slice_f32_on, tanh_slice_f32_on};
 use super::*;
 use ndarray::Array2;
 
@@ -235,4 +235,64 @@ fn fast_f32_functions_are_within_a_few_ulp() {
     assert_eq!(tanh_f32(20.0), 1.0);
     assert_eq!(tanh_f32(-20.0), -1.0);
     assert_eq!(tanh_f32(0.0), 0.0);
+}
+
+/// The fused LSTM row on every kernel set against the cell's general formula written out
+/// here (same operations, same order): the same bits, for unit counts below, at and past a
+/// chunk, with and without peepholes and `input_forget`.
+#[test]
+fn fused_lstm_row_gives_the_general_paths_bits() {
+    let val = |i: usize| ((i * 7919 % 1000) as f32 / 125.0 - 4.0) * 1.3;
+    for n in [1usize, 15, 16, 25, 33] {
+        let hp = n.div_ceil(16) * 16;
+        let gates: Vec<f32> = (0..4 * hp).map(val).collect();
+        let c_prev: Vec<f32> = (0..n).map(|i| val(i + 5000) * 0.5).collect();
+        let peeps: Vec<f32> = (0..3 * n).map(|i| val(i + 9000) * 0.2).collect();
+        for (peep, input_forget) in [(false, false), (true, false), (true, true), (false, true)] {
+            let mut want_c = vec![0.0f32; n];
+            let mut want_h = vec![0.0f32; n];
+            for j in 0..n {
+                let p = |k: usize| if peep { peeps[k * n + j] } else { 0.0 };
+                let with = |g: f32, k: usize, c: f32| if peep { g + p(k) * c } else { g };
+                let i = sigmoid_f32(with(gates[j], 0, c_prev[j]));
+                let cand = tanh_f32(gates[3 * hp + j]);
+                want_c[j] = if input_forget {
+                    (1.0 - i) * c_prev[j] + i * cand
+                } else {
+                    sigmoid_f32(with(gates[2 * hp + j], 2, c_prev[j])) * c_prev[j] + i * cand
+                };
+                let o = sigmoid_f32(with(gates[hp + j], 1, want_c[j]));
+                want_h[j] = o * tanh_f32(want_c[j]);
+            }
+            for isa in Isa::available() {
+                let (mut c, mut h) = (vec![f32::NAN; n + 1], vec![f32::NAN; n + 1]);
+                let pp = |k: usize| {
+                    if peep {
+                        peeps[k * n..].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    }
+                };
+                let row = LstmRow {
+                    gates: gates.as_ptr(),
+                    hp,
+                    c_prev: c_prev.as_ptr(),
+                    peep: [pp(0), pp(1), pp(2)],
+                    c_next: c.as_mut_ptr(),
+                    h_next: h.as_mut_ptr(),
+                    n,
+                    input_forget,
+                };
+                // SAFETY: the CPU runs `isa`; the buffers hold what LstmRow says.
+                unsafe { lstm_row_f32_on(isa, &row) };
+                let same =
+                    |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same(&c[..n], &want_c) && same(&h[..n], &want_h),
+                    "{isa:?} n {n} peep {peep} input_forget {input_forget}"
+                );
+                assert!(c[n].is_nan() && h[n].is_nan(), "wrote past n");
+            }
+        }
+    }
 }

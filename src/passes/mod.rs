@@ -3,6 +3,7 @@
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
+//! - [`reverse`]: reversals along an axis (`Slice` with step -1) as block copies;
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
 //! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
 //! - [`time_axis`]: which graphs may stream, following the time axis through every op;
@@ -11,6 +12,7 @@
 pub mod branches;
 pub mod conv;
 pub mod fold;
+pub mod reverse;
 pub mod specialize;
 pub mod state_io;
 pub mod tdim;

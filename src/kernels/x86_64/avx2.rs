@@ -237,3 +237,9 @@ pub(in crate::kernels) unsafe fn sigmoid_slice_f32(xs: &mut [f32]) {
 pub(in crate::kernels) unsafe fn tanh_slice_f32(xs: &mut [f32]) {
     activations::tanh_slice_f32(xs)
 }
+
+/// The fused LSTM row ([`activations::lstm_row_f32`]) compiled for this set.
+#[target_feature(enable = "avx2,fma")]
+pub(in crate::kernels) unsafe fn lstm_row_f32(r: &activations::LstmRow) {
+    activations::lstm_row_f32(r)
+}
