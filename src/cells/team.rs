@@ -347,7 +347,7 @@ mod tests {
         // Pieces asleep now and then (on whichever thread), so that leaders wait for helpers'
         // started pieces, count stalls and run alone: every piece still runs once per task.
         let slow = || {
-            if now_us() % 7 == 0 {
+            if now_us().is_multiple_of(7) {
                 std::thread::sleep(Duration::from_micros(300));
             }
         };

@@ -152,8 +152,8 @@ unsafe fn lstm_row_as<const PEEP: bool, const COUPLED: bool>(r: &LstmRow) {
             let pf = load_chunk(r.peep[2].add(u), m);
             po = load_chunk(r.peep[1].add(u), m);
             for j in 0..CHUNK {
-                gi[j] = gi[j] + pi[j] * cp[j];
-                gf[j] = gf[j] + pf[j] * cp[j];
+                gi[j] += pi[j] * cp[j];
+                gf[j] += pf[j] * cp[j];
             }
         }
         let mut c = [0.0f32; CHUNK];
@@ -173,7 +173,7 @@ unsafe fn lstm_row_as<const PEEP: bool, const COUPLED: bool>(r: &LstmRow) {
         }
         if PEEP {
             for j in 0..CHUNK {
-                go[j] = go[j] + po[j] * c[j];
+                go[j] += po[j] * c[j];
             }
         }
         let mut h = [0.0f32; CHUNK];
