@@ -23,6 +23,8 @@ first call of each case; --no-exports skips both).
     python scripts/bench_vs_onnxruntime.py --ops lstm --hidden 256 --batch 1 4
     python scripts/bench_vs_onnxruntime.py --ops lstm gru_lbr1 --hidden 512 --batch 1 --threads 1 2
     python scripts/bench_vs_onnxruntime.py --quick --half bf16 --quiet-wait 30
+    python scripts/gen_bench_models.py && \
+        python scripts/bench_vs_onnxruntime.py --models-only --bench-set target/bench-models
 """
 
 import argparse
@@ -245,6 +247,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a handful of headline cases")
     ap.add_argument("--models-only", action="store_true",
                     help="only the whole exports and third-party models (no single-node cases)")
+    ap.add_argument("--bench-set", metavar="DIR",
+                    help="also time the synthetic models scripts/gen_bench_models.py wrote to DIR")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--quiet-wait", type=float, default=0,
                     help="before each round, wait up to this many seconds for the machine's "
@@ -371,10 +375,12 @@ def main():
             results.append(row)
     exports = time_exports(binary, args) if args.exports else []
     realworld = time_realworld(binary, args) if args.exports else []
+    bench_set = time_bench_set(binary, args, Path(args.bench_set)) if args.bench_set else []
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"cpu": cpu_model(), "ort": ort.__version__, "l3_gbs": l3, "bandwidth": bw,
-             "results": results, "exports": exports, "realworld": realworld}, indent=1))
+             "results": results, "exports": exports, "realworld": realworld,
+             "bench_set": bench_set}, indent=1))
 
 
 # Whole PyTorch exports from the committed fixtures: the LSTM by the legacy exporter, the GRU by
@@ -478,6 +484,36 @@ def time_realworld(binary, args, runs=20):
         rows.append({"model": name, "case": case_name, "ort_ms": o, "rnn_run_ms": r,
                      "ratio": r / o, "load": load_average()})
         print(f"{label:<38} {o:>9.3f} {r:>9.3f} {r / o:>6.2f}", flush=True)
+    return rows
+
+
+def time_bench_set(binary, args, folder, runs=20):
+    """ms per call on the synthetic models of scripts/gen_bench_models.py (manifest.json in
+    `folder`), onnxruntime and rnn-run alternated as in the other tables."""
+    print(f"\nsynthetic benchmark set ({folder}), ms per call; CPU: {cpu_model()}")
+    print(" ".join(["{:<38}", "{:>9}", "{:>9}", "{:>6}"]).format("model", "ort", "rnn-run", "ratio"))
+    rows = []
+    for entry in json.loads((folder / "manifest.json").read_text()):
+        inputs = folder / entry["inputs"]
+        with np.load(inputs) as npz:
+            feed = {k: npz[k] for k in npz.files}
+        sess = ort_session(folder / entry["model"])
+        ort_ms, rr_ms = [], []
+        for _ in range(args.rounds):
+            if args.quiet_wait > 0:
+                wait_quiet(args.quiet_wait)
+            sess.run(None, feed)
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                times.append(time.perf_counter() - t0)
+            ort_ms.append(statistics.median(times) * 1e3)
+            rr_ms.append(time_rnn_run(binary, folder / entry["model"], inputs, runs))
+        o, r = statistics.median(ort_ms), statistics.median(rr_ms)
+        rows.append({"model": entry["name"], "ort_ms": o, "rnn_run_ms": r, "ratio": r / o,
+                     "load": load_average()})
+        print(f"{entry['name']:<38} {o:>9.3f} {r:>9.3f} {r / o:>6.2f}", flush=True)
     return rows
 
 

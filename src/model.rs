@@ -817,6 +817,8 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
         crate::passes::conv::packed_convs(&mut model)?;
         names::check(&model, "packed convolutions")?;
+        crate::passes::reverse::reversals(&mut model)?;
+        names::check(&model, "reversals")?;
         model.optimize()?;
         // Codegen lowers some ops into new constant work (a quantized product's weight
         // casts and sums): fold that too.

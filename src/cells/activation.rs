@@ -13,6 +13,11 @@ pub struct Act<T> {
 }
 
 impl<T: Float> Act<T> {
+    /// Whether this is `a` (for activations without parameters).
+    pub(crate) fn is(&self, a: Activation) -> bool {
+        self.kind == a
+    }
+
     /// Prepares `a` for computing in `T`.
     pub fn new(a: Activation) -> Act<T> {
         let (alpha, beta) = a.params();
@@ -85,6 +90,11 @@ impl<T: Float> Clip<T> {
     /// No bound when `None`.
     pub fn new(c: Option<f32>) -> Clip<T> {
         Clip(c.map(T::from_f32))
+    }
+
+    /// Whether there is no bound.
+    pub(crate) fn is_none(&self) -> bool {
+        self.0.is_none()
     }
 
     /// `x` bounded to `[-clip, clip]`. NaN stays NaN, as IEEE arithmetic would have it.

@@ -19,7 +19,7 @@ use super::{
     StepBufs,
 };
 use crate::attrs::{Activation, OpKind};
-use crate::kernels::{gemm_cols_raw, Float, Packed, WeightFormat};
+use crate::kernels::{gemm_cols_raw, Float, LstmRow, Packed, WeightFormat};
 
 /// A long short-term memory cell.
 ///
@@ -40,6 +40,9 @@ pub struct Lstm<T> {
     h: Act<T>,
     clip: Clip<T>,
     input_forget: bool,
+    /// f32 with the default activations and no clip: the pointwise part runs fused
+    /// ([`Float::lstm_row`]).
+    default_pointwise: bool,
 }
 
 impl<T: Float> Lstm<T> {
@@ -55,6 +58,17 @@ impl<T: Float> Lstm<T> {
         let hp = padded_hidden::<T>(hidden);
         let bias = pad_gate_row((&weights.wb + &weights.rb).view(), 4, hp);
         let act = |i: usize, d: Activation| Act::new(activations.get(i).copied().unwrap_or(d));
+        let (f, g, h) = (
+            act(0, Activation::Sigmoid),
+            act(1, Activation::Tanh),
+            act(2, Activation::Tanh),
+        );
+        let clip = Clip::new(clip);
+        let default_pointwise = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && f.is(Activation::Sigmoid)
+            && g.is(Activation::Tanh)
+            && h.is(Activation::Tanh)
+            && clip.is_none();
         Lstm {
             input: InputProjection::new(
                 pad_gate_columns(weights.w_t.view(), 4, hp).view(),
@@ -65,11 +79,12 @@ impl<T: Float> Lstm<T> {
             hidden,
             hp,
             p: weights.p,
-            f: act(0, Activation::Sigmoid),
-            g: act(1, Activation::Tanh),
-            h: act(2, Activation::Tanh),
-            clip: Clip::new(clip),
+            f,
+            g,
+            h,
+            clip,
             input_forget,
+            default_pointwise,
         }
     }
 
@@ -150,6 +165,29 @@ impl<T: Float> Cell<T> for Lstm<T> {
             .p
             .as_ref()
             .map(|p| p.as_slice().expect("owned, contiguous"));
+        if self.default_pointwise {
+            for b in 0..s.batch {
+                let at = |p: *const T| p.add(b * hs + u0) as *const f32;
+                let peep = |k: usize| p.map_or(std::ptr::null(), |p| p.as_ptr().add(k * hs + u0));
+                let row = LstmRow {
+                    gates: s.gates.add(b * s.ldg + u0) as *const f32,
+                    hp,
+                    c_prev: at(s.c),
+                    peep: [peep(0), peep(1), peep(2)].map(|q| q as *const f32),
+                    c_next: at(s.c_next) as *mut f32,
+                    h_next: at(s.h_next) as *mut f32,
+                    n,
+                    input_forget: self.input_forget,
+                };
+                // SAFETY: T is f32 (`default_pointwise` says so); gate blocks are `hp` wide
+                // and `u0` starts a panel, so whole chunks of 16 from `u0` stay in them;
+                // the state rows hold H values from `b·H`, the peepholes 3·H.
+                if !T::lstm_row(&row) {
+                    unreachable!("default_pointwise is set for f32 only");
+                }
+            }
+            return;
+        }
         let (clip, f, g, h) = (&self.clip, &self.f, &self.g, &self.h);
         // Each pass runs over a gate's units, so activations dispatch once per block and
         // sigmoid/tanh vectorize.

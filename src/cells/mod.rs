@@ -271,6 +271,10 @@ const PIECE_MIN_MACS: usize = if cfg!(test) { 1 } else { 128 * 1024 };
 /// 196 K, are slower on two cores; GRU H=128, 786 K, faster).
 const PIECE_MIN_MACS_PER_ROW: usize = if cfg!(test) { 0 } else { 32 * 1024 };
 
+/// Pieces a team cuts a task into per member: a helper that comes late leaves the leader
+/// whole pieces to take, and one descheduled in the middle of a piece holds up less work.
+const PIECES_PER_MEMBER: usize = 2;
+
 /// Whether the steps of `cell` at `batch` are big enough to share among threads.
 pub(crate) fn shares_steps<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize) -> bool {
     pieces_for(cell, batch, 2) > 1
@@ -281,29 +285,30 @@ pub(crate) fn shares_steps<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize
 enum Exec<'a> {
     /// In rayon joins, halving the pieces among the current pool's threads.
     Join,
-    /// Piece `p` on member `p` of a team.
+    /// Pieces claimed by the members of a team.
     Team(&'a team::Team),
 }
 
 impl Exec<'_> {
-    /// Runs `f(p)` for every `p < pieces`, returning when all are done.
-    fn run(self, pieces: usize, f: &(dyn Fn(usize) + Sync)) {
+    /// Runs `f(p, n)` for every `p < n`, returning when all are done: `n` is `pieces`, or
+    /// fewer when a team's leader runs the task alone.
+    fn run(self, pieces: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         match self {
-            _ if pieces <= 1 => (0..pieces).for_each(f),
+            _ if pieces <= 1 => f(0, 1),
             Exec::Team(team) => team.run(pieces, f),
-            Exec::Join => join_pieces(0..pieces, f),
+            Exec::Join => join_pieces(0..pieces, pieces, f),
         }
     }
 }
 
-fn join_pieces(pieces: std::ops::Range<usize>, f: &(dyn Fn(usize) + Sync)) {
-    if pieces.len() <= 1 {
-        return pieces.for_each(f);
+fn join_pieces(range: std::ops::Range<usize>, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    if range.len() <= 1 {
+        return range.for_each(|p| f(p, n));
     }
-    let mid = pieces.start + pieces.len() / 2;
+    let mid = range.start + range.len() / 2;
     rayon::join(
-        || join_pieces(pieces.start..mid, f),
-        || join_pieces(mid..pieces.end, f),
+        || join_pieces(range.start..mid, n, f),
+        || join_pieces(mid..range.end, n, f),
     );
 }
 
@@ -395,10 +400,10 @@ fn step_with<T: Float, C: Cell<T> + ?Sized>(
         return;
     }
     for phase in 0..cell.phases() {
-        exec.run(pieces, &|p| {
+        exec.run(pieces, &|p, n| {
             // SAFETY: the pieces' units are disjoint, and `Exec::run` returns only when
             // every piece of the phase is done.
-            unsafe { cell.step_piece(phase, bufs, piece_units::<T>(h, pieces, p)) }
+            unsafe { cell.step_piece(phase, bufs, piece_units::<T>(h, n, p)) }
         });
     }
 }
@@ -668,8 +673,15 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
 
     if uniform {
         // Each step (and each chunk's projection) cut into pieces of hidden units; on more
-        // than one thread, a team runs them, the same piece on the same core every time.
-        let pieces = pieces_for(cell, batch, parts);
+        // than one thread, a team claims them, each member its own pieces first.
+        let members = pieces_for(cell, batch, parts);
+        let pieces = if members > 1 {
+            (members * PIECES_PER_MEMBER)
+                .min(hidden.div_ceil(T::NR))
+                .min(team::MAX_PIECES)
+        } else {
+            1
+        };
         let mut run = |exec: Exec| {
             let mut done = 0;
             while done < t_len {
@@ -680,8 +692,8 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                     let x = SharedPtr(x_chunk.as_ptr() as *mut T);
                     let out = SharedPtr(gx_chunk.as_mut_ptr());
                     let ldo = gx_chunk.ncols();
-                    exec.run(pieces, &|p| {
-                        let units = piece_units::<T>(hidden, pieces, p);
+                    exec.run(pieces, &|p, n_pieces| {
+                        let units = piece_units::<T>(hidden, n_pieces, p);
                         // SAFETY: x_chunk is in standard layout ([n·batch, input]), gx_chunk
                         // holds at least n·batch rows of gate_width (stride ldo), and the
                         // pieces' units are disjoint.
@@ -701,14 +713,21 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                     step_with(cell, &bufs, exec, pieces);
                     std::mem::swap(state, next);
                     if let Some(y) = y.as_mut() {
-                        y.slice_mut(s![t0 + local, .., ..]).assign(&state.h);
+                        // A straight copy where Y is contiguous (slicing and assigning a view
+                        // cost more than a small cell's step).
+                        let t = t0 + local;
+                        match y.as_slice_mut() {
+                            Some(ys) => ys[t * batch * hidden..(t + 1) * batch * hidden]
+                                .copy_from_slice(state.h_slice()),
+                            None => y.slice_mut(s![t, .., ..]).assign(&state.h),
+                        }
                     }
                 }
                 done += n;
             }
         };
-        if pieces > 1 {
-            team::with_team(pieces, |team| run(Exec::Team(team)));
+        if members > 1 {
+            team::with_team(members, |team| run(Exec::Team(team)));
         } else {
             run(Exec::Join);
         }

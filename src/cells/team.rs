@@ -1,45 +1,117 @@
-//! A team of threads for the time loop: the same member runs the same piece of every task
-//! (a step's phase, a chunk's projection), so each core keeps its own slice of the weights
-//! and of the gates in its own cache from one step to the next, and a task costs a few
-//! shared cache lines instead of a rayon join.
+//! A team of threads for the time loop, made to hold on a busy machine: each task (a step's
+//! phase, a chunk's projection) is cut into pieces that members claim through atomic
+//! counters, so whoever is running takes the work and nobody waits for a thread that has not
+//! started its piece.
 //!
-//! Members are rayon jobs of the current pool that spin between tasks. The thread that
-//! publishes the tasks (the leader, member 0) never depends on them: a piece whose member is
-//! not following (not arrived yet, as the pool's threads may be busy elsewhere or still
-//! waking up, or descheduled and behind) or does not take it within 50 µs is run by the
-//! leader itself, so a team of any size makes progress on any pool, and a member that falls
-//! behind costs that wait once.
+//! Each member has a home range of pieces (the same every task, so in steady state a core
+//! keeps its own slice of the weights in its cache) and claims from it first; then it takes
+//! what is left of the others' ranges. The leader (member 0, the thread that publishes the
+//! tasks) therefore finishes any piece a late or descheduled helper has not taken, and waits
+//! only for pieces a helper has started. A helper descheduled in the middle of a piece still
+//! stalls the task until it runs again: when that happens (a wait far longer than the work),
+//! leaders run their tasks alone for a while, twice as long each time it happens again, so
+//! on a crowded machine two threads cost about what one does.
+//!
+//! Helpers are detached rayon jobs of the current pool: the leader never waits for one to
+//! start or to finish, and one that starts after the team's work is over returns at once.
 
+use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// One task: runs piece `p`.
-type Task<'a> = &'a (dyn Fn(usize) + Sync);
+/// One task: `f(p, n)` runs piece `p` of `n` (the whole task is `f(0, 1)`).
+type Task<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
-/// How long the leader waits for a member that has arrived to take its piece before it runs
-/// the piece itself (a spinning member takes it within a microsecond).
-const TAKE_WAIT: Duration = Duration::from_micros(50);
+/// How long an idle helper spins on the next task (or the leader on a helper's piece) before
+/// it starts yielding its core, and how long a helper yields before it naps between looks
+/// (a late helper costs nothing: the leader takes its pieces). The spin is short: the next
+/// task follows the last piece within a microsecond when both threads run, and when the
+/// scheduler has put them on the same core, every microsecond one spins the other waits.
+const SPIN: Duration = Duration::from_micros(4);
+const YIELD: Duration = Duration::from_micros(300);
+const NAP: Duration = Duration::from_micros(50);
 
-/// Spins before an idle member starts yielding its core between looks.
-const SPINS_BEFORE_YIELD: u32 = 1 << 14;
+/// A wait for helpers' pieces longer than the leader's own work by this much means a helper
+/// was descheduled in the middle of one (a scheduler's slice is milliseconds).
+const STALL: Duration = Duration::from_micros(60);
+
+/// How long leaders run alone after a stall: this, doubled at each stall that follows, up to
+/// `1 << (MAX_STRIKES - 1)` times this (about a second); one doubling is undone per [`CALM`]
+/// tasks shared without a stall. A stall costs the helper's time off its core (milliseconds
+/// on a crowded machine) while a shared task saves a few microseconds, so sharing must go
+/// thousands of tasks between stalls to pay. The record is the process's (every team's
+/// helpers run on the same machine), so a time loop that starts while helpers stall starts
+/// alone.
+const BENCH_US: u64 = 2_000;
+const MAX_STRIKES: usize = 10;
+const CALM: usize = 4096;
+
+/// Microseconds (of [`now_us`]) until which leaders run alone, stalls in a row, and tasks
+/// shared since the last stall.
+static BENCHED_UNTIL: AtomicU64 = AtomicU64::new(0);
+static STRIKES: AtomicUsize = AtomicUsize::new(0);
+static CALM_TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Microseconds since the first call.
+fn now_us() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// Whether leaders run their tasks alone now.
+fn benched() -> bool {
+    now_us() < BENCHED_UNTIL.load(Ordering::Relaxed)
+}
+
+/// A helper stalled a task.
+fn record_stall() {
+    let strikes = (STRIKES.load(Ordering::Relaxed) + 1).min(MAX_STRIKES);
+    STRIKES.store(strikes, Ordering::Relaxed);
+    CALM_TASKS.store(0, Ordering::Relaxed);
+    BENCHED_UNTIL.store(now_us() + (BENCH_US << (strikes - 1)), Ordering::Relaxed);
+}
+
+/// A task shared without a stall.
+fn record_calm() {
+    if CALM_TASKS.fetch_add(1, Ordering::Relaxed) + 1 >= CALM {
+        CALM_TASKS.store(0, Ordering::Relaxed);
+        let strikes = STRIKES.load(Ordering::Relaxed);
+        STRIKES.store(strikes.saturating_sub(1), Ordering::Relaxed);
+    }
+}
+
+/// Bits of a claim word: the task's epoch, then the next piece and the end of a home range.
+const PIECE_BITS: u32 = 12;
+const PIECE_MASK: u64 = (1 << PIECE_BITS) - 1;
+
+/// Most pieces a task may have.
+pub(crate) const MAX_PIECES: usize = PIECE_MASK as usize;
+
+fn pack(epoch: u64, next: usize, end: usize) -> u64 {
+    (epoch << (2 * PIECE_BITS)) | ((next as u64) << PIECE_BITS) | end as u64
+}
+
+/// A value alone on its cache line, so claims on one member's range never bounce the line
+/// that holds another's.
+#[repr(align(64))]
+struct Line<T>(T);
 
 /// The state members share.
 pub(crate) struct Team {
     size: usize,
     /// Number of the current task (0: none yet).
-    epoch: AtomicUsize,
-    /// Pieces of the current task.
-    count: AtomicUsize,
-    /// The current task, as a pointer to a [`Task`] on the leader's stack.
+    epoch: Line<AtomicU64>,
+    /// The current task, as a pointer to a [`Task`] on the leader's stack, and its pieces.
     task: AtomicPtr<()>,
-    /// The last epoch in which each piece was taken (by its member or by the leader).
-    taken: Vec<AtomicUsize>,
-    /// The last epoch each member has seen (0: not arrived yet; 1 at the latest on arrival).
-    seen: Vec<AtomicUsize>,
-    /// Pieces of the current task finished.
-    done: AtomicUsize,
-    /// A member's piece panicked.
+    pieces: AtomicUsize,
+    /// Per member: the current task's epoch, and its home range's pieces still unclaimed.
+    claims: Vec<Line<AtomicU64>>,
+    /// Pieces of the current task that helpers finished.
+    done: Line<AtomicUsize>,
+    /// A helper's piece panicked: its payload, for the leader to raise.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
     poisoned: AtomicBool,
     stop: AtomicBool,
 }
@@ -48,127 +120,154 @@ impl Team {
     fn new(size: usize) -> Team {
         Team {
             size,
-            epoch: AtomicUsize::new(0),
-            count: AtomicUsize::new(0),
+            epoch: Line(AtomicU64::new(0)),
             task: AtomicPtr::new(std::ptr::null_mut()),
-            taken: (0..size).map(|_| AtomicUsize::new(0)).collect(),
-            seen: (0..size).map(|_| AtomicUsize::new(0)).collect(),
-            done: AtomicUsize::new(0),
+            pieces: AtomicUsize::new(0),
+            claims: (0..size).map(|_| Line(AtomicU64::new(0))).collect(),
+            done: Line(AtomicUsize::new(0)),
+            panic: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         }
     }
 
-    /// Whether the caller takes piece `p` of task `epoch` (exactly one caller does).
-    fn take(&self, p: usize, epoch: usize) -> bool {
-        self.taken[p].fetch_max(epoch, Ordering::AcqRel) < epoch
+    /// Claims the next unclaimed piece of member `m`'s home range in task `epoch`.
+    fn claim(&self, m: usize, epoch: u64) -> Option<usize> {
+        let word = &self.claims[m].0;
+        let mut v = word.load(Ordering::Acquire);
+        loop {
+            let next = ((v >> PIECE_BITS) & PIECE_MASK) as usize;
+            let end = (v & PIECE_MASK) as usize;
+            if v >> (2 * PIECE_BITS) != epoch || next >= end {
+                return None;
+            }
+            match word.compare_exchange_weak(
+                v,
+                pack(epoch, next + 1, end),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(next),
+                Err(now) => v = now,
+            }
+        }
     }
 
-    /// Runs `f(p)` for every piece `p < pieces` (at most the team's size), piece `p` on member
-    /// `p` when it is there; returns when all are done. Called by the leader only.
+    /// Claims a piece of task `epoch` for member `m`: its own range first, then the others'.
+    fn claim_any(&self, m: usize, epoch: u64) -> Option<usize> {
+        (0..self.size).find_map(|k| self.claim((m + k) % self.size, epoch))
+    }
+
+    /// Runs `f(p, pieces)` for every piece `p < pieces` (or `f(0, 1)` when the leader runs
+    /// the task alone), returning when all are done. Called by the leader only; `f` must not
+    /// call `run` itself.
     pub(crate) fn run(&self, pieces: usize, f: Task<'_>) {
-        assert!(pieces <= self.size, "more pieces than members");
-        if pieces <= 1 {
-            return (0..pieces).for_each(f);
+        assert!(pieces <= MAX_PIECES, "more pieces than a claim word holds");
+        if pieces <= 1 || self.size <= 1 || benched() {
+            return f(0, 1);
         }
         self.task
             .store(&f as *const Task as *mut (), Ordering::Relaxed);
-        self.count.store(pieces, Ordering::Relaxed);
-        self.done.store(0, Ordering::Relaxed);
-        let epoch = self.epoch.load(Ordering::Relaxed) + 1;
-        self.epoch.store(epoch, Ordering::Release);
-        // The pieces the leader runs; a panic in one waits for the members' pieces (which
-        // borrow the task) before it goes on.
+        self.pieces.store(pieces, Ordering::Relaxed);
+        self.done.0.store(0, Ordering::Relaxed);
+        let epoch = self.epoch.0.load(Ordering::Relaxed) + 1;
+        for (m, word) in self.claims.iter().enumerate() {
+            let home = |m: usize| pieces * m / self.size;
+            word.0
+                .store(pack(epoch, home(m), home(m + 1)), Ordering::Relaxed);
+        }
+        self.epoch.0.store(epoch, Ordering::Release);
+
+        // The leader's pieces; a panic in one waits for the helpers' pieces (which borrow
+        // the task) before it goes on.
+        let start = Instant::now();
         let mut own = 0;
         let mut panicked = None;
-        let mut run_own = |p: usize| {
+        while let Some(p) = self.claim_any(0, epoch) {
             own += 1;
             if panicked.is_none() {
-                panicked = catch_unwind(AssertUnwindSafe(|| f(p))).err();
+                panicked = catch_unwind(AssertUnwindSafe(|| f(p, pieces))).err();
             }
-        };
-        if self.take(0, epoch) {
-            run_own(0);
         }
-        for p in 1..pieces {
-            let start = Instant::now();
+        // Every piece is claimed: wait only for those helpers have started.
+        if self.done.0.load(Ordering::Acquire) + own < pieces {
+            let worked = start.elapsed();
+            let waiting = Instant::now();
             let mut spins = 0u32;
-            loop {
-                if self.taken[p].load(Ordering::Acquire) >= epoch {
-                    break;
-                }
-                // A member that has not seen the previous task is not following (not
-                // arrived yet, or descheduled): its piece is not worth waiting for.
-                let seen = self.seen[p].load(Ordering::Acquire);
-                let following = seen > 0 && seen + 1 >= epoch;
-                let waited = !following || (spins % 64 == 63 && start.elapsed() > TAKE_WAIT);
-                if waited && self.take(p, epoch) {
-                    run_own(p);
-                    break;
-                }
+            while self.done.0.load(Ordering::Acquire) + own < pieces {
                 spins = spins.wrapping_add(1);
-                std::hint::spin_loop();
+                if spins.is_multiple_of(16) && waiting.elapsed() > SPIN {
+                    // The helper may be waiting for this core.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
             }
-        }
-        let mut spins = 0u32;
-        while self.done.load(Ordering::Acquire) + own < pieces {
-            spins = spins.saturating_add(1);
-            if spins < SPINS_BEFORE_YIELD {
-                std::hint::spin_loop();
+            if waiting.elapsed() > worked + STALL {
+                record_stall();
             } else {
-                std::thread::yield_now();
+                record_calm();
             }
+        } else {
+            record_calm();
         }
         if let Some(e) = panicked {
             resume_unwind(e);
         }
         if self.poisoned.load(Ordering::Acquire) {
-            panic!("a piece of the time loop panicked on another thread");
+            match self.panic.lock().ok().and_then(|mut p| p.take()) {
+                Some(e) => resume_unwind(e),
+                None => panic!("a piece of the time loop panicked on another thread"),
+            }
         }
     }
 
-    /// Member `p`'s loop: takes piece `p` of each task until the team stops.
-    fn serve(&self, p: usize) {
-        // Ready for the next task (or the first).
-        let arrival = self.epoch.load(Ordering::Acquire).max(1);
-        self.seen[p].store(arrival, Ordering::Release);
+    /// Helper `m`'s loop: takes pieces of each task until the team stops.
+    fn serve(&self, m: usize) {
         let mut seen = 0;
-        let mut idle = 0u32;
+        let mut idle_since = Instant::now();
+        let mut spins = 0u32;
         loop {
-            let epoch = self.epoch.load(Ordering::Acquire);
+            let epoch = self.epoch.0.load(Ordering::Acquire);
             if epoch != seen {
                 seen = epoch;
-                self.seen[p].store(epoch.max(1), Ordering::Release);
-                idle = 0;
-                if p < self.count.load(Ordering::Relaxed) && self.take(p, epoch) {
-                    // SAFETY: the leader keeps the task alive until every piece of this
-                    // epoch is done, and this piece is not done yet.
+                while let Some(p) = self.claim_any(m, epoch) {
+                    // SAFETY: the leader keeps the task alive until every claimed piece of
+                    // this epoch is done, and this one is not done yet; the claim (Acquire)
+                    // follows the leader's stores of the task and its pieces.
                     let f = unsafe { *(self.task.load(Ordering::Relaxed) as *const Task) };
-                    let r = catch_unwind(AssertUnwindSafe(|| f(p)));
-                    if r.is_err() {
+                    let pieces = self.pieces.load(Ordering::Relaxed);
+                    if let Err(e) = catch_unwind(AssertUnwindSafe(|| f(p, pieces))) {
+                        if let Ok(mut slot) = self.panic.lock() {
+                            slot.get_or_insert(e);
+                        }
                         self.poisoned.store(true, Ordering::Release);
                     }
-                    self.done.fetch_add(1, Ordering::Release);
-                    if let Err(e) = r {
-                        resume_unwind(e);
-                    }
+                    self.done.0.fetch_add(1, Ordering::Release);
                 }
+                idle_since = Instant::now();
+                spins = 0;
                 continue;
             }
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            idle = idle.saturating_add(1);
-            if idle < SPINS_BEFORE_YIELD {
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(16) {
                 std::hint::spin_loop();
-            } else {
+                continue;
+            }
+            let idle = idle_since.elapsed();
+            if idle > YIELD {
+                std::thread::sleep(NAP);
+            } else if idle > SPIN {
                 std::thread::yield_now();
             }
         }
     }
 }
 
-/// Stops the members when the leader's work ends, panics included.
+/// Stops the helpers when the leader's work ends, panics included.
 struct StopOnDrop<'a>(&'a Team);
 
 impl Drop for StopOnDrop<'_> {
@@ -177,49 +276,83 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// Runs `f` as the leader of a team of `size` members (the calling thread and `size - 1` jobs
-/// of the current rayon pool).
-pub(crate) fn with_team<R: Send>(size: usize, f: impl FnOnce(&Team) -> R + Send) -> R {
-    let team = Team::new(size.max(1));
-    rayon::scope(|s| {
-        for p in 1..team.size {
-            let team = &team;
-            s.spawn(move |_| team.serve(p));
-        }
-        let _stop = StopOnDrop(&team);
-        f(&team)
-    })
+/// Runs `f` as the leader of a team of `size` members (the calling thread and `size - 1`
+/// detached jobs of the current rayon pool, which may start late or never); alone while
+/// helpers stall.
+pub(crate) fn with_team<R>(size: usize, f: impl FnOnce(&Team) -> R) -> R {
+    let size = if benched() { 1 } else { size.max(1) };
+    let team = Arc::new(Team::new(size));
+    for m in 1..team.size {
+        let team = Arc::clone(&team);
+        rayon::spawn(move || team.serve(m));
+    }
+    let _stop = StopOnDrop(&team);
+    f(&team)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+
+    /// Runs `tasks` tasks of 1 to 12 pieces on a team: how many times each of 12 pieces ran
+    /// (a task run alone covers all of its pieces at once).
+    fn count_pieces(
+        threads: usize,
+        size: usize,
+        tasks: usize,
+        slow: &(dyn Fn() + Sync),
+    ) -> Vec<usize> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let counts: Vec<AtomicUsize> = (0..12).map(|_| AtomicUsize::new(0)).collect();
+        pool.install(|| {
+            with_team(size, |team| {
+                for task in 0..tasks {
+                    let pieces = 1 + task % 12;
+                    team.run(pieces, &|p, n| {
+                        slow();
+                        // Piece p of n covers pieces [p·pieces/n, (p+1)·pieces/n).
+                        for c in &counts[p * pieces / n..(p + 1) * pieces / n] {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            })
+        });
+        counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    fn want(tasks: usize) -> Vec<usize> {
+        (0..12)
+            .map(|p| (0..tasks).filter(|t| p < 1 + t % 12).count())
+            .collect()
+    }
 
     #[test]
     fn every_piece_runs_once_per_task_on_any_pool() {
-        // Pools smaller than the team: the leader runs what no member takes.
+        // Pools smaller than the team, and pieces fewer or more than members: the leader
+        // runs what no helper takes.
         for threads in [1, 2, 4] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
             for size in [1, 2, 3, 5] {
-                let counts = Mutex::new(vec![0usize; size]);
-                pool.install(|| {
-                    with_team(size, |team| {
-                        for task in 0..200 {
-                            let pieces = 1 + task % size;
-                            team.run(pieces, &|p| counts.lock().unwrap()[p] += 1);
-                        }
-                    })
-                });
-                let counts = counts.into_inner().unwrap();
-                let want: Vec<usize> = (0..size)
-                    .map(|p| (0..200).filter(|t| p < 1 + t % size).count())
-                    .collect();
-                assert_eq!(counts, want, "{threads} threads, team of {size}");
+                let counts = count_pieces(threads, size, 600, &|| {});
+                assert_eq!(counts, want(600), "{threads} threads, team of {size}");
             }
+        }
+    }
+
+    #[test]
+    fn a_helper_that_stalls_costs_no_piece() {
+        // Pieces asleep now and then (on whichever thread), so that leaders wait for helpers'
+        // started pieces, count stalls and run alone: every piece still runs once per task.
+        let slow = || {
+            if now_us().is_multiple_of(7) {
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        };
+        for size in [2, 3] {
+            assert_eq!(count_pieces(3, size, 3000, &slow), want(3000));
         }
     }
 
@@ -233,7 +366,7 @@ mod tests {
             pool.install(|| {
                 with_team(2, |team| {
                     for _ in 0..1000 {
-                        team.run(2, &|p| assert!(p == 0, "piece {p}"));
+                        team.run(2, &|p, n| assert!(p == 0 && n == 2, "piece {p} of {n}"));
                     }
                 })
             })

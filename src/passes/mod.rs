@@ -5,6 +5,7 @@
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
 //! - [`names`]: one name per node, checked after each of these passes in every build;
 //! - [`pad`]: ONNX `Pad` with negative pads (a crop), which tract cannot read;
+//! - [`reverse`]: reversals along an axis (`Slice` with step -1) as block copies;
 //! - [`slice_bounds`]: `Slice` bounds past 32 bits, rewritten in the protobuf to ones tract reads;
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
 //! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
@@ -16,6 +17,7 @@ pub mod conv;
 pub mod fold;
 pub(crate) mod names;
 pub mod pad;
+pub mod reverse;
 pub(crate) mod slice_bounds;
 pub mod specialize;
 pub mod state_io;

@@ -9,12 +9,21 @@
 //! point 0, the usual quantization) are stored in 8 bits and widened in registers, so a
 //! time step reads half the bytes. Every path gives the same integers; the float scaling is
 //! the same expression on every path.
+//!
+//! The files: the packing and the product (here), the portable panel sums (`generic`) and the
+//! AVX2 ones (`avx2`), chosen per call by what the CPU has.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod generic;
+
+use generic::portable_panel_sums;
 
 /// Columns per panel: four vectors of eight int32 sums.
 pub(super) const NC: usize = 32;
 
 /// Rows of `a` per pass over a panel.
-const MR: usize = 4;
+pub(super) const MR: usize = 4;
 
 /// `w` (`k × n`, minus its zero point) packed for [`int_product`].
 #[derive(Debug, Clone)]
@@ -25,7 +34,7 @@ pub(super) struct IntMatrix {
 }
 
 #[derive(Debug, Clone)]
-enum Packed {
+pub(super) enum Packed {
     I8(Vec<i8>),
     I16(Vec<i16>),
 }
@@ -128,108 +137,6 @@ fn panel_sums(
         Packed::I8(p) => portable_panel_sums(a, block, w.k, p, panel, pairs, sums),
         Packed::I16(p) => portable_panel_sums(a, block, w.k, p, panel, pairs, sums),
     }
-}
-
-/// The pair of `a[row, 2p]`, `a[row, 2p + 1]` (0 past the end of the row).
-#[inline(always)]
-fn a_pair(a: &[i16], k: usize, row: usize, p: usize) -> (i16, i16) {
-    let first = a[row * k + 2 * p];
-    let second = if 2 * p + 1 < k {
-        a[row * k + 2 * p + 1]
-    } else {
-        0
-    };
-    (first, second)
-}
-
-fn portable_panel_sums<W: Copy + Into<i32>>(
-    a: &[i16],
-    block: usize,
-    k: usize,
-    packed: &[W],
-    panel: usize,
-    pairs: usize,
-    sums: &mut [[i32; NC]; MR],
-) {
-    for row in sums.iter_mut().take(block) {
-        row.fill(0);
-    }
-    for p in 0..pairs {
-        let w = &packed[(panel * pairs + p) * NC * 2..(panel * pairs + p + 1) * NC * 2];
-        for (i, row) in sums.iter_mut().take(block).enumerate() {
-            let (a0, a1) = a_pair(a, k, i, p);
-            for (c, s) in row.iter_mut().enumerate() {
-                let pair = a0 as i32 * w[2 * c].into() + a1 as i32 * w[2 * c + 1].into();
-                *s = s.wrapping_add(pair);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{a_pair, MR, NC};
-
-    /// Eight columns' pairs of 8-bit weights, widened to 16 bits.
-    macro_rules! load_i8 {
-        ($p:expr) => {
-            _mm256_cvtepi8_epi16(_mm_loadu_si128($p as *const __m128i))
-        };
-    }
-
-    /// Eight columns' pairs of 16-bit weights.
-    macro_rules! load_i16 {
-        ($p:expr) => {
-            _mm256_loadu_si256($p as *const __m256i)
-        };
-    }
-
-    macro_rules! panel_kernel {
-        ($name:ident, $elem:ty, $load:ident) => {
-            /// # Safety
-            /// AVX2; `packed` holds the whole panel; `a` holds `block` rows of `k`.
-            #[target_feature(enable = "avx2")]
-            pub(super) unsafe fn $name(
-                a: &[i16],
-                block: usize,
-                k: usize,
-                packed: &[$elem],
-                panel: usize,
-                pairs: usize,
-                sums: &mut [[i32; NC]; MR],
-            ) {
-                let mut acc = [[_mm256_setzero_si256(); NC / 8]; MR];
-                let base = packed[panel * pairs * NC * 2..(panel + 1) * pairs * NC * 2].as_ptr();
-                for p in 0..pairs {
-                    let w = base.add(p * NC * 2);
-                    let ws = [
-                        $load!(w),
-                        $load!(w.add(16)),
-                        $load!(w.add(32)),
-                        $load!(w.add(48)),
-                    ];
-                    for (i, acc_row) in acc.iter_mut().enumerate().take(block) {
-                        let (a0, a1) = a_pair(a, k, i, p);
-                        let pair = ((a1 as u16 as u32) << 16 | a0 as u16 as u32) as i32;
-                        let pair = _mm256_set1_epi32(pair);
-                        for (v, w) in acc_row.iter_mut().zip(&ws) {
-                            *v = _mm256_add_epi32(*v, _mm256_madd_epi16(pair, *w));
-                        }
-                    }
-                }
-                for (row, acc_row) in sums.iter_mut().zip(&acc).take(block) {
-                    for (chunk, v) in row.chunks_exact_mut(8).zip(acc_row) {
-                        _mm256_storeu_si256(chunk.as_mut_ptr() as *mut __m256i, *v);
-                    }
-                }
-            }
-        };
-    }
-
-    panel_kernel!(panel_sums_i8, i8, load_i8);
-    panel_kernel!(panel_sums_i16, i16, load_i16);
 }
 
 #[cfg(test)]

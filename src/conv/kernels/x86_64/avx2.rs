@@ -1,0 +1,145 @@
+//! The AVX2+FMA kernels: pixel tiles of 4 channels × 2 vectors of 8, channel tiles of 8, and
+//! the packing of 16-wide panels.
+
+use crate::conv::kernels::packing::{Panel, Patches};
+use crate::conv::kernels::Tile;
+use std::arch::x86_64::*;
+
+/// [`super::avx512::chan512`] with 8 channels in a vector, stored channel by channel.
+#[target_feature(enable = "avx2,fma")]
+pub(in crate::conv::kernels) unsafe fn chan256<const NP: usize>(t: &Tile) {
+    let mut acc = [_mm256_loadu_ps(t.bias); NP];
+    let mut w = t.w;
+    let mut x = t.x;
+    for _ in 0..t.k {
+        let wv = _mm256_loadu_ps(w);
+        for (j, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm256_fmadd_ps(wv, _mm256_broadcast_ss(&*x.add(j)), *acc);
+        }
+        w = w.add(t.ldw);
+        x = x.add(t.ldx);
+    }
+    if let Some(lo) = t.clamp.lo {
+        let lo = _mm256_set1_ps(lo);
+        for acc in &mut acc {
+            *acc = _mm256_max_ps(*acc, lo);
+        }
+    }
+    if let Some(hi) = t.clamp.hi {
+        let hi = _mm256_set1_ps(hi);
+        for acc in &mut acc {
+            *acc = _mm256_min_ps(*acc, hi);
+        }
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), *acc);
+        for (r, &v) in lanes.iter().enumerate().take(t.rows) {
+            *t.c.add(r * t.ldc + j) = v;
+        }
+    }
+}
+
+/// [`super::avx512::pack512`] for AVX2 panels of 16: masked loads at stride 1, masked gathers otherwise.
+///
+/// # Safety
+/// AVX2 is available; `panel` was made by `patches.pack` with `nr` = 16.
+#[target_feature(enable = "avx2,fma")]
+pub(in crate::conv::kernels) unsafe fn pack256(patches: &Patches, panel: &Panel, dst: &mut [f32]) {
+    let g = &patches.geo;
+    let plane = g.h * g.w;
+    let taps = g.kh * g.kw;
+    let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    assert!(dst.len() >= g.k() * 16 && patches.input.len() >= g.c * plane);
+    let input = patches.input.as_ptr();
+    let step = taps * 16;
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let tap = ky * g.kw + kx;
+            let mask = panel.rows[ky] & panel.cols[kx];
+            let off = patches.offsets[tap];
+            for h in 0..2 {
+                let m = (mask >> (8 * h)) & 0xff;
+                let mut out = dst.as_mut_ptr().add(tap * 16 + 8 * h);
+                let mv =
+                    _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(m as i32), bits), bits);
+                if m == 0 {
+                    for _ in 0..g.c {
+                        _mm256_storeu_ps(out, _mm256_setzero_ps());
+                        out = out.add(step);
+                    }
+                } else if panel.linear[h] && g.sw == 1 {
+                    let mut image = input.wrapping_offset(panel.base[8 * h] as isize + off);
+                    for _ in 0..g.c {
+                        _mm256_storeu_ps(out, _mm256_maskload_ps(image, mv));
+                        out = out.add(step);
+                        image = image.wrapping_add(plane);
+                    }
+                } else {
+                    let base = _mm256_loadu_si256(panel.base.as_ptr().add(8 * h) as *const _);
+                    let idx = _mm256_add_epi32(base, _mm256_set1_epi32(off as i32));
+                    let mut image = input;
+                    let zero = _mm256_setzero_ps();
+                    let mvf = _mm256_castsi256_ps(mv);
+                    for _ in 0..g.c {
+                        let v = _mm256_mask_i32gather_ps::<4>(zero, image, idx, mvf);
+                        _mm256_storeu_ps(out, v);
+                        out = out.add(step);
+                        image = image.add(plane);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub(in crate::conv::kernels) unsafe fn tile256<const R: usize>(t: &Tile) {
+    let mut acc0 = [_mm256_setzero_ps(); R];
+    let mut acc1 = [_mm256_setzero_ps(); R];
+    for r in 0..R {
+        let b = _mm256_set1_ps(*t.bias.add(r));
+        acc0[r] = b;
+        acc1[r] = b;
+    }
+    let mut w = t.w;
+    let mut x = t.x;
+    for _ in 0..t.k {
+        let x0 = _mm256_loadu_ps(x);
+        let x1 = _mm256_loadu_ps(x.add(8));
+        for r in 0..R {
+            let wr = _mm256_broadcast_ss(&*w.add(r));
+            acc0[r] = _mm256_fmadd_ps(wr, x0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(wr, x1, acc1[r]);
+        }
+        w = w.add(t.ldw);
+        x = x.add(t.ldx);
+    }
+    if let Some(lo) = t.clamp.lo {
+        let lo = _mm256_set1_ps(lo);
+        for r in 0..R {
+            acc0[r] = _mm256_max_ps(acc0[r], lo);
+            acc1[r] = _mm256_max_ps(acc1[r], lo);
+        }
+    }
+    if let Some(hi) = t.clamp.hi {
+        let hi = _mm256_set1_ps(hi);
+        for r in 0..R {
+            acc0[r] = _mm256_min_ps(acc0[r], hi);
+            acc1[r] = _mm256_min_ps(acc1[r], hi);
+        }
+    }
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(t.cols.min(8) as i32), lanes);
+    let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(t.cols.saturating_sub(8) as i32), lanes);
+    for r in 0..R {
+        let c = t.c.add(r * t.ldc);
+        if t.cols == 16 {
+            _mm256_storeu_ps(c, acc0[r]);
+            _mm256_storeu_ps(c.add(8), acc1[r]);
+        } else {
+            _mm256_maskstore_ps(c, m0, acc0[r]);
+            _mm256_maskstore_ps(c.add(8), m1, acc1[r]);
+        }
+    }
+}
