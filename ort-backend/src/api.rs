@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use ort_sys::*;
 use rnn_run::Tensor;
 
-use crate::error::{invalid_argument, not_implemented, status, Error};
+use crate::error::{invalid_argument, status, Error};
 use crate::memory::*;
 use crate::refuse::*;
 use crate::session::{Session, SessionOptions};

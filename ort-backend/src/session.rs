@@ -32,7 +32,20 @@ impl Session {
     pub fn from_bytes(bytes: &[u8], options: &SessionOptions) -> Result<Session, Error> {
         Model::from_bytes_with(bytes, &load_options(options))
             .map(Session::new)
-            .map_err(from_rnn_run)
+            .map_err(|e| {
+                // rnn-run's advice names its own API; an ort user has commit_from_file.
+                let message = e.to_string();
+                match message.split_once(": use Model::load") {
+                    Some((what, _)) => Error::new(
+                        ort_sys::OrtErrorCode::ORT_INVALID_GRAPH,
+                        format!(
+                            "{what}: load it with commit_from_file(path), which finds the \
+                             data file next to the model"
+                        ),
+                    ),
+                    None => from_rnn_run(e),
+                }
+            })
     }
 
     fn new(model: Model) -> Session {

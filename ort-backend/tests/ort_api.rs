@@ -5,7 +5,7 @@
 //! read with rnn-run's npy reader; nothing here runs a model without going through ort.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::session::Session;
@@ -14,12 +14,13 @@ use ort::ErrorCode;
 use rnn_run::npy::{read_npy, read_npz};
 use rnn_run::TensorExt;
 
-fn setup() -> ort::environment::Environment {
-    static API: Once = Once::new();
-    API.call_once(|| {
+/// The backend, set once, and ort's one environment per process.
+fn setup() -> &'static ort::environment::Environment {
+    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
         assert!(ort::set_api(rnn_run_ort::api()));
-    });
-    ort::init().build().unwrap()
+        ort::init().build().unwrap()
+    })
 }
 
 fn fixtures() -> PathBuf {
@@ -28,7 +29,7 @@ fn fixtures() -> PathBuf {
 
 fn session(path: &Path) -> Session {
     let env = setup();
-    Session::builder(&env)
+    Session::builder(env)
         .unwrap()
         .commit_from_file(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -223,7 +224,7 @@ fn silero_vad_state_fed_back_frame_by_frame() {
 fn nsnet2_from_bytes_matches_onnxruntime() {
     let bytes = std::fs::read(fixtures().join("realworld/nsnet2-20ms-baseline.onnx")).unwrap();
     let env = setup();
-    let mut session = Session::builder(&env)
+    let mut session = Session::builder(env)
         .unwrap()
         .commit_from_memory(&bytes)
         .unwrap();
@@ -252,7 +253,7 @@ fn intra_threads_give_identical_results() {
     let env = setup();
     let mut results = Vec::new();
     for threads in [1, 2] {
-        let mut session = Session::builder(&env)
+        let mut session = Session::builder(env)
             .unwrap()
             .with_intra_threads(threads)
             .unwrap()
@@ -324,7 +325,7 @@ fn error_of<T>(result: ort::Result<T>) -> ort::Error {
 fn missing_file_is_no_such_file() {
     let env = setup();
     let err = error_of(
-        Session::builder(&env)
+        Session::builder(env)
             .unwrap()
             .commit_from_file("no/such/model.onnx"),
     );
@@ -336,7 +337,7 @@ fn missing_file_is_no_such_file() {
 fn bytes_that_are_no_model_are_an_invalid_graph() {
     let env = setup();
     let err = error_of(
-        Session::builder(&env)
+        Session::builder(env)
             .unwrap()
             .commit_from_memory(b"certainly not protobuf"),
     );
@@ -344,13 +345,16 @@ fn bytes_that_are_no_model_are_an_invalid_graph() {
 }
 
 /// A dynamo export keeps its weights in model.onnx.data: from bytes there is no folder to find
-/// them in, and the error says which file is missing rather than running without weights.
+/// them in, and the error says so (and what to call instead) rather than running without them.
 #[test]
 fn external_data_from_bytes_is_refused_by_name() {
     let bytes = std::fs::read(fixtures().join("tutorial/lstm_dynamo/model.onnx")).unwrap();
     let env = setup();
-    let err = error_of(Session::builder(&env).unwrap().commit_from_memory(&bytes));
-    assert!(err.to_string().contains("model.onnx.data"), "{err}");
+    let err = error_of(Session::builder(env).unwrap().commit_from_memory(&bytes));
+    assert_eq!(err.code(), ErrorCode::InvalidGraph, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("external data file"), "{err}");
+    assert!(text.contains("commit_from_file(path)"), "{err}");
 }
 
 #[test]

@@ -25,6 +25,7 @@ fn main() -> ort::Result<()> {
     let calls: usize = calls.parse().expect("CALLS is a number");
     match backend.as_str() {
         "rnn-run" => ort::set_api(rnn_run_ort::api()),
+        #[cfg(feature = "tract")]
         "tract" => ort::set_api(ort_tract::api()),
         other => panic!("unknown backend {other}"),
     };
