@@ -89,6 +89,8 @@ def onnxruntime_times(workload, calls):
 def rust_time(binary, backend, workload, calls):
     out = subprocess.run([str(binary), backend, workload, str(calls)], capture_output=True, text=True)
     if out.returncode != 0:
+        if backend == "tract" and "unknown backend" in out.stderr:
+            return None, "not built: (cd ort-backend/bench && cargo build --release --features tract)"
         return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
     return json.loads(out.stdout)["median_us"], None
 
