@@ -6,7 +6,7 @@
 //! line, and `ndarray = "0.17"`, the version tract uses):
 //!
 //! ```
-//! use rnn_run::{Model, TensorExt};
+//! use rnn_run::{inputs, Model, TensorExt};
 //!
 //! fn main() -> Result<(), rnn_run::Error> {
 //!     // The PyTorch tutorial's nn.LSTM(5, 6, 2), exported with torch.onnx.export; called
@@ -15,7 +15,7 @@
 //!     let x = ndarray::Array3::<f32>::ones((4, 3, 5));
 //!     let h0 = ndarray::Array3::<f32>::zeros((2, 3, 6));
 //!     let c0 = ndarray::Array3::<f32>::zeros((2, 3, 6));
-//!     let outputs = model.run(vec![x, h0, c0])?;
+//!     let outputs = model.run(inputs![x, h0, c0])?;
 //!     // output [seq, batch, 6], h_n and c_n [2, batch, 6]
 //!     let y = outputs[0].array_view::<f32>()?;
 //!     assert_eq!(y.shape(), [4, 3, 6]);
@@ -37,8 +37,8 @@
 //! from tract 0.23.9 (which rnn-run pins exactly): [`Tensor`], what runs take and return,
 //! and [`DatumType`], an element type (as in [`IoInfo::dtype`]). They are re-exported so that
 //! no one needs tract as a dependency of their own, and a user with `ndarray` arrays need not
-//! name them at all: [`Model::run`] takes owned arrays, [`inputs!`] mixes element types, and
-//! [`TensorExt`] reads outputs back as arrays. A new tract version behind them is a breaking
+//! name them at all: [`inputs!`] turns owned arrays (of any element types) into
+//! [`Model::run`]'s inputs, and [`TensorExt`] reads outputs back as arrays. A new tract version behind them is a breaking
 //! change of rnn-run's version.
 //!
 //! The layers, top-down: [`attrs`] reads a node's attributes, [`gates`] knows gate orders and

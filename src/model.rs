@@ -414,15 +414,10 @@ impl Model {
     /// order). Each call is independent: no state is kept between calls. The graph runs as
     /// specialized to the inputs' shapes (see [`Model::prepare`]).
     ///
-    /// `inputs` is anything that yields tensors or owned `ndarray` arrays: `vec![x, h0, c0]`
-    /// of `Array3<f32>`, or, when the element types differ, [`inputs!`](crate::inputs)`[x,
-    /// sr]`. Read the outputs as arrays with [`TensorExt`](crate::TensorExt).
-    pub fn run<I>(&self, inputs: I) -> Result<Vec<Tensor>>
-    where
-        I: IntoIterator,
-        I::Item: Into<Tensor>,
-    {
-        let inputs: Vec<Tensor> = inputs.into_iter().map(Into::into).collect();
+    /// From `ndarray` arrays, build `inputs` with [`inputs!`](crate::inputs)`[x, h0, c0]`
+    /// (any element types, no tensor type to name); read the outputs as arrays with
+    /// [`TensorExt`](crate::TensorExt).
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         self.check_inputs(&inputs)?;
         let (plan, _) = self.plan_for(&inputs)?;
         let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();

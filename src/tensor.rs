@@ -24,9 +24,9 @@
 //! }
 //! ```
 //!
-//! Inputs go the other way without naming a tensor type: [`Model::run`](crate::Model::run)
-//! takes owned arrays (`model.run(vec![x, h0, c0])`), and [`inputs!`](crate::inputs) mixes
-//! element types (`inputs![x, state, sr]`, an `f32` array beside an `i64` one).
+//! Inputs go the other way without naming a tensor type: [`inputs!`](crate::inputs) turns
+//! owned arrays of any element types into what [`Model::run`](crate::Model::run) takes
+//! (`model.run(inputs![x, state, sr])`, an `f32` array beside an `i64` one).
 //!
 //! The arrays are `ndarray` 0.17's, the version tract uses: depend on `ndarray = "0.17"`.
 //! (tract's own `Tensor::to_plain_array_view` does the same with tract's error type; the
@@ -34,10 +34,9 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-/// The inputs of one [`Model::run`](crate::Model::run), from owned `ndarray` arrays (or
-/// tensors) of any element types, in graph input order: `inputs![x, state, sr]` with `x` an
-/// `Array2<f32>` and `sr` an `Array0<i64>`. Arrays of one element type need no macro
-/// (`model.run(vec![x, h0, c0])`); this is for the mixed case, where a `Vec` cannot hold them.
+/// The inputs of one [`Model::run`](crate::Model::run) (a `Vec` of tensors), from owned
+/// `ndarray` arrays (or tensors) of any element types, in graph input order: `inputs![x,
+/// state, sr]` with `x` an `Array2<f32>` and `sr` an `Array0<i64>`.
 ///
 /// ```
 /// use rnn_run::{inputs, Model, TensorExt};

@@ -589,8 +589,8 @@ fn models_from_bytes_find_external_data_in_the_directory_given() {
 }
 
 /// A user who has only ndarray arrays runs a model and reads its outputs without naming a
-/// tract type: arrays into `Model::run` (one element type) or `inputs!` (mixed: Silero VAD's
-/// i64 `sr` beside f32 arrays), arrays out through `TensorExt`. The arrays' results are the
+/// tract type: arrays into `Model::run` through `inputs!` (also mixed: Silero VAD's i64 `sr`
+/// beside f32 arrays), arrays out through `TensorExt`. The arrays' results are the
 /// ones of the same data given as tensors, and Silero's match onnxruntime's reference.
 #[test]
 fn ndarray_arrays_in_and_out_without_tract_types() {
@@ -601,7 +601,9 @@ fn ndarray_arrays_in_and_out_without_tract_types() {
     let x = Array3::from_shape_fn((4, 2, 5), |(t, b, i)| (t * 10 + b * 5 + i) as f32 * 0.01);
     let h0 = Array3::<f32>::from_elem((2, 2, 6), 0.1);
     let c0 = Array3::<f32>::from_elem((2, 2, 6), -0.2);
-    let from_arrays = model.run(vec![x.clone(), h0.clone(), c0.clone()]).unwrap();
+    let from_arrays = model
+        .run(inputs![x.clone(), h0.clone(), c0.clone()])
+        .unwrap();
     let from_tensors = model
         .run(vec![Tensor::from(x), Tensor::from(h0), Tensor::from(c0)])
         .unwrap();
