@@ -164,8 +164,12 @@ fn symbolic_batch_axis_runs_any_batch() {
     assert_eq!(two.shape(), [3, 2, 6]);
 }
 
-/// The case's calls as (input frames, sr), with the expected `output` of each call.
-fn silero_case(case: &str) -> Vec<(ArrayD<f32>, ArrayD<i64>, ArrayD<f32>, ArrayD<f32>)> {
+/// One call of a Silero case: input frames, sr, the state onnxruntime was given, and its
+/// `output`.
+type SileroCall = (ArrayD<f32>, ArrayD<i64>, ArrayD<f32>, ArrayD<f32>);
+
+/// The case's calls.
+fn silero_case(case: &str) -> Vec<SileroCall> {
     let dir = fixtures().join("realworld/cases/silero_vad_16k_op15");
     (0..)
         .map(|k| {
