@@ -2,20 +2,20 @@
 //! cells, while tract runs the rest of the graph.
 //!
 //! Load a model, run it, read an output as an `ndarray` array (in `Cargo.toml`:
-//! `rnn-run = { path = "..." }` or `{ git = "..." }`, and `ndarray = "0.17"`, the version
-//! tract uses):
+//! `rnn-run = { version = "0.1", default-features = false }`, which leaves out the command
+//! line, and `ndarray = "0.17"`, the version tract uses):
 //!
 //! ```
-//! use rnn_run::{Model, Tensor, TensorExt};
+//! use rnn_run::{inputs, Model, TensorExt};
 //!
 //! fn main() -> Result<(), rnn_run::Error> {
 //!     // The PyTorch tutorial's nn.LSTM(5, 6, 2), exported with torch.onnx.export; called
 //!     // as lstm(x, (h0, c0)), x [seq, batch, 5], h0 and c0 [2, batch, 6].
 //!     let model = Model::load("fixtures/tutorial/lstm_legacy/model.onnx")?;
-//!     let x = Tensor::from(ndarray::Array3::<f32>::ones((4, 3, 5)));
-//!     let h0 = Tensor::from(ndarray::Array3::<f32>::zeros((2, 3, 6)));
-//!     let c0 = Tensor::from(ndarray::Array3::<f32>::zeros((2, 3, 6)));
-//!     let outputs = model.run(vec![x, h0, c0])?;
+//!     let x = ndarray::Array3::<f32>::ones((4, 3, 5));
+//!     let h0 = ndarray::Array3::<f32>::zeros((2, 3, 6));
+//!     let c0 = ndarray::Array3::<f32>::zeros((2, 3, 6));
+//!     let outputs = model.run(inputs![x, h0, c0])?;
 //!     // output [seq, batch, 6], h_n and c_n [2, batch, 6]
 //!     let y = outputs[0].array_view::<f32>()?;
 //!     assert_eq!(y.shape(), [4, 3, 6]);
@@ -29,6 +29,17 @@
 //! [`Model::load_with`] takes options (threads, engine), [`Model::stream`] runs a model a
 //! chunk of time steps at a time, [`torch`] runs an `nn.RNN`/`nn.LSTM`/`nn.GRU` state dict
 //! without ONNX, and [`npy`] reads and writes numpy files. Errors are one [`Error`] enum.
+//!
+//! # Which types are ours, and which are tract's
+//!
+//! Everything in this crate is rnn-run's own API ([`Model`], [`LoadOptions`], [`Error`],
+//! [`IoInfo`], [`Stream`], [`StreamPool`], [`TensorExt`], ...), except two types re-exported
+//! from tract 0.23.9 (which rnn-run pins exactly): [`Tensor`], what runs take and return,
+//! and [`DatumType`], an element type (as in [`IoInfo::dtype`]). They are re-exported so that
+//! no one needs tract as a dependency of their own, and a user with `ndarray` arrays need not
+//! name them at all: [`inputs!`] turns owned arrays (of any element types) into
+//! [`Model::run`]'s inputs, and [`TensorExt`] reads outputs back as arrays. A new tract version behind them is a breaking
+//! change of rnn-run's version.
 //!
 //! The layers, top-down: [`attrs`] reads a node's attributes, [`gates`] knows gate orders and
 //! layouts, [`cells`] computes the recurrences on [`kernels`], [`layer`] runs one node on

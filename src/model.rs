@@ -440,6 +440,10 @@ impl Model {
     ///
     /// Tensors after the [`Model::inputs`] override the first [`Model::defaults`], in that
     /// order; [`Model::run_named`] overrides any of them by name.
+    ///
+    /// From `ndarray` arrays, build `inputs` with [`inputs!`](crate::inputs)`[x, h0, c0]`
+    /// (any element types, no tensor type to name); read the outputs as arrays with
+    /// [`TensorExt`](crate::TensorExt).
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         let (plan, _) = self.plan_checked(&inputs, None)?;
         self.run_plan(&plan, inputs)

@@ -24,11 +24,39 @@
 //! }
 //! ```
 //!
+//! Inputs go the other way without naming a tensor type: [`inputs!`](crate::inputs) turns
+//! owned arrays of any element types into what [`Model::run`](crate::Model::run) takes
+//! (`model.run(inputs![x, state, sr])`, an `f32` array beside an `i64` one).
+//!
 //! The arrays are `ndarray` 0.17's, the version tract uses: depend on `ndarray = "0.17"`.
 //! (tract's own `Tensor::to_plain_array_view` does the same with tract's error type; the
 //! method here is not called `view` because `Tensor` has an inherent `view` of its own.)
 
 use ndarray::{ArrayD, ArrayViewD};
+
+/// The inputs of one [`Model::run`](crate::Model::run) (a `Vec` of tensors), from owned
+/// `ndarray` arrays (or tensors) of any element types, in graph input order: `inputs![x,
+/// state, sr]` with `x` an `Array2<f32>` and `sr` an `Array0<i64>`.
+///
+/// ```
+/// use rnn_run::{inputs, Model, TensorExt};
+/// use ndarray::{Array, Array3};
+///
+/// # fn main() -> rnn_run::Result<()> {
+/// let model = Model::load("fixtures/tutorial/lstm_legacy/model.onnx")?;
+/// let x = Array::from_elem((4, 1, 5), 0.5f32);
+/// let h0 = Array3::<f32>::zeros((2, 1, 6));
+/// let outputs = model.run(inputs![x, h0.clone(), h0])?;
+/// assert_eq!(outputs[0].array_view::<f32>()?.shape(), [4, 1, 6]);
+/// # Ok(())
+/// # }
+/// ```
+#[macro_export]
+macro_rules! inputs {
+    ($($input:expr),* $(,)?) => {
+        ::std::vec![$($crate::Tensor::from($input)),*]
+    };
+}
 use tract_hir::internal::{f16, Datum, DatumType, Tensor};
 
 use crate::error::{Error, Result};

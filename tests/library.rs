@@ -622,4 +622,63 @@ fn a_model_repeating_node_names_types_runs_and_pools() {
     let want = outputs[0].array_view::<f32>().unwrap();
     let got = frame.outputs[0].array_view::<f32>().unwrap();
     assert_eq!(got, want);
+/// A user who has only ndarray arrays runs a model and reads its outputs without naming a
+/// tract type: arrays into `Model::run` through `inputs!` (also mixed: Silero VAD's i64 `sr`
+/// beside f32 arrays), arrays out through `TensorExt`. The arrays' results are the
+/// ones of the same data given as tensors, and Silero's match onnxruntime's reference.
+#[test]
+fn ndarray_arrays_in_and_out_without_tract_types() {
+    use ndarray::{Array0, Array3, ArrayD};
+    use rnn_run::{inputs, TensorExt};
+
+    let model = Model::load(fixture("tutorial/lstm_legacy/model.onnx")).unwrap();
+    let x = Array3::from_shape_fn((4, 2, 5), |(t, b, i)| (t * 10 + b * 5 + i) as f32 * 0.01);
+    let h0 = Array3::<f32>::from_elem((2, 2, 6), 0.1);
+    let c0 = Array3::<f32>::from_elem((2, 2, 6), -0.2);
+    let from_arrays = model
+        .run(inputs![x.clone(), h0.clone(), c0.clone()])
+        .unwrap();
+    let from_tensors = model
+        .run(vec![Tensor::from(x), Tensor::from(h0), Tensor::from(c0)])
+        .unwrap();
+    for (a, t) in from_arrays.iter().zip(&from_tensors) {
+        let a: ArrayD<f32> = a.to_array().unwrap();
+        assert_eq!(a, t.to_array::<f32>().unwrap());
+    }
+    assert_eq!(
+        from_arrays[0].array_view::<f32>().unwrap().shape(),
+        [4, 2, 6]
+    );
+
+    // Mixed element types, from the Silero VAD case's first call.
+    let model = Model::load(fixture("realworld/silero_vad_16k_op15.onnx")).unwrap();
+    let case = fixture("realworld/cases/silero_vad_16k_op15");
+    let given = rnn_run::npy::read_npz(case.join("16k_carry_call0_inputs.npz")).unwrap();
+    let want = rnn_run::npy::read_npz(case.join("16k_carry_call0_expected.npz")).unwrap();
+    let array = |name: &str| -> ArrayD<f32> {
+        given
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1
+            .to_array()
+            .unwrap()
+    };
+    let sr = Array0::from_elem((), 16000i64);
+    let outputs = model
+        .run(inputs![array("input"), array("state"), sr])
+        .unwrap();
+    let prob: ArrayD<f32> = outputs[0].to_array().unwrap();
+    let expected: ArrayD<f32> = want
+        .iter()
+        .find(|(n, _)| n == "output")
+        .unwrap()
+        .1
+        .to_array()
+        .unwrap();
+    assert_eq!(prob.shape(), [1, 1]);
+    assert!(
+        (prob[[0, 0]] - expected[[0, 0]]).abs() < 1e-4,
+        "{prob} vs {expected}"
+    );
 }
