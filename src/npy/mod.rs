@@ -14,7 +14,8 @@
 //! Each member is parsed as it is decompressed, straight into its tensor. See [`read_npz`].
 //!
 //! Every failure is an [`Error::Io`] naming the file; format problems carry an
-//! [`std::io::ErrorKind::InvalidData`] error whose text says what is wrong.//!
+//! [`std::io::ErrorKind::InvalidData`] error whose text says what is wrong.
+//!
 //! The files: the header (`header`), reading `.npy` (`read`), writing it (`write`) and `.npz`
 //! archives (`npz`); here what they share: the magic, the limits, the errors.
 

@@ -47,7 +47,8 @@
 //! assert!(out.c_n.is_some());
 //! # Ok(())
 //! # }
-//! ```//!
+//! ```
+//!
 //! The files: the module's types and accessors (here); reading a state dict (`state_dict`:
 //! `.npz`, `.safetensors`, arrays; parameter names); mapping its parameters to ONNX-equivalent
 //! layers (`mapping`); and running them (`forward`, with the projected LSTM's own loop).
