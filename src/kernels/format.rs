@@ -1,7 +1,7 @@
 //! The weight formats a packed matrix stores (the element type, bfloat16, IEEE half) and
 //! the exact conversions between them and f32.
 
-/// How a [`Packed`] matrix stores its elements.
+/// How a [`Packed`](super::Packed) matrix stores its elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum WeightFormat {
     /// The element type itself (f32 or f64): the exact weights.

@@ -12,9 +12,9 @@ use super::Float;
 #[repr(C, align(64))]
 pub(super) struct Line([u8; 64]);
 
-/// A `[k, n]` matrix packed for [`gemm_packed`]: panels of [`Float::NR`] columns (the last
-/// one zero-padded), each stored k-major so a panel is one contiguous run of memory; the
-/// elements in `T` or, with [`Packed::pack_as`], in 16 bits.
+/// A `[k, n]` matrix packed for [`gemm_packed`](super::gemm_packed): panels of [`Float::NR`]
+/// columns (the last one zero-padded), each stored k-major so a panel is one contiguous run
+/// of memory; the elements in `T` or, with [`Packed::pack_as`], in 16 bits.
 #[derive(Clone, PartialEq)]
 pub struct Packed<T> {
     pub(super) k: usize,

@@ -57,7 +57,9 @@
 //!
 //! rnn-run follows every step above with its own code (the int8 products and the per-step
 //! quantization do not fit the float cells), reusing the crate's attribute parsing
-//! ([`NodeSpec`]), clip and activation functions ([`Act`], [`Clip`]) and layout helpers;
+//! ([`NodeSpec`](crate::attrs::NodeSpec)), clip and activation functions
+//! ([`Act`](crate::cells::activation::Act), [`Clip`](crate::cells::activation::Clip)) and
+//! layout helpers;
 //! `Sigmoid` and `Tanh` gates use onnxruntime's own approximations ([`mlas`]), bit for bit.
 //! Integer arithmetic is exact and the float operations are done in onnxruntime's order, so
 //! the outputs match onnxruntime's bit for bit on the fixtures (ddddocr's node and the

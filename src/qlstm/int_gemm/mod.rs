@@ -23,7 +23,7 @@ use generic::portable_panel_sums;
 pub(super) const NC: usize = 32;
 
 /// Rows of `a` per pass over a panel.
-pub(super) const MR: usize = 4;
+const MR: usize = 4;
 
 /// `w` (`k × n`, minus its zero point) packed for [`int_product`].
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub(super) struct IntMatrix {
 }
 
 #[derive(Debug, Clone)]
-pub(super) enum Packed {
+enum Packed {
     I8(Vec<i8>),
     I16(Vec<i16>),
 }
