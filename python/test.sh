@@ -4,6 +4,7 @@
 # suite (python/tests) and the CLI from there with cargo and rustc hidden from the PATH.
 #
 #   python/test.sh            # from anywhere; CARGO_TARGET_DIR is honoured
+#   RNN_RUN_WHEEL_OUT=dist python/test.sh   # also keeps the wheel in dist/
 #
 # Reuses `cargo test --release`'s build: the binary and the core library are built with the
 # same profile in the same target directory. The suite's check_export tests are skipped (with
@@ -24,12 +25,15 @@ cargo build --release --bin rnn-run
 rm -rf python/wheel-data
 mkdir -p python/wheel-data/scripts
 cp "$target/release/rnn-run" python/wheel-data/scripts/rnn-run
+# Symbols off (the release profile keeps them): a third of the size.
+if command -v strip >/dev/null; then strip python/wheel-data/scripts/rnn-run; fi
 "$python" -m venv "$work/build"
 "$work/build/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.7,<2"
-"$work/build/bin/maturin" build --release --manifest-path python/Cargo.toml --out "$work/wheels" \
+"$work/build/bin/maturin" build --release --strip --manifest-path python/Cargo.toml --out "$work/wheels" \
     --interpreter "$work/build/bin/python"
 wheel=$(ls "$work"/wheels/rnn_run-*.whl)
 echo "wheel: $wheel ($(du -h "$wheel" | cut -f1))"
+if [ -n "${RNN_RUN_WHEEL_OUT:-}" ]; then mkdir -p "$RNN_RUN_WHEEL_OUT" && cp "$wheel" "$RNN_RUN_WHEEL_OUT/"; fi
 
 echo "== installing it into a fresh virtual environment"
 "$python" -m venv "$work/venv"

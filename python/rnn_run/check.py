@@ -419,6 +419,15 @@ def find_batch_size(model, args: tuple) -> int:
     )
 
 
+def default_seq_axis(first, batch_axis: int) -> int | None:
+    """The sequence axis of the first input: its first axis other than the batch axis and,
+    for floats, the last (features); token ids ``[batch, seq]`` have no feature axis."""
+    floating = first.dtype.kind == "f" if isinstance(first, np.ndarray) else first.is_floating_point()
+    last = len(first.shape) - (1 if floating else 0)
+    axes = [a for a in range(last) if a != batch_axis]
+    return axes[0] if axes else None
+
+
 class Dynamic:
     """The batch and sequence axes of a model's inputs and outputs, and inputs at other sizes."""
 
@@ -434,8 +443,7 @@ class Dynamic:
             self.batch = find_batch_size(model, args)
             b0 = first.index(self.batch)
         if seq_axis is None:
-            seq_axes = [a for a in range(len(first) - 1) if a != b0]
-            seq_axis = seq_axes[0] if seq_axes else None
+            seq_axis = default_seq_axis(tensors[0], b0)
         self.seq_axis = seq_axis
         self.seq = first[seq_axis] if seq_axis is not None else None
         self.input_axes: list[dict[int, str]] = []
@@ -741,8 +749,7 @@ def check_export(
                 b_axis = None
         s_axis = seq_axis
         if s_axis is None and b_axis is not None:
-            rest = [a for a in range(len(first) - 1) if a != b_axis]
-            s_axis = rest[0] if rest else None
+            s_axis = default_seq_axis(inputs[0], b_axis)
         seq_len = first[s_axis] if s_axis is not None else None
         batch = first[b_axis] if b_axis is not None else None
 

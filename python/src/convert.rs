@@ -78,9 +78,14 @@ pub fn tensor_from_py(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Tensor> 
 
 fn from_array<T: numpy::Element + rnn_run::Element + Copy>(a: &Bound<'_, PyArrayDyn<T>>) -> Tensor {
     let ro = a.readonly();
+    // rust-numpy's `as_slice` also takes Fortran-ordered memory: C order is checked first.
     match ro.as_slice() {
-        Ok(slice) => Tensor::from_shape(ro.shape(), slice).expect("shape and length agree"),
-        Err(_) => Tensor::from(ro.as_array().to_owned()),
+        Ok(slice) if a.is_c_contiguous() => {
+            Tensor::from_shape(ro.shape(), slice).expect("shape and length agree")
+        }
+        // Another layout (Fortran order, strides): copied into C order, the only one a
+        // tensor has (ndarray's `to_owned` would keep the source's memory order).
+        _ => Tensor::from(ro.as_array().as_standard_layout().into_owned()),
     }
 }
 

@@ -21,25 +21,29 @@ MODELS = [
 
 
 @pytest.mark.parametrize("rel", MODELS)
-def test_same_as_the_cli(rel):
+@pytest.mark.parametrize("engine", ["native", "tract"])
+def test_same_as_the_cli(rel, engine):
     path = FIXTURES / rel
-    done = subprocess.run(["rnn-run", "inspect", str(path), "--json"], capture_output=True, text=True)
-    assert done.returncode in (0, 2), done.stderr
-    cli = json.loads(done.stdout)
-    assert rnn_run.inspect(path) == cli
-    assert rnn_run.inspect(str(path), engine="tract") == json.loads(
-        subprocess.run(["rnn-run", "inspect", str(path), "--json", "--engine", "tract"],
-                       capture_output=True, text=True).stdout
-    )
+    cli = subprocess.run(["rnn-run", "inspect", str(path), "--json", "--engine", engine],
+                         capture_output=True, text=True)
+    if cli.returncode == 0 or cli.stdout:
+        assert rnn_run.inspect(path, engine=engine) == json.loads(cli.stdout)
+    else:
+        # Refused before anything could be described: the same message, as a LoadError.
+        assert cli.returncode == 2
+        with pytest.raises(rnn_run.LoadError) as err:
+            rnn_run.inspect(path, engine=engine)
+        assert str(err.value) in cli.stderr
 
 
 def test_content():
     info = rnn_run.inspect(FIXTURES / "tutorial" / "lstm_legacy" / "model.onnx")
     assert info["opset"] == 20 and info["typing"] in ("symbolic", "deferred")
     assert info["inputs"][0] == {"name": "input", "dtype": "float32", "shape": ["seq", "batch", 5]}
-    (node,) = info["recurrent_nodes"]
+    assert [n["name"] for n in info["recurrent_nodes"]] == ["/LSTM", "/LSTM_1"]  # one per layer
+    node = info["recurrent_nodes"][0]
     assert node["op"] == "LSTM" and node["hidden_size"] == 6 and node["engine"] == "native"
-    assert node["optional_inputs"]["initial_h"] is True
+    assert node["optional_inputs"]["initial_h"] is True and node["weights_prepared"] is True
 
 
 def test_not_a_model():

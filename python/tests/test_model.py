@@ -89,9 +89,12 @@ def test_any_numpy_layout_is_accepted(lstm_path):
         got = model.run([variant, h, c])
         for k in want:
             np.testing.assert_array_equal(got[k], want[k])
-    # Lists of numbers go through numpy.asarray.
-    got = model.run([x.tolist(), h, c])
-    np.testing.assert_array_equal(got["output"], np.asarray(want["output"]))
+    # Other values go through numpy.asarray, and the element type must still be the model's:
+    # Python floats are float64, refused by name rather than rounded behind the caller's back.
+    with pytest.raises(rnn_run.InputError, match="input 'input': expected element type float32, found float64"):
+        model.run([x.tolist(), h, c])
+    got = model.run([x, np.asarray(h.tolist(), np.float32), c])
+    np.testing.assert_array_equal(got["output"], want["output"])
 
 
 def test_float64_model_and_int32_lengths():

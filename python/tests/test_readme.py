@@ -1,5 +1,6 @@
-"""The README's Python examples run, as written, from the repository's root (a block whose
-first line is `# needs torch` is skipped where torch is not installed)."""
+"""The README's Python examples (sections Python and Validating your own export) run, as
+written, from the repository's root (a block whose first line is `# needs torch` is skipped
+where torch is not installed)."""
 
 import importlib.util
 import os
@@ -12,10 +13,13 @@ from conftest import REPO
 
 def python_blocks():
     text = (REPO / "README.md").read_text()
-    start = text.index("\n## Python\n")
-    end = text.find("\n## ", start + 1)
-    section = text[start : end if end != -1 else len(text)]
-    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    blocks = []
+    for title in ("Validating your own export", "Python"):
+        start = text.index(f"\n## {title}\n")
+        end = text.find("\n## ", start + 1)
+        section = text[start : end if end != -1 else len(text)]
+        blocks += re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return blocks
 
 
 BLOCKS = python_blocks()

@@ -64,6 +64,10 @@ def test_runs_overlap_in_two_threads():
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
 def test_two_threads_are_faster_than_one():
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        pytest.skip(f"the machine is busy (load {load:.1f} on {os.cpu_count()} cores): no core is free "
+                    "for a second thread, so a speed-up cannot show (the overlap test still runs)")
     inputs = _workload()
     models = [rnn_run.Model(CASE / "model.onnx"), rnn_run.Model(CASE / "model.onnx")]
     runs = 8
