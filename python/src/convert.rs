@@ -1,9 +1,9 @@
 //! numpy arrays in, numpy arrays out: Python values to rnn-run tensors for a run, and the
 //! run's tensors back to numpy without copying them.
 //!
-//! An input is copied once, straight from numpy's buffer into the tensor tract runs on (tract
-//! owns its tensors' memory, so that one copy cannot be avoided); a C-contiguous array is
-//! copied as one block, any other layout element by element. An output is not copied at all:
+//! A C-contiguous input is copied once, as one block, straight from numpy's buffer into the
+//! tensor tract runs on (tract owns its tensors' memory, so that one copy cannot be avoided);
+//! other layouts are first put in C order. An output is not copied at all:
 //! the numpy array views the tensor's memory and keeps the tensor alive as its base object.
 
 use ndarray::ArrayViewD;
