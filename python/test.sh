@@ -29,8 +29,10 @@ cp "$target/release/rnn-run" python/wheel-data/scripts/rnn-run
 if command -v strip >/dev/null; then strip python/wheel-data/scripts/rnn-run; fi
 "$python" -m venv "$work/build"
 "$work/build/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.7,<2"
+# The interpreter at a stable path: pyo3's build depends on it, so a per-run venv's python
+# would rebuild pyo3 each time (the wheel is abi3 either way).
 "$work/build/bin/maturin" build --release --strip --manifest-path python/Cargo.toml --out "$work/wheels" \
-    --interpreter "$work/build/bin/python"
+    --interpreter "$(command -v "$python")"
 wheel=$(ls "$work"/wheels/rnn_run-*.whl)
 echo "wheel: $wheel ($(du -h "$wheel" | cut -f1))"
 if [ -n "${RNN_RUN_WHEEL_OUT:-}" ]; then mkdir -p "$RNN_RUN_WHEEL_OUT" && cp "$wheel" "$RNN_RUN_WHEEL_OUT/"; fi
