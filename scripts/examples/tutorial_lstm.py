@@ -1,6 +1,6 @@
-"""The PyTorch tutorial's LSTM, for scripts/export_and_check.py:
+"""The PyTorch tutorial's LSTM, for rnn-run's export check:
 
-    python scripts/export_and_check.py scripts/examples/tutorial_lstm.py make_model
+    python -m rnn_run.check scripts/examples/tutorial_lstm.py:make_model [--dynamic]
 """
 
 import torch
