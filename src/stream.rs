@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tract_hir::internal::*;
 
-use crate::error::{chain_message, Error, Result};
+use crate::error::{chain_message, shape_string, Error, Result};
 use crate::model::{check_inputs, optimize_typed, without_panics, Dim, IoInfo, Model};
 use crate::passes::state_io::{explicit_states, StateStart, StreamGraph};
 use crate::passes::time_axis::{analyse, find_time_axes, Flow};
@@ -245,7 +245,8 @@ impl Model {
                 refuse(format!(
                     "the time axis cannot be found: the graph types only for actual input \
                      shapes ({why}; with probe shapes: {}); give the time axes with \
-                     StreamOptions::time_axes, or start the stream from actual inputs",
+                     StreamOptions::time_axes (on the command line: --time-axis \
+                     INPUT=AXIS), or start the stream from actual inputs",
                     chain_message(&e)
                 ))
             })?,
@@ -524,10 +525,16 @@ impl Stream {
                 return Err(Error::Input {
                     name: self.pushed[k].name.clone(),
                     message: format!(
-                        "shape {:?}, but the stream's first chunk had {:?} (time axis aside): \
-                         a stream keeps its batch and feature sizes",
-                        chunk[k].shape(),
-                        first[k]
+                        "shape {}, but the stream's first chunk had {} (time axis aside): a \
+                         stream keeps its batch and feature sizes",
+                        shape_string(chunk[k].shape()),
+                        shape_string(first[k].iter().enumerate().map(|(a, d)| {
+                            if a == self.time_axes[self.time_inputs[k]].unwrap() {
+                                "time".to_string()
+                            } else {
+                                d.to_string()
+                            }
+                        }))
                     ),
                 });
             }
@@ -845,6 +852,17 @@ impl Model {
     /// back together; also returns the number of pushes. The inputs are the model's, in its
     /// order: those without a time axis start the stream.
     pub fn run_chunked(&self, inputs: Vec<Tensor>, chunk: usize) -> Result<(Vec<Tensor>, usize)> {
+        self.run_chunked_with(&StreamOptions::default(), inputs, chunk)
+    }
+
+    /// [`Model::run_chunked`] with options (the time axes, when the graph does not show
+    /// them).
+    pub fn run_chunked_with(
+        &self,
+        options: &StreamOptions,
+        inputs: Vec<Tensor>,
+        chunk: usize,
+    ) -> Result<(Vec<Tensor>, usize)> {
         // Element types and ranks now; the stream checks the sizes once it knows the time axes.
         let any_size: Vec<IoInfo> = self
             .inputs()
@@ -855,7 +873,10 @@ impl Model {
             })
             .collect();
         check_inputs(&any_size, &inputs)?;
-        let axes = self.find_time_axes(Some(&inputs))?;
+        let axes = match &options.time_axes {
+            Some(axes) => axes.clone(),
+            None => self.find_time_axes(Some(&inputs))?,
+        };
         let (mut time, mut start) = (vec![], vec![]);
         for (t, axis) in inputs.into_iter().zip(&axes) {
             match axis {

@@ -68,6 +68,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk: Option<u32>,
 
+    /// With --chunk: the time axis of an input, when the graph does not show it (`x=1`);
+    /// repeatable. Inputs not named are given once, at the stream's start.
+    #[arg(long, value_name = "INPUT=AXIS")]
+    pub time_axis: Vec<String>,
+
     /// Threads for the recurrent nodes: bidirectional directions side by side, a large step
     /// cut into pieces of hidden units, one per thread (default 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -137,6 +142,16 @@ pub struct ServeBenchArgs {
     #[arg(long, value_name = "NAME=FILE")]
     pub shared: Vec<OsString>,
 
+    /// The batch axis of an input, when the graph does not show it (`input=0`); repeatable.
+    /// Inputs not named are shared by every stream.
+    #[arg(long, value_name = "INPUT=AXIS")]
+    pub batch_axis: Vec<String>,
+
+    /// For a model that streams: the time axis of an input, when the graph does not show it
+    /// (`x=1`); repeatable. Inputs not named are given once per stream.
+    #[arg(long, value_name = "INPUT=AXIS")]
+    pub time_axis: Vec<String>,
+
     /// Print one JSON document instead of the readable report.
     #[arg(long)]
     pub json: bool,
@@ -179,6 +194,48 @@ impl From<WeightsArg> for rnn_run::WeightFormat {
             WeightsArg::F16 => rnn_run::WeightFormat::F16,
         }
     }
+}
+
+/// `--time-axis` / `--batch-axis`: `INPUT=AXIS` for some inputs, `None` for the others; no
+/// flag at all leaves the axes to the graph (`Ok(None)`).
+pub fn named_axes(
+    model: &rnn_run::Model,
+    given: &[String],
+    flag: &str,
+) -> anyhow::Result<Option<Vec<Option<usize>>>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let inputs = model.inputs();
+    let mut axes = vec![None; inputs.len()];
+    for g in given {
+        let (name, axis) = g
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{flag} '{g}': expected INPUT=AXIS (e.g. x=1)"))?;
+        let ix = inputs.iter().position(|i| i.name == name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} '{g}': the model has no input '{name}' (its inputs: {})",
+                inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let rank = inputs[ix].shape.len();
+        let axis: usize = axis.parse().ok().filter(|a| *a < rank).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} '{g}': input '{name}' has {rank} ax{} (0 to {}), '{axis}' is not one",
+                if rank == 1 { "is" } else { "es" },
+                rank.saturating_sub(1)
+            )
+        })?;
+        if axes[ix].is_some() {
+            anyhow::bail!("{flag} names input '{name}' twice");
+        }
+        axes[ix] = Some(axis);
+    }
+    Ok(Some(axes))
 }
 
 fn tolerance(s: &str) -> Result<f64, String> {
