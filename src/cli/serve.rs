@@ -170,7 +170,10 @@ fn pool_hint(model: &Model, a: &ServeBenchArgs, e: rnn_run::Error) -> String {
         vec![]
     };
     if pairs.is_empty() {
-        return e.to_string();
+        return match e {
+            rnn_run::Error::NotStreamable(m) => m,
+            e => e.to_string(),
+        };
     }
     let given: Vec<String> = a
         .shared
