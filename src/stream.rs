@@ -288,14 +288,28 @@ impl Model {
             }
         }
         if axes.iter().all(Option::is_none) {
-            return Err(refuse(
-                "no input's axis maps one to one onto a recurrent node's time axis: either the \
-                 model takes one frame per call and carries its state through its inputs and \
-                 outputs (as Silero VAD does: run it with Model::run, feeding the state output \
-                 back), or the time axis passes through an op that changes its length (a \
-                 strided convolution or a pooling over time), which does not stream"
-                    .into(),
-            ));
+            // A fixed-length export: try its axes.
+            let (found, considered) =
+                crate::passes::fixed_length::find(&self.inference, self.inputs());
+            match found {
+                Some((ix, axis)) => axes[ix] = Some(axis),
+                None => {
+                    return Err(refuse(format!(
+                        "the time axis cannot be found: no input axis becomes a recurrent \
+                         node's time axis (considered: {}). Name it with \
+                         StreamOptions::time_axes (on the command line: --time-axis \
+                         INPUT=AXIS). A model that takes one frame per call and carries its \
+                         state through its inputs and outputs (Silero VAD) does not stream: \
+                         run it with Model::run, feeding the state back, or pool it with \
+                         PoolOptions::feedback (--feedback IN=OUT)",
+                        if considered.is_empty() {
+                            "no input has an axis of fixed size above 1".to_string()
+                        } else {
+                            considered.join(", ")
+                        }
+                    )));
+                }
+            }
         }
         Ok(axes)
     }
@@ -924,7 +938,7 @@ pub(crate) fn type_for_analysis(inference: InferenceModel) -> TractResult<TypedM
 /// becomes `-1`: the same reshape at the exported length (the volume fixes it), and the one
 /// that follows the sequence at others. Targets shared with other ops, or ambiguous ones
 /// (the length appearing twice), are left alone, and typing then refuses the stream.
-fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractResult<()> {
+pub(crate) fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractResult<()> {
     if lengths.is_empty() {
         return Ok(());
     }

@@ -467,3 +467,17 @@ fn chunk_takes_time_axes_from_the_command_line() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("use it with --chunk"), "{}", out.stderr);
 }
+
+/// A dependent crate does not inherit this repository's profile: the README gives the two
+/// lines of ours that a user's `Cargo.toml` needs for usable debug builds.
+#[test]
+fn readme_gives_dependents_the_dev_profile_lines() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let block = "[profile.dev.package.\"*\"]\nopt-level = 2\n";
+    assert!(
+        cargo.contains(block),
+        "Cargo.toml changed: update the README"
+    );
+    assert!(readme.contains(&format!("```toml\n{block}```")), "README");
+}

@@ -22,7 +22,9 @@ pub enum Command {
     after_help = "INPUT binds to the graph's inputs in order: `x.npy`, or `name=x.npy`, or one \
                   `.npz` whose keys are input names.\n\nTo describe a model instead: rnn-run \
                   inspect MODEL [--json]\nTo measure a pool of concurrent streams: rnn-run \
-                  serve-bench MODEL --streams N\n\nExit codes: 0 ok, 1 --expect mismatch, 2 \
+                  serve-bench MODEL --streams N\n\nStreaming: --chunk 4 runs 4 time steps per push; \
+                  --time-axis x=1 names an input's time axis where the graph does not show it \
+                  (repeatable).\n\nExit codes: 0 ok, 1 --expect mismatch, 2 \
                   error."
 )]
 pub struct RunArgs {
@@ -106,7 +108,17 @@ pub struct InspectArgs {
 /// Serve many concurrent streams of a model, pooled into batched steps and then each on its
 /// own, and compare frames per second and latency.
 #[derive(Parser, Debug)]
-#[command(name = "rnn-run serve-bench", version)]
+#[command(
+    name = "rnn-run serve-bench",
+    version,
+    after_help = "Example (Silero VAD, its state fed back, the sample rate shared by every \
+                  stream, one frame of 64 samples of context + 512 new ones):\n  rnn-run \
+                  serve-bench fixtures/realworld/silero_vad_16k_op15.onnx \
+                  fixtures/realworld/frames/silero_16k_frame.npy --feedback state=stateN \
+                  --shared sr=fixtures/realworld/frames/sr_16000.npy --streams 8 --frames \
+                  20\n\nWhere the graph does not show an input's batch or time axis: \
+                  --batch-axis input=0 --batch-axis state=1, --time-axis x=1."
+)]
 pub struct ServeBenchArgs {
     /// The ONNX model file.
     #[arg(value_name = "MODEL")]

@@ -2,6 +2,7 @@
 //!
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
+//! - [`fixed_length`]: the time axis of a fixed-length export, found by trying its axes;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
 //! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
@@ -10,6 +11,7 @@
 
 pub mod branches;
 pub mod conv;
+pub mod fixed_length;
 pub mod fold;
 pub mod specialize;
 pub mod state_io;

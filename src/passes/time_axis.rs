@@ -913,11 +913,30 @@ fn conv_rule(
             "pools over several time steps, which rnn-run does not carry between chunks".into(),
         ));
     }
-    if !matches!(
-        spec.padding,
-        PaddingSpec::Explicit(..) | PaddingSpec::ExplicitOnnxPool(..)
-    ) {
-        return Ok(Err("pads the time axis implicitly".into()));
+    let other_axes_fixed = shape.hw_dims().iter().enumerate().all(|(i, dim)| {
+        i == geo || {
+            let p = spec.padding.compute_one(
+                i,
+                dim,
+                spec.kernel_shape[i],
+                spec.dilation(i),
+                spec.stride(i),
+            );
+            p.pad_before.to_usize().is_ok() && p.pad_after.to_usize().is_ok()
+        }
+    });
+    let known = match spec.padding {
+        PaddingSpec::Explicit(..) | PaddingSpec::ExplicitOnnxPool(..) => true,
+        // `auto_pad = SAME_LOWER` with kernel 2: one step before, none after (causal).
+        PaddingSpec::SameLower | PaddingSpec::SameUpper => padded == 0 && other_axes_fixed,
+        _ => false,
+    };
+    if !known {
+        return Ok(Err(
+            "pads the time axis in a way rnn-run cannot replace by the frames of earlier \
+             chunks"
+                .into(),
+        ));
     }
     carried.push(Carried::ConvHistory {
         node: ctx.node.id,
