@@ -262,16 +262,7 @@ impl Model {
                 ))
             })
             .collect::<Result<_>>()?;
-        let batch_axes = match &options.batch_axes {
-            Some(axes) if axes.len() == n => axes.clone(),
-            Some(axes) => {
-                return Err(refuse(format!(
-                    "batch_axes names {} inputs, the model has {n}",
-                    axes.len()
-                )))
-            }
-            None => self.find_batch_axes()?,
-        };
+        // A model that does not stream is refused for that first.
         let kind = if pairs.is_empty() {
             let time_axes = match &options.time_axes {
                 Some(axes) if axes.len() == n => axes.clone(),
@@ -286,6 +277,16 @@ impl Model {
             Kind::Stream { time_axes }
         } else {
             Kind::Feedback { pairs }
+        };
+        let batch_axes = match &options.batch_axes {
+            Some(axes) if axes.len() == n => axes.clone(),
+            Some(axes) => {
+                return Err(refuse(format!(
+                    "batch_axes names {} inputs, the model has {n}",
+                    axes.len()
+                )))
+            }
+            None => self.find_batch_axes()?,
         };
         let roles: Vec<Role> = (0..n)
             .map(|ix| match (&kind, batch_axes[ix]) {
@@ -1158,12 +1159,7 @@ impl Engine {
         inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
         let typed = crate::model::without_panics(|| crate::stream::type_for_analysis(inference))
             .map_err(|p| refuse(format!("tract failed while typing ({p})")))?
-            .map_err(|e| {
-                refuse(format!(
-                    "the graph does not type with a free batch axis ({})",
-                    chain_message(&e)
-                ))
-            })?;
+            .map_err(|e| refuse(crate::refusal::plain(&chain_message(&e), "batch")))?;
         check_batch(&typed, &batch)?;
         // Outputs: the model's, then the fed-back ones again as states.
         let model_outputs = typed.output_outlets().map_err(untyped)?.to_vec();
@@ -1278,7 +1274,7 @@ impl StepGraph {
         let invalid = |e: anyhow::Error| {
             Error::Run(format!(
                 "cannot plan a step of {n} streams: {}",
-                chain_message(&e)
+                crate::refusal::plain(&chain_message(&e), "batch")
             ))
         };
         let plan = crate::model::without_panics(|| {

@@ -235,19 +235,21 @@ impl Model {
                     .map_err(|p| refuse(format!("tract failed while typing the graph ({p})")))?
                     .map_err(|e| {
                         refuse(format!(
-                            "the time axis cannot be found: the graph does not type ({why}; \
-                             for these inputs: {})",
-                            chain_message(&e)
+                            "the time axis cannot be found: the graph does not type for these \
+                             inputs: {} (with its declared shapes: {})",
+                            crate::refusal::plain(&chain_message(&e), "time"),
+                            crate::refusal::plain(&why.to_string(), "time")
                         ))
                     })?
             }
             (Err(why), None) => self.probe_model().map_err(|e| {
                 refuse(format!(
                     "the time axis cannot be found: the graph types only for actual input \
-                     shapes ({why}; with probe shapes: {}); give the time axes with \
+                     shapes ({}; with probe shapes: {}); give the time axes with \
                      StreamOptions::time_axes (on the command line: --time-axis \
                      INPUT=AXIS), or start the stream from actual inputs",
-                    chain_message(&e)
+                    crate::refusal::plain(&why.to_string(), "time"),
+                    crate::refusal::plain(&chain_message(&e), "time")
                 ))
             })?,
         };
@@ -288,6 +290,15 @@ impl Model {
             }
         }
         if axes.iter().all(Option::is_none) {
+            // The graph did not type with its declared dimensions free because an op mixes
+            // the steps of one of them (a flip): that is the answer.
+            if let Err(why) = self.symbolic_model() {
+                if let Some(plain) =
+                    crate::refusal::mixes_steps(&why.to_string(), "time (or batch)")
+                {
+                    return Err(refuse(plain));
+                }
+            }
             // A fixed-length export: try its axes.
             let (found, considered) =
                 crate::passes::fixed_length::find(&self.inference, self.inputs());
@@ -442,12 +453,7 @@ impl Stream {
         inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
         let typed = without_panics(|| type_for_analysis(inference))
             .map_err(|p| Building::Untyped(format!("tract failed while typing ({p})")))?
-            .map_err(|e| {
-                Building::Untyped(format!(
-                    "the graph does not type with a free time axis ({})",
-                    chain_message(&e)
-                ))
-            })?;
+            .map_err(|e| Building::Untyped(crate::refusal::plain(&chain_message(&e), "time")))?;
         let time: Vec<(usize, usize)> = self
             .time_inputs
             .iter()
@@ -615,8 +621,13 @@ impl Stream {
         let graph = &built.graph;
         let invalid = |e: anyhow::Error| {
             Error::Run(format!(
-                "cannot plan the stream for chunks of shapes {shapes:?}: {}",
-                chain_message(&e)
+                "cannot plan the stream for chunks of shapes {}: {}",
+                shapes
+                    .iter()
+                    .map(|s| shape_string(s))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::refusal::plain(&chain_message(&e), "time")
             ))
         };
         // Bind the graph's symbols (the chunk length, a batch) from the tensors fed.
