@@ -181,3 +181,61 @@ fn a_flip_along_time_is_refused_in_plain_words() {
         }
     }
 }
+
+/// A stream keeps its first chunk's batch and features: the refusal shows that chunk's shape
+/// (the time axis as `time`), not a 0 in its place.
+#[test]
+fn a_streams_batch_change_names_its_first_chunks_shape() {
+    let model = Model::load(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/matrix/gru_l1_nobias_noinit_legacy_op17/model.onnx"),
+    )
+    .unwrap();
+    let t = model.time_axes().unwrap()[0].unwrap();
+    let shape = |batch: usize| -> Vec<usize> {
+        model.inputs()[0]
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(a, d)| match d {
+                _ if a == t => 3,
+                rnn_run::Dim::Fixed(n) => *n,
+                rnn_run::Dim::Symbol(_) => batch,
+            })
+            .collect()
+    };
+    let mut stream = model.stream().unwrap();
+    stream
+        .push(vec![Tensor::zero::<f32>(&shape(1)).unwrap()])
+        .unwrap();
+    let e = stream
+        .push(vec![Tensor::zero::<f32>(&shape(2)).unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert_plain(&e);
+    let mut first: Vec<String> = shape(1).iter().map(|d| d.to_string()).collect();
+    first[t] = "time".into();
+    assert!(
+        e.contains(&format!("first chunk had [{}]", first.join(", "))),
+        "{e}"
+    );
+}
+
+/// `max_batch: 0` is a bad option, not a model that cannot stream.
+#[test]
+fn max_batch_zero_is_an_option_error() {
+    let model = Model::load(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/matrix/gru_l1_nobias_noinit_legacy_op17/model.onnx"),
+    )
+    .unwrap();
+    let options = PoolOptions {
+        max_batch: 0,
+        ..Default::default()
+    };
+    let e = model.stream_pool(options, vec![]).unwrap_err().to_string();
+    assert!(
+        e.contains("max_batch is 0") && !e.contains("cannot stream this model"),
+        "{e}"
+    );
+}
