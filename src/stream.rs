@@ -238,7 +238,7 @@ impl Model {
                             "the time axis cannot be found: the graph does not type for these \
                              inputs: {} (with its declared shapes: {})",
                             crate::refusal::plain(&chain_message(&e), "time"),
-                            crate::refusal::plain(&why.to_string(), "time")
+                            crate::refusal::plain(why, "time")
                         ))
                     })?
             }
@@ -248,7 +248,7 @@ impl Model {
                      shapes ({}; with probe shapes: {}); give the time axes with \
                      StreamOptions::time_axes (on the command line: --time-axis \
                      INPUT=AXIS), or start the stream from actual inputs",
-                    crate::refusal::plain(&why.to_string(), "time"),
+                    crate::refusal::plain(why, "time"),
                     crate::refusal::plain(&chain_message(&e), "time")
                 ))
             })?,
@@ -294,7 +294,7 @@ impl Model {
             // the steps of one of them (a flip): that is the answer.
             if let Err(why) = self.symbolic_model() {
                 if let Some(plain) =
-                    crate::refusal::mixes_steps(&why.to_string(), "time (or batch)")
+                    crate::refusal::mixes_steps(why, "time (or batch)")
                 {
                     return Err(refuse(plain));
                 }
@@ -624,7 +624,7 @@ impl Stream {
                 "cannot plan the stream for chunks of shapes {}: {}",
                 shapes
                     .iter()
-                    .map(|s| shape_string(s))
+                    .map(shape_string)
                     .collect::<Vec<_>>()
                     .join(", "),
                 crate::refusal::plain(&chain_message(&e), "time")
