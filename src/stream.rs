@@ -293,9 +293,7 @@ impl Model {
             // The graph did not type with its declared dimensions free because an op mixes
             // the steps of one of them (a flip): that is the answer.
             if let Err(why) = self.symbolic_model() {
-                if let Some(plain) =
-                    crate::refusal::mixes_steps(why, "time (or batch)")
-                {
+                if let Some(plain) = crate::refusal::mixes_steps(why, "time (or batch)") {
                     return Err(refuse(plain));
                 }
             }

@@ -207,3 +207,54 @@ fn a_time_axis_that_cannot_be_found_is_one_option_away() {
         assert!(text.contains(want), "{want}: {text}");
     }
 }
+
+/// `y[:x.shape[0]]` (a Slice to the input's own length, as PyTorch writes it: Shape → Gather →
+/// Unsqueeze → Slice) after a GRU: each chunk's slice is the chunk, so it streams exactly.
+#[test]
+fn a_slice_to_the_inputs_own_length_streams() {
+    let (f, h) = (3i64, 4i64);
+    let mut r = Seeded(5);
+    let mut gru = node("GRU", "/gru/GRU", &["x", "W", "R"], &["Y"]);
+    gru.attribute.push(attr_int("hidden_size", h));
+    let mut gather = node("Gather", "/Gather", &["shape", "zero"], &["len"]);
+    gather.attribute.push(attr_int("axis", 0));
+    let graph = GraphProto {
+        name: "g".into(),
+        node: vec![
+            gru,
+            node("Squeeze", "/Squeeze", &["Y", "one"], &["h"]),
+            node("Shape", "/Shape", &["x"], &["shape"]),
+            gather,
+            node("Unsqueeze", "/Unsqueeze", &["len", "zero1"], &["end"]),
+            node("Slice", "/Slice", &["h", "start", "end", "zero1"], &["y"]),
+        ],
+        initializer: vec![
+            float_initializer(
+                "W",
+                &[1, 3 * h, f],
+                weights((9 * h * f / 3) as usize, &mut r),
+            ),
+            float_initializer("R", &[1, 3 * h, h], weights((3 * h * h) as usize, &mut r)),
+            int64_initializer("one", &[1]),
+            int64_initializer("zero1", &[0]),
+            int64_initializer("start", &[0]),
+            TensorProto {
+                name: "zero".into(),
+                data_type: DataType::Int64 as i32,
+                int64_data: vec![0],
+                ..Default::default()
+            },
+        ],
+        input: vec![value_info(
+            "x",
+            DataType::Float,
+            Some(&[Dim::S("seq"), Dim::S("batch"), Dim::N(f)]),
+        )],
+        output: vec![value_info("y", DataType::Float, None)],
+        ..Default::default()
+    };
+    let model = Model::from_bytes(&model_bytes(graph, 13)).unwrap();
+    let x = random(&[11, 2, f as usize], 9);
+    let d = chunked_vs_whole(&model, &[x]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(d <= 1e-6, "{d:e}");
+}

@@ -366,6 +366,26 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
     // A value computed from the chunk's length stays so through ops on such values only (a
     // size computation); mixed into data, it makes the data depend on the chunking.
     if has(Flow::Length) {
+        // `y[:x.shape[0]]`: a slice of a per-step value to the chunk's own length is the
+        // chunk (its bounds are constants holding the length, which the slice rule reads).
+        if let (Some(strided), [Flow::Step(axis), rest @ ..]) =
+            (op.downcast_ref::<StridedSlice>(), inputs)
+        {
+            // Only where it keeps every axis whole: a length-bound slice of another axis would
+            // change with the chunking.
+            let whole = node.outputs[0].fact.shape == ctx.input_fact(0)?.shape;
+            if whole
+                && rest
+                    .iter()
+                    .all(|f| matches!(f, Flow::Static | Flow::Length))
+            {
+                if let Ok(flows) = strided_slice_rule(ctx, strided, *axis)? {
+                    if matches!(flows[..], [Flow::Step(_)]) {
+                        return Ok(Ok(flows));
+                    }
+                }
+            }
+        }
         if !steps.is_empty() || has(Flow::Final) {
             return Ok(Err(
                 "uses the length of the time axis, which a stream sees a chunk \
