@@ -64,6 +64,7 @@ mod passes;
 pub mod pool;
 mod precheck;
 pub mod qlstm;
+mod refusal;
 mod shared;
 pub mod sniff;
 pub mod stream;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use tract_hir::internal::*;
 
-use crate::error::{chain_message, Error, Result};
+use crate::error::{chain_message, shape_string, Error, Result};
 use crate::model::{check_inputs, optimize_typed, Dim, IoInfo, Model};
 use crate::passes::state_io::StateStart;
 use crate::passes::time_axis::{analyse_batch, find_batch_axes};
@@ -46,8 +46,11 @@ pub struct PoolOptions {
     /// `("state", "stateN")`). Empty for a model that streams.
     pub feedback: Vec<(String, String)>,
     /// For each model input, its batch axis, or `None` for an input shared by every stream
-    /// (a sample rate). By default found from the graph.
+    /// (a sample rate). By default found from the graph. CLI: `--batch-axis INPUT=AXIS`.
     pub batch_axes: Option<Vec<Option<usize>>>,
+    /// For a model that streams: each input's time axis, as [`crate::StreamOptions::time_axes`].
+    /// By default found from the graph. CLI: `--time-axis INPUT=AXIS`.
+    pub time_axes: Option<Vec<Option<usize>>>,
 }
 
 impl Default for PoolOptions {
@@ -57,6 +60,7 @@ impl Default for PoolOptions {
             max_wait: Duration::from_millis(2),
             feedback: vec![],
             batch_axes: None,
+            time_axes: None,
         }
     }
 }
@@ -139,6 +143,9 @@ struct Slot {
     start: Vec<Tensor>,
     /// Its carried states (batch 1), once it has them.
     states: Option<Vec<TValue>>,
+    /// For a streaming model, the shape of the stream's first frame (time axis aside): its
+    /// carried states are shaped by it, so its later frames must agree.
+    first_frame: Option<Vec<Vec<usize>>>,
     queue: VecDeque<Queued>,
 }
 
@@ -157,8 +164,18 @@ struct Engine {
     batch_axes: Vec<Option<usize>>,
     /// The values of the shared inputs, in model order.
     shared: Vec<Tensor>,
-    graph: Mutex<Option<Arc<StepGraph>>>,
+    /// The batched graphs built so far, one per frame shape (see [`Engine::shape_key`]),
+    /// most recently used last: a frame of another shape gets its own graph, so that it
+    /// cannot break the steps of the others.
+    graphs: Mutex<VecDeque<(ShapeKey, Arc<StepGraph>)>>,
 }
+
+/// What a step's graph depends on: the shapes of a frame's tensors (a stream's time axis
+/// aside) and of the stream's per-stream values or carried fed-back states.
+type ShapeKey = Vec<Vec<usize>>;
+
+/// Step graphs kept per pool (one per frame shape seen lately).
+const POOL_GRAPHS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -223,7 +240,9 @@ impl Model {
     pub fn stream_pool(&self, options: PoolOptions, shared: Vec<Tensor>) -> Result<StreamPool> {
         let refuse = |m: String| Error::NotStreamable(m);
         if options.max_batch == 0 {
-            return Err(refuse("max_batch must be at least 1".into()));
+            return Err(Error::Run(
+                "PoolOptions::max_batch is 0: a step must take at least 1 stream".into(),
+            ));
         }
         let n = self.inputs().len();
         let position = |name: &str, of: &[IoInfo], what: &str| {
@@ -243,6 +262,22 @@ impl Model {
                 ))
             })
             .collect::<Result<_>>()?;
+        // A model that does not stream is refused for that first.
+        let kind = if pairs.is_empty() {
+            let time_axes = match &options.time_axes {
+                Some(axes) if axes.len() == n => axes.clone(),
+                Some(axes) => {
+                    return Err(refuse(format!(
+                        "time_axes names {} inputs, the model has {n}",
+                        axes.len()
+                    )))
+                }
+                None => self.time_axes()?,
+            };
+            Kind::Stream { time_axes }
+        } else {
+            Kind::Feedback { pairs }
+        };
         let batch_axes = match &options.batch_axes {
             Some(axes) if axes.len() == n => axes.clone(),
             Some(axes) => {
@@ -252,13 +287,6 @@ impl Model {
                 )))
             }
             None => self.find_batch_axes()?,
-        };
-        let kind = if pairs.is_empty() {
-            Kind::Stream {
-                time_axes: self.time_axes()?,
-            }
-        } else {
-            Kind::Feedback { pairs }
         };
         let roles: Vec<Role> = (0..n)
             .map(|ix| match (&kind, batch_axes[ix]) {
@@ -303,7 +331,7 @@ impl Model {
             roles,
             batch_axes,
             shared,
-            graph: Mutex::new(None),
+            graphs: Mutex::new(VecDeque::new()),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(PoolState::default()),
@@ -376,11 +404,17 @@ impl Model {
             }
         }
         if axes.iter().all(Option::is_none) {
-            return Err(refuse(
-                "the batch axis cannot be found from the graph: give it with \
-                 PoolOptions::batch_axes"
-                    .into(),
-            ));
+            return Err(refuse(format!(
+                "the batch axis cannot be found from the graph (no input's axis becomes a \
+                 recurrent node's batch axis, and no dimension name is shared by the inputs: \
+                 {}): give it with PoolOptions::batch_axes, or on the command line with \
+                 --batch-axis INPUT=AXIS",
+                self.inputs()
+                    .iter()
+                    .map(|i| format!("{} {}", i.name, crate::error::shape_string(&i.shape)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         Ok(axes)
     }
@@ -439,6 +473,7 @@ impl StreamPool {
             Slot {
                 start,
                 states: None,
+                first_frame: None,
                 queue: VecDeque::new(),
             },
         );
@@ -450,13 +485,13 @@ impl StreamPool {
     /// model's input order. Frames of one stream run in the order they are pushed.
     pub fn push(&self, id: StreamId, frame: Vec<Tensor>) -> Result<Pending> {
         let engine = &self.shared.engine;
-        check_inputs(&engine.batch_one_infos(Role::Pushed), &frame)?;
+        engine.check_frame(&frame)?;
         let (reply, receive) = mpsc::channel();
         let mut state = self.shared.lock();
-        let slot = state.streams.get_mut(&id).ok_or_else(|| Error::Input {
-            name: format!("{id:?}"),
-            message: "no such stream in this pool (closed, or never opened)".into(),
-        })?;
+        let slot = state.streams.get_mut(&id).ok_or_else(|| not_open(id))?;
+        if let Some(first) = &slot.first_frame {
+            engine.check_same_frame(first, &frame)?;
+        }
         slot.queue.push_back(Queued {
             frame,
             since: Instant::now(),
@@ -470,10 +505,7 @@ impl StreamPool {
     /// Closes stream `id`; its frames not yet run are answered with an error.
     pub fn close(&self, id: StreamId) -> Result<()> {
         let mut state = self.shared.lock();
-        let slot = state.streams.remove(&id).ok_or_else(|| Error::Input {
-            name: format!("{id:?}"),
-            message: "no such stream in this pool".into(),
-        })?;
+        let slot = state.streams.remove(&id).ok_or_else(|| not_open(id))?;
         state.stats.open = state.streams.len();
         drop(state);
         for q in slot.queue {
@@ -502,6 +534,19 @@ impl Drop for StreamPool {
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
+    }
+}
+
+/// The refusal of a stream id the pool does not hold.
+fn not_open(id: StreamId) -> Error {
+    Error::Run(format!(
+        "{id} is not open in this pool (closed, or opened by another pool)"
+    ))
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "stream {}", self.0)
     }
 }
 
@@ -558,6 +603,9 @@ impl Shared {
                 }
             };
             drop(state);
+            if batch.is_empty() {
+                continue;
+            }
             let n = batch.len();
             let started = Instant::now();
             let result = self.engine.step(&batch);
@@ -569,6 +617,9 @@ impl Shared {
                     for ((item, outs), next) in batch.into_iter().zip(outputs).zip(states) {
                         if let Some(slot) = state.streams.get_mut(&item.id) {
                             slot.states = Some(next);
+                            if slot.first_frame.is_none() {
+                                slot.first_frame = Some(self.engine.frame_key(&item.queued.frame));
+                            }
                         }
                         let _ = item.queued.reply.send(Ok(Frame {
                             outputs: outs,
@@ -578,9 +629,10 @@ impl Shared {
                     }
                 }
                 Err(e) => {
-                    let message = e.to_string();
+                    // The frames of one step share their shapes: a failure is theirs alone,
+                    // and their streams stay where they were.
                     for item in batch {
-                        let _ = item.queued.reply.send(Err(Error::Run(message.clone())));
+                        let _ = item.queued.reply.send(Err(same_error(&e)));
                     }
                 }
             }
@@ -591,17 +643,23 @@ impl Shared {
     /// the same shapes; each stream's states go with its frame.
     fn take(&self, state: &mut PoolState, mut ready: Vec<(Instant, StreamId)>) -> Vec<Item> {
         ready.sort();
-        let shapes =
-            |frame: &[Tensor]| frame.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>();
-        let first = &state.streams[&ready[0].1].queue[0].frame;
-        let key = shapes(first);
+        let mut key = None;
         let mut batch = vec![];
         for (_, id) in ready {
             if batch.len() == self.options.max_batch {
                 break;
             }
             let slot = state.streams.get_mut(&id).unwrap();
-            if shapes(&slot.queue[0].frame) != key {
+            // A frame pushed before its stream's first step ran may disagree with it.
+            if let Some(first) = &slot.first_frame {
+                if let Err(e) = self.engine.check_same_frame(first, &slot.queue[0].frame) {
+                    let queued = slot.queue.pop_front().unwrap();
+                    let _ = queued.reply.send(Err(e));
+                    continue;
+                }
+            }
+            let this = self.engine.batch_key(slot);
+            if *key.get_or_insert_with(|| this.clone()) != this {
                 continue;
             }
             let queued = slot.queue.pop_front().unwrap();
@@ -657,6 +715,143 @@ impl Engine {
                 info
             })
             .collect()
+    }
+
+    /// Checks a pushed frame against what the pool takes.
+    fn check_frame(&self, frame: &[Tensor]) -> Result<()> {
+        let infos = self.batch_one_infos(Role::Pushed);
+        check_inputs(&infos, frame).map_err(|e| match e {
+            Error::Input { .. } if frame.len() != infos.len() => {
+                let per_stream = self.infos(Role::PerStream);
+                let given = if per_stream.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} {} given once per stream (with open_from) and then carried by \
+                         the pool",
+                        per_stream
+                            .iter()
+                            .map(|i| format!("'{}'", i.name))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if per_stream.len() == 1 { "is" } else { "are" }
+                    )
+                };
+                Error::Input {
+                    name: infos
+                        .first()
+                        .map(|i| i.name.clone())
+                        .unwrap_or_else(|| "frame".into()),
+                    message: format!(
+                        "a frame of this pool holds {} tensor{} ({}), found {}{given}",
+                        infos.len(),
+                        if infos.len() == 1 { "" } else { "s" },
+                        infos
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        frame.len()
+                    ),
+                }
+            }
+            e => e,
+        })
+    }
+
+    /// The model input index of each pushed tensor, and its time axis (streaming models).
+    fn pushed_axes(&self) -> Vec<(usize, Option<usize>)> {
+        (0..self.roles.len())
+            .filter(|&ix| self.roles[ix] == Role::Pushed)
+            .map(|ix| {
+                let time = match &self.kind {
+                    Kind::Stream { time_axes } => time_axes[ix],
+                    Kind::Feedback { .. } => None,
+                };
+                (ix, time)
+            })
+            .collect()
+    }
+
+    /// A frame's shapes, a streaming model's time axis set to 0.
+    fn frame_key(&self, frame: &[Tensor]) -> Vec<Vec<usize>> {
+        frame
+            .iter()
+            .zip(self.pushed_axes())
+            .map(|(t, (_, time))| {
+                let mut shape = t.shape().to_vec();
+                if let Some(axis) = time {
+                    shape[axis] = 0;
+                }
+                shape
+            })
+            .collect()
+    }
+
+    /// A frame's shapes as messages print them (the time axis as `time`).
+    fn frame_shapes_text(&self, key: &[Vec<usize>]) -> String {
+        key.iter()
+            .zip(self.pushed_axes())
+            .map(|(shape, (_, time))| {
+                shape_string(shape.iter().enumerate().map(|(a, d)| {
+                    if Some(a) == time {
+                        "time".to_string()
+                    } else {
+                        d.to_string()
+                    }
+                }))
+            })
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    /// Refuses a frame of a streaming model's stream whose shape (time axis aside) is not its
+    /// first frame's: the stream's carried states have that shape.
+    fn check_same_frame(&self, first: &[Vec<usize>], frame: &[Tensor]) -> Result<()> {
+        if matches!(self.kind, Kind::Feedback { .. }) {
+            return Ok(());
+        }
+        let key = self.frame_key(frame);
+        match (0..key.len()).find(|&k| key[k] != first[k]) {
+            None => Ok(()),
+            Some(k) => Err(Error::Input {
+                name: self.model.inputs()[self.pushed_axes()[k].0].name.clone(),
+                message: format!(
+                    "shape {}, but this stream's first frame had {}: a stream keeps its batch \
+                     and feature sizes (open another stream for frames of this shape)",
+                    shape_string(frame[k].shape()),
+                    self.frame_shapes_text(&first[k..k + 1]),
+                ),
+            }),
+        }
+    }
+
+    /// The shapes of a stream's per-stream values as its next step takes them: for a
+    /// fed-back state, the state carried from its last frame once there is one.
+    fn per_stream_shapes(&self, start: &[Tensor], states: Option<&Vec<TValue>>) -> ShapeKey {
+        let per_stream = (0..self.roles.len()).filter(|&ix| self.roles[ix] == Role::PerStream);
+        per_stream
+            .zip(start)
+            .map(|(ix, t)| match (&self.kind, states) {
+                (Kind::Feedback { pairs }, Some(states)) => {
+                    let k = pairs.iter().position(|p| p.0 == ix).unwrap();
+                    states[k].shape().to_vec()
+                }
+                _ => t.shape().to_vec(),
+            })
+            .collect()
+    }
+
+    /// What the frames of one step must share: their shapes (time axis included) and their
+    /// streams' per-stream shapes.
+    fn batch_key(&self, slot: &Slot) -> ShapeKey {
+        let mut key: ShapeKey = slot.queue[0]
+            .frame
+            .iter()
+            .map(|t| t.shape().to_vec())
+            .collect();
+        key.extend(self.per_stream_shapes(&slot.start, slot.states.as_ref()));
+        key
     }
 
     /// Runs one batched step; returns each stream's outputs and next states.
@@ -745,14 +940,47 @@ impl Engine {
         Ok((per_stream, next_states))
     }
 
-    /// The batched graph, built on the first step from its frame's shapes.
+    /// The batched graph for frames of this item's shape (a streaming model's time axis
+    /// aside), built on first use.
     fn graph(&self, item: &Item) -> Result<Arc<StepGraph>> {
-        let mut slot = self.graph.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(g) = &*slot {
-            return Ok(g.clone());
+        let mut key = self.frame_key(&item.queued.frame);
+        key.extend(self.per_stream_shapes(&item.start, item.states.as_ref()));
+        let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = graphs.iter().position(|(k, _)| *k == key) {
+            let entry = graphs.remove(pos).unwrap();
+            let graph = entry.1.clone();
+            graphs.push_back(entry);
+            return Ok(graph);
         }
-        let built = Arc::new(self.build(item)?);
-        *slot = Some(built.clone());
+        let n_frame = item.queued.frame.len();
+        let built = match self.build(item) {
+            Ok(built) => Arc::new(built),
+            // The first shape the pool meets: the refusal is the model's.
+            Err(e) if graphs.is_empty() => return Err(e),
+            Err(e) => {
+                let runs: Vec<String> = graphs
+                    .iter()
+                    .map(|(k, _)| self.frame_shapes_text(&k[..n_frame]))
+                    .collect();
+                let why = match e {
+                    Error::NotStreamable(m) | Error::Run(m) => m,
+                    e => e.to_string(),
+                };
+                return Err(Error::Input {
+                    name: self.model.inputs()[self.pushed_axes()[0].0].name.clone(),
+                    message: format!(
+                        "a frame of shape {} cannot run in this pool ({why}); it runs frames \
+                         of shape {}",
+                        self.frame_shapes_text(&key[..n_frame]),
+                        runs.join(", ")
+                    ),
+                });
+            }
+        };
+        graphs.push_back((key, built.clone()));
+        if graphs.len() > POOL_GRAPHS {
+            graphs.pop_front();
+        }
         Ok(built)
     }
 
@@ -877,15 +1105,20 @@ impl Engine {
         let (mut pushed, mut per_stream) = (0, 0);
         let mut feeds = vec![];
         let mut fed = vec![];
+        let per_stream_shapes = self.per_stream_shapes(&item.start, item.states.as_ref());
         for (ix, role) in self.roles.iter().enumerate() {
-            let tensor = match role {
+            let (dt, shape) = match role {
                 Role::Pushed => {
                     pushed += 1;
-                    &item.queued.frame[pushed - 1]
+                    let t = &item.queued.frame[pushed - 1];
+                    (t.datum_type(), t.shape())
                 }
                 Role::PerStream => {
                     per_stream += 1;
-                    &item.start[per_stream - 1]
+                    (
+                        item.start[per_stream - 1].datum_type(),
+                        &per_stream_shapes[per_stream - 1][..],
+                    )
                 }
                 Role::Shared => {
                     let t = self.shared_value(ix);
@@ -908,10 +1141,10 @@ impl Engine {
                 }
             };
             let axis = self.batch_axes[ix].unwrap();
-            let mut shape: TVec<TDim> = tensor.shape().iter().map(|&d| d.to_dim()).collect();
+            let mut shape: TVec<TDim> = shape.iter().map(|&d| d.to_dim()).collect();
             shape[axis] = batch.clone().into();
             inference
-                .set_input_fact(ix, InferenceFact::dt_shape(tensor.datum_type(), shape))
+                .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
                 .map_err(untyped)?;
             fed.push(ix);
             feeds.push(match role {
@@ -926,12 +1159,7 @@ impl Engine {
         inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
         let typed = crate::model::without_panics(|| crate::stream::type_for_analysis(inference))
             .map_err(|p| refuse(format!("tract failed while typing ({p})")))?
-            .map_err(|e| {
-                refuse(format!(
-                    "the graph does not type with a free batch axis ({})",
-                    chain_message(&e)
-                ))
-            })?;
+            .map_err(|e| refuse(crate::refusal::plain(&chain_message(&e), "batch")))?;
         check_batch(&typed, &batch)?;
         // Outputs: the model's, then the fed-back ones again as states.
         let model_outputs = typed.output_outlets().map_err(untyped)?.to_vec();
@@ -987,6 +1215,19 @@ impl Engine {
     }
 }
 
+/// The same error again, for each frame of a failed step.
+fn same_error(e: &Error) -> Error {
+    match e {
+        Error::Input { name, message } => Error::Input {
+            name: name.clone(),
+            message: message.clone(),
+        },
+        Error::NotStreamable(m) => Error::NotStreamable(m.clone()),
+        Error::Node(n) => Error::Node(n.clone()),
+        e => Error::Run(e.to_string()),
+    }
+}
+
 /// Refuses a graph whose ops mix the entries of its batch (the symbol `batch`), naming the
 /// node.
 fn check_batch(model: &TypedModel, batch: &Symbol) -> Result<()> {
@@ -1033,7 +1274,7 @@ impl StepGraph {
         let invalid = |e: anyhow::Error| {
             Error::Run(format!(
                 "cannot plan a step of {n} streams: {}",
-                chain_message(&e)
+                crate::refusal::plain(&chain_message(&e), "batch")
             ))
         };
         let plan = crate::model::without_panics(|| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tract_hir::internal::*;
 
-use crate::error::{chain_message, Error, Result};
+use crate::error::{chain_message, shape_string, Error, Result};
 use crate::model::{check_inputs, optimize_typed, without_panics, Dim, IoInfo, Model};
 use crate::passes::state_io::{explicit_states, StateStart, StreamGraph};
 use crate::passes::time_axis::{analyse, find_time_axes, Flow};
@@ -235,18 +235,21 @@ impl Model {
                     .map_err(|p| refuse(format!("tract failed while typing the graph ({p})")))?
                     .map_err(|e| {
                         refuse(format!(
-                            "the time axis cannot be found: the graph does not type ({why}; \
-                             for these inputs: {})",
-                            chain_message(&e)
+                            "the time axis cannot be found: the graph does not type for these \
+                             inputs: {} (with its declared shapes: {})",
+                            crate::refusal::plain(&chain_message(&e), "time"),
+                            crate::refusal::plain(why, "time")
                         ))
                     })?
             }
             (Err(why), None) => self.probe_model().map_err(|e| {
                 refuse(format!(
                     "the time axis cannot be found: the graph types only for actual input \
-                     shapes ({why}; with probe shapes: {}); give the time axes with \
-                     StreamOptions::time_axes, or start the stream from actual inputs",
-                    chain_message(&e)
+                     shapes ({}; with probe shapes: {}); give the time axes with \
+                     StreamOptions::time_axes (on the command line: --time-axis \
+                     INPUT=AXIS), or start the stream from actual inputs",
+                    crate::refusal::plain(why, "time"),
+                    crate::refusal::plain(&chain_message(&e), "time")
                 ))
             })?,
         };
@@ -287,14 +290,35 @@ impl Model {
             }
         }
         if axes.iter().all(Option::is_none) {
-            return Err(refuse(
-                "no input's axis maps one to one onto a recurrent node's time axis: either the \
-                 model takes one frame per call and carries its state through its inputs and \
-                 outputs (as Silero VAD does: run it with Model::run, feeding the state output \
-                 back), or the time axis passes through an op that changes its length (a \
-                 strided convolution or a pooling over time), which does not stream"
-                    .into(),
-            ));
+            // The graph did not type with its declared dimensions free because an op mixes
+            // the steps of one of them (a flip): that is the answer.
+            if let Err(why) = self.symbolic_model() {
+                if let Some(plain) = crate::refusal::mixes_steps(why, "time (or batch)") {
+                    return Err(refuse(plain));
+                }
+            }
+            // A fixed-length export: try its axes.
+            let (found, considered) =
+                crate::passes::fixed_length::find(&self.inference, self.inputs());
+            match found {
+                Some((ix, axis)) => axes[ix] = Some(axis),
+                None => {
+                    return Err(refuse(format!(
+                        "the time axis cannot be found: no input axis becomes a recurrent \
+                         node's time axis (considered: {}). Name it with \
+                         StreamOptions::time_axes (on the command line: --time-axis \
+                         INPUT=AXIS). A model that takes one frame per call and carries its \
+                         state through its inputs and outputs (Silero VAD) does not stream: \
+                         run it with Model::run, feeding the state back, or pool it with \
+                         PoolOptions::feedback (--feedback IN=OUT)",
+                        if considered.is_empty() {
+                            "no input has an axis of fixed size above 1".to_string()
+                        } else {
+                            considered.join(", ")
+                        }
+                    )));
+                }
+            }
         }
         Ok(axes)
     }
@@ -427,12 +451,7 @@ impl Stream {
         inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
         let typed = without_panics(|| type_for_analysis(inference))
             .map_err(|p| Building::Untyped(format!("tract failed while typing ({p})")))?
-            .map_err(|e| {
-                Building::Untyped(format!(
-                    "the graph does not type with a free time axis ({})",
-                    chain_message(&e)
-                ))
-            })?;
+            .map_err(|e| Building::Untyped(crate::refusal::plain(&chain_message(&e), "time")))?;
         let time: Vec<(usize, usize)> = self
             .time_inputs
             .iter()
@@ -524,10 +543,16 @@ impl Stream {
                 return Err(Error::Input {
                     name: self.pushed[k].name.clone(),
                     message: format!(
-                        "shape {:?}, but the stream's first chunk had {:?} (time axis aside): \
-                         a stream keeps its batch and feature sizes",
-                        chunk[k].shape(),
-                        first[k]
+                        "shape {}, but the stream's first chunk had {} (time axis aside): a \
+                         stream keeps its batch and feature sizes",
+                        shape_string(chunk[k].shape()),
+                        shape_string(first[k].iter().enumerate().map(|(a, d)| {
+                            if a == self.time_axes[self.time_inputs[k]].unwrap() {
+                                "time".to_string()
+                            } else {
+                                d.to_string()
+                            }
+                        }))
                     ),
                 });
             }
@@ -594,8 +619,13 @@ impl Stream {
         let graph = &built.graph;
         let invalid = |e: anyhow::Error| {
             Error::Run(format!(
-                "cannot plan the stream for chunks of shapes {shapes:?}: {}",
-                chain_message(&e)
+                "cannot plan the stream for chunks of shapes {}: {}",
+                shapes
+                    .iter()
+                    .map(shape_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::refusal::plain(&chain_message(&e), "time")
             ))
         };
         // Bind the graph's symbols (the chunk length, a batch) from the tensors fed.
@@ -845,6 +875,17 @@ impl Model {
     /// back together; also returns the number of pushes. The inputs are the model's, in its
     /// order: those without a time axis start the stream.
     pub fn run_chunked(&self, inputs: Vec<Tensor>, chunk: usize) -> Result<(Vec<Tensor>, usize)> {
+        self.run_chunked_with(&StreamOptions::default(), inputs, chunk)
+    }
+
+    /// [`Model::run_chunked`] with options (the time axes, when the graph does not show
+    /// them).
+    pub fn run_chunked_with(
+        &self,
+        options: &StreamOptions,
+        inputs: Vec<Tensor>,
+        chunk: usize,
+    ) -> Result<(Vec<Tensor>, usize)> {
         // Element types and ranks now; the stream checks the sizes once it knows the time axes.
         let any_size: Vec<IoInfo> = self
             .inputs()
@@ -855,7 +896,10 @@ impl Model {
             })
             .collect();
         check_inputs(&any_size, &inputs)?;
-        let axes = self.find_time_axes(Some(&inputs))?;
+        let axes = match &options.time_axes {
+            Some(axes) => axes.clone(),
+            None => self.find_time_axes(Some(&inputs))?,
+        };
         let (mut time, mut start) = (vec![], vec![]);
         for (t, axis) in inputs.into_iter().zip(&axes) {
             match axis {
@@ -904,7 +948,7 @@ pub(crate) fn type_for_analysis(inference: InferenceModel) -> TractResult<TypedM
 /// becomes `-1`: the same reshape at the exported length (the volume fixes it), and the one
 /// that follows the sequence at others. Targets shared with other ops, or ambiguous ones
 /// (the length appearing twice), are left alone, and typing then refuses the stream.
-fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractResult<()> {
+pub(crate) fn free_reshape_lengths(model: &mut InferenceModel, lengths: &[i64]) -> TractResult<()> {
     if lengths.is_empty() {
         return Ok(());
     }

@@ -332,3 +332,152 @@ fn serve_bench_reports_pooled_and_solo_throughput() {
     assert_eq!(v["mean_batch"].as_f64(), Some(4.0), "{v}");
     assert!(v["pooled_fps"].as_f64().unwrap() > 0.0 && v["solo_fps"].as_f64().unwrap() > 0.0);
 }
+
+/// The README's `serve-bench` example runs as written (from the repository's root).
+#[test]
+fn readme_serve_bench_example_runs_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("rnn-run serve-bench fixtures/"))
+        .expect("a serve-bench example in the README");
+    let args: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 0, "{line}\n{}", out.stderr);
+    assert!(
+        out.stdout.contains("8 streams x 20 frames"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("mean batch"), "{}", out.stdout);
+}
+
+/// `serve-bench` on a model that carries its state through its inputs and outputs, with no
+/// `--feedback`: the refusal says which names pair up, what to share and that a frame file is
+/// needed, instead of tract's typing failure.
+#[test]
+fn serve_bench_suggests_feedback_shared_and_a_frame_file() {
+    let out = rnn_run(&[
+        "serve-bench".into(),
+        "fixtures/realworld/silero_vad_16k_op15.onnx".into(),
+        "--streams".into(),
+        "8".into(),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    for want in [
+        "--feedback state=stateN",
+        "--shared sr=",
+        "frame file for input",
+    ] {
+        assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("unify"), "{}", out.stderr);
+}
+
+/// Silero v6's `silero_vad.onnx` hides its batch axis from the graph: `--batch-axis` names it,
+/// and the refusal without it names the flag.
+#[test]
+fn serve_bench_takes_batch_axes_from_the_command_line() {
+    let mut args: Vec<String> = [
+        "serve-bench",
+        "fixtures/realworld/silero_vad.onnx",
+        "fixtures/realworld/frames/silero_16k_frame.npy",
+        "--feedback",
+        "state=stateN",
+        "--shared",
+        "sr=fixtures/realworld/frames/sr_16000.npy",
+        "--streams",
+        "3",
+        "--frames",
+        "2",
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("--batch-axis INPUT=AXIS")
+            && out.stderr.contains("PoolOptions::batch_axes")
+            && !out.stderr.contains("cannot stream this model"),
+        "{}",
+        out.stderr
+    );
+    args.extend(["--batch-axis", "input=0", "--batch-axis", "state=1"].map(String::from));
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["mean_batch"].as_f64(), Some(3.0), "{v}");
+    // A name the model does not have, an axis it does not have.
+    for (flag, bad, want) in [
+        (
+            "input=0",
+            "stat=1",
+            "no input 'stat' (its inputs: input, state, sr)",
+        ),
+        (
+            "input=0",
+            "state=3",
+            "input 'state' has 3 axes (0 to 2), '3' is not one",
+        ),
+    ] {
+        let mut a = args[..args.len() - 4].to_vec();
+        a.extend(["--batch-axis", flag, "--batch-axis", bad].map(String::from));
+        let out = rnn_run(&a);
+        assert_eq!(out.code, 2);
+        assert!(out.stderr.contains(want), "{}", out.stderr);
+    }
+}
+
+/// `--chunk` with `--time-axis`: the axes named on the command line, the same outputs; a
+/// stream's run reports no plan time of its own (it plans inside the run).
+#[test]
+fn chunk_takes_time_axes_from_the_command_line() {
+    let dir = root().join("fixtures/tutorial/lstm_legacy");
+    let mut args: Vec<String> = vec![dir.join("model.onnx").display().to_string()];
+    for k in 0..3 {
+        args.push(dir.join(format!("input_{k}.npy")).display().to_string());
+    }
+    args.push("--expect".into());
+    for k in 0..3 {
+        args.push(dir.join(format!("expected_{k}.npy")).display().to_string());
+    }
+    args.extend(["--chunk", "2", "--time-axis", "input=0"].map(String::from));
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("all 3 outputs match"), "{}", out.stdout);
+    assert!(!out.stdout.contains("plan 0"), "{}", out.stdout);
+    args.push("--json".into());
+    let v: serde_json::Value = serde_json::from_str(&rnn_run(&args).stdout).unwrap();
+    assert!(v["plan_ms"].is_null(), "{v}");
+    // The wrong axis: the stream's own check refuses the chunks' shapes.
+    let n = args.len();
+    args[n - 2] = "input=5".into();
+    let out = rnn_run(&args);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--time-axis 'input=5'"),
+        "{}",
+        out.stderr
+    );
+    // Without --chunk, --time-axis has nothing to name.
+    let mut plain: Vec<String> = args[..args.len() - 5].to_vec();
+    plain.extend(["--time-axis", "input=0"].map(String::from));
+    let out = rnn_run(&plain);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("use it with --chunk"), "{}", out.stderr);
+}
+
+/// A dependent crate does not inherit this repository's profile: the README gives the two
+/// lines of ours that a user's `Cargo.toml` needs for usable debug builds.
+#[test]
+fn readme_gives_dependents_the_dev_profile_lines() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let block = "[profile.dev.package.\"*\"]\nopt-level = 2\n";
+    assert!(
+        cargo.contains(block),
+        "Cargo.toml changed: update the README"
+    );
+    assert!(readme.contains(&format!("```toml\n{block}```")), "README");
+}

@@ -22,7 +22,9 @@ pub enum Command {
     after_help = "INPUT binds to the graph's inputs in order: `x.npy`, or `name=x.npy`, or one \
                   `.npz` whose keys are input names.\n\nTo describe a model instead: rnn-run \
                   inspect MODEL [--json]\nTo measure a pool of concurrent streams: rnn-run \
-                  serve-bench MODEL --streams N\n\nExit codes: 0 ok, 1 --expect mismatch, 2 \
+                  serve-bench MODEL --streams N\n\nStreaming: --chunk 4 runs 4 time steps per push; \
+                  --time-axis x=1 names an input's time axis where the graph does not show it \
+                  (repeatable).\n\nExit codes: 0 ok, 1 --expect mismatch, 2 \
                   error."
 )]
 pub struct RunArgs {
@@ -68,6 +70,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub chunk: Option<u32>,
 
+    /// With --chunk: the time axis of an input, when the graph does not show it (`x=1`);
+    /// repeatable. Inputs not named are given once, at the stream's start.
+    #[arg(long, value_name = "INPUT=AXIS")]
+    pub time_axis: Vec<String>,
+
     /// Threads for the recurrent nodes: bidirectional directions side by side, a large step
     /// cut into pieces of hidden units, one per thread (default 1).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -101,7 +108,17 @@ pub struct InspectArgs {
 /// Serve many concurrent streams of a model, pooled into batched steps and then each on its
 /// own, and compare frames per second and latency.
 #[derive(Parser, Debug)]
-#[command(name = "rnn-run serve-bench", version)]
+#[command(
+    name = "rnn-run serve-bench",
+    version,
+    after_help = "Example (Silero VAD, its state fed back, the sample rate shared by every \
+                  stream, one frame of 64 samples of context + 512 new ones):\n  rnn-run \
+                  serve-bench fixtures/realworld/silero_vad_16k_op15.onnx \
+                  fixtures/realworld/frames/silero_16k_frame.npy --feedback state=stateN \
+                  --shared sr=fixtures/realworld/frames/sr_16000.npy --streams 8 --frames \
+                  20\n\nWhere the graph does not show an input's batch or time axis: \
+                  --batch-axis input=0 --batch-axis state=1, --time-axis x=1."
+)]
 pub struct ServeBenchArgs {
     /// The ONNX model file.
     #[arg(value_name = "MODEL")]
@@ -136,6 +153,16 @@ pub struct ServeBenchArgs {
     /// Values of the inputs every stream shares (a sample rate): `name=x.npy`; repeatable.
     #[arg(long, value_name = "NAME=FILE")]
     pub shared: Vec<OsString>,
+
+    /// The batch axis of an input, when the graph does not show it (`input=0`); repeatable.
+    /// Inputs not named are shared by every stream.
+    #[arg(long, value_name = "INPUT=AXIS")]
+    pub batch_axis: Vec<String>,
+
+    /// For a model that streams: the time axis of an input, when the graph does not show it
+    /// (`x=1`); repeatable. Inputs not named are given once per stream.
+    #[arg(long, value_name = "INPUT=AXIS")]
+    pub time_axis: Vec<String>,
 
     /// Print one JSON document instead of the readable report.
     #[arg(long)]
@@ -179,6 +206,48 @@ impl From<WeightsArg> for rnn_run::WeightFormat {
             WeightsArg::F16 => rnn_run::WeightFormat::F16,
         }
     }
+}
+
+/// `--time-axis` / `--batch-axis`: `INPUT=AXIS` for some inputs, `None` for the others; no
+/// flag at all leaves the axes to the graph (`Ok(None)`).
+pub fn named_axes(
+    model: &rnn_run::Model,
+    given: &[String],
+    flag: &str,
+) -> anyhow::Result<Option<Vec<Option<usize>>>> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let inputs = model.inputs();
+    let mut axes = vec![None; inputs.len()];
+    for g in given {
+        let (name, axis) = g
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{flag} '{g}': expected INPUT=AXIS (e.g. x=1)"))?;
+        let ix = inputs.iter().position(|i| i.name == name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} '{g}': the model has no input '{name}' (its inputs: {})",
+                inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let rank = inputs[ix].shape.len();
+        let axis: usize = axis.parse().ok().filter(|a| *a < rank).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} '{g}': input '{name}' has {rank} ax{} (0 to {}), '{axis}' is not one",
+                if rank == 1 { "is" } else { "es" },
+                rank.saturating_sub(1)
+            )
+        })?;
+        if axes[ix].is_some() {
+            anyhow::bail!("{flag} names input '{name}' twice");
+        }
+        axes[ix] = Some(axis);
+    }
+    Ok(Some(axes))
 }
 
 fn tolerance(s: &str) -> Result<f64, String> {

@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rnn_run::{npy, LoadOptions, Model, Tensor};
+use rnn_run::{npy, LoadOptions, Model, StreamOptions, Tensor};
 
 use args::{Command, InspectArgs, RunArgs};
 use report::{Bench, OutputReport, RunReport};
@@ -211,22 +211,30 @@ fn run(a: RunArgs) -> Result<i32> {
     // The plan specialized to these inputs' shapes is made before the timed run, so that
     // `run_ms` is the run alone and `plan_ms` what a first run at new shapes costs on top.
     let plan_ms = match a.chunk {
-        None => {
+        None => Some(
             model
                 .prepare(&tensors)
                 .map_err(|e| anyhow!("run failed: {e}"))?
                 .as_secs_f64()
-                * 1000.0
-        }
-        Some(_) => 0.0,
+                * 1000.0,
+        ),
+        Some(_) => None,
     };
+    let stream_options = StreamOptions {
+        time_axes: args::named_axes(&model, &a.time_axis, "--time-axis")?,
+    };
+    if a.chunk.is_none() && !a.time_axis.is_empty() {
+        bail!("--time-axis names the time axes of a stream: use it with --chunk N");
+    }
     let mut pushes = 0;
     let mut run_once = |inputs: Vec<Tensor>| -> Result<Vec<Tensor>> {
         match a.chunk {
-            Some(n) => model.run_chunked(inputs, n as usize).map(|(outputs, n)| {
-                pushes = n;
-                outputs
-            }),
+            Some(n) => model
+                .run_chunked_with(&stream_options, inputs, n as usize)
+                .map(|(outputs, n)| {
+                    pushes = n;
+                    outputs
+                }),
             None => model.run(inputs),
         }
         .map_err(|e| anyhow!("run failed: {e}"))

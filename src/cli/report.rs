@@ -47,8 +47,9 @@ pub struct RunReport<'a> {
     pub model: String,
     pub outputs: Vec<OutputReport<'a>>,
     pub load_ms: f64,
-    /// Making the plan specialized to the inputs' shapes (0 when it was cached).
-    pub plan_ms: f64,
+    /// Making the plan specialized to the inputs' shapes (0 when it was cached); `None` for a
+    /// stream, which plans each chunk shape inside its run.
+    pub plan_ms: Option<f64>,
     pub run_ms: f64,
     /// `--chunk`: the chunk length and how many pushes the run took.
     pub stream: Option<(usize, usize)>,
@@ -147,7 +148,7 @@ impl RunReport<'_> {
             .with("model", self.model.as_str())
             .with("outputs", Json::Arr(outputs))
             .with("load_ms", ms(self.load_ms))
-            .with("plan_ms", ms(self.plan_ms))
+            .with("plan_ms", self.plan_ms.map(ms))
             .with("run_ms", ms(self.run_ms));
         if let Some((chunk, pushes)) = self.stream {
             doc.set("chunk", chunk);
@@ -264,12 +265,19 @@ impl RunReport<'_> {
                 "recurrent weights: {format} (rounded; products sum in the model's precision)\n"
             ));
         }
-        out.push_str(&format!(
-            "time: load {}, plan {}, run {}\n",
-            fmt_ms(self.load_ms),
-            fmt_ms(self.plan_ms),
-            fmt_ms(self.run_ms)
-        ));
+        out.push_str(&match self.plan_ms {
+            Some(plan_ms) => format!(
+                "time: load {}, plan {}, run {}\n",
+                fmt_ms(self.load_ms),
+                fmt_ms(plan_ms),
+                fmt_ms(self.run_ms)
+            ),
+            None => format!(
+                "time: load {}, run {} (planning each chunk shape included)\n",
+                fmt_ms(self.load_ms),
+                fmt_ms(self.run_ms)
+            ),
+        });
         if let Some(b) = &self.bench {
             out.push_str(&format!(
                 "bench: {} run{}, median {}, min {}, max {}\n",

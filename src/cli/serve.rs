@@ -44,11 +44,12 @@ pub fn serve_bench(a: ServeBenchArgs) -> Result<i32> {
         max_batch: a.max_batch as usize,
         max_wait: Duration::from_micros(a.max_wait_us),
         feedback,
-        batch_axes: None,
+        batch_axes: super::args::named_axes(&model, &a.batch_axis, "--batch-axis")?,
+        time_axes: super::args::named_axes(&model, &a.time_axis, "--time-axis")?,
     };
     let frame_infos = model
         .stream_pool(options.clone(), shared.clone())
-        .map_err(|e| anyhow!("cannot pool this model: {e}"))?
+        .map_err(|e| anyhow!("cannot pool this model: {}", pool_hint(&model, &a, e)))?
         .frame_inputs();
     let frame = frame(&frame_infos, &a.frame)?;
     let report = rnn_run::pool::serve_bench(
@@ -157,4 +158,117 @@ fn frame(infos: &[rnn_run::IoInfo], files: &[OsString]) -> Result<Vec<Tensor>> {
         .zip(infos)
         .map(|(t, i)| t.ok_or_else(|| anyhow!("no file for input '{}'", i.name)))
         .collect()
+}
+
+/// A pool refusal, with what the command line can do about it: a model that carries its
+/// state through its inputs and outputs (Silero VAD) needs `--feedback`, inputs without a
+/// batch axis `--shared`, inputs of no fixed length a frame file.
+fn pool_hint(model: &Model, a: &ServeBenchArgs, e: rnn_run::Error) -> String {
+    let pairs = if a.feedback.is_empty() {
+        state_pairs(model)
+    } else {
+        vec![]
+    };
+    if pairs.is_empty() {
+        return match e {
+            rnn_run::Error::NotStreamable(m) => m,
+            e => e.to_string(),
+        };
+    }
+    let given: Vec<String> = a
+        .shared
+        .iter()
+        .filter_map(|s| Some(s.to_string_lossy().split_once('=')?.0.to_string()))
+        .collect();
+    let scalars: Vec<&str> = model
+        .inputs()
+        .iter()
+        .filter(|i| i.shape.is_empty() && !given.contains(&i.name))
+        .map(|i| i.name.as_str())
+        .collect();
+    let mut hint = format!(
+        "the model carries its state through its inputs and outputs ({}), one frame per \
+         call: pool it with {}",
+        pairs
+            .iter()
+            .map(|(i, o)| format!("'{i}' in, '{o}' out"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        pairs
+            .iter()
+            .map(|(i, o)| format!("--feedback {i}={o}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for s in scalars {
+        hint.push_str(&format!(" --shared {s}=FILE.npy"));
+    }
+    let open: Vec<&str> = model
+        .inputs()
+        .iter()
+        .filter(|i| !pairs.iter().any(|(p, _)| *p == i.name) && !i.shape.is_empty())
+        .filter(|i| {
+            i.shape
+                .iter()
+                .filter(|d| matches!(d, Dim::Symbol(_)))
+                .count()
+                > 1
+        })
+        .map(|i| i.name.as_str())
+        .collect();
+    if !open.is_empty() {
+        hint.push_str(&format!(
+            " and a frame file for {} (batch 1; its other lengths are the model's to choose)",
+            open.join(", ")
+        ));
+    }
+    hint
+}
+
+/// (input, output) pairs of a model that carries a state through them: same element type
+/// and shape (symbolic dimensions aside), and the output's name the input's with a suffix
+/// (`state` → `stateN`, `h0` → `hn`), or the only output of that shape.
+pub fn state_pairs(model: &Model) -> Vec<(String, String)> {
+    let same = |a: &rnn_run::IoInfo, b: &rnn_run::IoInfo| {
+        a.dtype == b.dtype
+            && a.shape.len() == b.shape.len()
+            && !a.shape.is_empty()
+            && a.shape.iter().zip(&b.shape).all(|(x, y)| match (x, y) {
+                (Dim::Fixed(m), Dim::Fixed(n)) => m == n,
+                _ => true,
+            })
+    };
+    let mut pairs = vec![];
+    for input in model.inputs() {
+        let candidates: Vec<&rnn_run::IoInfo> = model
+            .outputs()
+            .iter()
+            .filter(|o| same(input, o) && o.name != input.name)
+            .collect();
+        let stem = input.name.trim_end_matches(|c: char| c.is_ascii_digit());
+        let named: Vec<&&rnn_run::IoInfo> = candidates
+            .iter()
+            .filter(|o| !stem.is_empty() && o.name.starts_with(stem))
+            .collect();
+        let chosen = match (&named[..], &candidates[..]) {
+            ([o], _) => Some(o.name.clone()),
+            ([], [o])
+                if input
+                    .shape
+                    .iter()
+                    .filter(|d| matches!(d, Dim::Symbol(_)))
+                    .count()
+                    <= 1 =>
+            {
+                Some(o.name.clone())
+            }
+            _ => None,
+        };
+        if let Some(o) = chosen {
+            if !pairs.iter().any(|(_, p)| *p == o) {
+                pairs.push((input.name.clone(), o));
+            }
+        }
+    }
+    pairs
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
+//! - [`fixed_length`]: the time axis of a fixed-length export, found by trying its axes;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
 //! - [`names`]: one name per node, checked after each of these passes in every build;
 //! - [`pad`]: ONNX `Pad` with negative pads (a crop), which tract cannot read;
@@ -14,6 +15,7 @@
 
 pub mod branches;
 pub mod conv;
+pub mod fixed_length;
 pub mod fold;
 pub(crate) mod names;
 pub mod pad;

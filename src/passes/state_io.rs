@@ -227,6 +227,27 @@ pub fn explicit_states(
                         before[geo] = 0;
                         PaddingSpec::ExplicitOnnxPool(before, after.clone(), *ceil)
                     }
+                    PaddingSpec::SameLower | PaddingSpec::SameUpper => {
+                        // `auto_pad`: the same padding, written out, the time axis's dropped.
+                        let (mut before, mut after) = (tvec![], tvec![]);
+                        for (i, dim) in shape.hw_dims().iter().enumerate() {
+                            let p = conv.pool_spec.padding.compute_one(
+                                i,
+                                dim,
+                                conv.pool_spec.kernel_shape[i],
+                                conv.pool_spec.dilation(i),
+                                conv.pool_spec.stride(i),
+                            );
+                            if i == geo {
+                                before.push(0);
+                                after.push(0);
+                            } else {
+                                before.push(p.pad_before.to_usize()?);
+                                after.push(p.pad_after.to_usize()?);
+                            }
+                        }
+                        PaddingSpec::Explicit(before, after)
+                    }
                     other => bail!("{}: unexpected padding {other:?}", node.name),
                 };
                 let mut node_inputs: TVec<OutletId> = tvec![joined];

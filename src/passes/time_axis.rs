@@ -366,6 +366,26 @@ fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> TractResult<R
     // A value computed from the chunk's length stays so through ops on such values only (a
     // size computation); mixed into data, it makes the data depend on the chunking.
     if has(Flow::Length) {
+        // `y[:x.shape[0]]`: a slice of a per-step value to the chunk's own length is the
+        // chunk (its bounds are constants holding the length, which the slice rule reads).
+        if let (Some(strided), [Flow::Step(axis), rest @ ..]) =
+            (op.downcast_ref::<StridedSlice>(), inputs)
+        {
+            // Only where it keeps every axis whole: a length-bound slice of another axis would
+            // change with the chunking.
+            let whole = node.outputs[0].fact.shape == ctx.input_fact(0)?.shape;
+            if whole
+                && rest
+                    .iter()
+                    .all(|f| matches!(f, Flow::Static | Flow::Length))
+            {
+                if let Ok(flows) = strided_slice_rule(ctx, strided, *axis)? {
+                    if matches!(flows[..], [Flow::Step(_)]) {
+                        return Ok(Ok(flows));
+                    }
+                }
+            }
+        }
         if !steps.is_empty() || has(Flow::Final) {
             return Ok(Err(
                 "uses the length of the time axis, which a stream sees a chunk \
@@ -913,11 +933,30 @@ fn conv_rule(
             "pools over several time steps, which rnn-run does not carry between chunks".into(),
         ));
     }
-    if !matches!(
-        spec.padding,
-        PaddingSpec::Explicit(..) | PaddingSpec::ExplicitOnnxPool(..)
-    ) {
-        return Ok(Err("pads the time axis implicitly".into()));
+    let other_axes_fixed = shape.hw_dims().iter().enumerate().all(|(i, dim)| {
+        i == geo || {
+            let p = spec.padding.compute_one(
+                i,
+                dim,
+                spec.kernel_shape[i],
+                spec.dilation(i),
+                spec.stride(i),
+            );
+            p.pad_before.to_usize().is_ok() && p.pad_after.to_usize().is_ok()
+        }
+    });
+    let known = match spec.padding {
+        PaddingSpec::Explicit(..) | PaddingSpec::ExplicitOnnxPool(..) => true,
+        // `auto_pad = SAME_LOWER` with kernel 2: one step before, none after (causal).
+        PaddingSpec::SameLower | PaddingSpec::SameUpper => padded == 0 && other_axes_fixed,
+        _ => false,
+    };
+    if !known {
+        return Ok(Err(
+            "pads the time axis in a way rnn-run cannot replace by the frames of earlier \
+             chunks"
+                .into(),
+        ));
     }
     carried.push(Carried::ConvHistory {
         node: ctx.node.id,

@@ -1,0 +1,142 @@
+//! tract's failures while typing or planning a stream's or a pool's graph, said in the
+//! model's words: the node by its ONNX name and what it does to the axis, never tract's
+//! analyser trace (`Failed analyse for node #18 ... Infering facts: Applying rule ...`).
+
+/// `text` (an error chain, outermost first) as one plain refusal: the innermost node tract
+/// names, and the reason its last cause gives, on the `axis` ("time" or "batch").
+pub(crate) fn plain(text: &str, axis: &str) -> String {
+    let cause = text.rsplit(": ").next().unwrap_or(text).trim();
+    let reason = reason(text, cause, axis);
+    match innermost_node(text) {
+        Some((name, op)) => format!("node '{name}' ({op}) {reason}"),
+        None => reason,
+    }
+}
+
+/// The last `node #N "name" Op` in tract's text.
+fn innermost_node(text: &str) -> Option<(String, String)> {
+    let at = text.rfind("node #")?;
+    let rest = &text[at + "node #".len()..];
+    let rest = rest
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let name = &rest[..end];
+    let op: String = rest[end + 1..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '<' || *c == '>' || *c == '_')
+        .collect();
+    // tract's op names where the ONNX one differs.
+    let op = match op.strip_prefix("Native").unwrap_or(&op) {
+        "StridedSlice" => "Slice".to_string(),
+        other => other.to_string(),
+    };
+    if name.is_empty() {
+        return None;
+    }
+    Some((
+        name.to_string(),
+        if op.is_empty() { "op".into() } else { op },
+    ))
+}
+
+/// [`plain`], when tract's text shows an op that mixes the steps of an axis of no fixed
+/// length (a flip, a size computed from the length, a reshape written for one length); typing
+/// a graph with its declared dimensions free fails so.
+pub(crate) fn mixes_steps(text: &str, axis: &str) -> Option<String> {
+    [
+        "with strides are not supported",
+        "Undetermined symbol",
+        "volume mismatch",
+    ]
+    .iter()
+    .any(|k| text.contains(k))
+    .then(|| plain(text, axis))
+}
+
+fn reason(text: &str, cause: &str, axis: &str) -> String {
+    if text.contains("with strides are not supported") {
+        return format!(
+            "reverses or strides the {axis} axis (a Slice with a step other than 1, as a flip is \
+             written), which needs the whole sequence"
+        );
+    }
+    if text.contains("Undetermined symbol") {
+        return format!(
+            "needs the length of the whole {axis} axis (a size computed from it), which a \
+             stream sees only a chunk of"
+        );
+    }
+    if text.contains("Reshape volume mismatch") || text.contains("volume mismatch") {
+        return format!(
+            "reshapes with sizes written for one length of the {axis} axis (a length folded \
+             into another dimension, or written into the reshape's target), which a stream \
+             cannot split into chunks"
+        );
+    }
+    if let Some((a, b)) = unify(cause) {
+        return if text.contains("rank") {
+            format!("gets an input of rank {a} where it takes rank {b} (with the {axis} axis free)")
+        } else {
+            format!("gets a size of {a} where it needs {b} (with the {axis} axis free)")
+        };
+    }
+    if text.contains("Clashing resolution") {
+        return format!("gets sizes that disagree once the {axis} axis is free");
+    }
+    format!(
+        "cannot be typed with the {axis} axis free ({})",
+        scrub(cause)
+    )
+}
+
+/// `A` and `B` of tract's "Impossible to unify A with B".
+fn unify(cause: &str) -> Option<(String, String)> {
+    let rest = &cause[cause.find("Impossible to unify ")? + "Impossible to unify ".len()..];
+    let (a, b) = rest.split_once(" with ")?;
+    Some((scrub(a), scrub(b.trim_end_matches('.'))))
+}
+
+/// tract's symbolic-dimension spellings (`Sym(S)`, `Val(3)`) and node numbers (`#18`) as a
+/// user reads them.
+fn scrub(text: &str) -> String {
+    let mut out = text.replace("Sym(", "(").replace("Val(", "(");
+    while let Some(at) = out.find('#') {
+        let end = out[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map(|e| at + 1 + e)
+            .unwrap_or(out.len());
+        out.replace_range(at..end, "");
+    }
+    out.replace(crate::stream::STREAM_SEQ, "the chunk's length")
+        .replace(crate::stream::POOL_BATCH, "the number of streams")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+
+    #[test]
+    fn tract_analyser_text_becomes_a_node_and_a_reason() {
+        let text = "the graph does not type with a free time axis (Failed analyse for node #7 \
+                    \"/Slice\" StridedSlice: Infering facts: Applying rule GivenAllRule { .. }: \
+                    Streaming dimensions with strides are not supported for now)";
+        assert_eq!(
+            plain(text, "time"),
+            "node '/Slice' (Slice) reverses or strides the time axis (a Slice with a \
+             step other than 1, as a flip is written), which needs the whole sequence"
+        );
+        let text = "Failed analyse for node #114 \"/model/decoder/If_1\" If: Infering facts: \
+                    Failed analyse for node #76 \"/model/decoder/rnn/LSTM\" NativeLSTM: \
+                    Applying rule inputs[0].rank == 3: Impossible to unify 5 with 3.";
+        assert_eq!(
+            plain(text, "batch"),
+            "node '/model/decoder/rnn/LSTM' (LSTM) gets an input of rank 5 where it takes rank \
+             3 (with the batch axis free)"
+        );
+        let text = "Reshape volume mismatch: input [Val(2), Sym(stream_seq), Val(3)]";
+        assert!(!plain(text, "time").contains("Sym("));
+    }
+}
