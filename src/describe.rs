@@ -52,20 +52,14 @@ impl ModelInfo {
     /// on a recurrent node whose attributes break the spec, but not where tract cannot load
     /// the graph.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<ModelInfo> {
-        use prost::Message;
         let path = path.as_ref();
         let bytes = crate::model::read_regular_file(path)?;
         let invalid = |message: String| crate::Error::InvalidModel {
             what: path.display().to_string(),
             message,
         };
-        let proto = ModelProto::decode(&bytes[..])
-            .map_err(|e| invalid(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
-        let Some(graph) = proto.graph.as_ref() else {
-            return Err(invalid(
-                "not an ONNX model: no graph in the protobuf".into(),
-            ));
-        };
+        let proto = crate::sniff::decode_model(&bytes).map_err(invalid)?;
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 std::path::Path::new(".")

@@ -41,6 +41,7 @@ pub mod cells;
 mod conv;
 pub mod describe;
 pub mod error;
+mod files;
 pub mod gates;
 mod guard;
 pub mod kernels;

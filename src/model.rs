@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
 use tract_hir::internal::*;
-use tract_onnx::pb::{GraphProto, ModelProto};
+use tract_onnx::pb::GraphProto;
 
 use crate::attrs::NodeSpec;
 use crate::describe::ModelInfo;
@@ -220,25 +219,7 @@ impl Model {
             what: source.clone(),
             message,
         };
-        if bytes.is_empty() {
-            return Err(invalid("the file is empty, expected an ONNX model".into()));
-        }
-        let proto =
-            ModelProto::decode(bytes).map_err(|e| {
-                invalid(crate::sniff::describe_non_onnx(bytes).unwrap_or_else(|| {
-                    format!("not an ONNX model (protobuf decoding failed: {e})")
-                }))
-            })?;
-        let Some(graph) = proto.graph.as_ref() else {
-            return Err(invalid(
-                "not an ONNX model: no graph in the protobuf".into(),
-            ));
-        };
-        if graph.node.is_empty() && graph.output.is_empty() {
-            return Err(invalid(
-                "not an ONNX model: the graph has no nodes and no outputs".into(),
-            ));
-        }
+        let mut proto = crate::sniff::decode_model(bytes).map_err(invalid)?;
         let info = ModelInfo::from_proto(&proto)?;
 
         let mut onnx = tract_onnx::onnx();
@@ -249,11 +230,14 @@ impl Model {
             crate::op::register(&mut onnx);
         }
         crate::passes::branches::register(&mut onnx);
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
+        crate::sniff::name_unnamed_nodes(&mut proto);
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
         let parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
             .map_err(|what| invalid(format!("tract failed while reading the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, invalid))?;
+            .map_err(|e| Error::from_tract(e, |m| invalid(plain_build_message(&m))))?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(invalid(format!(
                 "nodes refer to tensors no node produces: {}",
@@ -541,6 +525,24 @@ fn refuse_unknown_ops(
     Ok(())
 }
 
+/// tract's "Building node k (Cast): Node k (Cast): expected attribute 'to'" as "node 'k'
+/// (Cast): expected attribute 'to'", as our own messages name nodes.
+fn plain_build_message(text: &str) -> String {
+    let Some(rest) = text.strip_prefix("Building node ") else {
+        return text.to_string();
+    };
+    let Some((head, tail)) = rest.split_once("): ") else {
+        return text.to_string();
+    };
+    let Some((name, op)) = head.rsplit_once(" (") else {
+        return text.to_string();
+    };
+    let tail = tail
+        .strip_prefix(&format!("Node {name} ({op}): "))
+        .unwrap_or(tail);
+    format!("node '{name}' ({op}): {tail}")
+}
+
 /// Refuses a graph one of whose tensors exceeds [`MAX_TENSOR_BYTES`] even when every symbolic
 /// dimension (batch, sequence) is 1: a size written into the file (a `ConstantOfShape` of a
 /// few hundred million rows) would otherwise make tract try the allocation on the first run.
@@ -756,21 +758,21 @@ pub fn dtype_name(dt: DatumType) -> String {
 
 /// Reads a model file, which must be a regular file.
 pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    use crate::files::{open_regular, OpenError};
     use std::io::Read;
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if let Some(kind) = crate::error::not_a_regular_file(&meta) {
-        return Err(Error::InvalidModel {
+    let (file, len) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(source) => io(source),
+        OpenError::NotRegular(kind) => Error::InvalidModel {
             what: path.display().to_string(),
-            message: format!("not a regular file ({kind}), expected an ONNX model"),
-        });
-    }
+            message: crate::files::not_regular_message(kind, "an ONNX model"),
+        },
+    })?;
     let mut bytes = Vec::new();
     // The length is only a hint (the file may change under us); `take` bounds the read.
-    file.take(meta.len()).read_to_end(&mut bytes).map_err(io)?;
+    file.take(len).read_to_end(&mut bytes).map_err(io)?;
     Ok(bytes)
 }

@@ -17,7 +17,7 @@
 //! [`std::io::ErrorKind::InvalidData`] error whose text says what is wrong.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, Write};
+use std::io::{ErrorKind, Read, Seek};
 use std::path::Path;
 
 use tract_hir::internal::{f16, DatumType, Tensor};
@@ -655,12 +655,12 @@ pub fn npy_bytes(tensor: &Tensor) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// Writes a tensor as a `.npy` file (float16/32/64, signed and unsigned integers, bool).
+/// The bytes go to a new temporary file in the same folder, renamed over `path`: whatever
+/// was at `path` (a file, a symbolic link) is replaced, never written through.
 pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
     let path = path.as_ref();
     let bytes = npy_bytes(tensor).map_err(|m| invalid(path, m))?;
-    let mut file = File::create(path).map_err(|e| io_err(path, e))?;
-    file.write_all(&bytes).map_err(|e| io_err(path, e))?;
-    file.flush().map_err(|e| io_err(path, e))
+    crate::files::write_replacing(path, &bytes).map_err(|e| io_err(path, e))
 }
 
 /// At most this many members in a `.npz` archive.
@@ -692,18 +692,9 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     read_npz_from(std::io::BufReader::new(file), len, path)
 }
 
-/// Opens a file that must be a regular file, and returns its length. A device, FIFO or
-/// directory (`/dev/zero` named `x.npz`, say) would otherwise be read until memory runs out.
+/// Opens a file that must be a regular file, and returns its length (see [`crate::files`]).
 fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    if let Some(what) = crate::error::not_a_regular_file(&meta) {
-        return Err(invalid(
-            path,
-            format!("not a regular file ({what}), expected a .npy or .npz file"),
-        ));
-    }
-    Ok((file, meta.len()))
+    crate::files::open_regular(path).map_err(|e| e.into_error(path, "a .npy or .npz file"))
 }
 
 /// Parses a whole `.npz` archive held in memory; `path` only names it in errors. The same
