@@ -130,7 +130,9 @@ fn walk<'g>(
     found: &mut Vec<FoundNode>,
 ) -> Result<(), NodeError> {
     let here: Vec<&GraphProto> = scopes.iter().map(|(g, _)| *g).chain([graph]).collect();
-    let constants = constant_values(&here);
+    // Computed once per graph, and only for a graph holding a recurrent node: computed for
+    // every subgraph, it would cost the enclosing graphs' size once per If or Loop body.
+    let mut constants = None;
     for node in &graph.node {
         let op = if node.domain.is_empty() || node.domain == "ai.onnx" {
             node.op_type.clone()
@@ -146,6 +148,7 @@ fn walk<'g>(
             } else {
                 NodeSpec::from_node(node, opset)?
             };
+            let constants = constants.get_or_insert_with(|| constant_values(&here));
             let constant_weights = weight_inputs(node, &spec)
                 .iter()
                 .all(|name| constants.contains(name));

@@ -478,10 +478,42 @@ impl Model {
             check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
             Ok(typed)
         };
-        without_panics(|| self.plans.get_or_build(&self.inference, inputs, build))
-            .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, invalid))
+        // A graph declared with exactly these inputs' types and shapes is typed already:
+        // typing it again (tract's typing costs time quadratic in the node count) would give
+        // the same graph.
+        let typed = self
+            .symbolic
+            .as_deref()
+            .ok()
+            .filter(|typed| typed_for(typed, inputs));
+        let ready = typed.map(|typed| {
+            move || -> TractResult<TypedModel> {
+                let typed = optimize_typed(typed.clone(), &self.native)?;
+                check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
+                Ok(typed)
+            }
+        });
+        without_panics(|| {
+            self.plans
+                .get_or_build(&self.inference, inputs, build, ready)
+        })
+        .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
+        .map_err(|e| Error::from_tract(e, invalid))
     }
+}
+
+/// Whether `typed`'s inputs are exactly `inputs`' element types and concrete shapes.
+fn typed_for(typed: &TypedModel, inputs: &[Tensor]) -> bool {
+    let Ok(outlets) = typed.input_outlets() else {
+        return false;
+    };
+    outlets.len() == inputs.len()
+        && outlets.iter().zip(inputs).all(|(&outlet, t)| {
+            typed.outlet_fact(outlet).is_ok_and(|f| {
+                f.datum_type == t.datum_type()
+                    && f.shape.as_concrete().is_some_and(|s| s == t.shape())
+            })
+        })
 }
 
 /// Refuses a graph whose outputs need an operator that neither tract nor rnn-run implements,

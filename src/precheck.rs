@@ -51,14 +51,15 @@ pub(crate) fn check_model(
 
 /// Every graph output is produced by a node, or is a graph input or an initializer.
 fn check_outputs(graph: &GraphProto) -> Result<(), String> {
-    let known = |name: &str| {
-        graph
-            .node
-            .iter()
-            .any(|n| n.output.iter().any(|o| o == name))
-            || graph.input.iter().any(|i| i.name == name)
-            || graph.initializer.iter().any(|t| t.name == name)
-    };
+    // One set of every name, so that the check stays linear in the graph's size.
+    let names: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.input.iter().map(|i| i.name.as_str()))
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    let known = |name: &str| names.contains(name);
     // An empty name is not a reference: a node's omitted optional outputs are named '' too,
     // so `known` would find one and let tract panic on the lookup later.
     match graph
@@ -66,6 +67,17 @@ fn check_outputs(graph: &GraphProto) -> Result<(), String> {
         .iter()
         .find(|o| o.name.is_empty() || !known(&o.name))
     {
+        Some(o) if o.name.is_empty() => Err(format!(
+            "graph output {} of {} has an empty name (a graph output names the tensor it \
+             returns)",
+            graph
+                .output
+                .iter()
+                .position(|x| x.name.is_empty())
+                .unwrap_or(0)
+                + 1,
+            graph.output.len()
+        )),
         Some(o) => Err(format!(
             "graph output '{}' is not produced by any node, nor is it an input or an initializer",
             o.name

@@ -321,6 +321,11 @@ pub fn library_cases() -> Vec<Case> {
             17,
         ))
     }));
+    cases.push(case("a graph output with an empty name", || {
+        let mut g = graph_with(vec![node("id", "Identity", &["x"], &["y", ""])], vec![]);
+        g.output.push(value_info("", DataType::Float, None));
+        load_and_run(&model_bytes(g, 17))
+    }));
     cases.push(case("an unknown operator", || {
         load_and_run(&model_bytes(
             graph_with(vec![node("f", "Frobnicate", &["x"], &["y"])], vec![]),
