@@ -55,20 +55,14 @@ impl ModelInfo {
     /// on a recurrent node whose attributes break the spec, but not where tract cannot load
     /// the graph.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<ModelInfo> {
-        use prost::Message;
         let path = path.as_ref();
         let bytes = crate::model::read_regular_file(path)?;
         let invalid = |message: String| crate::Error::InvalidModel {
             what: path.display().to_string(),
             message,
         };
-        let proto = ModelProto::decode(&bytes[..])
-            .map_err(|e| invalid(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
-        let Some(graph) = proto.graph.as_ref() else {
-            return Err(invalid(
-                "not an ONNX model: no graph in the protobuf".into(),
-            ));
-        };
+        let proto = crate::sniff::decode_model(&bytes).map_err(invalid)?;
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 std::path::Path::new(".")
@@ -164,7 +158,9 @@ fn walk<'g>(
     found: &mut Vec<FoundNode>,
 ) -> Result<(), NodeError> {
     let here: Vec<&GraphProto> = scopes.iter().map(|(g, _)| *g).chain([graph]).collect();
-    let constants = constant_values(&here);
+    // Computed once per graph, and only for a graph holding a recurrent node: computed for
+    // every subgraph, it would cost the enclosing graphs' size once per If or Loop body.
+    let mut constants = None;
     for node in &graph.node {
         let op = if node.domain.is_empty() || node.domain == "ai.onnx" {
             node.op_type.clone()
@@ -180,6 +176,7 @@ fn walk<'g>(
             } else {
                 NodeSpec::from_node(node, opset)?
             };
+            let constants = constants.get_or_insert_with(|| constant_values(&here));
             let constant_weights = weight_inputs(node, &spec)
                 .iter()
                 .all(|name| constants.contains(name));

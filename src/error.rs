@@ -115,15 +115,3 @@ pub struct NodeError {
 
 /// Result alias for the public API.
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// What a path is when it is not a regular file (`None` when it is one). Readers refuse such
-/// paths before reading: a device or FIFO (`/dev/zero`) would be read until memory runs out.
-pub(crate) fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
-    if meta.is_file() {
-        None
-    } else if meta.is_dir() {
-        Some("a directory")
-    } else {
-        Some("a device, pipe or socket")
-    }
-}

@@ -38,8 +38,10 @@ fn install_hook() {
     });
 }
 
-/// A panic's message and where it was raised, the path cut to the crate
-/// (`index out of bounds (at tract-core-0.23.9/src/ops/array/gather.rs:75)`).
+/// A panic's message in words a user can act on: an allocation failure says how many bytes
+/// (not the `Layout { .. }` it was asked for). Where it was raised (a crate's file and line)
+/// is left out: it means nothing to a user, and `RUST_BACKTRACE=1` shows it to whoever
+/// debugs tract.
 pub fn describe_panic(info: &std::panic::PanicHookInfo) -> String {
     let payload = info.payload();
     let message = payload
@@ -47,18 +49,19 @@ pub fn describe_panic(info: &std::panic::PanicHookInfo) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
-    let place = info.location().map(|l| {
-        let parts: Vec<&str> = l.file().split(['/', '\\']).collect();
-        let from = parts
-            .iter()
-            .position(|p| *p == "src")
-            .map_or(0, |i| i.saturating_sub(1));
-        format!("{}:{}", parts[from..].join("/"), l.line())
-    });
-    match place {
-        Some(p) => format!("{message} (at {p})"),
-        None => message,
+    plain_panic_message(&message)
+}
+
+/// `failed to allocate Layout { size: 4096, align: 128 (1 << 7) }` → `could not allocate
+/// 4096 bytes (out of memory)`; other messages unchanged.
+fn plain_panic_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("failed to allocate Layout { size: ") {
+        let size: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !size.is_empty() {
+            return format!("could not allocate {size} bytes (out of memory)");
+        }
     }
+    message.to_string()
 }
 
 /// Runs `f`, turning a panic into its message (and where it was raised), printed nowhere.

@@ -53,6 +53,7 @@ mod conv;
 mod defaults;
 pub mod describe;
 pub mod error;
+mod files;
 pub mod gates;
 mod guard;
 pub mod kernels;

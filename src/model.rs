@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
 use tract_hir::internal::*;
-use tract_onnx::pb::{GraphProto, ModelProto};
+use tract_onnx::pb::GraphProto;
 
 use crate::attrs::NodeSpec;
 use crate::describe::ModelInfo;
@@ -223,26 +222,8 @@ impl Model {
             what: source.clone(),
             message,
         };
-        if bytes.is_empty() {
-            return Err(invalid("the file is empty, expected an ONNX model".into()));
-        }
-        let mut proto =
-            ModelProto::decode(bytes).map_err(|e| {
-                invalid(crate::sniff::describe_non_onnx(bytes).unwrap_or_else(|| {
-                    format!("not an ONNX model (protobuf decoding failed: {e})")
-                }))
-            })?;
+        let mut proto = crate::sniff::decode_model(bytes).map_err(invalid)?;
         crate::passes::slice_bounds::normalize(&mut proto);
-        let Some(graph) = proto.graph.as_ref() else {
-            return Err(invalid(
-                "not an ONNX model: no graph in the protobuf".into(),
-            ));
-        };
-        if graph.node.is_empty() && graph.output.is_empty() {
-            return Err(invalid(
-                "not an ONNX model: the graph has no nodes and no outputs".into(),
-            ));
-        }
         let info = ModelInfo::from_proto(&proto)?;
 
         let mut onnx = tract_onnx::onnx();
@@ -254,11 +235,14 @@ impl Model {
         }
         crate::passes::branches::register(&mut onnx);
         crate::passes::pad::register(&mut onnx);
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
+        crate::sniff::name_unnamed_nodes(&mut proto);
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
         let mut parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
             .map_err(|what| invalid(format!("tract failed while reading the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, invalid))?;
+            .map_err(|e| Error::from_tract(e, |m| invalid(plain_build_message(&m))))?;
         // ONNX does not require node names to be unique; tract's graphs do.
         crate::passes::names::make_unique(&mut parsed.model);
         if !parsed.unresolved_inputs.is_empty() {
@@ -617,10 +601,43 @@ impl Model {
             check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
             Ok(typed)
         };
-        without_panics(|| plans.get_or_build(inference, inputs, build))
-            .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, invalid))
+        // A graph declared with exactly these inputs' types and shapes is typed already:
+        // typing it again (tract's typing costs time quadratic in the node count) would give
+        // the same graph.
+        // Only the model's own graph was typed at load (not one overriding defaults).
+        let typed = self
+            .symbolic
+            .as_deref()
+            .ok()
+            .filter(|_| std::ptr::eq(inference, &*self.inference))
+            .filter(|typed| typed_for(typed, inputs));
+        let ready = typed.map(|typed| {
+            move || -> TractResult<TypedModel> {
+                let typed = optimize_typed(typed.clone(), &self.native)?;
+                check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
+                Ok(typed)
+            }
+        });
+        without_panics(|| {
+            plans.get_or_build(inference, inputs, build, ready)
+        })
+        .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
+        .map_err(|e| Error::from_tract(e, invalid))
     }
+}
+
+/// Whether `typed`'s inputs are exactly `inputs`' element types and concrete shapes.
+fn typed_for(typed: &TypedModel, inputs: &[Tensor]) -> bool {
+    let Ok(outlets) = typed.input_outlets() else {
+        return false;
+    };
+    outlets.len() == inputs.len()
+        && outlets.iter().zip(inputs).all(|(&outlet, t)| {
+            typed.outlet_fact(outlet).is_ok_and(|f| {
+                f.datum_type == t.datum_type()
+                    && f.shape.as_concrete().is_some_and(|s| s == t.shape())
+            })
+        })
 }
 
 /// Refuses a graph whose outputs need an operator that neither tract nor rnn-run implements,
@@ -662,6 +679,24 @@ fn refuse_unknown_ops(
         ));
     }
     Ok(())
+}
+
+/// tract's "Building node k (Cast): Node k (Cast): expected attribute 'to'" as "node 'k'
+/// (Cast): expected attribute 'to'", as our own messages name nodes.
+fn plain_build_message(text: &str) -> String {
+    let Some(rest) = text.strip_prefix("Building node ") else {
+        return text.to_string();
+    };
+    let Some((head, tail)) = rest.split_once("): ") else {
+        return text.to_string();
+    };
+    let Some((name, op)) = head.rsplit_once(" (") else {
+        return text.to_string();
+    };
+    let tail = tail
+        .strip_prefix(&format!("Node {name} ({op}): "))
+        .unwrap_or(tail);
+    format!("node '{name}' ({op}): {tail}")
 }
 
 /// Refuses a graph one of whose tensors exceeds [`MAX_TENSOR_BYTES`] even when every symbolic
@@ -888,21 +923,21 @@ pub fn dtype_name(dt: DatumType) -> String {
 
 /// Reads a model file, which must be a regular file.
 pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    use crate::files::{open_regular, OpenError};
     use std::io::Read;
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if let Some(kind) = crate::error::not_a_regular_file(&meta) {
-        return Err(Error::InvalidModel {
+    let (file, len) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(source) => io(source),
+        OpenError::NotRegular(kind) => Error::InvalidModel {
             what: path.display().to_string(),
-            message: format!("not a regular file ({kind}), expected an ONNX model"),
-        });
-    }
+            message: crate::files::not_regular_message(kind, "an ONNX model"),
+        },
+    })?;
     let mut bytes = Vec::new();
     // The length is only a hint (the file may change under us); `take` bounds the read.
-    file.take(meta.len()).read_to_end(&mut bytes).map_err(io)?;
+    file.take(len).read_to_end(&mut bytes).map_err(io)?;
     Ok(bytes)
 }

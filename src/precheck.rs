@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::files::OpenError;
+
 use tract_onnx::pb::{tensor_proto::DataLocation, GraphProto, ModelProto, TensorProto};
 
 mod graph;
@@ -31,6 +33,8 @@ pub(crate) fn check_model(
     }
     check_outputs(graph)?;
     check_transposes(graph)?;
+    check_tensor_data(graph)?;
+    check_order(graph)?;
     for t in &graph.initializer {
         match dir {
             Some(dir) => check_external_data(t, dir)?,
@@ -58,14 +62,15 @@ pub(crate) fn check_graph(proto: &ModelProto, graph: &GraphProto) -> Result<(), 
 
 /// Every graph output is produced by a node, or is a graph input or an initializer.
 fn check_outputs(graph: &GraphProto) -> Result<(), String> {
-    let known = |name: &str| {
-        graph
-            .node
-            .iter()
-            .any(|n| n.output.iter().any(|o| o == name))
-            || graph.input.iter().any(|i| i.name == name)
-            || graph.initializer.iter().any(|t| t.name == name)
-    };
+    // One set of every name, so that the check stays linear in the graph's size.
+    let names: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.input.iter().map(|i| i.name.as_str()))
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    let known = |name: &str| names.contains(name);
     // An empty name is not a reference: a node's omitted optional outputs are named '' too,
     // so `known` would find one and let tract panic on the lookup later.
     match graph
@@ -73,6 +78,17 @@ fn check_outputs(graph: &GraphProto) -> Result<(), String> {
         .iter()
         .find(|o| o.name.is_empty() || !known(&o.name))
     {
+        Some(o) if o.name.is_empty() => Err(format!(
+            "graph output {} of {} has an empty name (a graph output names the tensor it \
+             returns)",
+            graph
+                .output
+                .iter()
+                .position(|x| x.name.is_empty())
+                .unwrap_or(0)
+                + 1,
+            graph.output.len()
+        )),
         Some(o) => Err(format!(
             "graph output '{}' is not produced by any node, nor is it an input or an initializer",
             o.name
@@ -153,18 +169,17 @@ fn check_external_data(t: &TensorProto, dir: &Path) -> Result<(), String> {
             t.name
         )
     })?;
-    let size = match std::fs::metadata(&path) {
-        Ok(m) => match crate::error::not_a_regular_file(&m) {
-            None => m.len(),
-            Some(kind) => {
-                return Err(format!(
-                    "tensor '{}': external data {} is not a regular file ({kind})",
-                    t.name,
-                    path.display()
-                ))
-            }
-        },
-        Err(e) => {
+    // Opened (never blocking) and closed again: tract reads the file itself afterwards.
+    let size = match crate::files::open_regular(&path) {
+        Ok((_, len)) => len,
+        Err(OpenError::NotRegular(kind)) => {
+            return Err(format!(
+                "tensor '{}': external data {} is not a regular file ({kind})",
+                t.name,
+                path.display()
+            ))
+        }
+        Err(OpenError::Io(e)) => {
             return Err(format!(
                 "tensor '{}': external data file {} cannot be read ({e})",
                 t.name,
@@ -229,4 +244,198 @@ fn byte_size(t: &TensorProto) -> Option<u64> {
     t.dims.iter().try_fold(item, |acc, &d| {
         u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
     })
+}
+
+/// Every tensor stored in the model (initializers, and tensor attributes such as a Constant's
+/// `value`, in subgraphs too) holds as many values as its dims call for. tract's own messages
+/// for a short tensor ("incompatible shapes", "out of bounds indexing") name no tensor.
+fn check_tensor_data(graph: &GraphProto) -> Result<(), String> {
+    for t in &graph.initializer {
+        tensor_data_fits(t).map_err(|why| format!("initializer '{}': {why}", t.name))?;
+    }
+    for node in &graph.node {
+        for attr in &node.attribute {
+            for t in attr.t.iter().chain(&attr.tensors) {
+                tensor_data_fits(t).map_err(|why| {
+                    format!(
+                        "node {} ({}): attribute '{}': {why}",
+                        node_name(node),
+                        node.op_type,
+                        attr.name
+                    )
+                })?;
+            }
+            for g in attr.g.iter().chain(&attr.graphs) {
+                check_tensor_data(g)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A node as messages name it: `'name'`, or `producing 'output'` when it has no name.
+pub(crate) fn node_name(node: &tract_onnx::pb::NodeProto) -> String {
+    match (
+        node.name.as_str(),
+        node.output.iter().find(|o| !o.is_empty()),
+    ) {
+        ("", Some(output)) => format!("producing '{output}'"),
+        ("", None) => "(unnamed, no outputs)".into(),
+        (name, _) => format!("'{name}'"),
+    }
+}
+
+/// The values a tensor's dims call for against those it holds (external data is checked
+/// against its file by [`check_external_data`]; element types without a fixed size are left
+/// to tract).
+fn tensor_data_fits(t: &TensorProto) -> Result<(), String> {
+    use tract_onnx::pb::tensor_proto::DataType as D;
+    if is_external(t) {
+        return Ok(());
+    }
+    if let Some(d) = t.dims.iter().find(|&&d| d < 0) {
+        return Err(format!("dims {:?} hold a negative dimension ({d})", t.dims));
+    }
+    let count = t
+        .dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| format!("dims {:?} overflow a 64-bit element count", t.dims))?;
+    let Ok(ty) = D::try_from(t.data_type) else {
+        return Ok(());
+    };
+    // (bytes per value in raw_data, values held in the typed field, values per element)
+    let (size, typed, per_element): (u64, usize, u64) = match ty {
+        D::Float => (4, t.float_data.len(), 1),
+        D::Double => (8, t.double_data.len(), 1),
+        D::Int64 => (8, t.int64_data.len(), 1),
+        D::Uint32 => (4, t.uint64_data.len(), 1),
+        D::Uint64 => (8, t.uint64_data.len(), 1),
+        D::Int32 => (4, t.int32_data.len(), 1),
+        D::Int16 | D::Uint16 | D::Float16 | D::Bfloat16 => (2, t.int32_data.len(), 1),
+        D::Int8 | D::Uint8 | D::Bool => (1, t.int32_data.len(), 1),
+        D::Complex64 => (8, t.float_data.len(), 2),
+        D::Complex128 => (16, t.double_data.len(), 2),
+        _ => return Ok(()),
+    };
+    let ty_name = match ty {
+        D::Float => "float32".to_string(),
+        D::Double => "float64".to_string(),
+        D::Float16 => "float16".to_string(),
+        other => other.as_str_name().to_lowercase(),
+    };
+    let values = |n: u64| format!("{n} value{}", if n == 1 { "" } else { "s" });
+    if !t.raw_data.is_empty() {
+        let needed = count.checked_mul(size);
+        if needed != Some(t.raw_data.len() as u64) {
+            return Err(format!(
+                "dims {:?} call for {} of {ty_name} ({} bytes), its raw_data holds {} bytes",
+                t.dims,
+                values(count),
+                needed.map_or("too many".to_string(), |n| n.to_string()),
+                t.raw_data.len()
+            ));
+        }
+    } else if count.checked_mul(per_element) != Some(typed as u64) {
+        return Err(format!(
+            "dims {:?} call for {} of {ty_name}, it holds {}",
+            t.dims,
+            values(count),
+            values(typed as u64 / per_element)
+        ));
+    }
+    Ok(())
+}
+
+/// No node writes a graph input or an initializer, and no node depends on its own output
+/// (ONNX graphs are acyclic). tract says "Loop detected" for both, naming no node. Checked in
+/// each subgraph too, where names from the enclosing graphs are inputs.
+fn check_order(graph: &GraphProto) -> Result<(), String> {
+    use std::collections::HashMap;
+    let given: std::collections::HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for o in node.output.iter().filter(|o| !o.is_empty()) {
+            if given.contains(o.as_str()) {
+                let what = if graph.input.iter().any(|i| &i.name == o) {
+                    "a graph input"
+                } else {
+                    "an initializer"
+                };
+                return Err(format!(
+                    "node {} ({}) writes '{o}', which is {what}: a tensor is written once",
+                    node_name(node),
+                    node.op_type
+                ));
+            }
+            producer.insert(o, i);
+        }
+    }
+    // Kahn's algorithm: a node is ready once every input produced in this graph is.
+    let inputs_of = |node: &tract_onnx::pb::NodeProto| -> Vec<usize> {
+        node.input
+            .iter()
+            .filter_map(|name| producer.get(name.as_str()).copied())
+            .collect()
+    };
+    let mut waiting: Vec<usize> = graph.node.iter().map(|n| inputs_of(n).len()).collect();
+    let mut readers: Vec<Vec<usize>> = vec![vec![]; graph.node.len()];
+    for (i, node) in graph.node.iter().enumerate() {
+        for p in inputs_of(node) {
+            readers[p].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..graph.node.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut done = 0;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        for &r in &readers[i] {
+            waiting[r] -= 1;
+            if waiting[r] == 0 {
+                ready.push(r);
+            }
+        }
+    }
+    if done < graph.node.len() {
+        // Walk back from a node still waiting, through producers still waiting, until one
+        // repeats: that stretch is a cycle.
+        let start = (0..graph.node.len()).find(|&i| waiting[i] > 0).unwrap_or(0);
+        let mut path = vec![start];
+        let mut at = start;
+        let cycle = loop {
+            let next = inputs_of(&graph.node[at])
+                .into_iter()
+                .find(|&p| waiting[p] > 0)
+                .unwrap_or(start);
+            if let Some(k) = path.iter().position(|&p| p == next) {
+                break path[k..].to_vec();
+            }
+            path.push(next);
+            at = next;
+        };
+        let names: Vec<String> = cycle
+            .iter()
+            .rev()
+            .chain(cycle.last())
+            .map(|&i| format!("{} ({})", node_name(&graph.node[i]), graph.node[i].op_type))
+            .collect();
+        return Err(format!(
+            "the graph has a cycle: node {} (each node reads what the one before it writes; \
+             ONNX graphs are acyclic)",
+            names.join(" → ")
+        ));
+    }
+    for node in &graph.node {
+        for attr in &node.attribute {
+            for g in attr.g.iter().chain(&attr.graphs) {
+                check_order(g)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,9 +1,91 @@
-//! Telling what a file is when it is not an ONNX model: a PyTorch checkpoint, a pickle,
-//! safetensors, numpy arrays. The model loader says so instead of "protobuf decoding failed",
-//! with what to do: export to ONNX, or load an `nn.RNN`/`nn.LSTM`/`nn.GRU` state dict with
-//! [`crate::torch`].
+//! Decoding a model file, and telling what a file is when it is not an ONNX model: a PyTorch
+//! checkpoint, a pickle, safetensors, numpy arrays. The model loader says so instead of
+//! "protobuf decoding failed", with what to do: export to ONNX, or load an
+//! `nn.RNN`/`nn.LSTM`/`nn.GRU` state dict with [`crate::torch`].
 
 use std::io::{Cursor, Read};
+
+use prost::Message;
+use tract_onnx::pb::ModelProto;
+
+/// Decodes an ONNX model with a graph, or says in a sentence what the bytes are instead (the
+/// message of [`crate::Error::InvalidModel`]). Shared by `Model` and `ModelInfo`.
+pub(crate) fn decode_model(bytes: &[u8]) -> Result<ModelProto, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty, expected an ONNX model".into());
+    }
+    let proto = ModelProto::decode(bytes).map_err(|e| {
+        describe_non_onnx(bytes).unwrap_or_else(|| describe_decode_error(&e.to_string()))
+    })?;
+    match &proto.graph {
+        None => Err("not an ONNX model: no graph in the protobuf".into()),
+        Some(g) if g.node.is_empty() && g.output.is_empty() => {
+            Err("not an ONNX model: the graph has no nodes and no outputs".into())
+        }
+        Some(_) => Ok(proto),
+    }
+}
+
+/// Gives each unnamed node (subgraphs too) its first output's name, the name tract gives it
+/// in its graph. For tract's eyes only: its messages name a node by the name in the file
+/// ("Building node  (Constant)" for an unnamed one), and ours look nodes up by name.
+pub(crate) fn name_unnamed_nodes(proto: &mut ModelProto) {
+    if let Some(graph) = proto.graph.as_mut() {
+        name_unnamed_in(graph);
+    }
+}
+
+fn name_unnamed_in(graph: &mut tract_onnx::pb::GraphProto) {
+    for node in &mut graph.node {
+        if node.name.is_empty() {
+            if let Some(first) = node.output.first().filter(|o| !o.is_empty()) {
+                node.name = first.clone();
+            }
+        }
+        for attr in &mut node.attribute {
+            for g in attr.g.iter_mut().chain(&mut attr.graphs) {
+                name_unnamed_in(g);
+            }
+        }
+    }
+}
+
+/// prost's message ("failed to decode Protobuf message: ModelProto.graph: GraphProto.node:
+/// …: invalid wire type") in a line: where in the model the bytes stop making sense. Nesting
+/// deeper than prost's recursion limit (subgraph in subgraph, a hundred levels) repeats the
+/// path a hundred times; it is said in words instead.
+fn describe_decode_error(text: &str) -> String {
+    let text = text
+        .strip_prefix("failed to decode Protobuf message: ")
+        .unwrap_or(text);
+    if text.ends_with("recursion limit reached") {
+        let levels = text.matches("AttributeProto.g").count()
+            + text.matches("AttributeProto.graphs").count();
+        return format!(
+            "not a usable ONNX model: its subgraphs (bodies of If, Loop or Scan nodes) are \
+             nested {levels} or more levels deep, deeper than the ONNX protobuf can be decoded"
+        );
+    }
+    // The path of fields (`ModelProto.graph: GraphProto.node: `), then what went wrong.
+    let mut place = vec![];
+    let mut reason = text;
+    while let Some((head, rest)) = reason.split_once(": ") {
+        let is_field = head.contains('.') && !head.contains(' ');
+        if !is_field {
+            break;
+        }
+        place.push(head);
+        reason = rest;
+    }
+    if place.is_empty() {
+        format!("not an ONNX model (protobuf decoding failed: {reason})")
+    } else {
+        format!(
+            "not an ONNX model (protobuf decoding failed in {}: {reason})",
+            place.join(" > ")
+        )
+    }
+}
 
 /// How PyTorch exports a model to ONNX, for the messages.
 const EXPORT: &str =

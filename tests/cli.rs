@@ -479,6 +479,66 @@ fn output_dir_holds_one_npy_per_output() {
     }
 }
 
+/// A symbolic link planted in the `--output` folder under an output's file name is replaced
+/// by the output, never followed: the file it points to keeps its bytes, and no temporary
+/// file stays behind.
+#[cfg(unix)]
+#[test]
+fn output_through_a_planted_link_replaces_the_link() {
+    let f = Fixture::new();
+    fs::create_dir(f.path("out")).unwrap();
+    fs::write(f.path("victim.txt"), b"precious").unwrap();
+    std::os::unix::fs::symlink(f.path("victim.txt"), f.path("out/Y.npy")).unwrap();
+    // A dangling link too: following it would create a file elsewhere.
+    std::os::unix::fs::symlink(f.path("created_elsewhere.npy"), f.path("out/Y_h.npy")).unwrap();
+    let run = f.cmd(&["lstm.onnx", "x.npy", "--output", "out"]);
+    assert_ok(&run);
+    assert_eq!(fs::read(f.path("victim.txt")).unwrap(), b"precious");
+    assert!(!f.path("created_elsewhere.npy").exists());
+    for name in ["Y", "Y_h", "lstm_Y_c_0"] {
+        let path = f.path(&format!("out/{name}.npy"));
+        assert!(
+            fs::symlink_metadata(&path).unwrap().file_type().is_file(),
+            "{name}.npy is not a regular file"
+        );
+        read_npy(&path).unwrap();
+    }
+    let mut left: Vec<String> = fs::read_dir(f.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["Y.npy", "Y_h.npy", "lstm_Y_c_0.npy"]);
+}
+
+/// The library's writer replaces a link as the command line does.
+#[cfg(unix)]
+#[test]
+fn write_npy_replaces_a_link_instead_of_following_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("victim"), b"precious").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("victim"), dir.path().join("a.npy")).unwrap();
+    let t = array(&[2, 3], 0.25);
+    write_npy(dir.path().join("a.npy"), &t).unwrap();
+    assert_eq!(fs::read(dir.path().join("victim")).unwrap(), b"precious");
+    assert_eq!(read_npy(dir.path().join("a.npy")).unwrap(), t);
+}
+
+/// `--output` naming an existing file (not a folder) is refused by name.
+#[test]
+fn output_naming_a_file_is_refused_in_words() {
+    let f = Fixture::new();
+    let run = f.cmd(&["lstm.onnx", "x.npy", "--output", "x.npy"]);
+    assert_error(&run);
+    assert!(
+        run.stderr
+            .contains("--output x.npy: exists and is not a folder"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("os error"), "{}", run.stderr);
+}
+
 /// Writes the model's outputs into `ref/` and returns their tensors.
 fn reference_outputs(f: &Fixture) -> Vec<Tensor> {
     assert_ok(&f.cmd(&["lstm.onnx", "x.npy", "--output", "ref"]));

@@ -204,8 +204,7 @@ fn run(a: RunArgs) -> Result<i32> {
         Some(compare::load_references(&a.expect, model.outputs(), &safe)?)
     };
     if let Some(dir) = &a.output {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        output::create_dir(dir)?;
     }
 
     // The plan specialized to these inputs' shapes is made before the timed run, so that

@@ -1,6 +1,27 @@
-//! File names for outputs, and writing them.
+//! The `--output` folder and the file names of the outputs in it.
 
 use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+/// Creates the `--output` folder (and its parents) unless it exists; a path that exists as
+/// anything but a folder is refused by name.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => bail!(
+            "--output {}: exists and is not a folder (outputs are written into a folder, \
+             one <output name>.npy each)",
+            dir.display()
+        ),
+        Err(_) => {}
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        bail!("--output {}: cannot create the folder ({e})", dir.display());
+    }
+    Ok(())
+}
 
 /// A file-system-safe stem for each output name: `[A-Za-z0-9._-]` kept, anything else `_`,
 /// collisions (also ones differing only in case) disambiguated with `_1`, `_2`, ...

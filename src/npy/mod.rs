@@ -56,16 +56,7 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// Opens a file that must be a regular file, and returns its length. A device, FIFO or
-/// directory (`/dev/zero` named `x.npz`, say) would otherwise be read until memory runs out.
+/// Opens a file that must be a regular file, and returns its length (see [`crate::files`]).
 fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let meta = file.metadata().map_err(|e| io_err(path, e))?;
-    if let Some(what) = crate::error::not_a_regular_file(&meta) {
-        return Err(invalid(
-            path,
-            format!("not a regular file ({what}), expected a .npy or .npz file"),
-        ));
-    }
-    Ok((file, meta.len()))
+    crate::files::open_regular(path).map_err(|e| e.into_error(path, "a .npy or .npz file"))
 }

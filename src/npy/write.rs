@@ -1,6 +1,5 @@
 //! Writing a tensor as a `.npy`, as `np.save` does.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -102,10 +101,10 @@ pub fn npy_bytes(tensor: &Tensor) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// Writes a tensor as a `.npy` file (float16/32/64, signed and unsigned integers, bool).
+/// The bytes go to a new temporary file in the same folder, renamed over `path`: whatever
+/// was at `path` (a file, a symbolic link) is replaced, never written through.
 pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
     let path = path.as_ref();
     let bytes = npy_bytes(tensor).map_err(|m| invalid(path, m))?;
-    let mut file = File::create(path).map_err(|e| io_err(path, e))?;
-    file.write_all(&bytes).map_err(|e| io_err(path, e))?;
-    file.flush().map_err(|e| io_err(path, e))
+    crate::files::write_replacing(path, &bytes).map_err(|e| io_err(path, e))
 }

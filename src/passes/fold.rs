@@ -16,78 +16,77 @@ use tract_hir::internal::*;
 pub(crate) const FOLD_BUDGET: usize = 64 << 20;
 
 /// Folds every stateless node whose inputs are all constants and whose results stay within
-/// the budget; repeats until nothing changes.
+/// the budget, in one sweep in evaluation order: a node folded feeds its readers a constant
+/// before they are looked at, so chains of constant work fold in the same sweep, and the
+/// pass stays linear in the node count (the graph is compacted once, at the end).
 pub(crate) fn fold_constants(model: &mut TypedModel) -> TractResult<()> {
-    loop {
-        let mut patched = false;
-        for id in model.eval_order()? {
-            let node = model.node(id);
-            if node.op_is::<Const>() || node.op_is::<TypedSource>() || node.inputs.is_empty() {
-                continue;
-            }
-            if node.op.state(&EvalContext::out_of_plan())?.is_some() {
-                continue;
-            }
-            let Some(inputs) = model
-                .node_input_facts(id)?
-                .iter()
-                .map(|f| f.konst.clone().map(|k| k.into_tvalue()))
-                .collect::<Option<TVec<TValue>>>()
-            else {
-                continue;
-            };
-            let planned: usize = node
-                .outputs
-                .iter()
-                .map(|o| {
-                    o.fact.shape.as_concrete().map_or(usize::MAX, |s| {
-                        s.iter()
-                            .product::<usize>()
-                            .saturating_mul(o.fact.datum_type.size_of())
-                    })
+    let mut patched = false;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        if node.op_is::<Const>() || node.op_is::<TypedSource>() || node.inputs.is_empty() {
+            continue;
+        }
+        if node.op.state(&EvalContext::out_of_plan())?.is_some() {
+            continue;
+        }
+        let Some(inputs) = model
+            .node_input_facts(id)?
+            .iter()
+            .map(|f| f.konst.clone().map(|k| k.into_tvalue()))
+            .collect::<Option<TVec<TValue>>>()
+        else {
+            continue;
+        };
+        let planned: usize = node
+            .outputs
+            .iter()
+            .map(|o| {
+                o.fact.shape.as_concrete().map_or(usize::MAX, |s| {
+                    s.iter()
+                        .product::<usize>()
+                        .saturating_mul(o.fact.datum_type.size_of())
                 })
-                .fold(0usize, |a, b| a.saturating_add(b));
-            // Packed operands (an exotic fact) have no plain shape: their size is that of what
-            // they pack, the node's input.
-            let planned = if node.outputs.iter().any(|o| o.fact.exotic_fact.is_some()) {
-                inputs
-                    .iter()
-                    .map(|t| t.len() * t.datum_type().size_of())
-                    .sum()
-            } else {
-                planned
-            };
-            if planned > FOLD_BUDGET {
-                continue;
-            }
-            let exotic: Vec<_> = node
-                .outputs
+            })
+            .fold(0usize, |a, b| a.saturating_add(b));
+        // Packed operands (an exotic fact) have no plain shape: their size is that of what
+        // they pack, the node's input.
+        let planned = if node.outputs.iter().any(|o| o.fact.exotic_fact.is_some()) {
+            inputs
                 .iter()
-                .map(|o| o.fact.exotic_fact.clone())
-                .collect();
-            let Ok(Some(values)) = node.op.eval_out_of_plan(inputs) else {
-                continue;
+                .map(|t| t.len() * t.datum_type().size_of())
+                .sum()
+        } else {
+            planned
+        };
+        if planned > FOLD_BUDGET {
+            continue;
+        }
+        let exotic: Vec<_> = node
+            .outputs
+            .iter()
+            .map(|o| o.fact.exotic_fact.clone())
+            .collect();
+        let Ok(Some(values)) = node.op.eval_out_of_plan(inputs) else {
+            continue;
+        };
+        let node_name = node.name.clone();
+        let mut patch = TypedModelPatch::default();
+        for (slot, value) in values.into_iter().enumerate() {
+            let name = if slot > 0 {
+                format!("{node_name}.{slot}")
+            } else {
+                node_name.clone()
             };
-            let node_name = node.name.clone();
-            let mut patch = TypedModelPatch::default();
-            for (slot, value) in values.into_iter().enumerate() {
-                let name = if slot > 0 {
-                    format!("{node_name}.{slot}")
-                } else {
-                    node_name.clone()
-                };
-                let konst =
-                    Const::new_with_opt_exotic_fact(value.into_arc_tensor(), exotic[slot].clone())?;
-                let wire = patch.wire_node(name, konst, &[])?[0];
-                patch.shunt_outside(model, OutletId::new(id, slot), wire)?;
-            }
-            patch.apply(model)?;
-            patched = true;
-            break;
+            let konst =
+                Const::new_with_opt_exotic_fact(value.into_arc_tensor(), exotic[slot].clone())?;
+            let wire = patch.wire_node(name, konst, &[])?[0];
+            patch.shunt_outside(model, OutletId::new(id, slot), wire)?;
         }
-        if !patched {
-            return Ok(());
-        }
+        patch.apply(model)?;
+        patched = true;
+    }
+    if patched {
         *model = std::mem::take(model).into_compact()?;
     }
+    Ok(())
 }

@@ -96,12 +96,15 @@ impl PlanCache {
 
     /// The plan for `inputs`, built by `build` when no cached plan fits. `build` receives the
     /// parsed model specialized to the inputs (see [`specialize`]) and returns the typed,
-    /// optimized graph. The second value is true when the plan was built by this call.
+    /// optimized graph; `ready`, when given, builds it instead from a graph typed already for
+    /// exactly these inputs (tried first, with every input fed). The second value is true
+    /// when the plan was built by this call.
     pub fn get_or_build(
         &self,
         inference: &InferenceModel,
         inputs: &[Tensor],
         build: impl Fn(InferenceModel) -> TractResult<TypedModel>,
+        ready: Option<impl Fn() -> TractResult<TypedModel>>,
     ) -> TractResult<(Arc<Specialized>, bool)> {
         let shapes: Shapes = inputs
             .iter()
@@ -114,6 +117,11 @@ impl PlanCache {
         }
         let start = Instant::now();
         let attempt = |fold: bool| -> TractResult<(TypedModel, Vec<usize>)> {
+            if let (false, Some(ready)) = (fold, &ready) {
+                if let Ok(typed) = ready() {
+                    return Ok((typed, (0..inputs.len()).collect()));
+                }
+            }
             let (model, fed) = specialize(inference, inputs, fold)?;
             Ok((build(model)?, fed))
         };

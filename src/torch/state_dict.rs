@@ -54,6 +54,39 @@ pub(super) fn param_err(key: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// What is wrong with a safetensors file, in a line: an unknown element type is named, not
+/// followed by serde's list of every type the crate knows.
+fn safetensors_problem(e: &safetensors::SafeTensorError) -> String {
+    let text = e.to_string();
+    if let Some(rest) = text.split("unknown variant `").nth(1) {
+        if let Some(dtype) = rest.split('`').next() {
+            return format!(
+                "its header gives a tensor the element type '{dtype}', which safetensors does \
+                 not define (F16, BF16, F32 and F64 hold weights)"
+            );
+        }
+    }
+    match text.find(", expected one of") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// The whole of a regular file (see [`crate::files`]).
+fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let (file, len) =
+        crate::files::open_regular(path).map_err(|e| e.into_error(path, "a .safetensors file"))?;
+    let mut bytes = Vec::new();
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(bytes)
+}
+
 fn invalid_file(path: &Path, message: String) -> Error {
     Error::Io {
         path: path.to_path_buf(),
@@ -152,12 +185,16 @@ impl<T: Float> TorchRecurrent<T> {
         config: TorchConfig,
     ) -> Result<TorchRecurrent<T>> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        let bytes = read_regular(path)?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+            invalid_file(
+                path,
+                format!(
+                    "not a usable .safetensors file: {}",
+                    safetensors_problem(&e)
+                ),
+            )
         })?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| invalid_file(path, format!("not a usable .safetensors file: {e}")))?;
         let names = st.names();
         let mut map = HashMap::new();
         for name in &names {

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod hostile;
 pub mod manifest;
 pub mod onnx_builder;
 pub mod proto;
