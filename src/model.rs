@@ -618,11 +618,9 @@ impl Model {
                 Ok(typed)
             }
         });
-        without_panics(|| {
-            plans.get_or_build(inference, inputs, build, ready)
-        })
-        .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
-        .map_err(|e| Error::from_tract(e, invalid))
+        without_panics(|| plans.get_or_build(inference, inputs, build, ready))
+            .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
+            .map_err(|e| Error::from_tract(e, invalid))
     }
 }
 

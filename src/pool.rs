@@ -357,9 +357,15 @@ impl Model {
     /// a dimension name every batched input shares.
     fn find_batch_axes(&self) -> Result<Vec<Option<usize>>> {
         let refuse = |m: String| Error::NotStreamable(m);
+        // Why the graph does not type with its dimensions free, when that is a node that
+        // reverses or strides an axis: the likelier reason a pool cannot be made.
+        let mut untyped = None;
         let mut axes = match self.symbolic_model() {
             Ok(typed) => find_batch_axes(typed).map_err(|e| refuse(chain_message(&e)))?,
-            Err(_) => vec![None; self.inputs().len()],
+            Err(why) => {
+                untyped = crate::refusal::mixes_steps(why, "time");
+                vec![None; self.inputs().len()]
+            }
         };
         let name_at = |ix: usize, axis: usize| match &self.inputs()[ix].shape[axis] {
             Dim::Symbol(name) if name != "?" => Some(name.clone()),
@@ -404,6 +410,9 @@ impl Model {
             }
         }
         if axes.iter().all(Option::is_none) {
+            if let Some(why) = untyped {
+                return Err(refuse(why));
+            }
             return Err(refuse(format!(
                 "the batch axis cannot be found from the graph (no input's axis becomes a \
                  recurrent node's batch axis, and no dimension name is shared by the inputs: \

@@ -451,7 +451,16 @@ impl Stream {
         inference.inputs = fed.iter().map(|&ix| outlets[ix]).collect();
         let typed = without_panics(|| type_for_analysis(inference))
             .map_err(|p| Building::Untyped(format!("tract failed while typing ({p})")))?
-            .map_err(|e| Building::Untyped(crate::refusal::plain(&chain_message(&e), "time")))?;
+            .map_err(|e| {
+                let text = chain_message(&e);
+                // A strided or reversed time axis fails to type whatever the chunks' other
+                // dimensions: that is final, not a matter of the shapes declared.
+                if text.contains("with strides are not supported") {
+                    Building::Refused(crate::refusal::plain(&text, "time"))
+                } else {
+                    Building::Untyped(crate::refusal::plain(&text, "time"))
+                }
+            })?;
         let time: Vec<(usize, usize)> = self
             .time_inputs
             .iter()

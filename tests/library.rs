@@ -622,6 +622,8 @@ fn a_model_repeating_node_names_types_runs_and_pools() {
     let want = outputs[0].array_view::<f32>().unwrap();
     let got = frame.outputs[0].array_view::<f32>().unwrap();
     assert_eq!(got, want);
+}
+
 /// A user who has only ndarray arrays runs a model and reads its outputs without naming a
 /// tract type: arrays into `Model::run` through `inputs!` (also mixed: Silero VAD's i64 `sr`
 /// beside f32 arrays), arrays out through `TensorExt`. The arrays' results are the

@@ -1,6 +1,5 @@
 //! Writing a tensor as a `.npy`, as `np.save` does.
 
-use std::io::Write;
 use std::path::Path;
 
 use tract_hir::internal::{f16, DatumType, Tensor};
