@@ -11,7 +11,7 @@ use tract_onnx::pb::{ModelProto, NodeProto, ValueInfoProto};
 
 use crate::attrs::{NodeSpec, OpKind};
 use crate::error::NodeError;
-use crate::model::{Dim, IoInfo};
+use crate::io_info::{Dim, IoInfo};
 
 /// A recurrent node found in the protobuf, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ impl ModelInfo {
     /// the graph.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<ModelInfo> {
         let path = path.as_ref();
-        let bytes = crate::model::read_regular_file(path)?;
+        let bytes = crate::files::read_model_file(path)?;
         let invalid = |message: String| crate::Error::InvalidModel {
             what: path.display().to_string(),
             message,

@@ -125,3 +125,23 @@ fn create_temporary_beside(path: &Path) -> std::io::Result<(PathBuf, File)> {
         }
     }
 }
+
+/// Reads a model file, which must be a regular file.
+pub(crate) fn read_model_file(path: &Path) -> crate::Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |source| crate::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (file, len) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(source) => io(source),
+        OpenError::NotRegular(kind) => crate::Error::InvalidModel {
+            what: path.display().to_string(),
+            message: not_regular_message(kind, "an ONNX model"),
+        },
+    })?;
+    let mut bytes = Vec::new();
+    // The length is only a hint (the file may change under us); `take` bounds the read.
+    file.take(len).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}

@@ -56,6 +56,7 @@ pub mod error;
 mod files;
 pub mod gates;
 mod guard;
+mod io_info;
 pub mod kernels;
 pub mod layer;
 pub mod model;

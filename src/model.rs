@@ -13,6 +13,7 @@ use crate::attrs::NodeSpec;
 use crate::describe::ModelInfo;
 use crate::error::{chain_message, Error, Result};
 pub(crate) use crate::guard::without_panics;
+pub use crate::io_info::{dtype_name, Dim, IoInfo};
 use crate::kernels::WeightFormat;
 use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
@@ -60,53 +61,6 @@ pub struct LoadOptions {
 
 /// Plans kept per model unless [`LoadOptions::plan_cache`] says otherwise.
 pub const DEFAULT_PLAN_CACHE: usize = 8;
-
-/// One dimension of a graph input or output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dim {
-    /// A fixed size.
-    Fixed(usize),
-    /// A size chosen at run time, by name (`batch`, `seq`, or an expression of them).
-    Symbol(String),
-}
-
-impl fmt::Display for Dim {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            Dim::Fixed(n) => write!(f, "{n}"),
-            Dim::Symbol(s) => f.write_str(s),
-        }
-    }
-}
-
-/// A graph input or output: name, element type and shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoInfo {
-    /// The name in the ONNX graph.
-    pub name: String,
-    /// Element type.
-    pub dtype: DatumType,
-    /// Shape; symbolic dimensions keep their names.
-    pub shape: Vec<Dim>,
-}
-
-impl IoInfo {
-    /// `[1, seq, 5]`.
-    pub fn shape_string(&self) -> String {
-        crate::error::shape_string(&self.shape)
-    }
-
-    /// The shape with every symbolic dimension set to `symbolic`, to make example inputs.
-    pub fn shape_with(&self, symbolic: usize) -> Vec<usize> {
-        self.shape
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => *n,
-                Dim::Symbol(_) => symbolic,
-            })
-            .collect()
-    }
-}
 
 /// A recurrent node of the model, as `inspect` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +122,7 @@ impl Model {
     /// Loads a model file with options.
     pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = read_regular_file(path)?;
+        let bytes = crate::files::read_model_file(path)?;
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -898,44 +852,4 @@ pub(crate) fn describe_io(typed: &TypedModel) -> TractResult<(Vec<IoInfo>, Vec<I
             .collect()
     };
     Ok((io(typed.input_outlets()?)?, io(typed.output_outlets()?)?))
-}
-
-/// The numpy-style name of an element type (`float32`, `int64`, ...).
-pub fn dtype_name(dt: DatumType) -> String {
-    match dt {
-        DatumType::F16 => "float16".into(),
-        DatumType::F32 => "float32".into(),
-        DatumType::F64 => "float64".into(),
-        DatumType::I8 => "int8".into(),
-        DatumType::I16 => "int16".into(),
-        DatumType::I32 => "int32".into(),
-        DatumType::I64 => "int64".into(),
-        DatumType::U8 => "uint8".into(),
-        DatumType::U16 => "uint16".into(),
-        DatumType::U32 => "uint32".into(),
-        DatumType::U64 => "uint64".into(),
-        DatumType::Bool => "bool".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
-}
-
-/// Reads a model file, which must be a regular file.
-pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
-    use crate::files::{open_regular, OpenError};
-    use std::io::Read;
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let (file, len) = open_regular(path).map_err(|e| match e {
-        OpenError::Io(source) => io(source),
-        OpenError::NotRegular(kind) => Error::InvalidModel {
-            what: path.display().to_string(),
-            message: crate::files::not_regular_message(kind, "an ONNX model"),
-        },
-    })?;
-    let mut bytes = Vec::new();
-    // The length is only a hint (the file may change under us); `take` bounds the read.
-    file.take(len).read_to_end(&mut bytes).map_err(io)?;
-    Ok(bytes)
 }

@@ -6,15 +6,6 @@ use super::{format_code, BF16, F16, FULL};
 use crate::kernels::activations;
 use crate::kernels::RawGemm;
 
-fn shape() -> (usize, usize) {
-    static S: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
-    *S.get_or_init(|| {
-        let v = std::env::var("SHAPE").unwrap_or("8x3".into());
-        let (a, b) = v.split_once('x').unwrap();
-        (a.parse().unwrap(), b.parse().unwrap())
-    })
-}
-
 /// Sixteen 16-bit weights as f32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
@@ -47,12 +38,8 @@ macro_rules! avx512_gemm {
             /// Rows × panels per tile: 8 × 3 accumulators, 3 weight vectors and a
             /// broadcast take 28 of the 32 registers, and each k step's 24 FMAs need
             /// 11 loads.
-            fn mr() -> usize {
-                super::shape().0
-            }
-            fn np() -> usize {
-                super::shape().1
-            }
+            const MR: usize = 8;
+            const NP: usize = 3;
             /// Panels per pass of the one-row product (batch 1): eight independent
             /// chains cover the FMA latency, eight weight streams at once.
             const NP1: usize = 8;
@@ -234,20 +221,19 @@ macro_rules! avx512_gemm {
                 }
                 // Blocks of rows small enough to stay in L2 while every panel passes
                 // over them (the input projection has T·batch rows).
-                let block = (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / mr()
-                    * mr())
-                .max(mr());
-                let groups = panels.div_ceil(np());
+                let block =
+                    (((128 * 1024) / (g.k.max(1) * std::mem::size_of::<$t>())) / MR * MR).max(MR);
+                let groups = panels.div_ceil(NP);
                 let mut r0 = 0;
                 while r0 < g.m {
                     let end = (r0 + block).min(g.m);
                     for i in 0..groups {
                         let i = if g.reverse { groups - 1 - i } else { i };
-                        let panel = i * np();
-                        let np = np().min(panels - panel);
+                        let panel = i * NP;
+                        let np = NP.min(panels - panel);
                         let mut r = r0;
                         while r < end {
-                            let rows = mr().min(end - r);
+                            let rows = MR.min(end - r);
                             tile_of::<F>(&g, r, panel, rows, np);
                             r += rows;
                         }
