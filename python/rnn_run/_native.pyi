@@ -74,6 +74,7 @@ class Model:
         feedback: Union[Mapping[str, str], Sequence[tuple[str, str]], None] = None,
         batch_axes: Union[Sequence[Union[int, None]], None] = None,
         shared: Union[Mapping[str, ArrayLike], Sequence[ArrayLike], None] = None,
+        time_axes: Union[Sequence[Union[int, None]], None] = None,
     ) -> Pool:
         """A pool of streams whose pending frames run as one batched step."""
 

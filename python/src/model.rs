@@ -204,10 +204,13 @@ impl PyModel {
     /// inputs and outputs, a dict (or list of pairs) input name → output name fed back from
     /// one frame to the next (Silero VAD: ``{"state": "stateN"}``). `batch_axes`: one entry
     /// per model input (an int, or None for an input every stream shares), overriding the
-    /// axes found from the graph. `shared`: the values of the shared inputs (a sample rate),
+    /// axes found from the graph. `time_axes`: likewise each input's time axis (an int, or
+    /// None for an input without one), for a model whose graph does not show it. `shared`:
+    /// the values of the shared inputs (a sample rate),
     /// a dict by name or a list in the model's order. Raises `StreamRefused` when the model's
     /// ops mix the entries of a batch.
-    #[pyo3(signature = (max_batch = 64, max_wait = 0.002, feedback = None, batch_axes = None, shared = None))]
+    #[pyo3(signature = (max_batch = 64, max_wait = 0.002, feedback = None, batch_axes = None, shared = None, time_axes = None))]
+    #[allow(clippy::too_many_arguments)]
     fn pool(
         &self,
         py: Python<'_>,
@@ -216,6 +219,7 @@ impl PyModel {
         feedback: Option<&Bound<'_, PyAny>>,
         batch_axes: Option<Vec<Option<usize>>>,
         shared: Option<&Bound<'_, PyAny>>,
+        time_axes: Option<Vec<Option<usize>>>,
     ) -> PyResult<PyPool> {
         PyPool::create(
             py,
@@ -223,7 +227,7 @@ impl PyModel {
             max_batch,
             max_wait,
             feedback,
-            batch_axes,
+            (batch_axes, time_axes),
             shared,
         )
     }

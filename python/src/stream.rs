@@ -187,7 +187,7 @@ impl PyPool {
         max_batch: usize,
         max_wait: f64,
         feedback: Option<&Bound<'_, PyAny>>,
-        batch_axes: Option<Vec<Option<usize>>>,
+        (batch_axes, time_axes): (Option<Vec<Option<usize>>>, Option<Vec<Option<usize>>>),
         shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyPool> {
         if !(max_wait.is_finite() && max_wait >= 0.0) {
@@ -217,6 +217,7 @@ impl PyPool {
             max_wait: Duration::from_secs_f64(max_wait),
             feedback,
             batch_axes,
+            time_axes,
         };
         let pool = py.detach(|| guarded(Stage::Run, || model.stream_pool(options, shared)))?;
         let frame_inputs = pool.frame_inputs();
