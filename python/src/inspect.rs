@@ -110,6 +110,8 @@ fn to_dict<'py>(py: Python<'py>, v: &View<'_>) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("typing_reason", v.typing.1.clone())?;
     d.set_item("engine", v.engine.to_string())?;
     d.set_item("inputs", io(py, v.inputs)?)?;
+    // Initializers also listed as inputs: defaults a run may override by name.
+    d.set_item("defaults", io(py, &v.info.defaults)?)?;
     d.set_item("outputs", io(py, v.outputs)?)?;
     let nodes = PyList::empty(py);
     for n in v.nodes {
