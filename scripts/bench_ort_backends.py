@@ -91,7 +91,13 @@ def rust_time(binary, backend, workload, calls):
     if out.returncode != 0:
         if backend == "tract" and "unknown backend" in out.stderr:
             return None, "not built: (cd ort-backend/bench && cargo build --release --features tract)"
-        return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
+        if not out.stderr.strip():
+            return None, f"exit {out.returncode}"
+        last = out.stderr.strip().splitlines()[-1]
+        # ort's Debug form, `Error { code: ..., message: "...", ptr: ... }`: the message alone.
+        if 'message: "' in last:
+            last = last.split('message: "', 1)[1].rsplit('", ptr', 1)[0]
+        return None, last
     return json.loads(out.stdout)["median_us"], None
 
 
@@ -135,7 +141,7 @@ def main():
         med = {}
         for e in ENGINES:
             if (e, w) in errors:
-                cells.append(f"fails: {errors[(e, w)][:80]}")
+                cells.append(f"fails: {errors[(e, w)][:100]}")
             else:
                 med[e] = statistics.median(results[(e, w)])
                 cells.append(f"{med[e]:.1f} µs")

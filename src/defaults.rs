@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tract_hir::internal::*;
 
-use crate::model::IoInfo;
+use crate::io_info::IoInfo;
 use crate::passes::specialize::PlanCache;
 
 /// The graph with some defaults turned into inputs (after the model's own inputs, in the

@@ -70,6 +70,7 @@ mod refusal;
 mod shared;
 pub mod sniff;
 pub mod stream;
+mod symbols;
 pub mod tensor;
 pub mod torch;
 

@@ -1,13 +1,12 @@
 //! The library's face: load an ONNX model, describe its inputs, outputs and recurrent nodes,
-//! and run it.
+//! and run it (loading in [`load`], typing and plans in [`plan`]).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tract_hir::internal::*;
-use tract_onnx::pb::GraphProto;
 
 use crate::attrs::NodeSpec;
 use crate::describe::ModelInfo;
@@ -19,6 +18,12 @@ use crate::layer::{Threads, MAX_TENSOR_BYTES};
 use crate::op::NativeRecurrent;
 use crate::passes::names;
 use crate::passes::specialize::{PlanCache, PlanStats, Specialized};
+use crate::precheck::shape_flow::ShapeFlow;
+
+mod load;
+mod plan;
+
+pub(crate) use plan::{optimize_typed, type_graph, Native};
 
 /// Which implementation runs the recurrent nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +106,8 @@ pub struct Model {
     /// The worker pool shared by the model's recurrent ops (and its streams), and how they
     /// store Rᵀ.
     pub(crate) native: Native,
+    /// What the graph's shape inputs are computed from, checked before each plan is typed.
+    shape_flow: Arc<ShapeFlow>,
 }
 
 /// Whether the graph could be typed with its declared shapes.
@@ -164,126 +171,6 @@ impl Model {
     ) -> Result<Model> {
         let dir = dir.as_ref();
         Model::from_parts(bytes, "model".into(), Some(dir.to_path_buf()), options)
-    }
-
-    fn from_parts(
-        bytes: &[u8],
-        source: String,
-        dir: Option<PathBuf>,
-        options: &LoadOptions,
-    ) -> Result<Model> {
-        let invalid = |message: String| Error::InvalidModel {
-            what: source.clone(),
-            message,
-        };
-        let mut proto = crate::sniff::decode_model(bytes).map_err(invalid)?;
-        crate::passes::slice_bounds::normalize(&mut proto);
-        let info = ModelInfo::from_proto(&proto)?;
-
-        let mut onnx = tract_onnx::onnx();
-        // Exporters write symbolic shapes into value_info that can contradict the concrete
-        // facts tract derives; the graph's own inputs and ops are the truth.
-        onnx.ignore_value_info = true;
-        if options.engine == Engine::Native {
-            crate::op::register(&mut onnx);
-        }
-        crate::passes::branches::register(&mut onnx);
-        crate::passes::pad::register(&mut onnx);
-        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
-        crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
-        crate::sniff::name_unnamed_nodes(&mut proto);
-        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
-        let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
-        let mut parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))
-            .map_err(|what| invalid(format!("tract failed while reading the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, |m| invalid(plain_build_message(&m))))?;
-        // ONNX does not require node names to be unique; tract's graphs do.
-        crate::passes::names::make_unique(&mut parsed.model);
-        if !parsed.unresolved_inputs.is_empty() {
-            return Err(invalid(format!(
-                "nodes refer to tensors no node produces: {}",
-                parsed.unresolved_inputs.join(", ")
-            )));
-        }
-        refuse_unknown_ops(&parsed.model, graph).map_err(invalid)?;
-        // Before typing, where tract would narrow shape values and pick among duplicates.
-        crate::precheck::check_graph(&proto, graph).map_err(invalid)?;
-        let inference = Arc::new(parsed.model);
-        let native = Native {
-            threads: match options.threads {
-                0 | 1 => None,
-                n => Some(Arc::new(Threads::new(n).map_err(Error::Run)?)),
-            },
-            recurrent_weights: options.recurrent_weights,
-        };
-
-        // Typing with the declared shapes checks the recurrent nodes against their inputs
-        // (a refusal there is the model's fault, reported now) and describes the inputs and
-        // outputs; where tract gives up for want of concrete shapes, runs specialize anyway.
-        let symbolic =
-            match without_panics(|| type_graph(InferenceModel::clone(&inference), &native)) {
-                Ok(Ok(typed)) => {
-                    check_tensor_sizes(&typed).map_err(invalid)?;
-                    Ok(Arc::new(typed))
-                }
-                Ok(Err(e)) => match Error::from_tract(e, Error::Run) {
-                    Error::Run(why) => Err(why),
-                    node_error => return Err(node_error),
-                },
-                Err(panic) => Err(format!("tract failed while typing the graph ({panic})")),
-            };
-
-        let recurrent = info
-            .recurrent
-            .iter()
-            .map(|found| {
-                let typed = symbolic.as_ref().ok().and_then(|typed| {
-                    typed.nodes().iter().find_map(|n| {
-                        n.op_as::<NativeRecurrent>()
-                            .filter(|op| op.spec().name == found.spec.name)
-                    })
-                });
-                RecurrentNode {
-                    engine: options.engine,
-                    weights_prepared: options.engine == Engine::Native
-                        && typed.map_or(found.constant_weights, |op| op.weights_prepared()),
-                    spec: found.spec.clone(),
-                    subgraph: found.subgraph.clone(),
-                    quantized: found.quantized,
-                }
-            })
-            .collect();
-
-        let (mut inputs, mut outputs) = match &symbolic {
-            Ok(typed) => describe_io(typed).map_err(|e| invalid(chain_message(&e)))?,
-            Err(_) => (info.inputs.clone(), info.outputs.clone()),
-        };
-        // tract's clean-up can move a label from a no-op node onto a graph input (a dynamo
-        // export's `h0` showed up as `val_4`); the ONNX graph's own names are the contract.
-        for (infos, declared) in [(&mut inputs, &info.inputs), (&mut outputs, &info.outputs)] {
-            if infos.len() == declared.len() {
-                for (info, declared) in infos.iter_mut().zip(declared) {
-                    info.name = declared.name.clone();
-                }
-            }
-        }
-        let capacity = match options.plan_cache {
-            0 => DEFAULT_PLAN_CACHE,
-            n => n,
-        };
-        Ok(Model {
-            source,
-            engine: options.engine,
-            info,
-            inputs,
-            outputs,
-            recurrent,
-            inference,
-            symbolic,
-            plans: Arc::new(PlanCache::new(capacity)),
-            overridable: Arc::new(crate::defaults::Overridable::new(capacity)),
-            native,
-        })
     }
 
     /// Where the model came from (its path, or "model").
@@ -440,49 +327,6 @@ impl Model {
         self.run_plan(&plan, inputs)
     }
 
-    /// Checks `inputs` (the model's inputs, then values for the defaults at positions `which`,
-    /// ascending; without `which`, the first defaults in order) and finds or makes their plan.
-    fn plan_checked(
-        &self,
-        inputs: &[Tensor],
-        which: Option<&[usize]>,
-    ) -> Result<(Arc<Specialized>, bool)> {
-        let n = self.inputs.len();
-        let extra = inputs.len().saturating_sub(n);
-        let first: Vec<usize> = (0..extra).collect();
-        let which = which.unwrap_or(&first);
-        if which.is_empty() || extra > self.defaults().len() {
-            self.check_inputs(inputs)?;
-            return self.plan_for(inputs);
-        }
-        self.check_inputs(&inputs[..n])?;
-        let declared: Vec<IoInfo> = which.iter().map(|&i| self.defaults()[i].clone()).collect();
-        check_inputs(&declared, &inputs[n..])?;
-        let graph = self
-            .overridable
-            .graph(&self.inference, self.defaults(), which)
-            .map_err(|e| Error::Run(chain_message(&e)))?;
-        self.plan_in(&graph.inference, &graph.plans, inputs)
-    }
-
-    /// Runs `plan` on `inputs` (which the plan's signature matches).
-    fn run_plan(&self, plan: &Specialized, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
-        let fed = plan
-            .fed
-            .iter()
-            .map(|&ix| inputs[ix].take().map(|t| t.into_tvalue()))
-            .collect::<Option<TVec<TValue>>>()
-            .ok_or_else(|| Error::Run("an input is fed twice".into()))?;
-        let mut session = plan
-            .plan
-            .spawn()
-            .map_err(|e| Error::from_tract(e, Error::Run))?;
-        let outputs = crate::guard::run_plan(&mut session, fed)
-            .map_err(|e| Error::from_tract(e, Error::Run))?;
-        Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
-    }
-
     /// Runs the model `runs` times on `inputs` and returns how long each node of the plan
     /// took in all, longest first: (node name, op, total time). For finding where the time
     /// goes; [`Model::run`] is the way to run.
@@ -526,174 +370,6 @@ impl Model {
         rows.sort_by_key(|r| std::cmp::Reverse(r.2));
         Ok(rows)
     }
-
-    /// The cached plan for these inputs, or a new one; true when it was built now.
-    fn plan_for(&self, inputs: &[Tensor]) -> Result<(Arc<Specialized>, bool)> {
-        self.plan_in(&self.inference, &self.plans, inputs)
-    }
-
-    /// [`Model::plan_for`] on `inference` (the model's graph, or one overriding defaults).
-    fn plan_in(
-        &self,
-        inference: &InferenceModel,
-        plans: &PlanCache,
-        inputs: &[Tensor],
-    ) -> Result<(Arc<Specialized>, bool)> {
-        let shapes = || {
-            inputs
-                .iter()
-                .map(|t| format!("{:?}", t.shape()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let invalid = |message: String| Error::InvalidModel {
-            what: self.source.clone(),
-            message: format!("for inputs of shapes {}: {message}", shapes()),
-        };
-        let build = |model: InferenceModel| -> TractResult<TypedModel> {
-            let typed = optimize(model, &self.native)?;
-            check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
-            Ok(typed)
-        };
-        // A graph declared with exactly these inputs' types and shapes is typed already:
-        // typing it again (tract's typing costs time quadratic in the node count) would give
-        // the same graph.
-        // Only the model's own graph was typed at load (not one overriding defaults).
-        let typed = self
-            .symbolic
-            .as_deref()
-            .ok()
-            .filter(|_| std::ptr::eq(inference, &*self.inference))
-            .filter(|typed| typed_for(typed, inputs));
-        let ready = typed.map(|typed| {
-            move || -> TractResult<TypedModel> {
-                let typed = optimize_typed(typed.clone(), &self.native)?;
-                check_tensor_sizes(&typed).map_err(|e| anyhow::anyhow!(e))?;
-                Ok(typed)
-            }
-        });
-        without_panics(|| plans.get_or_build(inference, inputs, build, ready))
-            .map_err(|what| invalid(format!("tract failed while preparing the graph ({what})")))?
-            .map_err(|e| Error::from_tract(e, invalid))
-    }
-}
-
-/// Whether `typed`'s inputs are exactly `inputs`' element types and concrete shapes.
-fn typed_for(typed: &TypedModel, inputs: &[Tensor]) -> bool {
-    let Ok(outlets) = typed.input_outlets() else {
-        return false;
-    };
-    outlets.len() == inputs.len()
-        && outlets.iter().zip(inputs).all(|(&outlet, t)| {
-            typed.outlet_fact(outlet).is_ok_and(|f| {
-                f.datum_type == t.datum_type()
-                    && f.shape.as_concrete().is_some_and(|s| s == t.shape())
-            })
-        })
-}
-
-/// Refuses a graph whose outputs need an operator that neither tract nor rnn-run implements,
-/// naming the node and its domain, now rather than at the first run. (Branches of an `If`
-/// are not checked: an unknown op in a branch never taken does no harm.)
-fn refuse_unknown_ops(
-    model: &InferenceModel,
-    graph: &GraphProto,
-) -> std::result::Result<(), String> {
-    for id in model.eval_order().map_err(|e| chain_message(&e))? {
-        let node = &model.nodes()[id];
-        let name = node.op.name();
-        let Some(op) = name
-            .strip_prefix("Unimplemented(")
-            .and_then(|n| n.strip_suffix(')'))
-        else {
-            continue;
-        };
-        let domain = graph
-            .node
-            .iter()
-            .find(|n| n.name == node.name)
-            .map(|n| n.domain.as_str())
-            .filter(|d| !d.is_empty() && *d != "ai.onnx");
-        let what = match domain {
-            Some(d) => format!("{d} {op}"),
-            None => op.to_string(),
-        };
-        let hint = match domain {
-            Some("com.microsoft") => {
-                ", an onnxruntime-only operator (the model was probably optimized or \
-                 quantized for onnxruntime: run rnn-run on the float model it came from)"
-            }
-            _ => "",
-        };
-        return Err(format!(
-            "node '{}' ({what}) is not an operator rnn-run or tract can run{hint}",
-            node.name
-        ));
-    }
-    Ok(())
-}
-
-/// tract's "Building node k (Cast): Node k (Cast): expected attribute 'to'" as "node 'k'
-/// (Cast): expected attribute 'to'", as our own messages name nodes.
-fn plain_build_message(text: &str) -> String {
-    let Some(rest) = text.strip_prefix("Building node ") else {
-        return text.to_string();
-    };
-    let Some((head, tail)) = rest.split_once("): ") else {
-        return text.to_string();
-    };
-    let Some((name, op)) = head.rsplit_once(" (") else {
-        return text.to_string();
-    };
-    let tail = tail
-        .strip_prefix(&format!("Node {name} ({op}): "))
-        .unwrap_or(tail);
-    format!("node '{name}' ({op}): {tail}")
-}
-
-/// Refuses a graph one of whose tensors exceeds [`MAX_TENSOR_BYTES`] even when every symbolic
-/// dimension (batch, sequence) is 1: a size written into the file (a `ConstantOfShape` of a
-/// few hundred million rows) would otherwise make tract try the allocation on the first run.
-fn check_tensor_sizes(typed: &TypedModel) -> std::result::Result<(), String> {
-    let ones = typed
-        .symbols
-        .all_symbols()
-        .iter()
-        .fold(SymbolValues::default(), |v, s| v.with(s, 1));
-    for node in typed.nodes() {
-        for output in &node.outputs {
-            let fact = &output.fact;
-            let dims: Option<Vec<u64>> = fact
-                .shape
-                .iter()
-                .map(|d| {
-                    d.eval(&ones)
-                        .to_i64()
-                        .ok()
-                        .and_then(|n| u64::try_from(n).ok())
-                })
-                .collect();
-            let Some(dims) = dims else { continue };
-            let bytes = dims
-                .iter()
-                .try_fold(fact.datum_type.size_of() as u64, |acc, &d| {
-                    acc.checked_mul(d)
-                });
-            if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
-                return Err(format!(
-                    "node '{}' ({}) makes a tensor of shape {} {} ({} bytes at batch and \
-                     sequence 1), over the {} GiB limit",
-                    node.name,
-                    node.op.name(),
-                    crate::error::shape_string(fact.shape.iter()),
-                    dtype_name(fact.datum_type),
-                    bytes.map_or("over 2^64".to_string(), |b| b.to_string()),
-                    MAX_TENSOR_BYTES >> 30
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Checks `inputs` against declared inputs: count, element type, rank and fixed dimensions.
@@ -751,105 +427,4 @@ pub fn check_inputs(declared: &[IoInfo], inputs: &[Tensor]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Types and declutters a parsed graph with its declared shapes, the recurrent ops set up
-/// as `native` says.
-pub(crate) fn type_graph(model: InferenceModel, native: &Native) -> TractResult<TypedModel> {
-    let mut typed = model.into_typed()?;
-    crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
-    names::check(&typed, "int64 for TopK")?;
-    configure_native(&mut typed, native)?;
-    typed.declutter()?;
-    Ok(typed)
-}
-
-/// How the native recurrent ops of a plan run: on which threads, with Rᵀ stored how.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Native {
-    pub(crate) threads: Option<Arc<Threads>>,
-    pub(crate) recurrent_weights: WeightFormat,
-}
-
-/// Gives every native recurrent op of `typed` the settings of `native`.
-pub(crate) fn configure_native(typed: &mut TypedModel, native: &Native) -> TractResult<()> {
-    for node in typed.nodes_mut() {
-        if let Some(op) = node.op_as_mut::<NativeRecurrent>() {
-            let mut configured = op.with_recurrent_weights(native.recurrent_weights)?;
-            configured.threads = native.threads.clone();
-            *op = configured;
-        }
-    }
-    Ok(())
-}
-
-/// Types, declutters and optimizes a parsed graph, the recurrent ops set up as `native`
-/// says.
-///
-/// Some of tract's graph rewrites fail on graphs PyTorch's dynamo exporter writes (an unrolled
-/// bidirectional `nn.RNN` with `Flip`, for one); the typed graph is then run as it is, which
-/// is slower but computes the same values.
-pub(crate) fn optimize(model: InferenceModel, native: &Native) -> TractResult<TypedModel> {
-    let mut typed = model.into_typed()?;
-    crate::passes::tdim::int64_for_tdim_less_ops(&mut typed)?;
-    names::check(&typed, "int64 for TopK")?;
-    optimize_typed(typed, native)
-}
-
-/// Declutters and optimizes a typed graph, its recurrent ops set up as `native`; where tract's
-/// rewrites fail, the graph runs as it is.
-pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractResult<TypedModel> {
-    configure_native(&mut typed, native)?;
-    let optimized = (|| {
-        let mut model = typed.clone();
-        model.declutter()?;
-        crate::passes::fold::fold_constants(&mut model)?;
-        names::check(&model, "constant folding")?;
-        // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
-        crate::passes::conv::packed_convs(&mut model)?;
-        names::check(&model, "packed convolutions")?;
-        crate::passes::reverse::reversals(&mut model)?;
-        names::check(&model, "reversals")?;
-        model.optimize()?;
-        // Codegen lowers some ops into new constant work (a quantized product's weight
-        // casts and sums): fold that too.
-        crate::passes::fold::fold_constants(&mut model)?;
-        names::check(&model, "constant folding")?;
-        Ok::<_, TractError>(model)
-    })();
-    match optimized {
-        Ok(optimized) => Ok(optimized),
-        // A broken rule of our own passes is reported, not run around.
-        Err(e) if names::is_duplicate(&e) => Err(e),
-        Err(_) => Ok(typed),
-    }
-}
-
-/// The graph's inputs and outputs, as [`IoInfo`].
-pub(crate) fn describe_io(typed: &TypedModel) -> TractResult<(Vec<IoInfo>, Vec<IoInfo>)> {
-    let io = |outlets: &[OutletId]| -> TractResult<Vec<IoInfo>> {
-        outlets
-            .iter()
-            .map(|&o| {
-                let fact = typed.outlet_fact(o)?;
-                let name = typed
-                    .outlet_label(o)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| typed.node(o.node).name.clone());
-                Ok(IoInfo {
-                    name,
-                    dtype: fact.datum_type,
-                    shape: fact
-                        .shape
-                        .iter()
-                        .map(|d| match d.to_usize() {
-                            Ok(n) => Dim::Fixed(n),
-                            Err(_) => Dim::Symbol(d.to_string()),
-                        })
-                        .collect(),
-                })
-            })
-            .collect()
-    };
-    Ok((io(typed.input_outlets()?)?, io(typed.output_outlets()?)?))
 }

@@ -11,6 +11,7 @@ use crate::files::OpenError;
 use tract_onnx::pb::{tensor_proto::DataLocation, GraphProto, ModelProto, TensorProto};
 
 mod graph;
+pub(crate) mod shape_flow;
 mod shapes;
 
 /// Runs every check; `dir` is where external data files are looked up (without one, external

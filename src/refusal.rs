@@ -1,6 +1,7 @@
-//! tract's failures while typing or planning a stream's or a pool's graph, said in the
-//! model's words: the node by its ONNX name and what it does to the axis, never tract's
-//! analyser trace (`Failed analyse for node #18 ... Infering facts: Applying rule ...`).
+//! tract's failures while typing or planning a stream's or a pool's graph (and a model's plan
+//! that needs a shape from input values), said in the model's words: the node by its ONNX name
+//! and what it does, never tract's analyser trace (`Failed analyse for node #18 ... Infering
+//! facts: Applying rule ...`).
 
 /// `text` (an error chain, outermost first) as one plain refusal: the innermost node tract
 /// names, and the reason its last cause gives, on the `axis` ("time" or "batch").
@@ -11,6 +12,27 @@ pub(crate) fn plain(text: &str, axis: &str) -> String {
         Some((name, op)) => format!("node '{name}' ({op}) {reason}"),
         None => reason,
     }
+}
+
+/// tract's refusal to plan an op whose shape (or repeats) is computed from input values, said
+/// in words; `None` for other failures. tract types a graph before it runs, so every shape
+/// must follow from the inputs' shapes and the constants.
+pub(crate) fn variable_shape(text: &str) -> Option<String> {
+    if !text.contains("shape input is variable") {
+        return None;
+    }
+    let (name, op) = innermost_node(text)?;
+    let (op, what) = match op.as_str() {
+        "MultiBroadcastTo" => ("Expand", "shape depends"),
+        "Tile" => ("Tile", "repeats depend"),
+        other => (other, "shape depends"),
+    };
+    Some(format!(
+        "node '{name}' ({op}): its {what} on the values of the graph's inputs, known \
+         only when it runs; rnn-run (through tract) needs every shape when it plans the graph, \
+         from the inputs' shapes and the constants (a scalar integer input counts as a \
+         constant)"
+    ))
 }
 
 /// The last `node #N "name" Op` in tract's text.
@@ -31,6 +53,7 @@ fn innermost_node(text: &str) -> Option<(String, String)> {
     // tract's op names where the ONNX one differs.
     let op = match op.strip_prefix("Native").unwrap_or(&op) {
         "StridedSlice" => "Slice".to_string(),
+        "ConvHir" => "Conv".to_string(),
         other => other.to_string(),
     };
     if name.is_empty() {
@@ -61,6 +84,29 @@ fn reason(text: &str, cause: &str, axis: &str) -> String {
         return format!(
             "reverses or strides the {axis} axis (a Slice with a step other than 1, as a flip is \
              written), which needs the whole sequence"
+        );
+    }
+    let op = innermost_node(text).map(|(_, op)| op).unwrap_or_default();
+    let free = text.contains("Undetermined symbol")
+        || text.contains(crate::symbols::STREAM_SEQ)
+        || text.contains(crate::symbols::POOL_BATCH);
+    if matches!(op.as_str(), "Conv" | "ConvTranspose") && free {
+        // Its weights are sized by the channel count, which is the axis of free length.
+        return format!(
+            "takes the {axis} axis as its channel axis (its weights are written for the \
+             exported length), and a convolution mixes its channels: it mixes the steps of the \
+             {axis} axis, which needs the whole sequence"
+        );
+    }
+    let pool = ["MaxPool", "AveragePool", "LpPool", "SumPool"].contains(&op.as_str());
+    if text.contains("Undetermined symbol") && pool {
+        // tract sizes a pool by its channel count, which must be a number: the axis of free
+        // length is the channel axis (a 1-D MaxPool or AveragePool is typed over a channel of
+        // one instead, src/passes/channel_pools.rs; this is the rest).
+        return format!(
+            "takes the {axis} axis as its channel axis, and tract can only build this pool for \
+             a fixed number of channels, so it cannot be streamed; pooling the features with \
+             F.max_pool2d(x.unsqueeze(1), (1, k)).squeeze(1) computes the same and streams"
         );
     }
     if text.contains("Undetermined symbol") {
@@ -110,8 +156,8 @@ fn scrub(text: &str) -> String {
             .unwrap_or(out.len());
         out.replace_range(at..end, "");
     }
-    out.replace(crate::stream::STREAM_SEQ, "the chunk's length")
-        .replace(crate::stream::POOL_BATCH, "the number of streams")
+    out.replace(crate::symbols::STREAM_SEQ, "the chunk's length")
+        .replace(crate::symbols::POOL_BATCH, "the number of streams")
 }
 
 #[cfg(test)]

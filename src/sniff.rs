@@ -238,38 +238,160 @@ fn has_recurrent_params(pickle: &[u8]) -> bool {
 /// What a checkpoint holds, when its pickle tells, and what to do with it: ` holding a state
 /// dict (weights only); build the model, ... export it ...; it holds weight_ih_l0 ...`.
 fn checkpoint_advice(pickle: &[u8]) -> String {
-    // What the pickle builds first: an OrderedDict (a state dict), or a module (whose
-    // parameters sit in OrderedDicts of their own, further on).
-    let dict = find(pickle, b"collections\nOrderedDict")
+    // What the pickle builds first: an OrderedDict (a state dict), or a module (a class whose
+    // instance carries `_parameters` and `_modules`; its own parameters sit in OrderedDicts
+    // further on, so the first OrderedDict alone does not tell).
+    let root = root_class(pickle);
+    let is_module = contains(pickle, b"_parameters") && contains(pickle, b"_modules");
+    let recurrent: Vec<&str> = ["RNN", "LSTM", "GRU"]
         .into_iter()
-        .chain(find(pickle, b"collections\x94\x8c\x0bOrderedDict"))
-        .min();
-    let module = find(pickle, b"torch.nn.modules");
-    let state_dict = match (dict, module) {
-        (Some(d), Some(m)) => d < m,
-        (d, _) => d.is_some(),
+        .filter(|kind| {
+            contains(pickle, format!("torch.nn.modules.rnn\n{kind}\n").as_bytes())
+                || contains(pickle, &{
+                    // Protocol 4: SHORT_BINUNICODE module, MEMOIZE, SHORT_BINUNICODE name.
+                    let mut b = b"torch.nn.modules.rnn\x94\x8c".to_vec();
+                    b.push(kind.len() as u8);
+                    b.extend_from_slice(kind.as_bytes());
+                    b
+                })
+        })
+        .collect();
+    match root.as_deref() {
+        Some(class) if is_module && class != "collections.OrderedDict" => {
+            return module_advice(class, &recurrent, pickle)
+        }
+        _ => {}
+    }
+    let state_dict = match root.as_deref() {
+        Some(class) => class == "collections.OrderedDict",
+        None => {
+            let dict = find(pickle, b"collections\nOrderedDict")
+                .into_iter()
+                .chain(find(pickle, b"collections\x94\x8c\x0bOrderedDict"))
+                .min();
+            let module = find(pickle, b"torch.nn.modules");
+            match (dict, module) {
+                (Some(d), Some(m)) => d < m,
+                (d, _) => d.is_some(),
+            }
+        }
     };
     let mut text = if state_dict {
         format!(
             " holding a state dict (weights only); build the model in Python, \
              model.load_state_dict(torch.load(path)), then {EXPORT}"
         )
-    } else if module.is_some() {
+    } else if is_module || contains(pickle, b"torch.nn.modules") {
         format!(" holding a whole module; {EXPORT}")
     } else {
         format!("; {EXPORT}")
     };
     if has_recurrent_params(pickle) {
-        let proj = if contains(pickle, b"weight_hr_l0") {
-            " (and weight_hr_l0: proj_size, which ONNX cannot express)"
-        } else {
-            ""
-        };
         text.push_str(&format!(
-            "; it holds weight_ih_l0 and weight_hh_l0{proj}: {TORCH_LOADER}"
+            "; it holds weight_ih_l0 and weight_hh_l0{}: {TORCH_LOADER}",
+            proj_note(pickle)
         ));
     }
     text
+}
+
+/// A whole pickled module (`torch.save(model)`): its class, what to do with it, and whether
+/// [`crate::torch`] can run it (only when the module is itself an `nn.RNN`/`nn.LSTM`/`nn.GRU`).
+fn module_advice(class: &str, recurrent: &[&str], pickle: &[u8]) -> String {
+    let short = class.rsplit('.').next().unwrap_or(class);
+    if let Some(kind) = class.strip_prefix("torch.nn.modules.rnn.") {
+        return format!(
+            " holding a whole module, an nn.{kind} (torch.save(model), not its state dict); \
+             {EXPORT}; or run it without ONNX: an nn.{kind}{} runs on \
+             rnn_run::torch::TorchRecurrent from its state dict, saved with \
+             safetensors.torch.save_file(module.state_dict(), \"weights.safetensors\")",
+            proj_note(pickle)
+        );
+    }
+    let inside = match recurrent {
+        [] => String::new(),
+        kinds => format!(
+            ", with {} inside",
+            kinds
+                .iter()
+                .map(|k| format!("an nn.{k}"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    };
+    let mut text = format!(
+        " holding a whole pickled module, a {class}{inside} (torch.save(model), not a state \
+         dict); rnn-run runs ONNX models: in Python, load it with torch.load(path, \
+         weights_only=False) where the class {short} can be imported, then {EXPORT}; or save \
+         its weights alone with torch.save(model.state_dict(), path)"
+    );
+    if !recurrent.is_empty() {
+        text.push_str(&format!(
+            "; rnn_run::torch::TorchRecurrent runs a lone nn.RNN, nn.LSTM or nn.GRU from its \
+             state dict, so it would run only the recurrent part of {short}, not the whole model"
+        ));
+    }
+    text
+}
+
+/// " (and weight_hr_l0: proj_size, ...)" when the pickle holds an LSTM projection.
+fn proj_note(pickle: &[u8]) -> &'static str {
+    if contains(pickle, b"weight_hr_l0") {
+        " (and weight_hr_l0: proj_size, which ONNX cannot express)"
+    } else {
+        ""
+    }
+}
+
+/// The class of the object a pickle builds first (`module.name`), when it opens with one: the
+/// GLOBAL opcode of protocol 2 (`c` module `\n` name `\n`, what torch.save writes), or the two
+/// short strings and STACK_GLOBAL of protocols 4 and 5. torch.save's legacy format pickles a
+/// magic number, a version and a dict first: the first pickle that opens with a class is taken.
+fn root_class(pickle: &[u8]) -> Option<String> {
+    let ident = |b: &[u8]| -> Option<String> {
+        let ok = !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.');
+        ok.then(|| String::from_utf8_lossy(b).into_owned())
+    };
+    let mut at = 0;
+    while let Some(found) = pickle
+        .get(at..)?
+        .windows(2)
+        .position(|w| w[0] == 0x80 && (2..=5).contains(&w[1]))
+    {
+        let p = at + found + 2;
+        let mut body = &pickle[p..];
+        if body.first() == Some(&0x95) {
+            body = body.get(9..)?; // FRAME and its 8-byte length
+        }
+        if let Some(rest) = body.strip_prefix(b"c") {
+            let mut parts = rest.splitn(3, |c| *c == b'\n');
+            if let (Some(m), Some(n), Some(_)) = (parts.next(), parts.next(), parts.next()) {
+                if let (Some(m), Some(n)) = (ident(m), ident(n)) {
+                    return Some(format!("{m}.{n}"));
+                }
+            }
+        }
+        let short = |b: &[u8]| -> Option<(String, usize)> {
+            let len = *b.get(1)? as usize;
+            if b.first() != Some(&0x8c) {
+                return None;
+            }
+            let s = ident(b.get(2..2 + len)?)?;
+            let skip = 2 + len + usize::from(b.get(2 + len) == Some(&0x94));
+            Some((s, skip))
+        };
+        if let Some((m, skip)) = short(body) {
+            if let Some((n, skip2)) = body.get(skip..).and_then(short) {
+                if body.get(skip + skip2) == Some(&0x93) {
+                    return Some(format!("{m}.{n}"));
+                }
+            }
+        }
+        at = p;
+    }
+    None
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -319,6 +441,21 @@ mod tests {
         let what = describe_non_onnx(&fixture("robustness/torch_lstm_module.pt")).unwrap();
         assert!(what.contains("holding a whole module"), "{what}");
         assert!(what.contains("torch.onnx.export"), "{what}");
+
+        // torch.save(model) of a Conv1d -> GRU -> Linear module: its pickle opens with the
+        // class, and OrderedDicts (its hooks) come before any torch.nn class name.
+        let what = describe_non_onnx(&fixture("robustness/torch_conv_gru_module.pt")).unwrap();
+        assert!(
+            what.contains(
+                "holding a whole pickled module, a __main__.Denoiser, with an nn.GRU inside"
+            ),
+            "{what}"
+        );
+        assert!(!what.contains("state dict (weights only)"), "{what}");
+        assert!(
+            what.contains("only the recurrent part of Denoiser"),
+            "{what}"
+        );
 
         let what = describe_non_onnx(&fixture("robustness/torch_lstm_legacy.pt")).unwrap();
         assert!(

@@ -1408,12 +1408,29 @@ fn error_pytorch_checkpoints() {
         ("torch_lstm_state_dict.pt", "lstm.pt"),
         ("torch_lstm_legacy.pt", "legacy.pt"),
         ("torch_lstm_module.pt", "module.pth"),
+        ("torch_conv_gru_module.pt", "denoiser.pt"),
+        ("lstm_proj_l2_dynamo.onnx", "lstm_proj.onnx"),
     ] {
         fs::copy(root.join(from), f.path(to)).unwrap();
     }
     error_case(&f, "err_pytorch_state_dict", &["lstm.pt", "x.npy"]);
     error_case(&f, "err_pytorch_legacy", &["legacy.pt", "x.npy"]);
     error_case(&f, "err_pytorch_module", &["inspect", "module.pth"]);
+    // torch.save(model) of a Conv1d -> GRU -> Linear module: a whole module, not a state dict,
+    // and not something rnn_run::torch runs (it would run only the GRU).
+    error_case(&f, "err_pytorch_custom_module", &["inspect", "denoiser.pt"]);
+    // The dynamo export of a two-layer nn.LSTM(proj_size=3): invalid (onnxruntime refuses it);
+    // said at load, by `inspect` too, instead of tract's "Impossible to unify 2 with 1" at run.
+    error_case(&f, "err_lstm_proj_dynamo_run", &["lstm_proj.onnx", "x.npy"]);
+    let out = f.cmd(&["inspect", "lstm_proj.onnx"]);
+    assert_ne!(out.code, 0);
+    let text = &out.stdout;
+    assert!(
+        text.contains("node 'node_Concat_123' (Concat): the export is invalid")
+            && text.contains("nn.LSTM(hidden_size=6, proj_size=3)")
+            && text.contains("rnn_run::torch::TorchRecurrent"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -933,6 +933,26 @@ fn hostile_fixtures() {
         ("graph_constant_of_shape_2p32", &["fill", "4294967299"]),
         ("graph_tile_2p32", &["tile_big", "4294967297"]),
         ("graph_expand_2p32", &["expand_big", "4294967297"]),
+        (
+            "graph_reshape_shape_plus_2p32",
+            &["'reshape_big' (Reshape)", "'k'", "4294967296"],
+        ),
+        (
+            "graph_reshape_sum_2p32",
+            &["'reshape_big' (Reshape)", "4294967299"],
+        ),
+        (
+            "graph_constant_of_shape_shape_plus_2p32",
+            &["'fill' (ConstantOfShape)", "4294967296"],
+        ),
+        (
+            "graph_expand_shape_plus_2p32",
+            &["'expand_big' (Expand)", "4294967296"],
+        ),
+        (
+            "graph_tile_shape_plus_2p32",
+            &["'tile_big' (Tile)", "repeats", "4294967296"],
+        ),
         ("graph_two_writers", &["tensor 'y'", "'first'", "'second'"]),
         (
             "graph_attribute_twice",
@@ -957,6 +977,7 @@ fn hostile_fixtures() {
         "graph_pad_crop_time",
         "graph_slice_int32_min",
         "graph_initializer_default",
+        "graph_slice_negative_step_clamped",
     ];
     for name in ran {
         let m = rnn_run::Model::load(dir.join(format!("{name}.onnx"))).unwrap();
@@ -987,5 +1008,65 @@ fn hostile_fixtures() {
                 "{name}: largest error {worst} against onnxruntime"
             );
         }
+    }
+}
+
+/// A shape computed from a scalar input is known only at run time: `k = 2^32 + 3` is refused
+/// there, naming the node, where tract would reshape to `[3, 10]`; `k = 3` still runs.
+#[test]
+fn shape_from_a_scalar_input_past_32_bits_is_refused_at_run_time() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/robustness");
+    let m = rnn_run::Model::load(dir.join("graph_reshape_scalar_input.onnx")).unwrap();
+    let arrays = rnn_run::npy::read_npz(dir.join("graph_reshape_scalar_input.npz")).unwrap();
+    let input = |name: &str| arrays.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let err = m
+        .run(vec![input("in_x"), input("in_k")])
+        .expect_err("k = 2^32 + 3 ran");
+    let text = err.to_string();
+    for w in ["'reshape_big' (Reshape)", "4294967299"] {
+        assert!(text.contains(w), "'{w}' is not in: {text}");
+    }
+    let y = m
+        .run(vec![
+            input("in_x"),
+            rnn_run::Tensor::from(ndarray::arr0(3i64)),
+        ])
+        .unwrap();
+    assert_eq!(y[0].shape(), [3, 10]);
+}
+
+/// A shape (or repeats) taken from an input's values is known only when the graph runs, and
+/// tract plans every shape before: the refusal names the node and says so, in words.
+#[test]
+fn shapes_from_input_values_are_refused_naming_the_node() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/robustness");
+    let k = |v: &[i64]| rnn_run::Tensor::from(ndarray::arr1(v));
+    let x = || rnn_run::Tensor::from(ndarray::Array3::<f32>::zeros((3, 2, 5)));
+    let cases = [
+        (
+            "graph_constant_of_shape_input",
+            vec![k(&[2, 3, 4])],
+            "node 'fill' (ConstantOfShape): its shape",
+        ),
+        (
+            "graph_expand_input",
+            vec![x(), k(&[2, 3, 2, 5])],
+            "node 'expand' (Expand): its shape",
+        ),
+        (
+            "graph_tile_input",
+            vec![x(), k(&[2, 1, 1])],
+            "node 'tile' (Tile): its repeats",
+        ),
+    ];
+    for (name, inputs, wanted) in cases {
+        let m = rnn_run::Model::load(dir.join(format!("{name}.onnx"))).unwrap();
+        let err = m.run(inputs).expect_err(name).to_string();
+        assert!(err.contains(wanted), "{name}: {err}");
+        assert!(err.contains("known only when it runs"), "{name}: {err}");
+        assert!(
+            !err.contains('#') && !err.contains("Translat"),
+            "{name}: {err}"
+        );
     }
 }

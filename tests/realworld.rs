@@ -109,7 +109,7 @@ fn real_models_stream_or_are_refused_by_name() {
         (
             "realworld",
             "g2p_id_lstm_decoder",
-            "reshapes the time axis into other axes",
+            "folds the time axis into the batch axis",
         ),
         // A bidirectional tf2onnx LSTM whose zero state is broadcast to a shape computed
         // from the input's: tract cannot type it with a free time axis.

@@ -258,3 +258,48 @@ fn a_slice_to_the_inputs_own_length_streams() {
     let d = chunked_vs_whole(&model, &[x]).unwrap_or_else(|e| panic!("{e}"));
     assert!(d <= 1e-6, "{d:e}");
 }
+
+fn export_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/stream_exports")
+        .join(name)
+}
+
+/// PyTorch exports (scripts/gen_stream_exports.py, both exporters) whose ops before or after
+/// the GRU work on one step at a time: `F.interpolate` over the features (Resize; the dynamo
+/// exporter writes linear interpolation as GatherND and arithmetic), a feature subset (Gather,
+/// GatherND), `y[torch.arange(b), :, 1:3]` (GatherND over the batch axis), `max_pool1d` over
+/// the features with time as the pool's channel axis (MaxPool; typed over a channel of one,
+/// src/passes/channel_pools.rs), and the same written as `max_pool2d` over `x.unsqueeze(1)`. The whole run equals PyTorch's
+/// output; every chunk schedule, and what `--chunk` runs, equals the whole run exactly.
+#[test]
+fn per_step_resize_gathernd_and_pools_of_torch_exports_stream() {
+    let x = rnn_run::npy::read_npy(export_fixture("x.npy")).unwrap();
+    for name in [
+        "interp",
+        "interp_nearest",
+        "idx_feat",
+        "idx_batch",
+        "pool",
+        "pool2d",
+    ] {
+        let torch = rnn_run::npy::read_npy(export_fixture(&format!("{name}.npy"))).unwrap();
+        for exporter in ["legacy", "dynamo"] {
+            let case = format!("{name}_{exporter}");
+            let model = Model::load(export_fixture(&format!("{case}.onnx"))).unwrap();
+            assert_eq!(model.time_axes().unwrap(), vec![Some(1)], "{case}");
+            let whole = model.run(vec![x.clone()]).unwrap();
+            let d = common::streaming::max_abs_diff(&whole[0], &torch);
+            assert!(d <= 1e-5, "{case}: whole run vs PyTorch {d:e}");
+            let d = chunked_vs_whole(&model, std::slice::from_ref(&x))
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(d, 0.0, "{case}: chunked vs whole");
+            let (chunked, _) = model.run_chunked(vec![x.clone()], 4).unwrap();
+            assert_eq!(
+                common::streaming::max_abs_diff(&chunked[0], &whole[0]),
+                0.0,
+                "{case}: --chunk 4"
+            );
+        }
+    }
+}

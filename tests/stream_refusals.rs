@@ -111,16 +111,25 @@ fn flipped(then_gru: bool) -> Vec<u8> {
 /// The refusal of each way in: `stream()`, `stream_pool` (at open or at the first frame),
 /// `run_chunked` and the CLI's `--chunk`.
 fn refusals(bytes: &[u8]) -> Vec<String> {
-    let model = Model::from_bytes(bytes).unwrap();
     let x = Tensor::zero::<f32>(&[6, 1, F as usize]).unwrap();
+    let frame = Tensor::zero::<f32>(&[1, 1, F as usize]).unwrap();
+    refusals_for(bytes, &x, &frame)
+}
+
+/// [`refusals`] with a whole input `x` and one pool frame.
+fn refusals_for(bytes: &[u8], x: &Tensor, frame: &Tensor) -> Vec<String> {
+    let model = Model::from_bytes(bytes).unwrap();
     let mut out = vec![];
-    out.push(model.stream().map(|_| ()).unwrap_err().to_string());
+    // At stream() or, where typing needs the chunk's shape, at the first push.
+    out.push(match model.stream() {
+        Err(e) => e.to_string(),
+        Ok(mut stream) => stream.push(vec![x.clone()]).unwrap_err().to_string(),
+    });
     out.push(match model.stream_pool(PoolOptions::default(), vec![]) {
         Err(e) => e.to_string(),
         Ok(pool) => {
             let id = pool.open().unwrap();
-            let frame = Tensor::zero::<f32>(&[1, 1, F as usize]).unwrap();
-            pool.push(id, vec![frame])
+            pool.push(id, vec![frame.clone()])
                 .unwrap()
                 .wait()
                 .unwrap_err()
@@ -135,7 +144,7 @@ fn refusals(bytes: &[u8]) -> Vec<String> {
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("m.onnx"), bytes).unwrap();
-    rnn_run::npy::write_npy(dir.path().join("x.npy"), &x).unwrap();
+    rnn_run::npy::write_npy(dir.path().join("x.npy"), x).unwrap();
     let cli = Command::cargo_bin("rnn-run")
         .unwrap()
         .current_dir(dir.path())
@@ -215,4 +224,122 @@ fn max_batch_zero_is_an_option_error() {
         e.contains("max_batch is 0") && !e.contains("cannot stream this model"),
         "{e}"
     );
+}
+
+fn export_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/stream_exports")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// PyTorch exports (scripts/gen_stream_exports.py) that cannot stream: each way in names the
+/// node and says what it does to the time axis in plain words (no tract analyser text, no
+/// stream symbol): tract's "Reshape volume mismatch" (a fixed-length dynamo export whose length
+/// equals the features), a pool over time that shortens it, concatenation along time, a roll,
+/// time folded into the batch.
+#[test]
+fn torch_exports_that_cannot_stream_are_refused_by_node_and_reason() {
+    let x = Tensor::zero::<f32>(&[1, 6, 8]).unwrap();
+    let frame = Tensor::zero::<f32>(&[1, 1, 8]).unwrap();
+    let x8 = Tensor::zero::<f32>(&[1, 8, 8]).unwrap();
+    let cases: &[(&str, &Tensor, &[&str])] = &[
+        (
+            "refuse_square_fixed_dynamo.onnx",
+            &x8,
+            &["(Reshape) reshapes with sizes written for one length of the time"],
+        ),
+        (
+            "refuse_max_over_time.onnx",
+            &x,
+            &["node '/MaxPool' (MaxPool) looks ahead along the time axis"],
+        ),
+        (
+            "refuse_cat_time.onnx",
+            &x,
+            &["node '/Concat' (Concat) concatenates along the time axis, which changes its length"],
+        ),
+        (
+            "refuse_roll.onnx",
+            &x,
+            &["(Slice) reads steps", "a shift, a roll"],
+        ),
+        (
+            "refuse_fold_into_batch.onnx",
+            &x,
+            &["(Reshape) folds the time axis into the batch axis"],
+        ),
+    ];
+    for (file, x, wants) in cases {
+        let all = refusals_for(&export_fixture(file), x, &frame);
+        for text in &all {
+            assert_plain(text);
+            for want in *wants {
+                assert!(text.contains(want), "{file}: '{want}' not in: {text}");
+            }
+        }
+    }
+}
+
+/// A fixed-length export of Conv1d over the features with time as its channels, its time axis
+/// named (`StreamOptions::time_axes`, `PoolOptions::time_axes`, `--time-axis x=1`): tract
+/// cannot size the convolution for a free length (its "Undetermined symbol" or a size clash);
+/// each way in says that the convolution mixes the steps as channels, naming it.
+#[test]
+fn a_convolution_with_time_as_its_channels_is_refused_by_name() {
+    let bytes = export_fixture("refuse_conv_time_channels.onnx");
+    let model = Model::from_bytes(&bytes).unwrap();
+    let x = Tensor::zero::<f32>(&[1, 6, 8]).unwrap();
+    let axes = Some(vec![Some(1)]);
+    let mut all = vec![];
+    let options = rnn_run::StreamOptions {
+        time_axes: axes.clone(),
+    };
+    all.push(match model.stream_with(&options, vec![]) {
+        Err(e) => e.to_string(),
+        Ok(mut s) => s.push(vec![x.clone()]).unwrap_err().to_string(),
+    });
+    let pool = PoolOptions {
+        time_axes: axes.clone(),
+        ..Default::default()
+    };
+    all.push(match model.stream_pool(pool, vec![]) {
+        Err(e) => e.to_string(),
+        Ok(pool) => {
+            let id = pool.open().unwrap();
+            let frame = Tensor::zero::<f32>(&[1, 1, 8]).unwrap();
+            pool.push(id, vec![frame])
+                .unwrap()
+                .wait()
+                .unwrap_err()
+                .to_string()
+        }
+    });
+    all.push(
+        model
+            .run_chunked_with(&options, vec![x.clone()], 2)
+            .unwrap_err()
+            .to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.onnx"), &bytes).unwrap();
+    rnn_run::npy::write_npy(dir.path().join("x.npy"), &x).unwrap();
+    let cli = Command::cargo_bin("rnn-run")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["m.onnx", "x.npy", "--chunk", "2", "--time-axis", "x=1"])
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(2));
+    all.push(String::from_utf8_lossy(&cli.stderr).into_owned());
+    for text in &all {
+        assert_plain(text);
+        assert!(
+            text.contains("node '/conv/Conv' (Conv) takes the time")
+                && text.contains("a convolution mixes its channels"),
+            "{text}"
+        );
+    }
 }

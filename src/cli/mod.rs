@@ -7,6 +7,7 @@ mod args;
 mod compare;
 mod format;
 mod inputs;
+mod inspect;
 mod json;
 mod output;
 mod report;
@@ -145,16 +146,16 @@ fn load_with(
 }
 
 fn inspect(a: InspectArgs) -> Result<i32> {
-    let print = |view: &report::Inspected| {
+    let print = |view: &inspect::Inspected| {
         if a.json {
-            emit(&format!("{}\n", report::inspect_json(view).pretty()));
+            emit(&format!("{}\n", inspect::inspect_json(view).pretty()));
         } else {
-            emit(&report::inspect_text(view));
+            emit(&inspect::inspect_text(view));
         }
     };
     let failure = match load(&a.model, a.engine, 1) {
         Ok(model) => {
-            print(&report::Inspected::of(&model));
+            print(&inspect::Inspected::of(&model));
             return Ok(0);
         }
         Err(e) => e,
@@ -176,14 +177,14 @@ fn inspect(a: InspectArgs) -> Result<i32> {
         })
         .collect();
     let source = a.model.display().to_string();
-    print(&report::Inspected {
+    print(&inspect::Inspected {
         source: &source,
         info: &info,
         inputs: &info.inputs,
         outputs: &info.outputs,
         nodes: &nodes,
         engine: a.engine.into(),
-        status: report::Status::Failed(one_line(&failure)),
+        status: inspect::Status::Failed(one_line(&failure)),
     });
     Err(failure)
 }

@@ -1,12 +1,16 @@
 //! What is done to the whole graph before it runs, each pass in its own file:
 //!
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
+//! - [`channel_pools`]: 1-D pools with time (or batch) as the channel axis, for streams;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
-//! - [`fixed_length`]: the time axis of a fixed-length export, found by trying its axes;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
+//! - [`identity`]: Identity nodes removed in the protobuf, where tract types each one in time
+//!   linear in the graph;
+//! - [`maxpool`]: 2×2 max pooling at stride 2 onto a plain loop, in plan optimization;
 //! - [`names`]: one name per node, checked after each of these passes in every build;
 //! - [`pad`]: ONNX `Pad` with negative pads (a crop), which tract cannot read;
 //! - [`reverse`]: reversals along an axis (`Slice` with step -1) as block copies;
+//! - [`slice_clamp`]: `Slice` bounds clamped as the spec says where tract's reading differs;
 //! - [`slice_bounds`]: `Slice` bounds past 32 bits, rewritten in the protobuf to ones tract reads;
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
 //! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
@@ -14,13 +18,16 @@
 //! - [`state_io`]: a stream's graph, with what is carried between chunks as inputs/outputs.
 
 pub mod branches;
+pub(crate) mod channel_pools;
 pub mod conv;
-pub mod fixed_length;
 pub mod fold;
+pub(crate) mod identity;
+pub(crate) mod maxpool;
 pub(crate) mod names;
 pub mod pad;
 pub mod reverse;
 pub(crate) mod slice_bounds;
+pub mod slice_clamp;
 pub mod specialize;
 pub mod state_io;
 pub mod tdim;

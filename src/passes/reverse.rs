@@ -6,6 +6,13 @@
 //! element by element through dynamic-rank indexing: a `[600, 266]` float input took 28 ms of
 //! a 74 ms run, more than the six LSTMs around it. Reversed here, each slice along the axis
 //! is one `memcpy`.
+//!
+//! Such an export reads one tensor twice: `Unsqueeze` into the forward pass, and `Slice(step=-1)`
+//! then `Unsqueeze` into the backward one. tract's reshape takes its input by value, so with a
+//! second reader it copies the whole tensor every run (the madmom-like model's `[600, 266]`
+//! input: a sixth of its run, most of it page faults on the fresh buffer). When the reversal's
+//! only reader is the same axis insertion or removal as a sibling's, the reversal is moved after
+//! the sibling ([`reversals_after_shapes`]): the tensor then has one reader, reshaped in place.
 
 use tract_core::ops::downsample::Downsample;
 use tract_hir::internal::*;
@@ -32,9 +39,57 @@ pub(crate) fn reversals(model: &mut TypedModel) -> TractResult<usize> {
         replaced += 1;
     }
     if replaced > 0 {
+        reversals_after_shapes(model)?;
         *model = std::mem::take(model).into_compact()?;
     }
     Ok(replaced)
+}
+
+/// `x → ReverseAxis(a) → S` where `x` also feeds a node `S2` with the same `AxisOp` as `S` (an
+/// axis added or removed) becomes `x → S2 → ReverseAxis(a')`, `a'` being `a` seen through the
+/// `AxisOp`. Values are unchanged: a reversal commutes with adding or removing another axis.
+/// Returns how many reversals were moved.
+fn reversals_after_shapes(model: &mut TypedModel) -> TractResult<usize> {
+    let mut moved = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(rev) = node.op_as::<ReverseAxis>() else {
+            continue;
+        };
+        let readers = model.outlet_successors(node.id.into());
+        let [reader] = readers else {
+            continue;
+        };
+        let shape_node = model.node(reader.node);
+        let Some(shape) = shape_node.op_as::<AxisOp>() else {
+            continue;
+        };
+        if !matches!(shape.canonical().as_ref(), AxisOp::Add(_) | AxisOp::Rm(_)) {
+            continue;
+        }
+        let Some(axis) = shape.transform_axis(rev.axis) else {
+            continue;
+        };
+        let x = node.inputs[0];
+        let sibling = model
+            .outlet_successors(x)
+            .iter()
+            .find(|s| s.node != node.id && model.node(s.node).op_as::<AxisOp>() == Some(shape));
+        let Some(sibling) = sibling.map(|s| OutletId::new(s.node, 0)) else {
+            continue;
+        };
+        let mut patch = TypedModelPatch::default();
+        let shaped = patch.tap_model(model, sibling)?;
+        let name = format!("{}.after_{}", node.name, model.node(sibling.node).name);
+        let reversed = patch.wire_node(name, ReverseAxis { axis }, &[shaped])?[0];
+        patch.shunt_outside(model, shape_node.id.into(), reversed)?;
+        patch.apply(model)?;
+        moved += 1;
+    }
+    if moved > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(moved)
 }
 
 /// The input with its `axis` reversed.
@@ -60,7 +115,16 @@ impl EvalOp for ReverseAxis {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        Ok(tvec!(reverse_axis(&input, self.axis)?.into_tvalue()))
+        // The last reader of a plain tensor reverses it where it is: a fresh buffer of that size
+        // costs page faults every run (the allocator gives it back to the system in between).
+        match Arc::try_unwrap(input.into_arc_tensor()) {
+            Ok(mut owned) if owned.try_as_plain_ram().is_ok() => {
+                reverse_axis_in_place(&mut owned, self.axis)?;
+                Ok(tvec!(owned.into_tvalue()))
+            }
+            Ok(owned) => Ok(tvec!(reverse_axis(&owned, self.axis)?.into_tvalue())),
+            Err(shared) => Ok(tvec!(reverse_axis(&shared, self.axis)?.into_tvalue())),
+        }
     }
 }
 
@@ -94,6 +158,31 @@ pub(crate) fn reverse_axis(t: &Tensor, axis: usize) -> TractResult<Tensor> {
     Ok(out)
 }
 
+/// `t` with `axis` reversed in its own buffer: blocks swapped pairwise from both ends.
+pub(crate) fn reverse_axis_in_place(t: &mut Tensor, axis: usize) -> TractResult<()> {
+    let shape = t.shape().to_vec();
+    ensure!(
+        axis < shape.len(),
+        "axis {axis} of a rank {} tensor",
+        shape.len()
+    );
+    let dt = t.datum_type();
+    ensure!(dt.is_copy(), "reversing {dt:?}");
+    let outer: usize = shape[..axis].iter().product();
+    let n = shape[axis];
+    let block = shape[axis + 1..].iter().product::<usize>() * dt.size_of();
+    let mut data = t.try_as_plain_ram_mut()?;
+    let data = data.as_bytes_mut();
+    for o in 0..outer {
+        let run = &mut data[o * n * block..(o + 1) * n * block];
+        for i in 0..n / 2 {
+            let (front, back) = run.split_at_mut((n - 1 - i) * block);
+            front[i * block..(i + 1) * block].swap_with_slice(&mut back[..block]);
+        }
+    }
+    Ok(())
+}
+
 impl TypedOp for ReverseAxis {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(self.axis < inputs[0].rank());
@@ -123,6 +212,18 @@ mod tests {
         }
         let empty = Tensor::zero::<i64>(&[0, 3]).unwrap();
         assert_eq!(reverse_axis(&empty, 0).unwrap().shape(), &[0, 3]);
+        // In place, odd and even lengths along each axis.
+        for dims in [[3, 4, 5], [4, 5, 2], [1, 1, 7]] {
+            let a = ndarray::Array::from_shape_fn(dims, |(i, j, k)| (i * 100 + j * 10 + k) as f32);
+            for axis in 0..3 {
+                let mut t = a.clone().into_dyn().into_tensor();
+                reverse_axis_in_place(&mut t, axis).unwrap();
+                assert_eq!(
+                    t,
+                    reverse_axis(&a.clone().into_dyn().into_tensor(), axis).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
@@ -149,6 +250,49 @@ mod tests {
         let mut ours = model;
         assert_eq!(reversals(&mut ours).unwrap(), 1);
         assert!(ours.nodes().iter().any(|n| n.op_is::<ReverseAxis>()));
+        assert_eq!(run(ours), theirs);
+    }
+
+    #[test]
+    fn a_reversal_moves_after_its_siblings_reshape() {
+        // x read twice, as a bidirectional export does: Unsqueeze into the forward pass,
+        // reversal then the same Unsqueeze into the backward one; and a third reader of
+        // the reversal's axis removed, which is left alone.
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([5, 3])).unwrap();
+        let fwd = model.wire_node("fwd", AxisOp::Add(1), &[x]).unwrap();
+        let rev = model
+            .wire_node("rev", Downsample::new(0, -1, 0), &[x])
+            .unwrap();
+        let bwd = model.wire_node("bwd", AxisOp::Add(1), &rev).unwrap();
+        let y = model.add_source("y", f32::fact([1, 4, 2])).unwrap();
+        let y_rev = model
+            .wire_node("y_rev", Downsample::new(1, -1, 0), &[y])
+            .unwrap();
+        let y_rm = model.wire_node("y_rm", AxisOp::Rm(0), &y_rev).unwrap();
+        model
+            .select_output_outlets(&[fwd[0], bwd[0], y_rm[0]])
+            .unwrap();
+        let inputs = tvec!(
+            ndarray::Array::from_shape_fn((5, 3), |(i, j)| (i * 3 + j) as f32)
+                .into_dyn()
+                .into_tvalue(),
+            ndarray::Array::from_shape_fn((1, 4, 2), |(_, i, j)| (i * 2 + j) as f32)
+                .into_dyn()
+                .into_tvalue()
+        );
+        let run = |m: TypedModel| SimplePlan::new(m).unwrap().run(inputs.clone()).unwrap();
+        let theirs = run(model.clone());
+        let mut ours = model;
+        assert_eq!(reversals(&mut ours).unwrap(), 2);
+        let x = ours.input_outlets().unwrap()[0];
+        assert_eq!(ours.outlet_successors(x).len(), 1, "{ours}");
+        let moved = ours
+            .nodes()
+            .iter()
+            .find(|n| n.name.starts_with("rev.after_"))
+            .unwrap();
+        assert_eq!(moved.op_as::<ReverseAxis>(), Some(&ReverseAxis { axis: 0 }));
         assert_eq!(run(ours), theirs);
     }
 }

@@ -1,7 +1,9 @@
 //! Defects of the graph itself that tract would accept with a silent choice: a tensor written
 //! by two nodes (the later one wins), an attribute given twice on a node (the first wins), and
-//! a default-domain opset newer than any rnn-run knows (its ops read by older definitions).
-//! onnxruntime refuses all three; so does rnn-run, naming the tensor, node or opset.
+//! a default-domain opset newer than any rnn-run knows (its ops read by older definitions);
+//! and a Concat of constants of different ranks, which tract reports in its analyser's words
+//! ("Impossible to unify 2 with 1") only when the model runs. onnxruntime refuses all four; so
+//! does rnn-run, naming the tensor, node or opset.
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,6 +51,7 @@ fn check_one_graph(graph: &GraphProto) -> Result<(), String> {
                 ));
             }
         }
+        check_concat_ranks(graph, node)?;
         let mut seen = HashSet::new();
         for attr in &node.attribute {
             if !seen.insert(attr.name.as_str()) {
@@ -64,6 +67,71 @@ fn check_one_graph(graph: &GraphProto) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A Concat of initializers of different ranks. The dynamo exporter writes one for a
+/// multi-layer or bidirectional `nn.LSTM(proj_size=P)` (the weights of the second layer or
+/// direction joined to a bias); such a module has no ONNX form, and the message says what runs it.
+fn check_concat_ranks(graph: &GraphProto, node: &NodeProto) -> Result<(), String> {
+    if node.op_type != "Concat" || !node.domain.is_empty() && node.domain != "ai.onnx" {
+        return Ok(());
+    }
+    let shapes: Vec<(&str, &[i64])> = node
+        .input
+        .iter()
+        .filter_map(|i| {
+            let t = graph.initializer.iter().find(|t| &t.name == i)?;
+            Some((i.as_str(), t.dims.as_slice()))
+        })
+        .collect();
+    let Some((first, rest)) = shapes.split_first() else {
+        return Ok(());
+    };
+    let Some(other) = rest.iter().find(|(_, dims)| dims.len() != first.1.len()) else {
+        return Ok(());
+    };
+    let show = |(name, dims): &(&str, &[i64])| {
+        let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+        format!("'{name}' is [{}] (rank {})", dims.join(", "), dims.len())
+    };
+    Err(format!(
+        "node {}: the export is invalid: Concat joins tensors of one rank, and its inputs \
+         differ: {} but {}{}",
+        describe(node),
+        show(first),
+        show(other),
+        projected_lstm_hint(graph)
+    ))
+}
+
+/// When an LSTM of the graph starts from an initial_c wider than its hidden_size, the graph is
+/// an export of `nn.LSTM(proj_size=...)`: what to run instead.
+fn projected_lstm_hint(graph: &GraphProto) -> String {
+    for node in graph.node.iter().filter(|n| n.op_type == "LSTM") {
+        let hidden = node
+            .attribute
+            .iter()
+            .find(|a| a.name == "hidden_size")
+            .map(|a| a.i);
+        let cell = node
+            .input
+            .get(6)
+            .and_then(|c| graph.initializer.iter().find(|t| &t.name == c))
+            .and_then(|t| t.dims.last().copied());
+        if let (Some(h), Some(c)) = (hidden, cell) {
+            if c > h {
+                return format!(
+                    ". This is an export of nn.LSTM(hidden_size={c}, proj_size={h}) ('{}' \
+                     starts from a cell state {c} wide and a hidden state {h} wide): ONNX's \
+                     LSTM cannot express proj_size, and onnxruntime refuses this file too; \
+                     rnn_run::torch::TorchRecurrent runs that module from its state dict \
+                     (safetensors.torch.save_file(lstm.state_dict(), \"weights.safetensors\"))",
+                    node.name
+                );
+            }
+        }
+    }
+    " (onnxruntime refuses this file too)".into()
 }
 
 /// "'name' (Op)", or the node's first output when it has no name.

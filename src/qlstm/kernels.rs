@@ -3,7 +3,7 @@
 
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 
-use super::int_gemm::int_product;
+use super::int_gemm::{int_product, QuantRows};
 use super::weights::DirWeights;
 use crate::cells::activation::Clip;
 
@@ -15,6 +15,17 @@ pub fn quantization_params(values: impl IntoIterator<Item = f32>) -> (f32, u8) {
     let (lo, hi) = values
         .into_iter()
         .fold((0f32, 0f32), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    params_of_range(lo, hi)
+}
+
+/// [`quantization_params`] of a slice, vectorized where the CPU allows.
+pub(super) fn quantization_params_of(values: &[f32]) -> (f32, u8) {
+    let (lo, hi) = super::int_gemm::range(values);
+    params_of_range(lo, hi)
+}
+
+/// The scale and zero point of the range `lo..=hi` (which includes 0).
+fn params_of_range(lo: f32, hi: f32) -> (f32, u8) {
     let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
     let zero_point = (0.0 - lo / scale).clamp(0.0, 255.0).round_ties_even();
     (scale, zero_point as u8)
@@ -26,15 +37,16 @@ pub fn quantize(v: f32, scale: f32, zero_point: u8) -> u8 {
     ((v / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0) as u8
 }
 
-/// Quantizes `values` with their own parameters into `out` (minus the zero point); returns
-/// the scale.
-pub(super) fn quantize_centered<'a>(
-    values: impl Iterator<Item = &'a f32> + Clone,
-    out: &mut [i16],
-) -> f32 {
-    let (scale, zp) = quantization_params(values.clone().copied());
-    for (o, &v) in out.iter_mut().zip(values) {
-        *o = quantize(v, scale, zp) as i16 - zp as i16;
+/// Quantizes the row-major `rows × a.k` matrix `values` with its own parameters into `a`;
+/// returns the scale.
+pub(super) fn quantize_rows(values: &[f32], rows: usize, a: &mut QuantRows) -> f32 {
+    let (scale, zp) = quantization_params_of(values);
+    a.reset(rows, zp);
+    let k = values.len() / rows.max(1);
+    if k > 0 {
+        for (r, row) in values.chunks_exact(k).enumerate() {
+            a.quantize_row(r, row, scale, zp);
+        }
     }
     scale
 }
@@ -75,38 +87,49 @@ impl DirWeights {
         // The input projection: X's first max_len steps quantized as one matrix, rows in the
         // order this direction visits them.
         let rows = max_len * batch;
-        let mut qx = vec![0i16; rows * input];
+        let mut qx = QuantRows::new(input);
         let x_used = x.slice(s![..max_len, .., ..]);
-        let (scale, zp) = quantization_params(x_used.iter().copied());
+        let (scale, zp) = match x_used.as_slice() {
+            Some(v) => quantization_params_of(v),
+            None => quantization_params(x_used.iter().copied()),
+        };
+        qx.reset(rows, zp);
+        let mut scratch = Vec::with_capacity(input);
         for j in 0..max_len {
             for (b, &len) in lens.iter().enumerate() {
                 let src = if reverse && j < len { len - 1 - j } else { j };
-                let row = &mut qx[(j * batch + b) * input..(j * batch + b + 1) * input];
-                for (q, &v) in row.iter_mut().zip(x.slice(s![src, b, ..])) {
-                    *q = quantize(v, scale, zp) as i16 - zp as i16;
-                }
+                let values = x.slice(s![src, b, ..]);
+                let values = match values.as_slice() {
+                    Some(v) => v,
+                    None => {
+                        scratch.clear();
+                        scratch.extend(values.iter());
+                        &scratch
+                    }
+                };
+                qx.quantize_row(j * batch + b, values, scale, zp);
             }
         }
         let mult: Vec<f32> = self.w_scale.iter().map(|&s| scale * s).collect();
         let mut gx = vec![0f32; rows * g];
-        int_product(&qx, rows, &self.w, &mult, &mut gx, false);
+        int_product(&qx, &self.w, &mult, &mut gx, false);
         drop(qx);
 
         let zeros = || Array2::<f32>::zeros((batch, hs));
         let mut h_prev = h0.map_or_else(zeros, |h| h.to_owned());
         let mut h_next = zeros();
         let mut c = c0.map_or_else(zeros, |c| c.to_owned());
-        let mut qh = vec![0i16; batch * hs];
+        let mut qh = QuantRows::new(hs);
         let mut gates = vec![0f32; batch * g];
         let mut r_mult = vec![0f32; self.r_scale.len()];
         for t in 0..max_len {
             let h_slice = h_prev.as_slice().expect("owned, standard layout");
-            let scale = quantize_centered(h_slice.iter(), &mut qh);
+            let scale = quantize_rows(h_slice, batch, &mut qh);
             for (m, &s) in r_mult.iter_mut().zip(&self.r_scale) {
                 *m = scale * s;
             }
             gates.copy_from_slice(&gx[t * batch * g..(t + 1) * batch * g]);
-            int_product(&qh, batch, &self.r, &r_mult, &mut gates, true);
+            int_product(&qh, &self.r, &r_mult, &mut gates, true);
             for (b, &len) in lens.iter().enumerate() {
                 if t >= len {
                     // Past its length the entry takes no new state; its row of the next

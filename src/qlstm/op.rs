@@ -15,6 +15,7 @@ use crate::cells::activation::Clip;
 use crate::error::shape_string;
 use crate::gates::{state_direction, state_direction_mut, y_directions_as_seq_major};
 use crate::layer::MAX_TENSOR_BYTES;
+use crate::op::slots::{constant_inputs, per_run_inputs, run_positions};
 
 /// The typed op: one `DynamicQuantizeLSTM` node evaluated as onnxruntime does.
 #[derive(Debug, Clone)]
@@ -74,56 +75,25 @@ impl QuantizedLstm {
         if self.weights.is_some() {
             return Ok(None);
         }
-        let mut consts: Vec<Option<Arc<Tensor>>> = vec![];
-        for slot in self.weight_slots() {
-            match slot {
-                None => consts.push(None),
-                Some(s) => match model.outlet_fact(inputs[s])?.konst.clone() {
-                    Some(k) => consts.push(Some(k)),
-                    None => return Ok(None),
-                },
-            }
-        }
+        let Some(consts) = constant_inputs(model, inputs, &self.weight_slots())? else {
+            return Ok(None);
+        };
         let x_input = model
             .outlet_fact(inputs[0])?
             .shape
             .get(2)
             .and_then(|d| d.to_usize().ok());
         let weights = shared_weights(&self.spec, x_input, consts)?;
-        let slots = &self.spec.lstm.slots;
-        let per_run = [
-            Some(0),
-            slots.sequence_lens,
-            slots.initial_h,
-            slots.initial_c,
-        ];
         let op = QuantizedLstm {
             weights: Some(weights),
             ..self.clone()
         };
-        Ok(Some((
-            op,
-            per_run.into_iter().flatten().map(|s| inputs[s]).collect(),
-        )))
+        Ok(Some((op, per_run_inputs(&self.spec.lstm.slots, inputs))))
     }
 
     /// Positions of (sequence_lens, initial_h, initial_c) among this op's inputs (X is 0).
     pub(super) fn run_positions(&self) -> (Option<usize>, Option<usize>, Option<usize>) {
-        let slots = &self.spec.lstm.slots;
-        if self.weights.is_none() {
-            return (slots.sequence_lens, slots.initial_h, slots.initial_c);
-        }
-        let mut next = 1;
-        let mut take = |present: Option<usize>| {
-            present.map(|_| {
-                next += 1;
-                next - 1
-            })
-        };
-        let sl = take(slots.sequence_lens);
-        let h0 = take(slots.initial_h);
-        let c0 = take(slots.initial_c);
-        (sl, h0, c0)
+        run_positions(&self.spec.lstm.slots, self.weights.is_some())
     }
 
     pub(super) fn evaluate(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {

@@ -3,7 +3,7 @@
 
 use tract_onnx::pb::NodeProto;
 
-use super::int_gemm::{int_product, IntMatrix};
+use super::int_gemm::{int_product, IntMatrix, Path, QuantRows};
 use super::parse::INPUT_NAMES;
 use super::*;
 
@@ -28,19 +28,24 @@ fn quantization_parameters_follow_onnxruntime() {
 
 #[test]
 fn integer_products_are_exact_and_rescaled_per_column() {
-    // a: 2 rows × 3, w: 3 × 2.
-    let a = [1, -2, 3, 255, -255, 0];
-    let w = IntMatrix::new(3, 2, &[1, -1, 2, 255, -255, 3]);
-    let mut out = vec![10.0f32; 4];
-    int_product(&a, 2, &w, &[0.5, 2.0], &mut out, true);
-    // Row 0: 1·1 − 2·2 + 3·(−255) = −768; 1·(−1) − 2·255 + 3·3 = −502.
-    // Row 1: 255·1 − 255·2 = −255; 255·(−1) − 255·255 = −65280.
-    assert_eq!(
-        out,
-        [10.0 - 384.0, 10.0 - 1004.0, 10.0 - 127.5, 10.0 - 130560.0]
-    );
-    int_product(&a, 2, &w, &[1.0], &mut out, false);
-    assert_eq!(out, [-768.0, -502.0, -255.0, -65280.0]);
+    // a − a_zp: [[1, −2, 3], [−1, 2, 0]] (zero point 2); w: 3 × 2.
+    let mut a = QuantRows::new(3);
+    a.reset(2, 2);
+    a.set_row(0, [3, 0, 5]);
+    a.set_row(1, [1, 4, 2]);
+    for path in Path::available() {
+        let w = IntMatrix::for_path(3, 2, &[1, -1, 2, 255, -255, 3], path);
+        let mut out = vec![10.0f32; 4];
+        int_product(&a, &w, &[0.5, 2.0], &mut out, true);
+        // Row 0: 1·1 − 2·2 + 3·(−255) = −768; 1·(−1) − 2·255 + 3·3 = −502.
+        // Row 1: −1·1 + 2·2 = 3; −1·(−1) + 2·255 = 511.
+        assert_eq!(
+            out,
+            [10.0 - 384.0, 10.0 - 1004.0, 10.0 + 1.5, 10.0 + 1022.0]
+        );
+        int_product(&a, &w, &[1.0], &mut out, false);
+        assert_eq!(out, [-768.0, -502.0, 3.0, 511.0], "{path:?}");
+    }
 }
 
 fn node(domain: &str) -> NodeProto {
@@ -91,4 +96,99 @@ fn the_domain_and_hidden_size_are_required() {
     n.input.pop();
     let e = QuantSpec::from_node(&n).unwrap_err();
     assert!(e.to_string().contains("expected 12 inputs"), "{e}");
+}
+
+/// One direction's weights with random int8-like W and uint8-like R (±255 after its zero
+/// point), packed for `path`.
+fn dir_weights(input: usize, hidden: usize, seed: u64, path: Path) -> weights::DirWeights {
+    use weights::GateAct;
+    let mut rng = int_gemm::tests::Ints::new(seed);
+    let g = 4 * hidden;
+    let w: Vec<i16> = (0..input * g).map(|_| rng.next(-128, 127) as i16).collect();
+    let r: Vec<i16> = (0..hidden * g).map(|_| rng.next(-200, 55) as i16).collect();
+    let mut small = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| rng.next(-1000, 1000) as f32 / 4000.0)
+            .collect()
+    };
+    weights::DirWeights {
+        w: IntMatrix::for_path(input, g, &w, path),
+        r: IntMatrix::for_path(hidden, g, &r, path),
+        w_scale: vec![0.004],
+        r_scale: small(g)
+            .into_iter()
+            .map(|v| v.abs() / 50.0 + 1e-4)
+            .collect(),
+        bias: Some(small(g)),
+        p: Some(small(3 * hidden)),
+        f: GateAct::Logistic,
+        g: GateAct::Tanh,
+        h: GateAct::Tanh,
+    }
+}
+
+/// Stacks of 1 to 3 layers at hidden sizes off the 8- and 16-lane multiples, batch 1 to 16,
+/// with ragged sequence lengths and both directions: every integer path gives the portable
+/// one's outputs bit for bit.
+#[test]
+fn stacked_layers_agree_bit_for_bit_on_every_path() {
+    use ndarray::{Array2, Array3};
+    let paths = Path::available();
+    for (hidden, batch, layers, input) in [
+        (1, 1, 1, 3),
+        (5, 2, 2, 7),
+        (13, 16, 3, 10),
+        (25, 1, 3, 33),
+        (33, 3, 2, 17),
+        (70, 5, 1, 64),
+    ] {
+        let steps = 6;
+        let lens: Vec<usize> = (0..batch).map(|b| steps - b % 3).collect();
+        let mut rng = int_gemm::tests::Ints::new(hidden as u64 * 31 + batch as u64);
+        let x0 = Array3::from_shape_fn((steps, batch, input), |_| {
+            rng.next(-3000, 3000) as f32 / 1000.0
+        });
+        let mut results = vec![];
+        for &path in &paths {
+            let mut x = x0.clone();
+            let mut finals = vec![];
+            for layer in 0..layers {
+                let k = x.dim().2;
+                let w = dir_weights(k, hidden, 7 + layer as u64, path);
+                let mut y = Array3::<f32>::zeros((steps, batch, hidden));
+                let mut y_h = Array2::<f32>::zeros((batch, hidden));
+                let mut y_c = Array2::<f32>::zeros((batch, hidden));
+                let h0 = Array2::from_shape_fn((batch, hidden), |(b, j)| {
+                    ((b * 7 + j) % 5) as f32 / 10.0 - 0.2
+                });
+                w.run(
+                    x.view(),
+                    &lens,
+                    layer % 2 == 1,
+                    Some(h0.view()),
+                    None,
+                    crate::cells::activation::Clip::new(None),
+                    false,
+                    kernels::DirOutputs {
+                        y: Some(y.view_mut()),
+                        y_h: y_h.view_mut(),
+                        y_c: y_c.view_mut(),
+                    },
+                );
+                finals.push((y_h, y_c));
+                x = y;
+            }
+            results.push((path, x, finals));
+        }
+        let (_, y0, f0) = &results[0];
+        for (path, y, f) in &results[1..] {
+            let bits = |a: &Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(y), bits(y0), "{path:?} hidden {hidden} batch {batch}");
+            for ((h, c), (h0, c0)) in f.iter().zip(f0) {
+                assert_eq!(h, h0, "{path:?} Y_h hidden {hidden} batch {batch}");
+                assert_eq!(c, c0, "{path:?} Y_c hidden {hidden} batch {batch}");
+            }
+        }
+        assert!(y0.iter().any(|&v| v != 0.0));
+    }
 }

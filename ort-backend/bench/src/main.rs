@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::ArrayD;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 use rnn_run::TensorExt;
@@ -32,7 +33,11 @@ fn main() -> ort::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let env = ort::init().build()?;
     let open = |path: PathBuf| {
+        // All optimizations, as onnxruntime applies by default: ort-tract optimizes the graph
+        // only when a level other than Disable is set (unset, it runs tract's unoptimized
+        // typed graph, several times slower); rnn-run-ort accepts the level and ignores it.
         Session::builder(&env)?
+            .with_optimization_level(GraphOptimizationLevel::All)?
             .with_intra_threads(1)?
             .commit_from_file(path)
     };

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::generic::a_pair;
-use super::{MR, NC};
+use super::{QuantRows, MR, NC};
 
 /// Eight columns' pairs of 8-bit weights, widened to 16 bits.
 macro_rules! load_i8 {
@@ -23,12 +23,12 @@ macro_rules! load_i16 {
 macro_rules! panel_kernel {
     ($name:ident, $elem:ty, $load:ident) => {
         /// # Safety
-        /// AVX2; `packed` holds the whole panel; `a` holds `block` rows of `k`.
+        /// AVX2; `packed` holds the whole panel; `a` holds rows `r0..r0 + block`.
         #[target_feature(enable = "avx2")]
         pub(in crate::qlstm::int_gemm) unsafe fn $name(
-            a: &[i16],
+            a: &QuantRows,
+            r0: usize,
             block: usize,
-            k: usize,
             packed: &[$elem],
             panel: usize,
             pairs: usize,
@@ -45,7 +45,7 @@ macro_rules! panel_kernel {
                     $load!(w.add(48)),
                 ];
                 for (i, acc_row) in acc.iter_mut().enumerate().take(block) {
-                    let (a0, a1) = a_pair(a, k, i, p);
+                    let (a0, a1) = a_pair(a, r0 + i, p);
                     let pair = ((a1 as u16 as u32) << 16 | a0 as u16 as u32) as i32;
                     let pair = _mm256_set1_epi32(pair);
                     for (v, w) in acc_row.iter_mut().zip(&ws) {

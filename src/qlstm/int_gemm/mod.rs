@@ -1,48 +1,224 @@
-//! The quantized LSTM's products: `Σ_k a[r, k]·w[k, c]` exact in int32 (wrapping, as MLAS
-//! sums), then scaled into float32.
+//! The quantized LSTM's products: `Σ_k (a_q[r, k] − a_zp)·w[k, c]` exact in int32 (wrapping,
+//! as MLAS sums), then scaled into float32.
 //!
-//! `a` holds quantized activations minus their zero point (−255 to 255) and `w` weights minus
-//! theirs. The weights are packed once into panels of [`NC`] columns, each panel holding, for
-//! every pair of rows k, k+1 of `w`, the two values of each column side by side: the layout of
-//! x86's `vpmaddwd`, which multiplies 16-bit pairs and adds each pair into one int32 lane,
-//! exactly (a pair's sum stays under 2¹⁸). Weights that fit in 8 bits (int8 weights with zero
-//! point 0, the usual quantization) are stored in 8 bits and widened in registers, so a
-//! time step reads half the bytes. Every path gives the same integers; the float scaling is
-//! the same expression on every path.
+//! `a_q` holds uint8 activations quantized with one zero point `a_zp` ([`QuantRows`]), `w` the
+//! weights minus theirs (−255 to 255). Two weight layouts, chosen once per process by what the
+//! CPU has ([`Path::selected`]):
 //!
-//! The files: the packing and the product (here), the portable panel sums (`generic`) and the
-//! AVX2 ones (`avx2`), chosen per call by what the CPU has.
+//! - **pairs** (portable and AVX2): panels of [`NC`] columns, each holding, for every pair of
+//!   rows k, k+1 of `w`, the two values of each column side by side: the layout of x86's
+//!   `vpmaddwd`, which multiplies 16-bit pairs and adds each pair into one int32 lane exactly.
+//!   Weights that fit in 8 bits are stored in 8 bits and widened in registers.
+//! - **quads** (AVX-512 VNNI): panels of [`quads::NCQ`] columns holding, for every four rows
+//!   of `w`, the four values of each column side by side as *unsigned* bytes `w − min(w)`: the
+//!   layout of `vpdpbusd`, which multiplies unsigned by signed bytes and adds each quad into one
+//!   int32 lane, without saturation. The activations enter as signed bytes `a_q − 128`, and the
+//!   two offsets come back as a per-row and a per-column correction (see [`quads`]).
+//!
+//! Every path gives the same integers (identities in wrapping int32 arithmetic); the float
+//! scaling is the same expression on every path.
+//!
+//! The files: the activations, the pair packing and the product (here), the quad packing
+//! (`quads`), the portable panel sums (`generic`), the AVX2 ones (`avx2`) and the AVX-512
+//! VNNI ones (`avx512_vnni`).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512_vnni;
 mod generic;
+mod quads;
 
 use generic::portable_panel_sums;
+use quads::QuadMatrix;
 
-/// Columns per panel: four vectors of eight int32 sums.
+use super::kernels::quantize;
+
+/// Columns per pair panel: four vectors of eight int32 sums.
 pub(super) const NC: usize = 32;
 
-/// Rows of `a` per pass over a panel.
+/// Rows of `a` per pass over a pair panel.
 const MR: usize = 4;
 
-/// `w` (`k × n`, minus its zero point) packed for [`int_product`].
+/// The kernels a product runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Path {
+    Portable,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl Path {
+    /// Every path this CPU runs, portable first.
+    pub fn available() -> Vec<Path> {
+        [Path::Portable, Path::Avx2, Path::Avx512Vnni]
+            .into_iter()
+            .filter(|p| p.runs_here())
+            .collect()
+    }
+
+    fn runs_here(self) -> bool {
+        match self {
+            Path::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512Vnni => {
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The best path this CPU runs, capped by the float kernels' set
+    /// ([`Isa::selected`](crate::kernels::Isa::selected), so `RNN_RUN_ISA=avx2` or
+    /// `portable` also picks the lower integer kernels). Decided once per process.
+    pub fn selected() -> Path {
+        use crate::kernels::Isa;
+        static SELECTED: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let cap = match Isa::selected() {
+                Isa::Portable => Path::Portable,
+                Isa::Avx2 => Path::Avx2,
+                Isa::Avx512 => Path::Avx512Vnni,
+            };
+            Path::available()
+                .into_iter()
+                .rfind(|p| (*p as u8) <= (cap as u8))
+                .unwrap_or(Path::Portable)
+        })
+    }
+}
+
+/// Rows of uint8 activations quantized with one zero point, stored as the kernels read them:
+/// signed bytes `a_q − 128` (the zero point becomes `d = 128 − a_zp`), each row padded with
+/// zeros to a multiple of four, with its sum. The buffer is kept between calls.
+#[derive(Debug, Clone)]
+pub(super) struct QuantRows {
+    k: usize,
+    stride: usize,
+    rows: usize,
+    d: i32,
+    s: Vec<i8>,
+    row_sums: Vec<i32>,
+}
+
+impl QuantRows {
+    /// An empty buffer for rows of `k` values.
+    pub fn new(k: usize) -> QuantRows {
+        QuantRows {
+            k,
+            stride: k.div_ceil(4) * 4,
+            rows: 0,
+            d: 0,
+            s: Vec::new(),
+            row_sums: Vec::new(),
+        }
+    }
+
+    /// Starts `rows` rows quantized with zero point `zp`; fill each with [`Self::set_row`].
+    pub fn reset(&mut self, rows: usize, zp: u8) {
+        self.rows = rows;
+        self.d = 128 - zp as i32;
+        // New rows are zero, padding included; `set_row` never writes the padding.
+        self.s.resize(rows * self.stride, 0);
+        self.row_sums.resize(rows, 0);
+    }
+
+    /// Row `r` from its `k` uint8 values.
+    pub fn set_row(&mut self, r: usize, values: impl IntoIterator<Item = u8>) {
+        let row = &mut self.s[r * self.stride..r * self.stride + self.k];
+        let mut sum = 0i32;
+        let mut n = 0;
+        for (s, q) in row.iter_mut().zip(values) {
+            *s = (q ^ 0x80) as i8;
+            sum += *s as i32;
+            n += 1;
+        }
+        assert_eq!(n, self.k, "a row of quantized activations");
+        self.row_sums[r] = sum;
+    }
+
+    /// Row `r` quantized from its `k` float values with `scale` and the zero point given to
+    /// [`Self::reset`] (`zp`, again): `kernels::quantize` of each value, vectorized where the
+    /// CPU allows.
+    pub fn quantize_row(&mut self, r: usize, values: &[f32], scale: f32, zp: u8) {
+        assert_eq!(values.len(), self.k, "a row of activations");
+        assert_eq!(self.d, 128 - zp as i32, "the zero point given to reset");
+        #[cfg(target_arch = "x86_64")]
+        if Path::selected() == Path::Avx512Vnni {
+            let row = &mut self.s[r * self.stride..r * self.stride + self.k];
+            // SAFETY: the CPU runs AVX-512 F (part of the selected path); lengths asserted.
+            self.row_sums[r] = unsafe { avx512_vnni::quantize_row(values, scale, zp, row) };
+            return;
+        }
+        self.set_row(r, values.iter().map(|&v| quantize(v, scale, zp)));
+    }
+
+    /// `a_q − a_zp` at row `r`, column `c` (0 past the row's end).
+    #[inline(always)]
+    fn centered(&self, r: usize, c: usize) -> i16 {
+        if c < self.k {
+            self.s[r * self.stride + c] as i16 + self.d as i16
+        } else {
+            0
+        }
+    }
+}
+
+/// `(min, max)` of 0 and `values`, NaN skipped (the range `kernels::quantization_params`
+/// takes), vectorized on the AVX-512 path.
+pub(super) fn range(values: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if Path::selected() == Path::Avx512Vnni {
+        // SAFETY: the CPU runs AVX-512 F (part of the selected path).
+        return unsafe { avx512_vnni::range(values) };
+    }
+    values
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// `w` (`k × n`, minus its zero point) packed for [`int_product`] on one path.
 #[derive(Debug, Clone)]
 pub(super) struct IntMatrix {
     pub k: usize,
     pub n: usize,
     packed: Packed,
+    /// Whether pairs go through the AVX2 sums (else the portable ones).
+    avx2: bool,
 }
 
 #[derive(Debug, Clone)]
 enum Packed {
     I8(Vec<i8>),
     I16(Vec<i16>),
+    Quads(QuadMatrix),
 }
 
 impl IntMatrix {
-    /// Packs the row-major `k × n` values of `data`.
+    /// Packs the row-major `k × n` values of `data` for the selected path.
     pub fn new(k: usize, n: usize, data: &[i16]) -> IntMatrix {
+        IntMatrix::for_path(k, n, data, Path::selected())
+    }
+
+    /// Packs for `path` (one the CPU runs); quads need a range of at most 255, which the
+    /// weights of one zero point always have, else pairs.
+    pub fn for_path(k: usize, n: usize, data: &[i16], path: Path) -> IntMatrix {
         assert_eq!(data.len(), k * n);
+        if path == Path::Avx512Vnni {
+            if let Some(q) = QuadMatrix::new(k, n, data) {
+                return IntMatrix {
+                    k,
+                    n,
+                    packed: Packed::Quads(q),
+                    avx2: true,
+                };
+            }
+        }
         let pairs = k.div_ceil(2);
         let panels = n.div_ceil(NC);
         let mut packed = vec![0i16; panels * pairs * NC * 2];
@@ -56,65 +232,83 @@ impl IntMatrix {
         } else {
             Packed::I16(packed)
         };
-        IntMatrix { k, n, packed }
+        IntMatrix {
+            k,
+            n,
+            packed,
+            avx2: path != Path::Portable,
+        }
     }
 
     fn index(pairs: usize, kk: usize, c: usize) -> usize {
         ((c / NC * pairs + kk / 2) * NC + c % NC) * 2 + kk % 2
     }
 
-    /// Whether the weights are stored in 8 bits.
+    /// Whether the weights are stored in 8-bit pairs.
     #[cfg(test)]
     fn narrow(&self) -> bool {
         matches!(self.packed, Packed::I8(_))
     }
 }
 
-/// `out[r, c] (+)= (Σ_k a[r, k]·w[k, c]) as f32 · mult[c]` for `rows` rows (`mult` of length
-/// 1 applies to every column); `a` is `rows × w.k`, `out` `rows × w.n`.
+/// `out[r, c] (+)= (Σ_k (a_q[r, k] − a_zp)·w[k, c]) as f32 · mult[c]` for every row of `a`
+/// (`mult` of length 1 applies to every column); `out` is `a.rows × w.n`.
 pub(super) fn int_product(
-    a: &[i16],
-    rows: usize,
+    a: &QuantRows,
     w: &IntMatrix,
     mult: &[f32],
     out: &mut [f32],
     accumulate: bool,
 ) {
-    assert_eq!(a.len(), rows * w.k);
-    assert_eq!(out.len(), rows * w.n);
+    assert_eq!(a.k, w.k);
+    assert_eq!(out.len(), a.rows * w.n);
     assert!(mult.len() == 1 || mult.len() == w.n);
+    if let Packed::Quads(q) = &w.packed {
+        return q.product(a, mult, out, accumulate);
+    }
     let pairs = w.k.div_ceil(2);
     let mut sums = [[0i32; NC]; MR];
     for panel in 0..w.n.div_ceil(NC) {
-        let cols = NC.min(w.n - panel * NC);
-        for r0 in (0..rows).step_by(MR) {
-            let block = MR.min(rows - r0);
-            let a_rows = &a[r0 * w.k..(r0 + block) * w.k];
-            panel_sums(a_rows, block, w, panel, pairs, &mut sums);
+        let c0 = panel * NC;
+        let cols = NC.min(w.n - c0);
+        for r0 in (0..a.rows).step_by(MR) {
+            let block = MR.min(a.rows - r0);
+            panel_sums(a, r0, block, w, panel, pairs, &mut sums);
             for (i, row_sums) in sums.iter().take(block).enumerate() {
-                let c0 = panel * NC;
                 let o = &mut out[(r0 + i) * w.n + c0..(r0 + i) * w.n + c0 + cols];
-                for (j, (o, &s)) in o.iter_mut().zip(row_sums).enumerate() {
-                    let m = if mult.len() == 1 {
-                        mult[0]
-                    } else {
-                        mult[c0 + j]
-                    };
-                    let v = s as f32 * m;
-                    if accumulate {
-                        *o += v;
-                    } else {
-                        *o = v;
-                    }
-                }
+                scale_into(o, &row_sums[..cols], |j| col_mult(mult, c0 + j), accumulate);
             }
         }
     }
 }
 
-/// The int32 sums of `block` rows of `a` against one panel.
+/// The float multiplier of column `c`.
+#[inline(always)]
+fn col_mult(mult: &[f32], c: usize) -> f32 {
+    if mult.len() == 1 {
+        mult[0]
+    } else {
+        mult[c]
+    }
+}
+
+/// `o[j] (+)= sums[j] as f32 · mult(j)`: the one float expression every path ends with.
+#[inline(always)]
+fn scale_into(o: &mut [f32], sums: &[i32], mult: impl Fn(usize) -> f32, accumulate: bool) {
+    for (j, (o, &s)) in o.iter_mut().zip(sums).enumerate() {
+        let v = s as f32 * mult(j);
+        if accumulate {
+            *o += v;
+        } else {
+            *o = v;
+        }
+    }
+}
+
+/// The int32 sums of rows `r0..r0 + block` of `a` against one pair panel.
 fn panel_sums(
-    a: &[i16],
+    a: &QuantRows,
+    r0: usize,
     block: usize,
     w: &IntMatrix,
     panel: usize,
@@ -122,94 +316,24 @@ fn panel_sums(
     sums: &mut [[i32; NC]; MR],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked above); the panel's pairs·NC·2 values exist by
-        // construction of the packing, `a` holds block·k values (asserted by the caller).
+    if w.avx2 {
+        // SAFETY: the CPU has AVX2 (the path was one it runs); the panel's pairs·NC·2 values exist by
+        // construction of the packing, `a` holds rows r0..r0 + block (checked by the caller).
         unsafe {
             match &w.packed {
-                Packed::I8(p) => avx2::panel_sums_i8(a, block, w.k, p, panel, pairs, sums),
-                Packed::I16(p) => avx2::panel_sums_i16(a, block, w.k, p, panel, pairs, sums),
+                Packed::I8(p) => avx2::panel_sums_i8(a, r0, block, p, panel, pairs, sums),
+                Packed::I16(p) => avx2::panel_sums_i16(a, r0, block, p, panel, pairs, sums),
+                Packed::Quads(_) => unreachable!("quads take their own product"),
             }
         }
         return;
     }
     match &w.packed {
-        Packed::I8(p) => portable_panel_sums(a, block, w.k, p, panel, pairs, sums),
-        Packed::I16(p) => portable_panel_sums(a, block, w.k, p, panel, pairs, sums),
+        Packed::I8(p) => portable_panel_sums(a, r0, block, p, panel, pairs, sums),
+        Packed::I16(p) => portable_panel_sums(a, r0, block, p, panel, pairs, sums),
+        Packed::Quads(_) => unreachable!("quads take their own product"),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn naive(a: &[i16], rows: usize, k: usize, n: usize, w: &[i16]) -> Vec<i32> {
-        let mut out = vec![0i32; rows * n];
-        for r in 0..rows {
-            for c in 0..n {
-                for kk in 0..k {
-                    out[r * n + c] =
-                        out[r * n + c].wrapping_add(a[r * k + kk] as i32 * w[kk * n + c] as i32);
-                }
-            }
-        }
-        out
-    }
-
-    /// Every shape class (k odd and even, n on and off panel edges, rows on and off the row
-    /// block) in both storages, against the plain triple loop; the AVX2 path where the CPU has
-    /// it, so the portable one is compared too.
-    #[test]
-    fn products_are_exact_in_both_storages_and_paths() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |range: i32| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % (2 * range as u64 + 1)) as i32 - range
-        };
-        for (rows, k, n) in [
-            (1, 1, 1),
-            (3, 7, 33),
-            (4, 64, 64),
-            (6, 255, 97),
-            (9, 512, 128),
-        ] {
-            for w_range in [127, 255] {
-                let a: Vec<i16> = (0..rows * k).map(|_| next(255) as i16).collect();
-                let mut w: Vec<i16> = (0..k * n).map(|_| next(w_range) as i16).collect();
-                // uint8 weights minus their zero point reach ±255: 16-bit storage.
-                w[0] = w_range as i16;
-                let m = IntMatrix::new(k, n, &w);
-                assert_eq!(m.narrow(), w_range == 127);
-                let want = naive(&a, rows, k, n, &w);
-                for accumulate in [false, true] {
-                    let mut out = vec![1.0f32; rows * n];
-                    int_product(&a, rows, &m, &[0.5], &mut out, accumulate);
-                    for (o, &s) in out.iter().zip(&want) {
-                        let expect = s as f32 * 0.5 + if accumulate { 1.0 } else { 0.0 };
-                        assert_eq!(*o, expect, "rows {rows} k {k} n {n}");
-                    }
-                }
-                let pairs = k.div_ceil(2);
-                let mut sums = [[0i32; NC]; MR];
-                for panel in 0..n.div_ceil(NC) {
-                    let block = MR.min(rows);
-                    match &m.packed {
-                        Packed::I8(p) => {
-                            portable_panel_sums(&a, block, k, p, panel, pairs, &mut sums)
-                        }
-                        Packed::I16(p) => {
-                            portable_panel_sums(&a, block, k, p, panel, pairs, &mut sums)
-                        }
-                    }
-                    for (i, row) in sums.iter().take(block).enumerate() {
-                        for (j, &s) in row.iter().enumerate().take(NC.min(n - panel * NC)) {
-                            assert_eq!(s, want[i * n + panel * NC + j]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
+pub(super) mod tests;

@@ -19,18 +19,7 @@ pub(in crate::conv::kernels) unsafe fn chan256<const NP: usize>(t: &Tile) {
         w = w.add(t.ldw);
         x = x.add(t.ldx);
     }
-    if let Some(lo) = t.clamp.lo {
-        let lo = _mm256_set1_ps(lo);
-        for acc in &mut acc {
-            *acc = _mm256_max_ps(*acc, lo);
-        }
-    }
-    if let Some(hi) = t.clamp.hi {
-        let hi = _mm256_set1_ps(hi);
-        for acc in &mut acc {
-            *acc = _mm256_min_ps(*acc, hi);
-        }
-    }
+    clamp_tile!(t.clamp, _mm256_set1_ps, _mm256_max_ps, _mm256_min_ps; acc);
     for (j, acc) in acc.iter().enumerate() {
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), *acc);
@@ -115,20 +104,7 @@ pub(in crate::conv::kernels) unsafe fn tile256<const R: usize>(t: &Tile) {
         w = w.add(t.ldw);
         x = x.add(t.ldx);
     }
-    if let Some(lo) = t.clamp.lo {
-        let lo = _mm256_set1_ps(lo);
-        for r in 0..R {
-            acc0[r] = _mm256_max_ps(acc0[r], lo);
-            acc1[r] = _mm256_max_ps(acc1[r], lo);
-        }
-    }
-    if let Some(hi) = t.clamp.hi {
-        let hi = _mm256_set1_ps(hi);
-        for r in 0..R {
-            acc0[r] = _mm256_min_ps(acc0[r], hi);
-            acc1[r] = _mm256_min_ps(acc1[r], hi);
-        }
-    }
+    clamp_tile!(t.clamp, _mm256_set1_ps, _mm256_max_ps, _mm256_min_ps; acc0, acc1);
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(t.cols.min(8) as i32), lanes);
     let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(t.cols.saturating_sub(8) as i32), lanes);

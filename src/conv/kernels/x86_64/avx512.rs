@@ -20,18 +20,7 @@ pub(in crate::conv::kernels) unsafe fn chan512<const NP: usize>(t: &Tile) {
         w = w.add(t.ldw);
         x = x.add(t.ldx);
     }
-    if let Some(lo) = t.clamp.lo {
-        let lo = _mm512_set1_ps(lo);
-        for acc in &mut acc {
-            *acc = _mm512_max_ps(*acc, lo);
-        }
-    }
-    if let Some(hi) = t.clamp.hi {
-        let hi = _mm512_set1_ps(hi);
-        for acc in &mut acc {
-            *acc = _mm512_min_ps(*acc, hi);
-        }
-    }
+    clamp_tile!(t.clamp, _mm512_set1_ps, _mm512_max_ps, _mm512_min_ps; acc);
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let index = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(t.ldc as i32));
     let mask = if t.rows >= 16 {
@@ -119,18 +108,7 @@ pub(in crate::conv::kernels) unsafe fn block512<const R: usize>(t: &Tile, d: &Di
             w = w.add(t.ldw);
         }
     }
-    if let Some(lo) = t.clamp.lo {
-        let lo = _mm512_set1_ps(lo);
-        for acc in &mut acc {
-            *acc = _mm512_max_ps(*acc, lo);
-        }
-    }
-    if let Some(hi) = t.clamp.hi {
-        let hi = _mm512_set1_ps(hi);
-        for acc in &mut acc {
-            *acc = _mm512_min_ps(*acc, hi);
-        }
-    }
+    clamp_tile!(t.clamp, _mm512_set1_ps, _mm512_max_ps, _mm512_min_ps; acc);
     let m = lanes16(t.cols);
     for (r, acc) in acc.iter().enumerate() {
         _mm512_mask_storeu_ps(t.c.add(r * t.ldc), m, *acc);
@@ -167,20 +145,7 @@ unsafe fn fma512<const R: usize>(
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn store512<const R: usize>(t: &Tile, mut acc0: [__m512; R], mut acc1: [__m512; R]) {
-    if let Some(lo) = t.clamp.lo {
-        let lo = _mm512_set1_ps(lo);
-        for r in 0..R {
-            acc0[r] = _mm512_max_ps(acc0[r], lo);
-            acc1[r] = _mm512_max_ps(acc1[r], lo);
-        }
-    }
-    if let Some(hi) = t.clamp.hi {
-        let hi = _mm512_set1_ps(hi);
-        for r in 0..R {
-            acc0[r] = _mm512_min_ps(acc0[r], hi);
-            acc1[r] = _mm512_min_ps(acc1[r], hi);
-        }
-    }
+    clamp_tile!(t.clamp, _mm512_set1_ps, _mm512_max_ps, _mm512_min_ps; acc0, acc1);
     let m0 = lanes16(t.cols);
     let m1 = lanes16(t.cols.saturating_sub(16));
     for r in 0..R {

@@ -7,7 +7,7 @@
 
 use tract_hir::internal::*;
 
-use crate::model::{Dim, IoInfo};
+use crate::io_info::{Dim, IoInfo};
 use crate::op::NativeRecurrent;
 use crate::passes::time_axis::seq_axis;
 
@@ -42,7 +42,7 @@ pub fn find(inference: &InferenceModel, inputs: &[IoInfo]) -> (Option<(usize, us
 /// The sequence lengths the recurrent nodes see with the declared shapes, where tract types
 /// the graph so.
 fn sequence_lengths(inference: &InferenceModel) -> Vec<usize> {
-    let Ok(typed) = crate::stream::type_for_analysis(inference.clone()) else {
+    let Ok(typed) = super::type_for_analysis(inference.clone()) else {
         return vec![];
     };
     typed
@@ -82,9 +82,9 @@ fn reaches_recurrent_time(
             .collect::<TractResult<_>>()?;
         model.set_input_fact(k, InferenceFact::dt_shape(info.dtype, shape))?;
     }
-    crate::stream::free_reshape_lengths(&mut model, &[n as i64])?;
+    super::free_reshape_lengths(&mut model, &[n as i64])?;
     crate::passes::tdim::symbolic_shape_casts(&mut model)?;
-    let typed = crate::model::without_panics(|| crate::stream::type_for_analysis(model))
+    let typed = crate::guard::without_panics(|| super::type_for_analysis(model))
         .map_err(|p| anyhow::anyhow!("{p}"))??;
     Ok(typed.nodes().iter().any(|node| {
         node.op_as::<NativeRecurrent>().is_some_and(|op| {

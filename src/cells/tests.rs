@@ -1,0 +1,115 @@
+//! Unit tests of the cells, their time loop and the pieces they are cut into.
+
+use super::*;
+use crate::attrs::Activation;
+use crate::kernels::WeightFormat;
+use ndarray::Array3;
+
+fn cast<T: Float>(v: f64) -> T {
+    <T as num_traits::NumCast>::from(v).unwrap()
+}
+
+/// Deterministic values in [-scale, scale).
+fn values(n: usize, seed: u64, scale: f64) -> impl Iterator<Item = f64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n).map(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+    })
+}
+
+fn cells<T: Float>(h: usize, i: usize, format: WeightFormat) -> Vec<Box<dyn Cell<T>>> {
+    let k = 1.0 / (h as f64).sqrt();
+    let arr = |r: usize, c: usize, seed| {
+        Array2::from_shape_vec((r, c), values(r * c, seed, k).map(cast::<T>).collect()).unwrap()
+    };
+    let vec = |n: usize, seed| Array1::from_iter(values(n, seed, k).map(cast::<T>));
+    let dir = |g: usize, peep: bool| {
+        DirWeights::from_onnx(
+            arr(g * h, i, 1).view(),
+            arr(g * h, h, 2).view(),
+            Some(vec(2 * g * h, 3).view()),
+            peep.then(|| vec(3 * h, 4)).as_ref().map(|p| p.view()),
+        )
+    };
+    let relu = [Activation::Relu];
+    vec![
+        Box::new(Lstm::new(dir(4, false), &[], None, false).with_recurrent_weights(format)),
+        Box::new(Lstm::new(dir(4, true), &[], Some(2.5), false).with_recurrent_weights(format)),
+        Box::new(Lstm::new(dir(4, true), &[], None, true).with_recurrent_weights(format)),
+        Box::new(Gru::new(dir(3, false), &[], None, false).with_recurrent_weights(format)),
+        Box::new(Gru::new(dir(3, false), &[], Some(1.5), true).with_recurrent_weights(format)),
+        Box::new(Rnn::new(dir(1, false), &relu, None).with_recurrent_weights(format)),
+    ]
+}
+
+/// `run_sequence` of every cell kind with its steps cut among 1 to 5 threads: the same
+/// bits every time, with H both a whole number of panels and not.
+fn pieces_give_the_same_bits<T: Float>() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(5)
+        .build()
+        .unwrap();
+    for format in [WeightFormat::Full, WeightFormat::Bf16] {
+        // H=128 (f32) and 64 (f64): gate rows of 2 KiB, padded by a cache line.
+        for (h, i, batch) in [
+            (37, 5, 3),
+            (136, 12, 1),
+            (64, 7, 2),
+            (200, 9, 4),
+            (128, 6, 3),
+        ] {
+            let x = Array3::from_shape_vec(
+                (6, batch, i),
+                values(6 * batch * i, 9, 1.0).map(cast::<T>).collect(),
+            )
+            .unwrap();
+            // Equal lengths (a team runs the pieces) and, past batch 1, different ones
+            // (rayon joins do), backwards.
+            let lens: Vec<usize> = (0..batch).map(|b| 6 - b % 4).collect();
+            let walks = [(None, false), (Some(&lens[..]), true)];
+            for (n, cell) in cells::<T>(h, i, format).iter().enumerate() {
+                for (lens, reverse) in walks.iter().take(if batch > 1 { 2 } else { 1 }) {
+                    let run = |parts: usize| {
+                        let mut state = cell.zero_state(batch);
+                        let mut y = Array3::zeros((6, batch, h));
+                        pool.install(|| {
+                            run_sequence(
+                                cell.as_ref(),
+                                x.view(),
+                                &mut state,
+                                *lens,
+                                *reverse,
+                                Some(y.view_mut()),
+                                parts,
+                            )
+                        });
+                        (y, state)
+                    };
+                    let (y1, s1) = run(1);
+                    assert!(y1.iter().all(|v| v.is_finite()) && y1.iter().any(|v| !v.is_zero()));
+                    for parts in 2..=5 {
+                        let (y, s) = run(parts);
+                        let same = y.iter().zip(&y1).all(|(a, b)| a == b);
+                        assert!(
+                            same && s == s1,
+                            "cell {n} h {h} batch {batch} {format:?} lens {lens:?} {parts} parts"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pieces_give_the_same_bits_f32() {
+    pieces_give_the_same_bits::<f32>();
+}
+
+#[test]
+fn pieces_give_the_same_bits_f64() {
+    pieces_give_the_same_bits::<f64>();
+}

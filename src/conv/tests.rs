@@ -1,0 +1,267 @@
+//! Unit tests of the packed convolution against a plain loop, on every set the CPU runs.
+
+use super::*;
+use tract_core::ops::cnn::{KernelFormat, PaddingSpec};
+
+/// splitmix64: the cases are the same on every run; a failure prints its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// In `lo ..= hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+
+    fn tensor(&mut self, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+            .collect();
+        tensor1(&v).into_shape(shape).unwrap()
+    }
+}
+
+struct Case {
+    conv: Conv,
+    input: Tensor,
+    kernel: Tensor,
+    bias: Tensor,
+    clamp: Clamp,
+}
+
+/// A random convolution: one or two spatial axes, with or without a batch axis, any
+/// kernel format, groups, kernel sizes, strides, dilations and padding, and a clamp.
+fn random_case(rng: &mut Rng) -> Case {
+    loop {
+        let rank = rng.range(1, 2);
+        let has_n = rng.range(0, 3) > 0;
+        let group = [1, 1, 1, 2, 3][rng.range(0, 4)];
+        let depthwise = group > 1 && rng.range(0, 2) == 0;
+        let (cig, cog) = if depthwise {
+            (1, 1)
+        } else {
+            (rng.range(1, 7), rng.range(1, 20))
+        };
+        let (cin, cout) = (cig * group, cog * group);
+        let kernel: TVec<usize> = (0..rank).map(|_| rng.range(1, 5)).collect();
+        let strides: TVec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+        let dilations: TVec<usize> = (0..rank).map(|_| rng.range(1, 3)).collect();
+        let before: TVec<usize> = (0..rank).map(|_| rng.range(0, 3)).collect();
+        let after: TVec<usize> = (0..rank).map(|_| rng.range(0, 3)).collect();
+        let padding = match rng.range(0, 4) {
+            0 => PaddingSpec::Valid,
+            1 => PaddingSpec::SameUpper,
+            2 => PaddingSpec::SameLower,
+            _ => PaddingSpec::Explicit(before, after),
+        };
+        let hw: Vec<usize> = (0..rank)
+            .map(|_| rng.range(1, if rank == 1 { 70 } else { 24 }))
+            .collect();
+        let data_format = if has_n {
+            DataFormat::NCHW
+        } else {
+            DataFormat::CHW
+        };
+        let n = if has_n { rng.range(1, 3) } else { 1 };
+        let mut shape: Vec<usize> = if has_n { vec![n, cin] } else { vec![cin] };
+        shape.extend(&hw);
+        let kernel_fmt = [
+            KernelFormat::OIHW,
+            KernelFormat::OIHW,
+            KernelFormat::HWIO,
+            KernelFormat::OHWI,
+        ][rng.range(0, 3)];
+        let kshape: Vec<usize> = match kernel_fmt {
+            KernelFormat::OIHW => [cout, cig]
+                .into_iter()
+                .chain(kernel.iter().copied())
+                .collect(),
+            KernelFormat::HWIO => kernel.iter().copied().chain([cin, cog]).collect(),
+            KernelFormat::OHWI => std::iter::once(cog)
+                .chain(kernel.iter().copied())
+                .chain([cin])
+                .collect(),
+        };
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format,
+                kernel_shape: kernel,
+                padding,
+                dilations: Some(dilations),
+                strides: Some(strides),
+                input_channels: cin,
+                output_channels: cout,
+            },
+            kernel_fmt,
+            group,
+            q_params: None,
+        };
+        let out = conv.pool_spec.output_shape(&shape).unwrap();
+        if out.hw_dims().contains(&0) || out.hw_dims().iter().product::<usize>() > 3000 {
+            continue;
+        }
+        let bias = if rng.range(0, 3) == 0 {
+            rng.tensor(&[])
+        } else {
+            rng.tensor(&[cout])
+        };
+        let clamp = match rng.range(0, 3) {
+            0 => Clamp {
+                lo: Some(0.0),
+                hi: None,
+            },
+            1 => Clamp {
+                lo: Some(-0.5),
+                hi: Some(0.75),
+            },
+            2 => Clamp {
+                lo: None,
+                hi: Some(0.25),
+            },
+            _ => Clamp::default(),
+        };
+        return Case {
+            conv,
+            input: rng.tensor(&shape),
+            kernel: rng.tensor(&kshape),
+            bias,
+            clamp,
+        };
+    }
+}
+
+/// The largest difference, relative to the value where it exceeds 1.
+fn worst(got: &Tensor, want: &Tensor) -> f32 {
+    assert_eq!(got.shape(), want.shape());
+    let got = got.try_as_plain_ram().unwrap();
+    let want = want.try_as_plain_ram().unwrap();
+    got.as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .zip(want.as_slice::<f32>().unwrap())
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+/// tract's own convolution, then the clamp as tract's `Max` and `Min` compute it.
+fn tract_conv(case: &Case) -> Tensor {
+    let inputs = tvec!(
+        case.input.clone().into_tvalue(),
+        case.kernel.clone().into_tvalue(),
+        case.bias.clone().into_tvalue()
+    );
+    let out = case
+        .conv
+        .eval(&EvalContext::out_of_plan(), inputs)
+        .unwrap()
+        .remove(0);
+    let mut out = out.into_tensor();
+    for x in out
+        .try_as_plain_ram_mut()
+        .unwrap()
+        .as_slice_mut::<f32>()
+        .unwrap()
+    {
+        if let Some(lo) = case.clamp.lo {
+            *x = x.max(lo);
+        }
+        if let Some(hi) = case.clamp.hi {
+            *x = x.min(hi);
+        }
+    }
+    out
+}
+
+fn packed(case: &Case, isa: Isa) -> PackedConv {
+    let fin = f32::fact(case.input.shape());
+    let fk = TypedFact::try_from(case.kernel.clone()).unwrap();
+    let fb = TypedFact::try_from(case.bias.clone()).unwrap();
+    PackedConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa)
+        .unwrap()
+        .expect("covered")
+        .with_clamp(case.clamp)
+}
+
+fn isas() -> Vec<Isa> {
+    let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2, Isa::Portable]
+        .into_iter()
+        .filter(|i| i.available())
+        .collect();
+    eprintln!("kernels tested on this CPU: {isas:?}");
+    isas
+}
+
+#[test]
+fn random_convolutions_equal_tracts() {
+    let cases: u64 = std::env::var("RNN_RUN_CONV_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400);
+    let isas = isas();
+    let mut worst_seen = 0f32;
+    for seed in 0..cases {
+        let case = random_case(&mut Rng(seed));
+        let want = tract_conv(&case);
+        for &isa in &isas {
+            let got = packed(&case, isa).compute(&case.input).unwrap();
+            let w = worst(&got, &want);
+            assert!(
+                w <= 1e-5,
+                "seed {seed}, {isa:?}: difference {w:e}\n{:?}\ninput {:?} kernel {:?} bias {:?} clamp {:?}",
+                case.conv,
+                case.input.shape(),
+                case.kernel.shape(),
+                case.bias.shape(),
+                case.clamp
+            );
+            worst_seen = worst_seen.max(w);
+        }
+    }
+    eprintln!("{cases} random convolutions: largest relative difference {worst_seen:e}");
+}
+
+/// Empty images (a batch of 0, a width of 0 inside padding) compute what tract does.
+#[test]
+fn empty_inputs() {
+    for (shape, pads) in [
+        ([0, 2, 5, 5], [1, 1]),
+        ([1, 2, 3, 0], [0, 2]),
+        ([2, 2, 0, 4], [0, 0]),
+    ] {
+        let mut rng = Rng(shape.iter().sum::<usize>() as u64);
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(1, 1),
+                padding: PaddingSpec::Explicit(tvec!(0, pads[0]), tvec!(0, pads[1])),
+                dilations: None,
+                strides: None,
+                input_channels: 2,
+                output_channels: 3,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let case = Case {
+            conv,
+            input: rng.tensor(&shape),
+            kernel: rng.tensor(&[3, 2, 1, 1]),
+            bias: rng.tensor(&[3]),
+            clamp: Clamp::default(),
+        };
+        let want = tract_conv(&case);
+        for isa in isas() {
+            let got = packed(&case, isa).compute(&case.input).unwrap();
+            assert_eq!(worst(&got, &want), 0.0, "{shape:?} {isa:?}");
+        }
+    }
+}
