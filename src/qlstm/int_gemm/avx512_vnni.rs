@@ -93,6 +93,19 @@ unsafe fn rows<const R: usize>(
         };
         let col = _mm512_maskz_loadu_epi32(mask, epilogue.col_sums.as_ptr().add(16 * j));
         let col = _mm512_mullo_epi32(d, col);
+        if epilogue.int_out {
+            for r in 0..R {
+                let acc = if R <= 2 {
+                    _mm512_add_epi32(even[r][j], odd[r][j])
+                } else {
+                    even[r][j]
+                };
+                let row = _mm512_set1_epi32(epilogue.row_offsets[r]);
+                let sum = _mm512_add_epi32(_mm512_add_epi32(acc, row), col);
+                _mm512_mask_storeu_epi32(out.add(r * ldo + 16 * j) as *mut i32, mask, sum);
+            }
+            continue;
+        }
         let mult = if epilogue.mult.len() == 1 {
             _mm512_set1_ps(epilogue.mult[0])
         } else {

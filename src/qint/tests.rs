@@ -1,0 +1,1 @@
+//! The integer convolution and product against plain loops written from the ONNX spec.
