@@ -11,8 +11,9 @@
 //! bias `Add`, the `Cast` to float, the `Mul` by the scales) into the same op, which then
 //! writes `(sum + bias[co]) as f32 · mult` directly: the expression those nodes compute.
 //!
-//! Left to tract's op: uint8 x's partner int8 x, weights not given as initializers, zero points
-//! of the weights that differ between channels, a kernel of three spatial axes or more.
+//! Left to tract's op: an int8 x, weights not constant when the model is typed (a graph input,
+//! computed), zero points of the weights that differ between channels, three spatial axes or
+//! more.
 
 use std::sync::{Arc, OnceLock};
 
@@ -52,7 +53,7 @@ fn parse(
         "pads",
         "strides",
     ];
-    let Some(tract_op) = tract_expansion(&op) else {
+    let Some(tract_op) = tract_expansion(op.as_ref()) else {
         return Ok((op, extra));
     };
     if node.attribute.iter().any(|a| !known.contains(&&*a.name)) || !extra.is_empty() {
@@ -260,7 +261,7 @@ impl QConv {
             || !ok_len(&attrs.dilations)
             || !explicit_ok
             || attrs.group == 0
-            || shape[0] % attrs.group != 0
+            || !shape[0].is_multiple_of(attrs.group)
             || attrs
                 .kernel_shape
                 .as_ref()

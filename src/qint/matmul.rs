@@ -39,7 +39,7 @@ fn parse(
         .get()
         .context("tract's MatMulInteger parser")?;
     let (op, extra) = tract(ctx, node)?;
-    let Some(tract_op) = tract_expansion(&op) else {
+    let Some(tract_op) = tract_expansion(op.as_ref()) else {
         return Ok((op, extra));
     };
     if !node.attribute.is_empty() || !extra.is_empty() {

@@ -28,6 +28,6 @@ pub(crate) fn register(onnx: &mut Onnx) {
 }
 
 /// tract's parsed op as the expansion it is (a copy), when it is one.
-fn tract_expansion(op: &Box<dyn InferenceOp>) -> Option<Box<dyn Expansion>> {
+fn tract_expansion(op: &dyn InferenceOp) -> Option<Box<dyn Expansion>> {
     op.as_op().downcast_ref::<Box<dyn Expansion>>().cloned()
 }
