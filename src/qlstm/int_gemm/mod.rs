@@ -192,6 +192,19 @@ impl QuantRows {
     }
 }
 
+/// `out[i] = kernels::quantize(values[i], scale, zp)` with AVX-512 on its path; `false` (and
+/// nothing written) elsewhere.
+pub(crate) fn quantize_u8_wide(values: &[f32], scale: f32, zp: u8, out: &mut [u8]) -> bool {
+    assert_eq!(values.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if Path::selected() == Path::Avx512Vnni {
+        // SAFETY: the CPU runs AVX-512 F (part of the selected path); lengths asserted.
+        unsafe { avx512_vnni::quantize_u8(values, scale, zp, out) };
+        return true;
+    }
+    false
+}
+
 /// `(min, max)` of 0 and `values`, NaN skipped (the range `kernels::quantization_params`
 /// takes), vectorized on the AVX-512 path.
 pub(super) fn range(values: &[f32]) -> (f32, f32) {
