@@ -402,11 +402,19 @@ impl EvalOp for QConv {
         } else {
             vec![oh, ow]
         });
-        let len = out_shape.iter().product::<usize>();
-        let (mut out_f, mut out_i) = if self.fused.float {
-            (vec![0f32; len], vec![])
+        let dt = if self.fused.float {
+            DatumType::F32
         } else {
-            (vec![], vec![0i32; len])
+            DatumType::I32
+        };
+        // SAFETY: every element is written below: each group's product writes all of its
+        // rows' positions (plain f32 or i32, any bits valid meanwhile).
+        let mut out = unsafe { Tensor::uninitialized_dt(dt, &out_shape)? };
+        let mut plain = out.try_as_plain_ram_mut()?;
+        let (out_f, out_i): (&mut [f32], &mut [i32]) = if self.fused.float {
+            (plain.as_slice_mut::<f32>()?, &mut [])
+        } else {
+            (&mut [], plain.as_slice_mut::<i32>()?)
         };
         let (cin_g, cout_g, p) = (g.cin / g.group, g.cout / g.group, oh * ow);
         let k = cin_g * g.kernel[0] * g.kernel[1];
@@ -449,11 +457,7 @@ impl EvalOp for QConv {
                 int_product_to(&self.rows[gg], &b, bias, sink);
             }
         }
-        let out = if self.fused.float {
-            tract_ndarray::ArrayD::from_shape_vec(&*out_shape, out_f)?.into_tensor()
-        } else {
-            tract_ndarray::ArrayD::from_shape_vec(&*out_shape, out_i)?.into_tensor()
-        };
+        drop(plain);
         Ok(tvec![out.into_tvalue()])
     }
 }
