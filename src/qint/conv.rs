@@ -457,7 +457,6 @@ impl EvalOp for QConv {
                 int_product_to(&self.rows[gg], &b, bias, sink);
             }
         }
-        drop(plain);
         Ok(tvec![out.into_tvalue()])
     }
 }
