@@ -65,6 +65,7 @@ pub mod op;
 mod passes;
 pub mod pool;
 mod precheck;
+mod qint;
 pub mod qlstm;
 mod refusal;
 mod shared;

@@ -34,6 +34,7 @@ impl Model {
         if options.engine == Engine::Native {
             crate::op::register(&mut onnx);
             crate::qlstm::register(&mut onnx);
+            crate::qint::register(&mut onnx);
         }
         crate::passes::branches::register(&mut onnx);
         crate::passes::pad::register(&mut onnx);

@@ -218,6 +218,9 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         model.declutter()?;
         crate::passes::fold::fold_constants(&mut model)?;
         names::check(&model, "constant folding")?;
+        // The scaling after rnn-run's integer convolutions and products (src/qint).
+        crate::passes::qfuse::fuse(&mut model)?;
+        names::check(&model, "fused integer epilogues")?;
         // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
         crate::passes::conv::packed_convs(&mut model)?;
         names::check(&model, "packed convolutions")?;

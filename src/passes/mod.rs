@@ -9,6 +9,7 @@
 //! - [`maxpool`]: 2×2 max pooling at stride 2 onto a plain loop, in plan optimization;
 //! - [`names`]: one name per node, checked after each of these passes in every build;
 //! - [`pad`]: ONNX `Pad` with negative pads (a crop), which tract cannot read;
+//! - [`qfuse`]: the float scaling after a quantized convolution or product, folded into it;
 //! - [`reverse`]: reversals along an axis (`Slice` with step -1) as block copies;
 //! - [`slice_clamp`]: `Slice` bounds clamped as the spec says where tract's reading differs;
 //! - [`slice_bounds`]: `Slice` bounds past 32 bits, rewritten in the protobuf to ones tract reads;
@@ -25,6 +26,7 @@ pub(crate) mod identity;
 pub(crate) mod maxpool;
 pub(crate) mod names;
 pub mod pad;
+pub(crate) mod qfuse;
 pub mod reverse;
 pub(crate) mod slice_bounds;
 pub mod slice_clamp;

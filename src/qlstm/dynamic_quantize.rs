@@ -129,9 +129,13 @@ pub fn quantization_params_fast(xs: &[f32]) -> (f32, u8) {
     quantization_params(lo.into_iter().chain(hi).chain(rest.iter().copied()))
 }
 
-/// `ys[i] = quantize(xs[i], scale, zero_point)`, on the widest vectors the CPU has.
+/// `ys[i] = quantize(xs[i], scale, zero_point)`, on the widest vectors the CPU has (AVX-512 when
+/// the integer products run on it).
 pub fn quantize_slice(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
     assert_eq!(xs.len(), ys.len());
+    if super::int_gemm::quantize_u8_wide(xs, scale, zero_point, ys) {
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (and so SSE4.1's rounding), checked just above.
@@ -220,6 +224,13 @@ mod tests {
             for (x, y) in xs.iter().zip(&ys) {
                 assert_eq!(*y, quantize(*x, scale, zp), "{x}");
             }
+        }
+        // NaN lands on 0 and infinities on the ends, as the element-by-element definition.
+        let odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.0, -1.0];
+        let mut ys = [7u8; 5];
+        quantize_slice(&odd, 0.01, 100, &mut ys);
+        for (x, y) in odd.iter().zip(&ys) {
+            assert_eq!(*y, quantize(*x, 0.01, 100), "{x}");
         }
         // onnxruntime's scale for an all-zero tensor.
         assert_eq!(quantization_params_fast(&[0.0; 40]), (1.0, 0));

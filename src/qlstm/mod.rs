@@ -79,7 +79,7 @@
 //! shaped tensors.
 
 pub mod dynamic_quantize;
-mod int_gemm;
+pub(crate) mod int_gemm;
 mod kernels;
 pub mod mlas;
 mod op;

@@ -93,6 +93,19 @@ unsafe fn rows<const R: usize>(
         };
         let col = _mm512_maskz_loadu_epi32(mask, epilogue.col_sums.as_ptr().add(16 * j));
         let col = _mm512_mullo_epi32(d, col);
+        if epilogue.int_out {
+            for r in 0..R {
+                let acc = if R <= 2 {
+                    _mm512_add_epi32(even[r][j], odd[r][j])
+                } else {
+                    even[r][j]
+                };
+                let row = _mm512_set1_epi32(epilogue.row_offsets[r]);
+                let sum = _mm512_add_epi32(_mm512_add_epi32(acc, row), col);
+                _mm512_mask_storeu_epi32(out.add(r * ldo + 16 * j) as *mut i32, mask, sum);
+            }
+            continue;
+        }
         let mult = if epilogue.mult.len() == 1 {
             _mm512_set1_ps(epilogue.mult[0])
         } else {
@@ -149,6 +162,37 @@ pub(super) unsafe fn quantize_row(values: &[f32], scale: f32, zp: u8, out: &mut 
         _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i) as *mut _, mask, s);
     }
     _mm512_reduce_add_epi32(sum)
+}
+
+/// `out[i] = quantize(values[i], scale, zp)` as `kernels::quantize` computes it, sixteen at a
+/// time (the same steps as [`quantize_row`], stored as unsigned bytes).
+///
+/// # Safety
+/// AVX-512 F; `out` is as long as `values`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn quantize_u8(values: &[f32], scale: f32, zp: u8, out: &mut [u8]) {
+    debug_assert_eq!(values.len(), out.len());
+    let scale = _mm512_set1_ps(scale);
+    let zp = _mm512_set1_ps(zp as f32);
+    let (lo, hi) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+    for i in (0..values.len()).step_by(16) {
+        let mask: __mmask16 = if values.len() - i >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << (values.len() - i)) - 1
+        };
+        let v = _mm512_maskz_loadu_ps(mask, values.as_ptr().add(i));
+        let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_div_ps(v, scale),
+        );
+        // max first: a NaN operand yields the second one, 0.
+        let q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi);
+        _mm512_mask_cvtepi32_storeu_epi8(
+            out.as_mut_ptr().add(i) as *mut _,
+            mask,
+            _mm512_cvttps_epi32(q),
+        );
+    }
 }
 
 /// `(min, max)` of 0 and `values`, NaN skipped, as `kernels::quantization_params` folds them

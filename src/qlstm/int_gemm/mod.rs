@@ -42,7 +42,7 @@ const MR: usize = 4;
 
 /// The kernels a product runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Path {
+pub(crate) enum Path {
     Portable,
     Avx2,
     Avx512Vnni,
@@ -97,7 +97,7 @@ impl Path {
 /// signed bytes `a_q − 128` (the zero point becomes `d = 128 − a_zp`), each row padded with
 /// zeros to a multiple of four, with its sum. The buffer is kept between calls.
 #[derive(Debug, Clone)]
-pub(super) struct QuantRows {
+pub(crate) struct QuantRows {
     k: usize,
     stride: usize,
     rows: usize,
@@ -142,6 +142,29 @@ impl QuantRows {
         self.row_sums[r] = sum;
     }
 
+    /// Starts `rows` rows of int8 values with zero point `zp`; fill each with
+    /// [`Self::set_row_i8`]. (Stored as they are: `s = q`, `d = −zp`.)
+    pub fn reset_i8(&mut self, rows: usize, zp: i8) {
+        self.rows = rows;
+        self.d = -(zp as i32);
+        self.s.resize(rows * self.stride, 0);
+        self.row_sums.resize(rows, 0);
+    }
+
+    /// Row `r` from its `k` int8 values (after [`Self::reset_i8`]).
+    pub fn set_row_i8(&mut self, r: usize, values: impl IntoIterator<Item = i8>) {
+        let row = &mut self.s[r * self.stride..r * self.stride + self.k];
+        let mut sum = 0i32;
+        let mut n = 0;
+        for (s, q) in row.iter_mut().zip(values) {
+            *s = q;
+            sum += q as i32;
+            n += 1;
+        }
+        assert_eq!(n, self.k, "a row of int8 values");
+        self.row_sums[r] = sum;
+    }
+
     /// Row `r` quantized from its `k` float values with `scale` and the zero point given to
     /// [`Self::reset`] (`zp`, again): `kernels::quantize` of each value, vectorized where the
     /// CPU allows.
@@ -169,6 +192,19 @@ impl QuantRows {
     }
 }
 
+/// `out[i] = kernels::quantize(values[i], scale, zp)` with AVX-512 on its path; `false` (and
+/// nothing written) elsewhere.
+pub(crate) fn quantize_u8_wide(values: &[f32], scale: f32, zp: u8, out: &mut [u8]) -> bool {
+    assert_eq!(values.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if Path::selected() == Path::Avx512Vnni {
+        // SAFETY: the CPU runs AVX-512 F (part of the selected path); lengths asserted.
+        unsafe { avx512_vnni::quantize_u8(values, scale, zp, out) };
+        return true;
+    }
+    false
+}
+
 /// `(min, max)` of 0 and `values`, NaN skipped (the range `kernels::quantization_params`
 /// takes), vectorized on the AVX-512 path.
 pub(super) fn range(values: &[f32]) -> (f32, f32) {
@@ -184,7 +220,7 @@ pub(super) fn range(values: &[f32]) -> (f32, f32) {
 
 /// `w` (`k × n`, minus its zero point) packed for [`int_product`] on one path.
 #[derive(Debug, Clone)]
-pub(super) struct IntMatrix {
+pub(crate) struct IntMatrix {
     pub k: usize,
     pub n: usize,
     packed: Packed,
@@ -240,6 +276,33 @@ impl IntMatrix {
         }
     }
 
+    /// Packs, for `path`, the row-major `k × n` uint8 values of `data` minus their zero point
+    /// `zp` (the run-time operand of a quantized convolution: its patches).
+    pub fn from_u8(k: usize, n: usize, data: &[u8], zp: u8, path: Path) -> IntMatrix {
+        assert_eq!(data.len(), k * n);
+        if path == Path::Avx512Vnni {
+            return IntMatrix {
+                k,
+                n,
+                packed: Packed::Quads(QuadMatrix::from_u8(k, n, data, zp)),
+                avx2: true,
+            };
+        }
+        let pairs = k.div_ceil(2);
+        let mut packed = vec![0i16; n.div_ceil(NC) * pairs * NC * 2];
+        for kk in 0..k {
+            for (c, &v) in data[kk * n..(kk + 1) * n].iter().enumerate() {
+                packed[Self::index(pairs, kk, c)] = v as i16 - zp as i16;
+            }
+        }
+        IntMatrix {
+            k,
+            n,
+            packed: Packed::I16(packed),
+            avx2: path != Path::Portable,
+        }
+    }
+
     fn index(pairs: usize, kk: usize, c: usize) -> usize {
         ((c / NC * pairs + kk / 2) * NC + c % NC) * 2 + kk % 2
     }
@@ -260,12 +323,53 @@ pub(super) fn int_product(
     out: &mut [f32],
     accumulate: bool,
 ) {
-    assert_eq!(a.k, w.k);
-    assert_eq!(out.len(), a.rows * w.n);
-    assert!(mult.len() == 1 || mult.len() == w.n);
-    if let Packed::Quads(q) = &w.packed {
-        return q.product(a, mult, out, accumulate);
+    int_product_to(
+        a,
+        w,
+        &[],
+        Sink::F32 {
+            out,
+            mult,
+            accumulate,
+        },
+    )
+}
+
+/// Where the sums of a product go, row `r` first given `row_bias[r]` (wrapping; none when
+/// `row_bias` is empty): the quantized convolution's int32 bias, added before any scaling as
+/// ONNX's `Add` after a `ConvInteger` adds it.
+pub(crate) enum Sink<'a> {
+    /// `out[r, c] (+)= (sum + bias) as f32 · mult[c]` (`mult` of length 1: every column).
+    F32 {
+        out: &'a mut [f32],
+        mult: &'a [f32],
+        accumulate: bool,
+    },
+    /// `out[r, c] = sum + bias`, the exact int32.
+    I32(&'a mut [i32]),
+}
+
+impl Sink<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Sink::F32 { out, .. } => out.len(),
+            Sink::I32(out) => out.len(),
+        }
     }
+}
+
+/// [`int_product`] with a bias per row, into floats or int32 ([`Sink`]).
+pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sink: Sink) {
+    assert_eq!(a.k, w.k);
+    assert_eq!(sink.len(), a.rows * w.n);
+    assert!(row_bias.is_empty() || row_bias.len() == a.rows);
+    if let Sink::F32 { mult, .. } = &sink {
+        assert!(mult.len() == 1 || mult.len() == w.n);
+    }
+    if let Packed::Quads(q) = &w.packed {
+        return q.product(a, row_bias, sink);
+    }
+    let mut sink = sink;
     let pairs = w.k.div_ceil(2);
     let mut sums = [[0i32; NC]; MR];
     for panel in 0..w.n.div_ceil(NC) {
@@ -274,9 +378,25 @@ pub(super) fn int_product(
         for r0 in (0..a.rows).step_by(MR) {
             let block = MR.min(a.rows - r0);
             panel_sums(a, r0, block, w, panel, pairs, &mut sums);
-            for (i, row_sums) in sums.iter().take(block).enumerate() {
-                let o = &mut out[(r0 + i) * w.n + c0..(r0 + i) * w.n + c0 + cols];
-                scale_into(o, &row_sums[..cols], |j| col_mult(mult, c0 + j), accumulate);
+            for (i, row_sums) in sums.iter_mut().take(block).enumerate() {
+                let row_sums = &mut row_sums[..cols];
+                if let Some(&b) = row_bias.get(r0 + i) {
+                    row_sums.iter_mut().for_each(|s| *s = s.wrapping_add(b));
+                }
+                let at = (r0 + i) * w.n + c0;
+                match &mut sink {
+                    Sink::F32 {
+                        out,
+                        mult,
+                        accumulate,
+                    } => scale_into(
+                        &mut out[at..at + cols],
+                        row_sums,
+                        |j| col_mult(mult, c0 + j),
+                        *accumulate,
+                    ),
+                    Sink::I32(out) => out[at..at + cols].copy_from_slice(row_sums),
+                }
             }
         }
     }
