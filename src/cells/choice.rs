@@ -3,12 +3,16 @@
 //! Sharing a step pays only while the helpers run when the caller does. On a crowded machine
 //! a helper descheduled in the middle of a piece holds the step for a scheduler's slice
 //! (milliseconds against a step's microseconds), and one put on the caller's own core turns
-//! every step into two context switches; neither shows in any single wait that could be told
-//! apart from a slow step. So the loop measures what it cares about: the mean time of a step
-//! shared and of a step alone, each over segments of [`SEGMENT`] steps, and runs in the mode
-//! that is faster, with a segment in the other mode now and then (less often while the
-//! other keeps losing) to notice when the machine changes. The record is kept per cell,
-//! batch and cut, across runs, so a streamed or often-called node keeps what it learnt.
+//! every step into a hand-over between two threads on one core. So the loop measures, over
+//! segments of [`SEGMENT`] steps, what a step costs alone and shared, and runs in the mode
+//! that is cheaper, with a segment in the other mode now and then (less often while the
+//! other keeps losing) to notice when the machine changes. The typical cost of a mode is the
+//! median of its last segments: the caller itself is descheduled now and then in either
+//! mode, and one such segment must not decide. A shared segment that mostly waited for
+//! helpers is a stall: sharing stops for a number of segments that doubles with each stall
+//! that follows (up to [`MAX_GAP`]) and halves after [`CALM`] shared segments without one.
+//! The record is kept per cell, batch and cut, across runs, so a streamed or often-called
+//! node keeps what it learnt.
 
 use std::sync::Mutex;
 
@@ -26,25 +30,35 @@ const SEGMENT_SECS: f64 = 1e-3;
 const MIN_GAP: u32 = 2;
 const MAX_GAP: u32 = 64;
 
-/// Sharing is preferred only when it is measured faster by this factor: on a tie, one thread
-/// leaves the other core to the machine.
-const SHARE_BELOW: f64 = 0.97;
+/// Sharing is preferred only when it is measured cheaper by this factor: on a tie, one
+/// thread leaves the other core to the machine.
+const SHARE_BELOW: f64 = 0.95;
 
-/// Weight of a new segment in the running mean of its mode: the preferred mode is measured
-/// often, a probe seldom (so it counts for more).
-const WEIGHT: f64 = 0.25;
-const PROBE_WEIGHT: f64 = 0.5;
+/// Segments whose time per step is kept per mode (their median is the typical one).
+const RECENT: usize = 5;
 
-/// The record of one cell's steps: the running mean time of a step alone and shared, the
-/// open segment, and when to probe.
+/// Stalls in a row counted at most, and shared segments without a stall that undo one.
+const MAX_STRIKES: u32 = 5;
+const CALM: u32 = 64;
+
+/// The record of one cell's steps: per mode, the time per step of the last segments; the
+/// stalls; the open segment; when to probe.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Choice {
-    /// Seconds per step alone (0) and shared (1); 0.0 until measured.
-    per_step: [f64; 2],
-    /// The open segment's mode, steps and seconds.
+    /// Alone (0) and shared (1): seconds per step of the last segments (`count` of them, up
+    /// to [`RECENT`], the next written at `count % RECENT`).
+    recent: [[f64; RECENT]; 2],
+    count: [usize; 2],
+    /// Stalls not yet undone, shared segments since the last, and whether sharing waits for
+    /// the next probe after one.
+    strikes: u32,
+    calm: u32,
+    stalled: bool,
+    /// The open segment's mode, steps, seconds and seconds waited for helpers.
     shared: bool,
     steps: usize,
     secs: f64,
+    waited: f64,
     /// Segments between probes, and segments since the last probe.
     gap: u32,
     since: u32,
@@ -54,10 +68,15 @@ impl Default for Choice {
     /// Nothing measured: the first segment is shared, the next alone.
     fn default() -> Self {
         Choice {
-            per_step: [0.0; 2],
+            recent: [[0.0; RECENT]; 2],
+            count: [0; 2],
+            strikes: 0,
+            calm: 0,
+            stalled: false,
             shared: true,
             steps: 0,
             secs: 0.0,
+            waited: 0.0,
             gap: MIN_GAP,
             since: 0,
         }
@@ -70,47 +89,72 @@ impl Choice {
         self.shared
     }
 
-    /// The mode the means favour (alone until both are measured).
-    fn preferred(&self) -> bool {
-        let [alone, shared] = self.per_step;
-        alone > 0.0 && shared > 0.0 && favours_sharing(alone, shared)
+    /// Typical seconds per step in mode `m` (0 alone, 1 shared), once measured.
+    fn cost(&self, m: usize) -> Option<f64> {
+        let n = self.count[m].min(RECENT);
+        let mut r = self.recent[m];
+        r[..n].sort_by(f64::total_cmp);
+        (n > 0).then(|| r[n / 2])
     }
 
-    /// Adds a step of the open segment's mode that took `secs`; when the segment is full,
-    /// folds it into its mode's mean and picks the next segment's mode.
-    pub(super) fn record(&mut self, secs: f64) {
+    /// The mode the measures favour: alone until both are measured and after a stall.
+    fn preferred(&self) -> bool {
+        match (self.cost(0), self.cost(1)) {
+            (Some(alone), Some(shared)) => !self.stalled && favours_sharing(alone, shared),
+            _ => false,
+        }
+    }
+
+    /// Adds a step of the open segment's mode that took `secs`, `waited` of them waiting
+    /// for helpers; when the segment is full, folds it into its mode's record and picks the
+    /// next segment's mode.
+    pub(super) fn record(&mut self, secs: f64, waited: f64) {
         self.steps += 1;
         self.secs += secs;
+        self.waited += waited.min(secs);
         if self.steps < SEGMENT && self.secs < SEGMENT_SECS {
             return;
         }
-        let mean = self.secs / self.steps as f64;
-        (self.steps, self.secs) = (0, 0.0);
+        let per_step = self.secs / self.steps as f64;
+        let stall = self.shared && 2.0 * self.waited > self.secs - self.waited;
+        (self.steps, self.secs, self.waited) = (0, 0.0, 0.0);
         let before = self.preferred();
-        let probe = self.per_step.iter().all(|&t| t > 0.0) && self.shared != before;
-        let slot = &mut self.per_step[usize::from(self.shared)];
-        let weight = if probe { PROBE_WEIGHT } else { WEIGHT };
-        *slot = if *slot > 0.0 {
-            *slot + weight * (mean - *slot)
+        let probe = self.count.iter().all(|&n| n > 0) && self.shared != before;
+        let m = usize::from(self.shared);
+        if stall {
+            self.strikes = (self.strikes + 1).min(MAX_STRIKES);
+            (self.calm, self.stalled) = (0, true);
         } else {
-            mean
-        };
+            self.recent[m][self.count[m] % RECENT] = per_step;
+            self.count[m] += 1;
+            if self.shared {
+                self.stalled = false;
+                self.calm += 1;
+                if self.calm >= CALM {
+                    (self.calm, self.strikes) = (0, self.strikes.saturating_sub(1));
+                }
+            }
+        }
         let after = self.preferred();
-        // A probe that beat the preferred mode's mean is looked at again soon, even when it
-        // did not turn the record yet.
+        // A probe that beat the preferred mode is looked at again soon, even when it did
+        // not turn the record yet.
         let beaten = probe
-            && match self.shared {
-                true => favours_sharing(self.per_step[0], mean),
-                false => !favours_sharing(mean, self.per_step[1]),
+            && !stall
+            && match (self.shared, self.cost(0), self.cost(1)) {
+                (true, Some(alone), _) => favours_sharing(alone, per_step),
+                (false, _, Some(shared)) => !favours_sharing(per_step, shared),
+                _ => false,
             };
-        if before != after || beaten {
+        if stall {
+            (self.gap, self.since) = ((MIN_GAP << self.strikes).min(MAX_GAP), 0);
+        } else if before != after || beaten {
             self.gap = MIN_GAP;
         } else if probe {
             self.gap = (self.gap * 2).min(MAX_GAP);
         }
-        self.shared = match self.per_step {
-            [alone, _] if alone == 0.0 => false,
-            [_, shared] if shared == 0.0 => true,
+        self.shared = match self.count {
+            [0, _] => false,
+            [_, 0] if !self.stalled => true,
             _ if self.since >= self.gap => {
                 self.since = 0;
                 !after
@@ -165,18 +209,23 @@ pub(super) fn put(key: Key, choice: Choice) {
 mod tests {
     use super::*;
 
-    /// Feeds `segments` segments whose steps take `alone` or `shared` microseconds by mode:
-    /// the fraction of segments that ran shared.
-    fn share_of(choice: &mut Choice, segments: usize, alone: f64, shared: f64) -> f64 {
-        let (alone, shared) = (alone * 1e-6, shared * 1e-6);
+    /// Feeds `segments` segments whose steps take `step(shared, segment)` microseconds, of
+    /// which waits for helpers: the fraction of segments that ran shared.
+    fn share(c: &mut Choice, segments: usize, step: impl Fn(bool, usize) -> (f64, f64)) -> f64 {
         let mut n = 0;
-        for _ in 0..segments {
-            n += usize::from(choice.shared());
+        for k in 0..segments {
+            n += usize::from(c.shared());
+            let (secs, waited) = step(c.shared(), k);
             for _ in 0..SEGMENT {
-                choice.record(if choice.shared() { shared } else { alone });
+                c.record(secs * 1e-6, waited * 1e-6);
             }
         }
         n as f64 / segments as f64
+    }
+
+    /// Steps of `alone` or `shared` microseconds, no waits.
+    fn share_of(c: &mut Choice, segments: usize, alone: f64, shared: f64) -> f64 {
+        share(c, segments, |s, _| (if s { shared } else { alone }, 0.0))
     }
 
     #[test]
@@ -202,6 +251,36 @@ mod tests {
         let mut c = Choice::default();
         let s = share_of(&mut c, 500, 1.0, 0.99);
         assert!(s < 0.05, "{s}");
+    }
+
+    #[test]
+    fn the_callers_own_descheduling_does_not_decide() {
+        // One segment in five, whichever its mode, takes 20 times as long (the caller was
+        // descheduled): sharing, twice as fast otherwise, still runs.
+        let mut c = Choice::default();
+        let s = share(&mut c, 1000, |s, k| {
+            let t = if s { 1.0 } else { 2.0 };
+            (if k % 5 == 4 { 20.0 * t } else { t }, 0.0)
+        });
+        assert!(s > 0.9, "{s}");
+    }
+
+    #[test]
+    fn stalls_keep_sharing_away_longer_each_time() {
+        // Shared steps twice as fast, but one shared segment in four waits 10 µs per step for
+        // a descheduled helper (a mean of 2.5 µs a step): alone but for a probe every 64
+        // segments and the few shared segments that follow a clean one until the next stall.
+        let mut c = Choice::default();
+        let s = share(&mut c, 3000, |s, k| match (s, k % 4) {
+            (false, _) => (2.0, 0.0),
+            (true, 3) => (11.0, 10.0),
+            (true, _) => (1.0, 0.0),
+        });
+        assert!(s < 0.15, "{s}");
+        assert!(!c.preferred() && c.strikes == MAX_STRIKES);
+        // Once the helpers stop stalling, sharing comes back.
+        let s = share(&mut c, 1000, |s, _| (if s { 1.0 } else { 2.0 }, 0.0));
+        assert!(s > 0.85, "{s}");
     }
 
     #[test]

@@ -200,6 +200,9 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 } else {
                     cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..gate_width]));
                 }
+                // Only the steps' waits count.
+                let waited = || team.map_or(0.0, |t| t.take_waited());
+                waited();
                 let ldx = gx_chunk.ncols();
                 let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
                 for k in 0..n {
@@ -211,7 +214,7 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                             let (ex, pieces) = exec(c.shared());
                             let start = std::time::Instant::now();
                             step_with(cell, &bufs, ex, pieces);
-                            c.record(start.elapsed().as_secs_f64());
+                            c.record(start.elapsed().as_secs_f64(), waited());
                         }
                         None => step_with(cell, &bufs, Exec::Join, 1),
                     }

@@ -69,6 +69,8 @@ pub(crate) struct Team {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     poisoned: AtomicBool,
     stop: AtomicBool,
+    /// Nanoseconds the leader waited for helpers' pieces, since [`Team::take_waited`].
+    waited: AtomicU64,
     /// Whether the helpers were spawned (at the first shared task).
     spawned: AtomicBool,
     /// Per member: its thread once it serves, and whether it is parked or about to park.
@@ -88,6 +90,7 @@ impl Team {
             panic: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            waited: AtomicU64::new(0),
             spawned: AtomicBool::new(false),
             threads: (0..size).map(|_| OnceLock::new()).collect(),
             asleep: (0..size).map(|_| Line(AtomicBool::new(false))).collect(),
@@ -172,6 +175,8 @@ impl Team {
                     std::hint::spin_loop();
                 }
             }
+            let ns = waiting.elapsed().as_nanos() as u64;
+            self.waited.fetch_add(ns, Ordering::Relaxed);
         }
         if let Some(e) = panicked {
             resume_unwind(e);
@@ -182,6 +187,11 @@ impl Team {
                 None => panic!("a piece of the time loop panicked on another thread"),
             }
         }
+    }
+
+    /// Seconds the leader waited for helpers' pieces since the last call.
+    pub(crate) fn take_waited(&self) -> f64 {
+        self.waited.swap(0, Ordering::Relaxed) as f64 * 1e-9
     }
 
     /// Unparks the helpers that are parked or about to park (after a new task or the stop).
