@@ -205,6 +205,17 @@ pub(super) fn put(key: Key, choice: Choice) {
     }
 }
 
+/// Segments measured alone and shared in the latest record of a cell at a batch.
+#[cfg(test)]
+pub(super) fn segments_of(cell: usize, batch: usize) -> Option<[usize; 2]> {
+    let records = RECORDS_BY_KEY.lock().unwrap_or_else(|e| e.into_inner());
+    records
+        .iter()
+        .filter(|(k, ..)| k.0 == cell && k.1 == batch)
+        .max_by_key(|(_, tick, _)| *tick)
+        .map(|(.., c)| c.count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
