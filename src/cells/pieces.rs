@@ -28,7 +28,7 @@ pub(super) enum Exec<'a> {
     /// In rayon joins, halving the pieces among the current pool's threads.
     Join,
     /// Pieces claimed by the members of a team.
-    Team(&'a team::Team),
+    Team(&'a std::sync::Arc<team::Team>),
 }
 
 impl Exec<'_> {

@@ -169,17 +169,26 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
         } else {
             1
         };
-        let mut run = |exec: Exec| {
+        // Whether each step is shared, from the measured times of shared and lone steps of
+        // this cell (see `choice`); a lone step is one piece, the same bits.
+        let key = (cell as *const C as *const () as usize, batch, pieces);
+        let mut choice = (pieces > 1).then(|| choice::take(key));
+        let mut run = |team: Option<&std::sync::Arc<team::Team>>| {
             let mut done = 0;
             while done < t_len {
                 let n = chunk.min(t_len - done);
                 let t0 = if reverse { t_len - done - n } else { done };
                 let x_chunk = x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]);
+                let exec = |shared: bool| match team {
+                    Some(team) if shared => (Exec::Team(team), pieces),
+                    _ => (Exec::Join, 1),
+                };
+                let (ex, pieces) = exec(choice.as_ref().is_some_and(|c| c.shared()));
                 if pieces > 1 {
                     let x = SharedPtr(x_chunk.as_ptr() as *mut T);
                     let out = SharedPtr(gx_chunk.as_mut_ptr());
                     let ldo = gx_chunk.ncols();
-                    exec.run(pieces, &|p, n_pieces| {
+                    ex.run(pieces, &|p, n_pieces| {
                         let units = piece_units::<T>(hidden, n_pieces, p);
                         // SAFETY: x_chunk is in standard layout ([n·batch, input]), gx_chunk
                         // holds at least n·batch rows of gate_width (stride ldo), and the
@@ -191,13 +200,24 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 } else {
                     cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..gate_width]));
                 }
+                // Only the steps' waits count.
+                let waited = || team.map_or(0.0, |t| t.take_waited());
+                waited();
                 let ldx = gx_chunk.ncols();
                 let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
                 for k in 0..n {
                     let local = if reverse { n - 1 - k } else { k };
                     let gx = &gx_all[local * batch * ldx..(local + 1) * batch * ldx];
                     let bufs = step_bufs(cell, (gx, ldx), state, next, ws);
-                    step_with(cell, &bufs, exec, pieces);
+                    match choice.as_mut() {
+                        Some(c) => {
+                            let (ex, pieces) = exec(c.shared());
+                            let start = std::time::Instant::now();
+                            step_with(cell, &bufs, ex, pieces);
+                            c.record(start.elapsed().as_secs_f64(), waited());
+                        }
+                        None => step_with(cell, &bufs, Exec::Join, 1),
+                    }
                     std::mem::swap(state, next);
                     if let Some(y) = y.as_mut() {
                         // A straight copy where Y is contiguous (slicing and assigning a view
@@ -214,9 +234,12 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
             }
         };
         if members > 1 {
-            team::with_team(members, |team| run(Exec::Team(team)));
+            team::with_team(members, |team| run(Some(team)));
         } else {
-            run(Exec::Join);
+            run(None);
+        }
+        if let Some(c) = choice {
+            choice::put(key, c);
         }
         return;
     }

@@ -7,80 +7,35 @@
 //! keeps its own slice of the weights in its cache) and claims from it first; then it takes
 //! what is left of the others' ranges. The leader (member 0, the thread that publishes the
 //! tasks) therefore finishes any piece a late or descheduled helper has not taken, and waits
-//! only for pieces a helper has started. A helper descheduled in the middle of a piece still
-//! stalls the task until it runs again: when that happens (a wait far longer than the work),
-//! leaders run their tasks alone for a while, twice as long each time it happens again, so
-//! on a crowded machine two threads cost about what one does.
+//! only for pieces a helper has started. Whether sharing pays at all on a crowded machine is
+//! measured by the time loop (`choice`), which gives the team only the steps it shares.
 //!
-//! Helpers are detached rayon jobs of the current pool: the leader never waits for one to
-//! start or to finish, and one that starts after the team's work is over returns at once.
+//! Helpers are detached rayon jobs of the current pool, spawned at the first shared task: the
+//! leader never waits for one to start or to finish, and one that starts after the team's
+//! work is over returns at once. A helper without tasks for a while parks until the leader
+//! publishes the next one, so a time loop running alone leaves the other core to the machine.
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// One task: `f(p, n)` runs piece `p` of `n` (the whole task is `f(0, 1)`).
 type Task<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
 /// How long an idle helper spins on the next task (or the leader on a helper's piece) before
-/// it starts yielding its core, and how long a helper yields before it naps between looks
-/// (a late helper costs nothing: the leader takes its pieces). The spin is short: the next
-/// task follows the last piece within a microsecond when both threads run, and when the
-/// scheduler has put them on the same core, every microsecond one spins the other waits.
+/// it starts yielding its core, and how long a helper yields before it parks (a late helper
+/// costs nothing: the leader takes its pieces). The spin is short: the next task follows the
+/// last piece within a microsecond when both threads run, and when the scheduler has put them
+/// on the same core, every microsecond one spins the other waits.
 const SPIN: Duration = Duration::from_micros(4);
 const YIELD: Duration = Duration::from_micros(300);
-const NAP: Duration = Duration::from_micros(50);
 
-/// A wait for helpers' pieces longer than the leader's own work by this much means a helper
-/// was descheduled in the middle of one (a scheduler's slice is milliseconds).
-const STALL: Duration = Duration::from_micros(60);
-
-/// How long leaders run alone after a stall: this, doubled at each stall that follows, up to
-/// `1 << (MAX_STRIKES - 1)` times this (about a second); one doubling is undone per [`CALM`]
-/// tasks shared without a stall. A stall costs the helper's time off its core (milliseconds
-/// on a crowded machine) while a shared task saves a few microseconds, so sharing must go
-/// thousands of tasks between stalls to pay. The record is the process's (every team's
-/// helpers run on the same machine), so a time loop that starts while helpers stall starts
-/// alone.
-const BENCH_US: u64 = 2_000;
-const MAX_STRIKES: usize = 10;
-const CALM: usize = 4096;
-
-/// Microseconds (of [`now_us`]) until which leaders run alone, stalls in a row, and tasks
-/// shared since the last stall.
-static BENCHED_UNTIL: AtomicU64 = AtomicU64::new(0);
-static STRIKES: AtomicUsize = AtomicUsize::new(0);
-static CALM_TASKS: AtomicUsize = AtomicUsize::new(0);
-
-/// Microseconds since the first call.
-fn now_us() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_micros() as u64
-}
-
-/// Whether leaders run their tasks alone now.
-fn benched() -> bool {
-    now_us() < BENCHED_UNTIL.load(Ordering::Relaxed)
-}
-
-/// A helper stalled a task.
-fn record_stall() {
-    let strikes = (STRIKES.load(Ordering::Relaxed) + 1).min(MAX_STRIKES);
-    STRIKES.store(strikes, Ordering::Relaxed);
-    CALM_TASKS.store(0, Ordering::Relaxed);
-    BENCHED_UNTIL.store(now_us() + (BENCH_US << (strikes - 1)), Ordering::Relaxed);
-}
-
-/// A task shared without a stall.
-fn record_calm() {
-    if CALM_TASKS.fetch_add(1, Ordering::Relaxed) + 1 >= CALM {
-        CALM_TASKS.store(0, Ordering::Relaxed);
-        let strikes = STRIKES.load(Ordering::Relaxed);
-        STRIKES.store(strikes.saturating_sub(1), Ordering::Relaxed);
-    }
-}
+/// Longest a parked helper sleeps before it looks again by itself (the leader wakes it for
+/// a task or the end; this only bounds the harm of a wake-up lost to a bug).
+const PARK: Duration = Duration::from_millis(20);
 
 /// Bits of a claim word: the task's epoch, then the next piece and the end of a home range.
 const PIECE_BITS: u32 = 12;
@@ -114,6 +69,13 @@ pub(crate) struct Team {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     poisoned: AtomicBool,
     stop: AtomicBool,
+    /// Nanoseconds the leader waited for helpers' pieces, since [`Team::take_waited`].
+    waited: AtomicU64,
+    /// Whether the helpers were spawned (at the first shared task).
+    spawned: AtomicBool,
+    /// Per member: its thread once it serves, and whether it is parked or about to park.
+    threads: Vec<OnceLock<Thread>>,
+    asleep: Vec<Line<AtomicBool>>,
 }
 
 impl Team {
@@ -128,6 +90,10 @@ impl Team {
             panic: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            waited: AtomicU64::new(0),
+            spawned: AtomicBool::new(false),
+            threads: (0..size).map(|_| OnceLock::new()).collect(),
+            asleep: (0..size).map(|_| Line(AtomicBool::new(false))).collect(),
         }
     }
 
@@ -158,13 +124,19 @@ impl Team {
         (0..self.size).find_map(|k| self.claim((m + k) % self.size, epoch))
     }
 
-    /// Runs `f(p, pieces)` for every piece `p < pieces` (or `f(0, 1)` when the leader runs
-    /// the task alone), returning when all are done. Called by the leader only; `f` must not
-    /// call `run` itself.
-    pub(crate) fn run(&self, pieces: usize, f: Task<'_>) {
+    /// Runs `f(p, pieces)` for every piece `p < pieces` (or `f(0, 1)` when the team has no
+    /// helper), returning when all are done. Called by the leader only; `f` must not call
+    /// `run` itself.
+    pub(crate) fn run(self: &Arc<Self>, pieces: usize, f: Task<'_>) {
         assert!(pieces <= MAX_PIECES, "more pieces than a claim word holds");
-        if pieces <= 1 || self.size <= 1 || benched() {
+        if pieces <= 1 || self.size <= 1 {
             return f(0, 1);
+        }
+        if !self.spawned.swap(true, Ordering::Relaxed) {
+            for m in 1..self.size {
+                let team = Arc::clone(self);
+                rayon::spawn(move || team.serve(m));
+            }
         }
         self.task
             .store(&f as *const Task as *mut (), Ordering::Relaxed);
@@ -176,11 +148,12 @@ impl Team {
             word.0
                 .store(pack(epoch, home(m), home(m + 1)), Ordering::Relaxed);
         }
-        self.epoch.0.store(epoch, Ordering::Release);
+        // SeqCst, against a helper's going to sleep (see `serve`).
+        self.epoch.0.store(epoch, Ordering::SeqCst);
+        self.wake();
 
         // The leader's pieces; a panic in one waits for the helpers' pieces (which borrow
         // the task) before it goes on.
-        let start = Instant::now();
         let mut own = 0;
         let mut panicked = None;
         while let Some(p) = self.claim_any(0, epoch) {
@@ -191,7 +164,6 @@ impl Team {
         }
         // Every piece is claimed: wait only for those helpers have started.
         if self.done.0.load(Ordering::Acquire) + own < pieces {
-            let worked = start.elapsed();
             let waiting = Instant::now();
             let mut spins = 0u32;
             while self.done.0.load(Ordering::Acquire) + own < pieces {
@@ -203,13 +175,8 @@ impl Team {
                     std::hint::spin_loop();
                 }
             }
-            if waiting.elapsed() > worked + STALL {
-                record_stall();
-            } else {
-                record_calm();
-            }
-        } else {
-            record_calm();
+            let ns = waiting.elapsed().as_nanos() as u64;
+            self.waited.fetch_add(ns, Ordering::Relaxed);
         }
         if let Some(e) = panicked {
             resume_unwind(e);
@@ -222,8 +189,25 @@ impl Team {
         }
     }
 
+    /// Seconds the leader waited for helpers' pieces since the last call.
+    pub(crate) fn take_waited(&self) -> f64 {
+        self.waited.swap(0, Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    /// Unparks the helpers that are parked or about to park (after a new task or the stop).
+    fn wake(&self) {
+        for (asleep, thread) in self.asleep.iter().zip(&self.threads).skip(1) {
+            if asleep.0.load(Ordering::SeqCst) {
+                if let Some(t) = thread.get() {
+                    t.unpark();
+                }
+            }
+        }
+    }
+
     /// Helper `m`'s loop: takes pieces of each task until the team stops.
     fn serve(&self, m: usize) {
+        let _ = self.threads[m].set(std::thread::current());
         let mut seen = 0;
         let mut idle_since = Instant::now();
         let mut spins = 0u32;
@@ -259,7 +243,14 @@ impl Team {
             }
             let idle = idle_since.elapsed();
             if idle > YIELD {
-                std::thread::sleep(NAP);
+                // Asleep first, then the last look (both SeqCst): either the leader's
+                // `wake` sees this flag, or this load sees its new task or stop.
+                self.asleep[m].0.store(true, Ordering::SeqCst);
+                if self.epoch.0.load(Ordering::SeqCst) == seen && !self.stop.load(Ordering::SeqCst)
+                {
+                    std::thread::park_timeout(PARK);
+                }
+                self.asleep[m].0.store(false, Ordering::Relaxed);
             } else if idle > SPIN {
                 std::thread::yield_now();
             }
@@ -272,20 +263,16 @@ struct StopOnDrop<'a>(&'a Team);
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.stop.store(true, Ordering::Release);
+        self.0.stop.store(true, Ordering::SeqCst);
+        self.0.wake();
     }
 }
 
 /// Runs `f` as the leader of a team of `size` members (the calling thread and `size - 1`
-/// detached jobs of the current rayon pool, which may start late or never); alone while
-/// helpers stall.
-pub(crate) fn with_team<R>(size: usize, f: impl FnOnce(&Team) -> R) -> R {
-    let size = if benched() { 1 } else { size.max(1) };
-    let team = Arc::new(Team::new(size));
-    for m in 1..team.size {
-        let team = Arc::clone(&team);
-        rayon::spawn(move || team.serve(m));
-    }
+/// detached jobs of the current rayon pool, spawned at the first shared task, which may
+/// start late or never).
+pub(crate) fn with_team<R>(size: usize, f: impl FnOnce(&Arc<Team>) -> R) -> R {
+    let team = Arc::new(Team::new(size.max(1)));
     let _stop = StopOnDrop(&team);
     f(&team)
 }
@@ -344,16 +331,70 @@ mod tests {
 
     #[test]
     fn a_helper_that_stalls_costs_no_piece() {
-        // Pieces asleep now and then (on whichever thread), so that leaders wait for helpers'
-        // started pieces, count stalls and run alone: every piece still runs once per task.
+        // Pieces asleep now and then (on whichever thread), so that the leader waits for
+        // helpers' started pieces: every piece still runs once per task.
+        let n = AtomicUsize::new(0);
         let slow = || {
-            if now_us().is_multiple_of(7) {
+            if n.fetch_add(1, Ordering::Relaxed).is_multiple_of(7) {
                 std::thread::sleep(Duration::from_micros(300));
             }
         };
         for size in [2, 3] {
             assert_eq!(count_pieces(3, size, 3000, &slow), want(3000));
         }
+    }
+
+    #[test]
+    fn parked_helpers_wake_for_the_next_task_and_the_end() {
+        // Pauses between tasks longer than a helper yields, so that it parks and is woken
+        // for the next task (or the team's end) while pieces of the last may still run:
+        // every piece runs once per task, on two teams in a row on the same pool.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let counts: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
+            pool.install(|| {
+                with_team(2, |team| {
+                    for _ in 0..30 {
+                        team.run(4, &|p, n| {
+                            assert_eq!(n, 4);
+                            counts[p].fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_micros(200));
+                        });
+                        std::thread::sleep(YIELD * 3);
+                    }
+                })
+            });
+            let counts: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+            assert_eq!(counts, [30; 4]);
+        }
+    }
+
+    #[test]
+    fn a_helper_that_never_starts_leaves_every_piece_to_the_leader() {
+        // A pool of one thread: the helper's job waits behind the leader's for the whole
+        // team's life, and starts only to find the team stopped.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let leader = pool.install(|| std::thread::current().id());
+        let others = AtomicUsize::new(0);
+        pool.install(|| {
+            with_team(2, |team| {
+                for _ in 0..100 {
+                    team.run(3, &|_, _| {
+                        if std::thread::current().id() != leader {
+                            others.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            })
+        });
+        assert_eq!(others.load(Ordering::Relaxed), 0);
+        assert_eq!(count_pieces(1, 2, 600, &|| {}), want(600));
     }
 
     #[test]

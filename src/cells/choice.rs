@@ -1,0 +1,307 @@
+//! Whether a time loop's next steps are shared with a team or run alone, from measured times.
+//!
+//! Sharing a step pays only while the helpers run when the caller does. On a crowded machine
+//! a helper descheduled in the middle of a piece holds the step for a scheduler's slice
+//! (milliseconds against a step's microseconds), and one put on the caller's own core turns
+//! every step into a hand-over between two threads on one core. So the loop measures, over
+//! segments of [`SEGMENT`] steps, what a step costs alone and shared, and runs in the mode
+//! that is cheaper, with a segment in the other mode now and then (less often while the
+//! other keeps losing) to notice when the machine changes. The typical cost of a mode is the
+//! median of its last segments: the caller itself is descheduled now and then in either
+//! mode, and one such segment must not decide. A shared segment that mostly waited for
+//! helpers is a stall: sharing stops for a number of segments that doubles with each stall
+//! that follows (up to [`MAX_GAP`]) and halves after [`CALM`] shared segments without one.
+//! The record is kept per cell, batch and cut, across runs, so a streamed or often-called
+//! node keeps what it learnt.
+
+use std::sync::Mutex;
+
+/// Steps per measured segment: enough to hold a helper's start-up, few enough to change mode
+/// within a fraction of a millisecond. The unit tests switch every few steps.
+pub(super) const SEGMENT: usize = if cfg!(test) { 2 } else { 32 };
+
+/// A segment also ends after this many seconds, so that large steps (a millisecond each on a
+/// crowded machine) are not measured a few segments per run.
+const SEGMENT_SECS: f64 = 1e-3;
+
+/// Segments run in the preferred mode between two segments in the other: from `MIN_GAP`,
+/// doubled each time the other loses again, up to `MAX_GAP` (a probe then costs about 1/64
+/// of the time even when the other mode is twice as slow).
+const MIN_GAP: u32 = 2;
+const MAX_GAP: u32 = 64;
+
+/// Sharing is preferred only when it is measured cheaper by this factor: on a tie, one
+/// thread leaves the other core to the machine.
+const SHARE_BELOW: f64 = 0.95;
+
+/// Segments whose time per step is kept per mode (their median is the typical one).
+const RECENT: usize = 5;
+
+/// Stalls in a row counted at most, and shared segments without a stall that undo one.
+const MAX_STRIKES: u32 = 5;
+const CALM: u32 = 64;
+
+/// The record of one cell's steps: per mode, the time per step of the last segments; the
+/// stalls; the open segment; when to probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Choice {
+    /// Alone (0) and shared (1): seconds per step of the last segments (`count` of them, up
+    /// to [`RECENT`], the next written at `count % RECENT`).
+    recent: [[f64; RECENT]; 2],
+    count: [usize; 2],
+    /// Stalls not yet undone, shared segments since the last, and whether sharing waits for
+    /// the next probe after one.
+    strikes: u32,
+    calm: u32,
+    stalled: bool,
+    /// The open segment's mode, steps, seconds and seconds waited for helpers.
+    shared: bool,
+    steps: usize,
+    secs: f64,
+    waited: f64,
+    /// Segments between probes, and segments since the last probe.
+    gap: u32,
+    since: u32,
+}
+
+impl Default for Choice {
+    /// Nothing measured: the first segment is shared, the next alone.
+    fn default() -> Self {
+        Choice {
+            recent: [[0.0; RECENT]; 2],
+            count: [0; 2],
+            strikes: 0,
+            calm: 0,
+            stalled: false,
+            shared: true,
+            steps: 0,
+            secs: 0.0,
+            waited: 0.0,
+            gap: MIN_GAP,
+            since: 0,
+        }
+    }
+}
+
+impl Choice {
+    /// Whether the next step is shared.
+    pub(super) fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Typical seconds per step in mode `m` (0 alone, 1 shared), once measured.
+    fn cost(&self, m: usize) -> Option<f64> {
+        let n = self.count[m].min(RECENT);
+        let mut r = self.recent[m];
+        r[..n].sort_by(f64::total_cmp);
+        (n > 0).then(|| r[n / 2])
+    }
+
+    /// The mode the measures favour: alone until both are measured and after a stall.
+    fn preferred(&self) -> bool {
+        match (self.cost(0), self.cost(1)) {
+            (Some(alone), Some(shared)) => !self.stalled && favours_sharing(alone, shared),
+            _ => false,
+        }
+    }
+
+    /// Adds a step of the open segment's mode that took `secs`, `waited` of them waiting
+    /// for helpers; when the segment is full, folds it into its mode's record and picks the
+    /// next segment's mode.
+    pub(super) fn record(&mut self, secs: f64, waited: f64) {
+        self.steps += 1;
+        self.secs += secs;
+        self.waited += waited.min(secs);
+        if self.steps < SEGMENT && self.secs < SEGMENT_SECS {
+            return;
+        }
+        let per_step = self.secs / self.steps as f64;
+        let stall = self.shared && 2.0 * self.waited > self.secs - self.waited;
+        (self.steps, self.secs, self.waited) = (0, 0.0, 0.0);
+        let before = self.preferred();
+        let probe = self.count.iter().all(|&n| n > 0) && self.shared != before;
+        let m = usize::from(self.shared);
+        if stall {
+            self.strikes = (self.strikes + 1).min(MAX_STRIKES);
+            (self.calm, self.stalled) = (0, true);
+        } else {
+            self.recent[m][self.count[m] % RECENT] = per_step;
+            self.count[m] += 1;
+            if self.shared {
+                self.stalled = false;
+                self.calm += 1;
+                if self.calm >= CALM {
+                    (self.calm, self.strikes) = (0, self.strikes.saturating_sub(1));
+                }
+            }
+        }
+        let after = self.preferred();
+        // A probe that beat the preferred mode is looked at again soon, even when it did
+        // not turn the record yet.
+        let beaten = probe
+            && !stall
+            && match (self.shared, self.cost(0), self.cost(1)) {
+                (true, Some(alone), _) => favours_sharing(alone, per_step),
+                (false, _, Some(shared)) => !favours_sharing(per_step, shared),
+                _ => false,
+            };
+        if stall {
+            (self.gap, self.since) = ((MIN_GAP << self.strikes).min(MAX_GAP), 0);
+        } else if before != after || beaten {
+            self.gap = MIN_GAP;
+        } else if probe {
+            self.gap = (self.gap * 2).min(MAX_GAP);
+        }
+        self.shared = match self.count {
+            [0, _] => false,
+            [_, 0] if !self.stalled => true,
+            _ if self.since >= self.gap => {
+                self.since = 0;
+                !after
+            }
+            _ => {
+                self.since += 1;
+                after
+            }
+        };
+    }
+}
+
+/// Whether steps of `shared` seconds beat steps of `alone` seconds by the margin.
+fn favours_sharing(alone: f64, shared: f64) -> bool {
+    shared < SHARE_BELOW * alone
+}
+
+/// Which record a run uses: the cell's address, the batch and the number of pieces.
+pub(super) type Key = (usize, usize, usize);
+
+/// Records kept at most (the least recently used is dropped): a model's recurrent nodes
+/// and directions, at a few batch sizes.
+const RECORDS: usize = 32;
+
+/// The process's records, with the tick each was last used at.
+static RECORDS_BY_KEY: Mutex<Vec<(Key, u64, Choice)>> = Mutex::new(Vec::new());
+static TICK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The record for `key` (a fresh one if none), for a run to work on and [`put`] back.
+pub(super) fn take(key: Key) -> Choice {
+    let records = RECORDS_BY_KEY.lock().unwrap_or_else(|e| e.into_inner());
+    records
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map_or_else(Choice::default, |&(.., c)| c)
+}
+
+/// Keeps `choice` as the record for `key` (runs of one cell at once: the last one wins).
+pub(super) fn put(key: Key, choice: Choice) {
+    let tick = TICK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut records = RECORDS_BY_KEY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = records.iter_mut().find(|(k, ..)| *k == key) {
+        *r = (key, tick, choice);
+    } else if records.len() < RECORDS {
+        records.push((key, tick, choice));
+    } else if let Some(r) = records.iter_mut().min_by_key(|(_, t, _)| *t) {
+        *r = (key, tick, choice);
+    }
+}
+
+/// Segments measured alone and shared in the latest record of a cell at a batch.
+#[cfg(test)]
+pub(super) fn segments_of(cell: usize, batch: usize) -> Option<[usize; 2]> {
+    let records = RECORDS_BY_KEY.lock().unwrap_or_else(|e| e.into_inner());
+    records
+        .iter()
+        .filter(|(k, ..)| k.0 == cell && k.1 == batch)
+        .max_by_key(|(_, tick, _)| *tick)
+        .map(|(.., c)| c.count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `segments` segments whose steps take `step(shared, segment)` microseconds, of
+    /// which waits for helpers: the fraction of segments that ran shared.
+    fn share(c: &mut Choice, segments: usize, step: impl Fn(bool, usize) -> (f64, f64)) -> f64 {
+        let mut n = 0;
+        for k in 0..segments {
+            n += usize::from(c.shared());
+            let (secs, waited) = step(c.shared(), k);
+            for _ in 0..SEGMENT {
+                c.record(secs * 1e-6, waited * 1e-6);
+            }
+        }
+        n as f64 / segments as f64
+    }
+
+    /// Steps of `alone` or `shared` microseconds, no waits.
+    fn share_of(c: &mut Choice, segments: usize, alone: f64, shared: f64) -> f64 {
+        share(c, segments, |s, _| (if s { shared } else { alone }, 0.0))
+    }
+
+    #[test]
+    fn the_faster_mode_runs_and_the_other_is_probed_less_and_less() {
+        let mut c = Choice::default();
+        // Sharing twice as fast: shared but for the first segment alone and rare probes.
+        let s = share_of(&mut c, 1000, 2.0, 1.0);
+        assert!(s > 0.97 && s < 1.0, "{s}");
+        assert!(c.preferred() && c.gap == MAX_GAP);
+        // The machine gets crowded: sharing now twice as slow. The record turns within a
+        // few segments and then shares only to probe.
+        let s = share_of(&mut c, 1000, 2.0, 4.0);
+        assert!(s > 0.0 && s < 0.03, "{s}");
+        assert!(!c.preferred());
+        // And back, within a probe and a few segments.
+        let s = share_of(&mut c, 2000, 2.0, 1.0);
+        assert!(s > 0.9, "{s}");
+        assert!(c.preferred());
+    }
+
+    #[test]
+    fn a_tie_runs_alone() {
+        let mut c = Choice::default();
+        let s = share_of(&mut c, 500, 1.0, 0.99);
+        assert!(s < 0.05, "{s}");
+    }
+
+    #[test]
+    fn the_callers_own_descheduling_does_not_decide() {
+        // One segment in five, whichever its mode, takes 20 times as long (the caller was
+        // descheduled): sharing, twice as fast otherwise, still runs.
+        let mut c = Choice::default();
+        let s = share(&mut c, 1000, |s, k| {
+            let t = if s { 1.0 } else { 2.0 };
+            (if k % 5 == 4 { 20.0 * t } else { t }, 0.0)
+        });
+        assert!(s > 0.9, "{s}");
+    }
+
+    #[test]
+    fn stalls_keep_sharing_away_longer_each_time() {
+        // Shared steps twice as fast, but one shared segment in four waits 10 µs per step for
+        // a descheduled helper (a mean of 2.5 µs a step): alone but for a probe every 64
+        // segments and the few shared segments that follow a clean one until the next stall.
+        let mut c = Choice::default();
+        let s = share(&mut c, 3000, |s, k| match (s, k % 4) {
+            (false, _) => (2.0, 0.0),
+            (true, 3) => (11.0, 10.0),
+            (true, _) => (1.0, 0.0),
+        });
+        assert!(s < 0.15, "{s}");
+        assert!(!c.preferred() && c.strikes == MAX_STRIKES);
+        // Once the helpers stop stalling, sharing comes back.
+        let s = share(&mut c, 1000, |s, _| (if s { 1.0 } else { 2.0 }, 0.0));
+        assert!(s > 0.85, "{s}");
+    }
+
+    #[test]
+    fn records_are_kept_per_key() {
+        let mut c = Choice::default();
+        share_of(&mut c, 10, 2.0, 1.0);
+        assert!(c.preferred());
+        let key = (usize::MAX, 3, 7);
+        put(key, c);
+        assert_eq!(take(key), c);
+        assert_eq!(take((usize::MAX, 3, 8)), Choice::default());
+    }
+}
