@@ -16,7 +16,7 @@ use tract_core::ops::cnn::Conv;
 use tract_core::ops::math::{Max, Min};
 use tract_hir::internal::*;
 
-use crate::conv::{Clamp, Isa, PackedConv};
+use crate::conv::{Clamp, DepthwiseConv, Isa, PackedConv};
 
 /// Replaces the float convolutions [`PackedConv`] covers; returns how many.
 pub(crate) fn packed_convs(model: &mut TypedModel) -> TractResult<usize> {
@@ -28,31 +28,48 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
-        let Some(conv) = node.op_as::<Conv>() else {
+        let (op, last, after) = if let Some(conv) = node.op_as::<Conv>() {
+            let facts = model.node_input_facts(id)?;
+            let op = if is_depthwise(conv) {
+                DepthwiseConv::from_conv(conv, &facts, isa)?.map(Ours::Depthwise)
+            } else {
+                PackedConv::from_conv(conv, &facts, isa)?.map(Ours::Packed)
+            };
+            let Some(op) = op else {
+                continue;
+            };
+            (op, OutletId::new(id, 0), vec![])
+        } else if let Some(p) = super::pointwise::pointwise(model, id)? {
+            let x = model.outlet_fact(node.inputs[0])?;
+            let kernel = TypedFact::try_from(p.kernel)?;
+            let bias = TypedFact::try_from(p.bias)?;
+            let Some(op) = PackedConv::from_conv(&p.conv, &[x, &kernel, &bias], isa)? else {
+                continue;
+            };
+            let op = Ours::Packed(op);
+            (op, p.last, p.after)
+        } else {
             continue;
         };
-        if is_depthwise(conv) {
-            continue;
-        }
-        let facts = model.node_input_facts(id)?;
-        let Some(mut op) = PackedConv::from_conv(conv, &facts, isa)? else {
-            continue;
-        };
-        // The same output as tract's, or nothing changes.
-        let fact = op.output_facts(&facts[..1])?.remove(0);
-        drop(facts);
-        let theirs = &node.outputs[0].fact;
-        if fact.datum_type != theirs.datum_type || fact.shape != theirs.shape {
-            continue;
-        }
-        let mut last = OutletId::new(id, 0);
+        let (mut op, mut last) = (op, last);
         while let Some((next, clamp)) = fused_clamp(model, last, op.clamp())? {
             op = op.with_clamp(clamp);
             last = next;
         }
         let mut patch = TypedModelPatch::new(format!("packed conv {}", node.name));
         let input = patch.tap_model(model, node.inputs[0])?;
-        let wire = patch.wire_node(&node.name, op, &[input])?[0];
+        let mut wire = match op {
+            Ours::Packed(op) => patch.wire_node(&node.name, op, &[input])?[0],
+            Ours::Depthwise(op) => patch.wire_node(&node.name, op, &[input])?[0],
+        };
+        for (j, axis_op) in after.into_iter().enumerate() {
+            wire = patch.wire_node(format!("{}.axes.{j}", node.name), axis_op, &[wire])?[0];
+        }
+        // The same output as tract's, or nothing changes.
+        let (mine, theirs) = (patch.outlet_fact(wire)?, model.outlet_fact(last)?);
+        if mine.datum_type != theirs.datum_type || mine.shape != theirs.shape {
+            continue;
+        }
         patch.shunt_outside(model, last, wire)?;
         patch.apply(model)?;
         replaced += 1;
@@ -61,6 +78,28 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
         *model = std::mem::take(model).into_compact()?;
     }
     Ok(replaced)
+}
+
+/// One of our convolutions.
+enum Ours {
+    Packed(PackedConv),
+    Depthwise(DepthwiseConv),
+}
+
+impl Ours {
+    fn clamp(&self) -> Clamp {
+        match self {
+            Ours::Packed(op) => op.clamp(),
+            Ours::Depthwise(op) => op.clamp(),
+        }
+    }
+
+    fn with_clamp(&self, clamp: Clamp) -> Ours {
+        match self {
+            Ours::Packed(op) => Ours::Packed(op.with_clamp(clamp)),
+            Ours::Depthwise(op) => Ours::Depthwise(op.with_clamp(clamp)),
+        }
+    }
 }
 
 fn is_depthwise(conv: &Conv) -> bool {
