@@ -441,7 +441,7 @@ fn pointwise_conv_before_squeeze_and_transpose() {
     let x = tensor(&[n, cin as usize, 1, w], rng.floats(n * cin as usize * w));
     let model = Model::from_bytes(&bytes).unwrap();
     let got = model.run(vec![x.clone()]).unwrap();
-    let want = tract_run(&bytes, &[x.clone()]);
+    let want = tract_run(&bytes, std::slice::from_ref(&x));
     assert_eq!(got[0].shape(), [w, n, cout as usize]);
     assert!(difference(&got[0], &want[0]) <= 1e-5);
     let ops = plan_ops(&model, &[x]);

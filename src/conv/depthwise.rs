@@ -1,8 +1,10 @@
 //! A float depthwise convolution (one input and one output channel per group), as mobile
 //! CRNNs put between their pointwise ones: tract's own kernel walks each output position's
-//! taps one at a time (about 1 GFLOP/s at stride 2); this one adds each tap's weighted input
-//! row to a row of outputs, a loop the compiler vectorizes (stride 1 and 2 alike), bias
-//! first and the fused clamp last.
+//! taps one at a time (about 1 GFLOP/s at stride 2). This one works an output row at a time:
+//! each tap is a weight and a contiguous run of input (at stride 2 and more, of one phase of
+//! the input row, split once), summed over the columns it reaches inside the image, bias first
+//! and the fused clamp last ([`super::kernels::depthwise_row`]: AVX-512 in registers, 64
+//! columns at a time; otherwise a loop over the row the compiler vectorizes).
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use tract_core::ops::cnn::{Conv, PoolSpec};
 use tract_core::ops::nn::DataFormat;
 use tract_hir::internal::*;
 
+use super::kernels::{self, RowTap};
 use super::{geometry, Clamp, Geo, Isa};
 
 /// A depthwise float32 convolution (NCHW or CHW, one or two spatial axes, any kernel,
@@ -143,7 +146,7 @@ impl DepthwiseConv {
                 Isa::Avx512 => unsafe { plane_avx512(&args, out) },
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => unsafe { plane_avx2(&args, out) },
-                _ => plane_rows::<false>(&args, out),
+                _ => plane_rows(self.isa, &args, out),
             }
         }
         Ok(output)
@@ -164,23 +167,48 @@ struct Plane<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn plane_avx512(p: &Plane, out: &mut [f32]) {
-    plane_rows::<true>(p, out)
+    plane_rows(Isa::Avx512, p, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn plane_avx2(p: &Plane, out: &mut [f32]) {
-    plane_rows::<true>(p, out)
+    plane_rows(Isa::Avx2, p, out)
 }
 
-/// `out` (`[oh, ow]`) for one plane: each output row starts at the bias, then takes each
-/// tap's input row times its weight over the columns whose input is inside the image (the
-/// padding adds nothing), then the clamp. With `FMA`, one rounding per tap.
+/// `out` (`[oh, ow]`) for one plane, row by row: each row's taps (the kernel rows inside the
+/// image, the columns whose input is) go to [`kernels::depthwise_row`]. At a stride `s` > 1
+/// each input row is first split into its `s` phases (columns `r`, `r + s`, …), so that
+/// every tap reads a contiguous run. Inlined into each instruction set's function, so that
+/// the compiler vectorizes the phase split with it.
 #[inline(always)]
-fn plane_rows<const FMA: bool>(p: &Plane, out: &mut [f32]) {
+fn plane_rows(isa: Isa, p: &Plane, out: &mut [f32]) {
     let g = &p.geo;
+    let sw = g.sw;
+    // Per kernel column: the output columns lo .. hi it reaches inside the image, the phase
+    // it reads and where in it column lo's input is.
+    let spans: Vec<(usize, usize, usize, usize)> = (0..g.kw)
+        .map(|kx| {
+            let shift = kx * g.dw;
+            // Columns ox with 0 <= ox·sw + shift - pl < w.
+            let lo = g.pl.saturating_sub(shift).div_ceil(sw);
+            let hi = if g.w + g.pl > shift {
+                ((g.w + g.pl - shift - 1) / sw + 1).min(g.ow)
+            } else {
+                0
+            };
+            let q = shift as isize - g.pl as isize;
+            let (r, off) = (q.rem_euclid(sw as isize), q.div_euclid(sw as isize));
+            let start = (lo as isize + off).max(0) as usize;
+            (lo, hi.max(lo), r as usize, start)
+        })
+        .collect();
+    let phase_len = g.w.div_ceil(sw);
+    let row_len = sw * phase_len;
+    let mut phases = vec![0f32; if sw > 1 { g.kh * row_len } else { 0 }];
+    let mut taps: Vec<RowTap> = Vec::with_capacity(g.kh * g.kw);
     for (oy, row) in out.chunks_exact_mut(g.ow).enumerate() {
-        row.fill(p.bias);
+        taps.clear();
         for ky in 0..g.kh {
             let Some(iy) = (oy * g.sh + ky * g.dh).checked_sub(g.pt) else {
                 continue;
@@ -189,62 +217,46 @@ fn plane_rows<const FMA: bool>(p: &Plane, out: &mut [f32]) {
                 continue;
             }
             let input = &p.x[iy * g.w..][..g.w];
-            for kx in 0..g.kw {
-                let wv = p.w[ky * g.kw + kx];
-                let shift = kx * g.dw;
-                // Columns ox with 0 <= ox·sw + shift - pl < w.
-                let lo = g.pl.saturating_sub(shift).div_ceil(g.sw);
-                let hi = if g.w + g.pl > shift {
-                    (g.w + g.pl - shift - 1) / g.sw + 1
-                } else {
-                    0
-                };
-                let hi = hi.min(g.ow);
-                if lo >= hi {
-                    continue;
+            let at = ky * row_len;
+            if sw == 2 {
+                let (even, odd) = phases[at..at + row_len].split_at_mut(phase_len);
+                let pairs = input.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    even[phase_len - 1] = *last;
                 }
-                let start = lo * g.sw + shift - g.pl;
-                let dst = &mut row[lo..hi];
-                match g.sw {
-                    1 => {
-                        for (o, &v) in dst.iter_mut().zip(&input[start..]) {
-                            *o = madd::<FMA>(v, wv, *o);
-                        }
-                    }
-                    2 => {
-                        // Pairs: the last column's pair may end past the row.
-                        let src = &input[start..];
-                        let full = dst.len().min(src.len() / 2);
-                        for (o, pair) in dst[..full].iter_mut().zip(src.chunks_exact(2)) {
-                            *o = madd::<FMA>(pair[0], wv, *o);
-                        }
-                        for (j, o) in dst.iter_mut().enumerate().skip(full) {
-                            *o = madd::<FMA>(src[2 * j], wv, *o);
-                        }
-                    }
-                    s => {
-                        for (o, &v) in dst.iter_mut().zip(input[start..].iter().step_by(s)) {
-                            *o = madd::<FMA>(v, wv, *o);
-                        }
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+            } else if sw > 2 {
+                for r in 0..sw.min(g.w) {
+                    let phase = &mut phases[at + r * phase_len..][..phase_len];
+                    for (d, &v) in phase.iter_mut().zip(input[r..].iter().step_by(sw)) {
+                        *d = v;
                     }
                 }
             }
+            for (kx, &(lo, hi, r, start)) in spans.iter().enumerate() {
+                if lo < hi {
+                    let src = if sw > 1 {
+                        at + r * phase_len + start
+                    } else {
+                        iy * g.w + start
+                    };
+                    taps.push(RowTap {
+                        w: p.w[ky * g.kw + kx],
+                        src,
+                        lo,
+                        hi,
+                    });
+                }
+            }
         }
-        if let Some(lo) = p.clamp.lo {
-            row.iter_mut().for_each(|v| *v = v.max(lo));
-        }
-        if let Some(hi) = p.clamp.hi {
-            row.iter_mut().for_each(|v| *v = v.min(hi));
-        }
-    }
-}
-
-#[inline(always)]
-fn madd<const FMA: bool>(x: f32, w: f32, acc: f32) -> f32 {
-    if FMA {
-        x.mul_add(w, acc)
-    } else {
-        acc + x * w
+        let data: &[f32] = if sw > 1 { &phases } else { p.x };
+        // SAFETY: `isa` is available (the op is built only for sets this CPU runs); each
+        // tap's span is inside the row, its input inside `data` (the spans keep the input
+        // column inside the image row, or its phase).
+        unsafe { kernels::depthwise_row(isa, row, data, &taps, p.bias, p.clamp) };
     }
 }
 

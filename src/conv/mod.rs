@@ -21,7 +21,9 @@
 //!   rows of output (4 frequencies, one frame of a stream, Silero's 4 STFT frames), where
 //!   vectors over positions would run mostly empty.
 //!
-//! The pass choosing it is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
+//! Depthwise convolutions (one channel per group, where a block of output channels would run
+//! 1/16 full) have their own op, [`DepthwiseConv`] (`depthwise.rs`). The pass choosing them
+//! is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
 
 mod depthwise;
 mod kernels;

@@ -1,15 +1,17 @@
-//! Float convolutions onto [`PackedConv`], before tract's codegen lowers them.
+//! Float convolutions onto [`PackedConv`] and [`DepthwiseConv`], before tract's codegen
+//! lowers them.
 //!
 //! It runs in plan optimization only ([`crate::model::optimize_typed`], after declutter and
 //! constant folding): the analyses before it (a stream's causal-convolution history in
 //! [`super::state_io`], the time axis in [`super::time_axis`]) see tract's own `Conv`, and by
 //! now tract has folded what it folds into a convolution (a zero `Pad` before it, a `Mul` or
-//! `Add` by channel after it). A `Max` or `Min` by a constant scalar right after the
-//! convolution (ReLU, clip), read by nothing else, is fused into it.
+//! `Add` by channel after it). The 1×1 convolutions declutter turned into an einsum and a
+//! bias `Add` are read back as convolutions ([`super::pointwise`]). A `Max` or `Min` by a
+//! constant scalar right after the convolution (ReLU, clip), read by nothing else, is fused
+//! into it.
 //!
 //! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
-//! axes, weights or bias computed at run time, and depthwise convolutions, for which tract
-//! has its own kernel.
+//! axes, and weights or bias computed at run time.
 
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::cnn::Conv;
