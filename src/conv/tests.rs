@@ -265,36 +265,3 @@ fn empty_inputs() {
         }
     }
 }
-
-/// The depthwise convolutions among the random cases, on [`DepthwiseConv`] with each set of
-/// kernels, against tract's.
-#[test]
-fn random_depthwise_convolutions_equal_tracts() {
-    let isas = isas();
-    let (mut covered, mut worst_seen) = (0, 0f32);
-    for seed in 0..2000 {
-        let case = random_case(&mut Rng(seed));
-        let fin = f32::fact(case.input.shape());
-        let fk = TypedFact::try_from(case.kernel.clone()).unwrap();
-        let fb = TypedFact::try_from(case.bias.clone()).unwrap();
-        let want = tract_conv(&case);
-        for &isa in &isas {
-            let Some(op) = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa).unwrap()
-            else {
-                continue;
-            };
-            covered += 1;
-            let got = op.with_clamp(case.clamp).compute(&case.input).unwrap();
-            let w = worst(&got, &want);
-            assert!(
-                w <= 1e-5,
-                "seed {seed}, {isa:?}: difference {w:e}\n{:?}\ninput {:?}",
-                case.conv,
-                case.input.shape()
-            );
-            worst_seen = worst_seen.max(w);
-        }
-    }
-    eprintln!("{covered} depthwise convolutions: largest relative difference {worst_seen:e}");
-    assert!(covered > 200 * isas.len(), "only {covered} depthwise cases");
-}

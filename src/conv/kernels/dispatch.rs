@@ -1,10 +1,10 @@
 //! The choice of tile kernel: by instruction set, and by tile size (each kernel is compiled
 //! per row or column count).
 
-use super::generic::{chan_portable, row_portable, tile_portable};
+use super::generic::{chan_portable, tile_portable};
 #[cfg(target_arch = "x86_64")]
 use super::x86_64::{avx2, avx512};
-use super::{Clamp, Direct, Isa, RowTap, Tile, CHANNEL_TILE_COLS};
+use super::{Direct, Isa, Tile, CHANNEL_TILE_COLS};
 
 /// Computes a pixel tile of `t.rows` (1 ..= `isa.mr()`) channels × up to `isa.nr()` positions.
 ///
@@ -135,30 +135,4 @@ pub(crate) unsafe fn direct_block_tile(t: &Tile, d: &Direct, h: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("Direct panels are made for AVX-512 only ({t:?}, {d:?}, {h})")
-}
-
-/// One output row of a depthwise convolution: the bias, plus each tap's weight times `data`
-/// from `tap.src` over its columns, then the clamp.
-///
-/// # Safety
-/// `isa` is available; every tap has `lo <= hi <= row.len()` and `data` holds
-/// `src + hi - lo` values.
-pub(crate) unsafe fn depthwise_row(
-    isa: Isa,
-    row: &mut [f32],
-    data: &[f32],
-    taps: &[RowTap],
-    bias: f32,
-    clamp: Clamp,
-) {
-    debug_assert!(taps
-        .iter()
-        .all(|t| t.lo <= t.hi && t.hi <= row.len() && t.src + t.hi - t.lo <= data.len()));
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => avx512::row512(row, data, taps, bias, clamp),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::row256(row, data, taps, bias, clamp),
-        _ => row_portable::<false>(row, data, taps, bias, clamp),
-    }
 }

@@ -1,6 +1,6 @@
 //! The portable tile kernels: plain multiply-add, any CPU.
 
-use super::{Clamp, RowTap, Tile};
+use super::{Clamp, Tile};
 
 pub(super) unsafe fn chan_portable<const NP: usize>(t: &Tile) {
     const WB: usize = 4;
@@ -55,33 +55,5 @@ pub(super) unsafe fn tile_portable<const R: usize>(t: &Tile) {
         for (c, &a) in c.iter_mut().zip(acc) {
             *c = t.clamp.apply(a);
         }
-    }
-}
-
-/// [`super::depthwise_row`] accumulating in the row itself, a loop the compiler vectorizes
-/// for the instruction set it is inlined into; with `FMA`, one rounding per tap.
-#[inline(always)]
-pub(super) fn row_portable<const FMA: bool>(
-    row: &mut [f32],
-    data: &[f32],
-    taps: &[RowTap],
-    bias: f32,
-    clamp: Clamp,
-) {
-    row.fill(bias);
-    for t in taps {
-        for (o, &v) in row[t.lo..t.hi].iter_mut().zip(&data[t.src..]) {
-            *o = if FMA {
-                v.mul_add(t.w, *o)
-            } else {
-                *o + v * t.w
-            };
-        }
-    }
-    if let Some(lo) = clamp.lo {
-        row.iter_mut().for_each(|v| *v = v.max(lo));
-    }
-    if let Some(hi) = clamp.hi {
-        row.iter_mut().for_each(|v| *v = v.min(hi));
     }
 }

@@ -21,9 +21,7 @@ mod packing;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-pub(crate) use dispatch::{
-    channel_tile, depthwise_row, direct_block_tile, direct_tile, pixel_tile,
-};
+pub(crate) use dispatch::{channel_tile, direct_block_tile, direct_tile, pixel_tile};
 pub(crate) use packing::{Direct, Geo, Patches};
 
 /// The instruction set a [`super::PackedConv`] was packed for.
@@ -121,15 +119,4 @@ pub(crate) struct Tile {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) clamp: Clamp,
-}
-
-/// One tap of a depthwise convolution's output row (see [`depthwise_row`]): its weight, where
-/// the input of output column `lo` is, and the columns `lo .. hi` whose input is inside the
-/// image (the others read padding, which adds nothing).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RowTap {
-    pub(crate) w: f32,
-    pub(crate) src: usize,
-    pub(crate) lo: usize,
-    pub(crate) hi: usize,
 }

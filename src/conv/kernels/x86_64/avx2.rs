@@ -1,9 +1,8 @@
 //! The AVX2+FMA kernels: pixel tiles of 4 channels × 2 vectors of 8, channel tiles of 8, and
 //! the packing of 16-wide panels.
 
-use crate::conv::kernels::generic::row_portable;
 use crate::conv::kernels::packing::{Panel, Patches};
-use crate::conv::kernels::{Clamp, RowTap, Tile};
+use crate::conv::kernels::Tile;
 use std::arch::x86_64::*;
 
 /// [`super::avx512::chan512`] with 8 channels in a vector, stored channel by channel.
@@ -119,16 +118,4 @@ pub(in crate::conv::kernels) unsafe fn tile256<const R: usize>(t: &Tile) {
             _mm256_maskstore_ps(c.add(8), m1, acc1[r]);
         }
     }
-}
-
-/// [`crate::conv::kernels::depthwise_row`]: the portable row loop, compiled for AVX2+FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(in crate::conv::kernels) unsafe fn row256(
-    row: &mut [f32],
-    data: &[f32],
-    taps: &[RowTap],
-    bias: f32,
-    clamp: Clamp,
-) {
-    row_portable::<true>(row, data, taps, bias, clamp)
 }

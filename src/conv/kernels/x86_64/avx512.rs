@@ -2,7 +2,7 @@
 //! straight from the input), channel tiles of 16, and the packing of 32-wide panels.
 
 use crate::conv::kernels::packing::{spread_even, Direct, Panel, Patches};
-use crate::conv::kernels::{Clamp, RowTap, Tile};
+use crate::conv::kernels::Tile;
 use std::arch::x86_64::*;
 
 /// A channel tile: 16 channels in a vector, `NP` positions, written with a scatter
@@ -222,45 +222,6 @@ pub(in crate::conv::kernels) unsafe fn pack512(patches: &Patches, panel: &Panel,
                         image = image.add(plane);
                     }
                 }
-            }
-        }
-    }
-}
-
-/// [`crate::conv::kernels::depthwise_row`]: blocks of 4 vectors of 16 columns held in
-/// registers over all the taps (4 independent sums), each tap a masked load per vector, so
-/// the columns outside a tap's span read nothing.
-#[target_feature(enable = "avx512f")]
-pub(in crate::conv::kernels) unsafe fn row512(
-    row: &mut [f32],
-    data: &[f32],
-    taps: &[RowTap],
-    bias: f32,
-    clamp: Clamp,
-) {
-    let ow = row.len();
-    let base = data.as_ptr();
-    for c0 in (0..ow).step_by(64) {
-        let mut acc = [_mm512_set1_ps(bias); 4];
-        for t in taps {
-            let w = _mm512_set1_ps(t.w);
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let c = c0 + 16 * j;
-                let (a, b) = (t.lo.max(c), t.hi.min(c + 16));
-                if a < b {
-                    let m = lanes16(b - c) & !lanes16(a - c);
-                    // Lane l reads column c + l's input, data[src + c + l - lo]: only the
-                    // lanes of a .. b, inside `data`, are loaded.
-                    let p = base.wrapping_add(t.src + c).wrapping_sub(t.lo);
-                    *acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p), w, *acc);
-                }
-            }
-        }
-        clamp_tile!(clamp, _mm512_set1_ps, _mm512_max_ps, _mm512_min_ps; acc);
-        for (j, acc) in acc.iter().enumerate() {
-            let c = c0 + 16 * j;
-            if c < ow {
-                _mm512_mask_storeu_ps(row.as_mut_ptr().add(c), lanes16(ow - c), *acc);
             }
         }
     }
