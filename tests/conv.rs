@@ -223,9 +223,7 @@ fn random_graph(seed: u64) -> Graph {
             bytes: model_bytes(graph, 13),
             input: tensor(&xshape, x),
             weights_input,
-            expect: if weights_as_input {
-                Expect::Tracts
-            } else if group > 1 && cig == 1 && cog == 1 {
+            expect: if weights_as_input || (group > 1 && cig == 1 && cog == 1) {
                 Expect::Tracts
             } else if group == 1 && kernel.iter().product::<usize>() == 1 && cin.min(cout) == 1 {
                 Expect::Either
