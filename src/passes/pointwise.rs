@@ -92,6 +92,7 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Poi
         return Ok(None);
     }
     kept.sort();
+    summed.sort();
     if kept.len() + summed.len() + 1 != rank
         || summed.iter().any(|&a| a <= c || !x.shape[a].is_one())
         || out.rank() != kept.len() + 1
