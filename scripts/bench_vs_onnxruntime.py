@@ -504,16 +504,20 @@ def summarize(rows):
 
 def time_bench_set(binary, args, folder, runs=20):
     """ms per call on the synthetic models of scripts/gen_bench_models.py (manifest.json in
-    `folder`), onnxruntime and rnn-run alternated as in the other tables."""
+    `folder`), onnxruntime, rnn-run and the --also binaries alternated as in the other tables."""
+    also = [Path(b) for b in (args.also or [])]
     print(f"\nsynthetic benchmark set ({folder}), ms per call; CPU: {cpu_model()}")
-    print(" ".join(["{:<38}", "{:>9}", "{:>9}", "{:>6}"]).format("model", "ort", "rnn-run", "ratio"))
+    head = ["model", "ort", "rnn-run", "ratio"]
+    for b in also:
+        head += [b.parent.name[:9], "ratio"]
+    print(" ".join(["{:<38}", "{:>9}", "{:>9}", "{:>6}"] + ["{:>9}", "{:>6}"] * len(also)).format(*head))
     rows = []
     for entry in json.loads((folder / "manifest.json").read_text()):
         inputs = folder / entry["inputs"]
         with np.load(inputs) as npz:
             feed = {k: npz[k] for k in npz.files}
         sess = ort_session(folder / entry["model"])
-        ort_ms, rr_ms = [], []
+        ort_ms, rr_ms, also_ms = [], [], [[] for _ in also]
         for _ in range(args.rounds):
             if args.quiet_wait > 0:
                 wait_quiet(args.quiet_wait)
@@ -525,12 +529,18 @@ def time_bench_set(binary, args, folder, runs=20):
                 times.append(time.perf_counter() - t0)
             ort_ms.append(statistics.median(times) * 1e3)
             rr_ms.append(time_rnn_run(binary, folder / entry["model"], inputs, runs))
+            for b, ms in zip(also, also_ms):
+                ms.append(time_rnn_run(b, folder / entry["model"], inputs, runs))
         o, r = statistics.median(ort_ms), statistics.median(rr_ms)
         rows.append({"model": entry["name"], "ort_ms": o, "rnn_run_ms": r, "ratio": r / o,
                      "load": load_average()})
-        print(f"{entry['name']:<38} {o:>9.3f} {r:>9.3f} {r / o:>6.2f}", flush=True)
+        cells = f"{entry['name']:<38} {o:>9.3f} {r:>9.3f} {r / o:>6.2f}"
+        for b, ms in zip(also, also_ms):
+            a = statistics.median(ms)
+            rows[-1].setdefault("also", {})[str(b)] = a
+            cells += f" {a:>9.3f} {a / o:>6.2f}"
+        print(cells, flush=True)
     return rows
-
 
 if __name__ == "__main__":
     main()

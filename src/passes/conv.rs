@@ -4,12 +4,15 @@
 //! constant folding): the analyses before it (a stream's causal-convolution history in
 //! [`super::state_io`], the time axis in [`super::time_axis`]) see tract's own `Conv`, and by
 //! now tract has folded what it folds into a convolution (a zero `Pad` before it, a `Mul` or
-//! `Add` by channel after it). A `Max` or `Min` by a constant scalar right after the
-//! convolution (ReLU, clip), read by nothing else, is fused into it.
+//! `Add` by channel after it). The 1×1 convolutions declutter turned into an einsum and a
+//! bias `Add` are read back as convolutions ([`super::pointwise`]). A `Max` or `Min` by a
+//! constant scalar right after the convolution (ReLU, clip), read by nothing else, is fused
+//! into it.
 //!
 //! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
 //! axes, weights or bias computed at run time, and depthwise convolutions, for which tract
-//! has its own kernel.
+//! has its own kernel (a row-wise kernel of ours, tried for the CRNN bench model, was slower
+//! than it).
 
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::cnn::Conv;
@@ -28,31 +31,42 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
-        let Some(conv) = node.op_as::<Conv>() else {
+        let (op, last, after) = if let Some(conv) = node.op_as::<Conv>() {
+            if is_depthwise(conv) {
+                continue;
+            }
+            let facts = model.node_input_facts(id)?;
+            let Some(op) = PackedConv::from_conv(conv, &facts, isa)? else {
+                continue;
+            };
+            (op, OutletId::new(id, 0), vec![])
+        } else if let Some(p) = super::pointwise::pointwise(model, id)? {
+            let x = model.outlet_fact(node.inputs[0])?;
+            let kernel = TypedFact::try_from(p.kernel)?;
+            let bias = TypedFact::try_from(p.bias)?;
+            let Some(op) = PackedConv::from_conv(&p.conv, &[x, &kernel, &bias], isa)? else {
+                continue;
+            };
+            (op, p.last, p.after)
+        } else {
             continue;
         };
-        if is_depthwise(conv) {
-            continue;
-        }
-        let facts = model.node_input_facts(id)?;
-        let Some(mut op) = PackedConv::from_conv(conv, &facts, isa)? else {
-            continue;
-        };
-        // The same output as tract's, or nothing changes.
-        let fact = op.output_facts(&facts[..1])?.remove(0);
-        drop(facts);
-        let theirs = &node.outputs[0].fact;
-        if fact.datum_type != theirs.datum_type || fact.shape != theirs.shape {
-            continue;
-        }
-        let mut last = OutletId::new(id, 0);
+        let (mut op, mut last) = (op, last);
         while let Some((next, clamp)) = fused_clamp(model, last, op.clamp())? {
             op = op.with_clamp(clamp);
             last = next;
         }
         let mut patch = TypedModelPatch::new(format!("packed conv {}", node.name));
         let input = patch.tap_model(model, node.inputs[0])?;
-        let wire = patch.wire_node(&node.name, op, &[input])?[0];
+        let mut wire = patch.wire_node(&node.name, op, &[input])?[0];
+        for (j, axis_op) in after.into_iter().enumerate() {
+            wire = patch.wire_node(format!("{}.axes.{j}", node.name), axis_op, &[wire])?[0];
+        }
+        // The same output as tract's, or nothing changes.
+        let (mine, theirs) = (patch.outlet_fact(wire)?, model.outlet_fact(last)?);
+        if mine.datum_type != theirs.datum_type || mine.shape != theirs.shape {
+            continue;
+        }
         patch.shunt_outside(model, last, wire)?;
         patch.apply(model)?;
         replaced += 1;

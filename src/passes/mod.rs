@@ -8,6 +8,7 @@
 //!   linear in the graph;
 //! - [`maxpool`]: 2×2 max pooling at stride 2 onto a plain loop, in plan optimization;
 //! - [`names`]: one name per node, checked after each of these passes in every build;
+//! - [`pointwise`]: 1×1 convolutions tract turned into an einsum, read back for [`conv`];
 //! - [`pad`]: ONNX `Pad` with negative pads (a crop), which tract cannot read;
 //! - [`qfuse`]: the float scaling after a quantized convolution or product, folded into it;
 //! - [`reverse`]: reversals along an axis (`Slice` with step -1) as block copies;
@@ -26,6 +27,7 @@ pub(crate) mod identity;
 pub(crate) mod maxpool;
 pub(crate) mod names;
 pub mod pad;
+pub(crate) mod pointwise;
 pub(crate) mod qfuse;
 pub mod reverse;
 pub(crate) mod slice_bounds;
