@@ -38,7 +38,7 @@ use super::kernels::quantize;
 pub(super) const NC: usize = 32;
 
 /// Rows of `a` per pass over a pair panel.
-const MR: usize = 4;
+const MR: usize = 6;
 
 /// The kernels a product runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,13 +371,18 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
     }
     let mut sink = sink;
     let pairs = w.k.div_ceil(2);
+    let wide = if w.avx2 {
+        centered_pairs(a)
+    } else {
+        Vec::new()
+    };
     let mut sums = [[0i32; NC]; MR];
     for panel in 0..w.n.div_ceil(NC) {
         let c0 = panel * NC;
         let cols = NC.min(w.n - c0);
         for r0 in (0..a.rows).step_by(MR) {
             let block = MR.min(a.rows - r0);
-            panel_sums(a, r0, block, w, panel, pairs, &mut sums);
+            panel_sums(a, &wide, r0, block, w, panel, pairs, &mut sums);
             for (i, row_sums) in sums.iter_mut().take(block).enumerate() {
                 let row_sums = &mut row_sums[..cols];
                 if let Some(&b) = row_bias.get(r0 + i) {
@@ -425,9 +430,34 @@ fn scale_into(o: &mut [f32], sums: &[i32], mult: impl Fn(usize) -> f32, accumula
     }
 }
 
-/// The int32 sums of rows `r0..r0 + block` of `a` against one pair panel.
+/// Every row of `a` as its pairs `a[r, 2p] − a_zp`, `a[r, 2p + 1] − a_zp` (0 past the end of
+/// the row), each pair one int32 holding the two int16 (the first in the low half): what
+/// `vpmaddwd` multiplies against a pair of weights, broadcast from memory.
+fn centered_pairs(a: &QuantRows) -> Vec<i32> {
+    let pairs = a.k.div_ceil(2);
+    let mut wide = vec![0i32; a.rows * pairs];
+    let d = a.d as i16;
+    for (r, out) in wide.chunks_exact_mut(pairs.max(1)).enumerate().take(a.rows) {
+        let row = &a.s[r * a.stride..r * a.stride + 2 * pairs];
+        for (o, two) in out.iter_mut().zip(row.chunks_exact(2)) {
+            let lo = (two[0] as i16 + d) as u16 as u32;
+            let hi = (two[1] as i16 + d) as u16 as u32;
+            *o = (hi << 16 | lo) as i32;
+        }
+        if a.k % 2 == 1 {
+            // The padding byte is 0, which centered would be d: the pair's high half is 0.
+            out[pairs - 1] &= 0xFFFF;
+        }
+    }
+    wide
+}
+
+/// The int32 sums of rows `r0..r0 + block` of `a` (`wide`: its [`centered_pairs`] on the
+/// AVX2 path) against one pair panel.
+#[allow(clippy::too_many_arguments)]
 fn panel_sums(
     a: &QuantRows,
+    wide: &[i32],
     r0: usize,
     block: usize,
     w: &IntMatrix,
@@ -437,17 +467,19 @@ fn panel_sums(
 ) {
     #[cfg(target_arch = "x86_64")]
     if w.avx2 {
-        // SAFETY: the CPU has AVX2 (the path was one it runs); the panel's pairs·NC·2 values exist by
-        // construction of the packing, `a` holds rows r0..r0 + block (checked by the caller).
+        let rows = &wide[r0 * pairs..(r0 + block) * pairs];
+        // SAFETY: the CPU has AVX2 (the path was one it runs); the panel's pairs·NC·2 values
+        // exist by construction of the packing, `rows` holds `block` rows of `pairs`.
         unsafe {
             match &w.packed {
-                Packed::I8(p) => avx2::panel_sums_i8(a, r0, block, p, panel, pairs, sums),
-                Packed::I16(p) => avx2::panel_sums_i16(a, r0, block, p, panel, pairs, sums),
+                Packed::I8(p) => avx2::panel_sums(rows, pairs, block, p, panel, pairs, sums),
+                Packed::I16(p) => avx2::panel_sums(rows, pairs, block, p, panel, pairs, sums),
                 Packed::Quads(_) => unreachable!("quads take their own product"),
             }
         }
         return;
     }
+    let _ = wide;
     match &w.packed {
         Packed::I8(p) => portable_panel_sums(a, r0, block, p, panel, pairs, sums),
         Packed::I16(p) => portable_panel_sums(a, r0, block, p, panel, pairs, sums),
