@@ -110,3 +110,96 @@ pub(in crate::qlstm::int_gemm) unsafe fn panel_sums<T: Weights>(
         }
     }
 }
+
+/// Thirty-two floats quantized as `kernels::quantize` does (a true division, round half to
+/// even, `+ zp`, clamp to 0..255: NaN lands on 0 as with `as u8`), as bytes in order.
+///
+/// # Safety
+/// AVX2; thirty-two values readable at `v`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize32(v: *const f32, scale: __m256, zp: __m256) -> __m256i {
+    let (lo, hi) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+    let q = |i: usize| {
+        let x = _mm256_div_ps(_mm256_loadu_ps(v.add(8 * i)), scale);
+        let x = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+        // max first: a NaN operand yields the second one, 0.
+        _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(x, zp), lo), hi))
+    };
+    // The packs interleave the four vectors by 128-bit lane in groups of four values; the
+    // permutation puts the groups back in order.
+    let ab = _mm256_packs_epi32(q(0), q(1));
+    let cd = _mm256_packs_epi32(q(2), q(3));
+    let bytes = _mm256_packus_epi16(ab, cd);
+    _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// `out[i] = quantize(values[i], scale, zp)`, thirty-two at a time.
+///
+/// # Safety
+/// AVX2; `out` is as long as `values`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn quantize_u8(values: &[f32], scale: f32, zp: u8, out: &mut [u8]) {
+    debug_assert_eq!(values.len(), out.len());
+    let (s, z) = (_mm256_set1_ps(scale), _mm256_set1_ps(zp as f32));
+    let main = values.len() / 32 * 32;
+    for i in (0..main).step_by(32) {
+        let q = quantize32(values.as_ptr().add(i), s, z);
+        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, q);
+    }
+    for (o, &v) in out[main..].iter_mut().zip(&values[main..]) {
+        *o = crate::qlstm::kernels::quantize(v, scale, zp);
+    }
+}
+
+/// `out[i] = quantize(values[i], scale, zp) − 128` (signed bytes), thirty-two at a time;
+/// returns `Σ out`.
+///
+/// # Safety
+/// AVX2; `out` is as long as `values`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn quantize_row(values: &[f32], scale: f32, zp: u8, out: &mut [i8]) -> i32 {
+    debug_assert_eq!(values.len(), out.len());
+    let (s, z) = (_mm256_set1_ps(scale), _mm256_set1_ps(zp as f32));
+    let main = values.len() / 32 * 32;
+    let mut total = _mm256_setzero_si256();
+    for i in (0..main).step_by(32) {
+        let q = quantize32(values.as_ptr().add(i), s, z);
+        // Σ q in four 64-bit lanes (sums of absolute differences from 0).
+        total = _mm256_add_epi64(total, _mm256_sad_epu8(q, _mm256_setzero_si256()));
+        let signed = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+        _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, signed);
+    }
+    let mut lanes = [0i64; 4];
+    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, total);
+    let mut sum = (lanes.iter().sum::<i64>() - 128 * main as i64) as i32;
+    for (o, &v) in out[main..].iter_mut().zip(&values[main..]) {
+        *o = (crate::qlstm::kernels::quantize(v, scale, zp) ^ 0x80) as i8;
+        sum += *o as i32;
+    }
+    sum
+}
+
+/// `(min, max)` of 0 and `values`, NaN skipped, as `kernels::quantization_params` folds them
+/// (a zero's sign may differ, which changes neither the scale nor the zero point).
+///
+/// # Safety
+/// AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn range(values: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let main = values.len() / 8 * 8;
+    for i in (0..main).step_by(8) {
+        // With a NaN in the first operand, min and max return the second.
+        let v = _mm256_loadu_ps(values.as_ptr().add(i));
+        lo = _mm256_min_ps(v, lo);
+        hi = _mm256_max_ps(v, hi);
+    }
+    let (mut l, mut h) = ([0f32; 8], [0f32; 8]);
+    _mm256_storeu_ps(l.as_mut_ptr(), lo);
+    _mm256_storeu_ps(h.as_mut_ptr(), hi);
+    l.into_iter()
+        .chain(values[main..].iter().copied())
+        .zip(h.into_iter().chain(values[main..].iter().copied()))
+        .fold((0f32, 0f32), |(a, b), (x, y)| (a.min(x), b.max(y)))
+}

@@ -178,6 +178,13 @@ impl QuantRows {
             self.row_sums[r] = unsafe { avx512_vnni::quantize_row(values, scale, zp, row) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if Path::selected() == Path::Avx2 {
+            let row = &mut self.s[r * self.stride..r * self.stride + self.k];
+            // SAFETY: the CPU runs AVX2 (the selected path); lengths asserted.
+            self.row_sums[r] = unsafe { avx2::quantize_row(values, scale, zp, row) };
+            return;
+        }
         self.set_row(r, values.iter().map(|&v| quantize(v, scale, zp)));
     }
 
@@ -192,26 +199,34 @@ impl QuantRows {
     }
 }
 
-/// `out[i] = kernels::quantize(values[i], scale, zp)` with AVX-512 on its path; `false` (and
-/// nothing written) elsewhere.
+/// `out[i] = kernels::quantize(values[i], scale, zp)` with AVX-512 or AVX2 on their paths;
+/// `false` (and nothing written) on the portable one.
 pub(crate) fn quantize_u8_wide(values: &[f32], scale: f32, zp: u8, out: &mut [u8]) -> bool {
     assert_eq!(values.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    if Path::selected() == Path::Avx512Vnni {
+    match Path::selected() {
         // SAFETY: the CPU runs AVX-512 F (part of the selected path); lengths asserted.
-        unsafe { avx512_vnni::quantize_u8(values, scale, zp, out) };
-        return true;
+        Path::Avx512Vnni => unsafe { avx512_vnni::quantize_u8(values, scale, zp, out) },
+        // SAFETY: the CPU runs AVX2 (the selected path); lengths asserted.
+        Path::Avx2 => unsafe { avx2::quantize_u8(values, scale, zp, out) },
+        Path::Portable => return false,
     }
+    #[cfg(target_arch = "x86_64")]
+    return true;
+    #[cfg(not(target_arch = "x86_64"))]
     false
 }
 
 /// `(min, max)` of 0 and `values`, NaN skipped (the range `kernels::quantization_params`
-/// takes), vectorized on the AVX-512 path.
+/// takes), vectorized on the AVX-512 and AVX2 paths.
 pub(super) fn range(values: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
-    if Path::selected() == Path::Avx512Vnni {
+    match Path::selected() {
         // SAFETY: the CPU runs AVX-512 F (part of the selected path).
-        return unsafe { avx512_vnni::range(values) };
+        Path::Avx512Vnni => return unsafe { avx512_vnni::range(values) },
+        // SAFETY: the CPU runs AVX2 (the selected path).
+        Path::Avx2 => return unsafe { avx2::range(values) },
+        Path::Portable => {}
     }
     values
         .iter()
