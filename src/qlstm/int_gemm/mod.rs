@@ -29,7 +29,7 @@ mod avx512_vnni;
 mod generic;
 mod quads;
 
-use generic::portable_panel_sums;
+use generic::{interleave2, portable_panel_sums};
 use quads::QuadMatrix;
 
 use super::kernels::quantize;
@@ -304,10 +304,14 @@ impl IntMatrix {
             };
         }
         let pairs = k.div_ceil(2);
-        let mut packed = vec![0i16; n.div_ceil(NC) * pairs * NC * 2];
-        for kk in 0..k {
-            for (c, &v) in data[kk * n..(kk + 1) * n].iter().enumerate() {
-                packed[Self::index(pairs, kk, c)] = v as i16 - zp as i16;
+        let panels = n.div_ceil(NC);
+        let mut packed = vec![0i16; panels * pairs * NC * 2];
+        for panel in 0..panels {
+            let (c0, cols) = (panel * NC, NC.min(n - panel * NC));
+            for p in 0..pairs {
+                let dst = &mut packed[(panel * pairs + p) * NC * 2..][..NC * 2];
+                let row = |kk: usize| (kk < k).then(|| &data[kk * n + c0..kk * n + c0 + cols]);
+                interleave2(row(2 * p), row(2 * p + 1), cols, zp, dst);
             }
         }
         IntMatrix {

@@ -242,7 +242,8 @@ fn avx2_quantization_follows_the_scalar_one() {
 /// The AVX2 blocks (one to six rows, three by thirty-two and six by sixteen) at the extremes
 /// of int16 pair products: activations 0 and 255 with zero points 0 and 255 (centered
 /// values ±255), weights at −255/255 (16-bit) and −128/127 (8-bit), odd k (the last pair's
-/// padding) and n off the panel, against the triple loop.
+/// padding) and n off the panel and off the sixteen-column packing steps, for packed
+/// weights and for a uint8 operand packed at run time, against the triple loop.
 #[test]
 fn extreme_values_are_exact_on_every_path() {
     let mut rng = Ints::new(0xA5A5);
@@ -258,11 +259,20 @@ fn extreme_values_are_exact_on_every_path() {
                         .collect();
                     let a = rows_of(&q, zp, rows, k);
                     let want = naive(&q, zp, rows, k, n, &w);
+                    // The same extremes as a run-time uint8 operand (a convolution's patches):
+                    // bytes 0 and 255 minus zero points 255 and 0.
+                    let wu8: Vec<u8> = (0..k * n).map(|_| rng.next(0, 1) as u8 * 255).collect();
+                    let w_zp = 255 - zp;
+                    let wc: Vec<i16> = wu8.iter().map(|&v| v as i16 - w_zp as i16).collect();
+                    let want_u8 = naive(&q, zp, rows, k, n, &wc);
                     for &path in &Path::available() {
                         let m = IntMatrix::for_path(k, n, &w, path);
                         let mut out = vec![0i32; rows * n];
                         int_product_to(&a, &m, &[], Sink::I32(&mut out));
                         assert_eq!(out, want, "{path:?} rows {rows} k {k} n {n} zp {zp}");
+                        let m = IntMatrix::from_u8(k, n, &wu8, w_zp, path);
+                        int_product_to(&a, &m, &[], Sink::I32(&mut out));
+                        assert_eq!(out, want_u8, "{path:?} u8 rows {rows} k {k} n {n} zp {zp}");
                     }
                 }
             }
