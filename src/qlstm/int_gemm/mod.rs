@@ -413,12 +413,14 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
                         out,
                         mult,
                         accumulate,
-                    } => scale_into(
-                        &mut out[at..at + cols],
-                        row_sums,
-                        |j| col_mult(mult, c0 + j),
-                        *accumulate,
-                    ),
+                    } => {
+                        let m = if mult.len() == 1 {
+                            &mult[..]
+                        } else {
+                            &mult[c0..c0 + cols]
+                        };
+                        scale_into(&mut out[at..at + cols], row_sums, m, *accumulate)
+                    }
                     Sink::I32(out) => out[at..at + cols].copy_from_slice(row_sums),
                 }
             }
@@ -426,25 +428,22 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
     }
 }
 
-/// The float multiplier of column `c`.
+/// `o[j] (+)= sums[j] as f32 · mult[j]` (`mult` of length 1: every column): the one float
+/// expression every path ends with, one loop per case so that each vectorizes.
 #[inline(always)]
-fn col_mult(mult: &[f32], c: usize) -> f32 {
-    if mult.len() == 1 {
-        mult[0]
-    } else {
-        mult[c]
-    }
-}
-
-/// `o[j] (+)= sums[j] as f32 · mult(j)`: the one float expression every path ends with.
-#[inline(always)]
-fn scale_into(o: &mut [f32], sums: &[i32], mult: impl Fn(usize) -> f32, accumulate: bool) {
-    for (j, (o, &s)) in o.iter_mut().zip(sums).enumerate() {
-        let v = s as f32 * mult(j);
-        if accumulate {
-            *o += v;
-        } else {
-            *o = v;
+fn scale_into(o: &mut [f32], sums: &[i32], mult: &[f32], accumulate: bool) {
+    match (mult, accumulate) {
+        (&[m], false) => o.iter_mut().zip(sums).for_each(|(o, &s)| *o = s as f32 * m),
+        (&[m], true) => o.iter_mut().zip(sums).for_each(|(o, &s)| *o += s as f32 * m),
+        (_, false) => {
+            for ((o, &s), &m) in o.iter_mut().zip(sums).zip(mult) {
+                *o = s as f32 * m;
+            }
+        }
+        (_, true) => {
+            for ((o, &s), &m) in o.iter_mut().zip(sums).zip(mult) {
+                *o += s as f32 * m;
+            }
         }
     }
 }
