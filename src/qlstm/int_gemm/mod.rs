@@ -434,7 +434,10 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
 fn scale_into(o: &mut [f32], sums: &[i32], mult: &[f32], accumulate: bool) {
     match (mult, accumulate) {
         (&[m], false) => o.iter_mut().zip(sums).for_each(|(o, &s)| *o = s as f32 * m),
-        (&[m], true) => o.iter_mut().zip(sums).for_each(|(o, &s)| *o += s as f32 * m),
+        (&[m], true) => o
+            .iter_mut()
+            .zip(sums)
+            .for_each(|(o, &s)| *o += s as f32 * m),
         (_, false) => {
             for ((o, &s), &m) in o.iter_mut().zip(sums).zip(mult) {
                 *o = s as f32 * m;
@@ -463,7 +466,8 @@ fn centered_pairs(a: &QuantRows) -> Vec<i32> {
             *o = (hi << 16 | lo) as i32;
         }
         if a.k % 2 == 1 {
-            // The padding byte is 0, which centered would be d: the pair's high half is 0.
+            // The padding byte is 0, which centered would be d; the packed weights there are
+            // 0 as well, so this only keeps the pair what the row is (a − a_zp, then 0).
             out[pairs - 1] &= 0xFFFF;
         }
     }
