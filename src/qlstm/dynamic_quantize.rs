@@ -14,7 +14,7 @@ use tract_hir::internal::*;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 
-use super::{quantization_params, quantize};
+use super::quantize;
 
 pub(super) fn parse(
     _ctx: &ParsingContext,
@@ -113,24 +113,14 @@ impl TypedOp for DynamicQuantizeU8 {
     as_op!();
 }
 
-/// [`quantization_params`] over a slice, in lanes the compiler can vectorize (min and max are
-/// exact, so the lanes' order does not change the result).
+/// [`quantization_params`] over a slice, on the vector units of the integer products' path
+/// (min and max are exact, so the lanes' order does not change the result).
 pub fn quantization_params_fast(xs: &[f32]) -> (f32, u8) {
-    const LANES: usize = 16;
-    let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for i in 0..LANES {
-            lo[i] = lo[i].min(chunk[i]);
-            hi[i] = hi[i].max(chunk[i]);
-        }
-    }
-    quantization_params(lo.into_iter().chain(hi).chain(rest.iter().copied()))
+    super::kernels::quantization_params_of(xs)
 }
 
-/// `ys[i] = quantize(xs[i], scale, zero_point)`, on the widest vectors the CPU has (AVX-512 when
-/// the integer products run on it).
+/// `ys[i] = quantize(xs[i], scale, zero_point)`, on the vectors of the integer products' path
+/// (AVX-512 or AVX2; the portable path's loop compiled for AVX2 where the CPU has it).
 pub fn quantize_slice(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
     assert_eq!(xs.len(), ys.len());
     if super::int_gemm::quantize_u8_wide(xs, scale, zero_point, ys) {
@@ -159,6 +149,7 @@ fn quantize_body(xs: &[f32], scale: f32, zero_point: u8, ys: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::quantization_params;
     use super::*;
 
     /// The operator's own examples (the ONNX spec's `DynamicQuantizeLinear` section).

@@ -29,7 +29,7 @@ mod avx512_vnni;
 mod generic;
 mod quads;
 
-use generic::portable_panel_sums;
+use generic::{interleave2, portable_panel_sums};
 use quads::QuadMatrix;
 
 use super::kernels::quantize;
@@ -38,7 +38,7 @@ use super::kernels::quantize;
 pub(super) const NC: usize = 32;
 
 /// Rows of `a` per pass over a pair panel.
-const MR: usize = 4;
+const MR: usize = 6;
 
 /// The kernels a product runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +178,13 @@ impl QuantRows {
             self.row_sums[r] = unsafe { avx512_vnni::quantize_row(values, scale, zp, row) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if Path::selected() == Path::Avx2 {
+            let row = &mut self.s[r * self.stride..r * self.stride + self.k];
+            // SAFETY: the CPU runs AVX2 (the selected path); lengths asserted.
+            self.row_sums[r] = unsafe { avx2::quantize_row(values, scale, zp, row) };
+            return;
+        }
         self.set_row(r, values.iter().map(|&v| quantize(v, scale, zp)));
     }
 
@@ -192,26 +199,34 @@ impl QuantRows {
     }
 }
 
-/// `out[i] = kernels::quantize(values[i], scale, zp)` with AVX-512 on its path; `false` (and
-/// nothing written) elsewhere.
+/// `out[i] = kernels::quantize(values[i], scale, zp)` with AVX-512 or AVX2 on their paths;
+/// `false` (and nothing written) on the portable one.
 pub(crate) fn quantize_u8_wide(values: &[f32], scale: f32, zp: u8, out: &mut [u8]) -> bool {
     assert_eq!(values.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    if Path::selected() == Path::Avx512Vnni {
+    match Path::selected() {
         // SAFETY: the CPU runs AVX-512 F (part of the selected path); lengths asserted.
-        unsafe { avx512_vnni::quantize_u8(values, scale, zp, out) };
-        return true;
+        Path::Avx512Vnni => unsafe { avx512_vnni::quantize_u8(values, scale, zp, out) },
+        // SAFETY: the CPU runs AVX2 (the selected path); lengths asserted.
+        Path::Avx2 => unsafe { avx2::quantize_u8(values, scale, zp, out) },
+        Path::Portable => return false,
     }
+    #[cfg(target_arch = "x86_64")]
+    return true;
+    #[cfg(not(target_arch = "x86_64"))]
     false
 }
 
 /// `(min, max)` of 0 and `values`, NaN skipped (the range `kernels::quantization_params`
-/// takes), vectorized on the AVX-512 path.
+/// takes), vectorized on the AVX-512 and AVX2 paths.
 pub(super) fn range(values: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
-    if Path::selected() == Path::Avx512Vnni {
+    match Path::selected() {
         // SAFETY: the CPU runs AVX-512 F (part of the selected path).
-        return unsafe { avx512_vnni::range(values) };
+        Path::Avx512Vnni => return unsafe { avx512_vnni::range(values) },
+        // SAFETY: the CPU runs AVX2 (the selected path).
+        Path::Avx2 => return unsafe { avx2::range(values) },
+        Path::Portable => {}
     }
     values
         .iter()
@@ -289,10 +304,14 @@ impl IntMatrix {
             };
         }
         let pairs = k.div_ceil(2);
-        let mut packed = vec![0i16; n.div_ceil(NC) * pairs * NC * 2];
-        for kk in 0..k {
-            for (c, &v) in data[kk * n..(kk + 1) * n].iter().enumerate() {
-                packed[Self::index(pairs, kk, c)] = v as i16 - zp as i16;
+        let panels = n.div_ceil(NC);
+        let mut packed = vec![0i16; panels * pairs * NC * 2];
+        for panel in 0..panels {
+            let (c0, cols) = (panel * NC, NC.min(n - panel * NC));
+            for p in 0..pairs {
+                let dst = &mut packed[(panel * pairs + p) * NC * 2..][..NC * 2];
+                let row = |kk: usize| (kk < k).then(|| &data[kk * n + c0..kk * n + c0 + cols]);
+                interleave2(row(2 * p), row(2 * p + 1), cols, zp, dst);
             }
         }
         IntMatrix {
@@ -371,13 +390,18 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
     }
     let mut sink = sink;
     let pairs = w.k.div_ceil(2);
+    let wide = if w.avx2 {
+        centered_pairs(a)
+    } else {
+        Vec::new()
+    };
     let mut sums = [[0i32; NC]; MR];
     for panel in 0..w.n.div_ceil(NC) {
         let c0 = panel * NC;
         let cols = NC.min(w.n - c0);
         for r0 in (0..a.rows).step_by(MR) {
             let block = MR.min(a.rows - r0);
-            panel_sums(a, r0, block, w, panel, pairs, &mut sums);
+            panel_sums(a, &wide, r0, block, w, panel, pairs, &mut sums);
             for (i, row_sums) in sums.iter_mut().take(block).enumerate() {
                 let row_sums = &mut row_sums[..cols];
                 if let Some(&b) = row_bias.get(r0 + i) {
@@ -389,12 +413,14 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
                         out,
                         mult,
                         accumulate,
-                    } => scale_into(
-                        &mut out[at..at + cols],
-                        row_sums,
-                        |j| col_mult(mult, c0 + j),
-                        *accumulate,
-                    ),
+                    } => {
+                        let m = if mult.len() == 1 {
+                            &mult[..]
+                        } else {
+                            &mult[c0..c0 + cols]
+                        };
+                        scale_into(&mut out[at..at + cols], row_sums, m, *accumulate)
+                    }
                     Sink::I32(out) => out[at..at + cols].copy_from_slice(row_sums),
                 }
             }
@@ -402,32 +428,58 @@ pub(crate) fn int_product_to(a: &QuantRows, w: &IntMatrix, row_bias: &[i32], sin
     }
 }
 
-/// The float multiplier of column `c`.
+/// `o[j] (+)= sums[j] as f32 · mult[j]` (`mult` of length 1: every column): the one float
+/// expression every path ends with, one loop per case so that each vectorizes.
 #[inline(always)]
-fn col_mult(mult: &[f32], c: usize) -> f32 {
-    if mult.len() == 1 {
-        mult[0]
-    } else {
-        mult[c]
-    }
-}
-
-/// `o[j] (+)= sums[j] as f32 · mult(j)`: the one float expression every path ends with.
-#[inline(always)]
-fn scale_into(o: &mut [f32], sums: &[i32], mult: impl Fn(usize) -> f32, accumulate: bool) {
-    for (j, (o, &s)) in o.iter_mut().zip(sums).enumerate() {
-        let v = s as f32 * mult(j);
-        if accumulate {
-            *o += v;
-        } else {
-            *o = v;
+fn scale_into(o: &mut [f32], sums: &[i32], mult: &[f32], accumulate: bool) {
+    match (mult, accumulate) {
+        (&[m], false) => o.iter_mut().zip(sums).for_each(|(o, &s)| *o = s as f32 * m),
+        (&[m], true) => o
+            .iter_mut()
+            .zip(sums)
+            .for_each(|(o, &s)| *o += s as f32 * m),
+        (_, false) => {
+            for ((o, &s), &m) in o.iter_mut().zip(sums).zip(mult) {
+                *o = s as f32 * m;
+            }
+        }
+        (_, true) => {
+            for ((o, &s), &m) in o.iter_mut().zip(sums).zip(mult) {
+                *o += s as f32 * m;
+            }
         }
     }
 }
 
-/// The int32 sums of rows `r0..r0 + block` of `a` against one pair panel.
+/// Every row of `a` as its pairs `a[r, 2p] − a_zp`, `a[r, 2p + 1] − a_zp` (0 past the end of
+/// the row), each pair one int32 holding the two int16 (the first in the low half): what
+/// `vpmaddwd` multiplies against a pair of weights, broadcast from memory.
+fn centered_pairs(a: &QuantRows) -> Vec<i32> {
+    let pairs = a.k.div_ceil(2);
+    let mut wide = vec![0i32; a.rows * pairs];
+    let d = a.d as i16;
+    for (r, out) in wide.chunks_exact_mut(pairs.max(1)).enumerate().take(a.rows) {
+        let row = &a.s[r * a.stride..r * a.stride + 2 * pairs];
+        for (o, two) in out.iter_mut().zip(row.chunks_exact(2)) {
+            let lo = (two[0] as i16 + d) as u16 as u32;
+            let hi = (two[1] as i16 + d) as u16 as u32;
+            *o = (hi << 16 | lo) as i32;
+        }
+        if a.k % 2 == 1 {
+            // The padding byte is 0, which centered would be d; the packed weights there are
+            // 0 as well, so this only keeps the pair what the row is (a − a_zp, then 0).
+            out[pairs - 1] &= 0xFFFF;
+        }
+    }
+    wide
+}
+
+/// The int32 sums of rows `r0..r0 + block` of `a` (`wide`: its [`centered_pairs`] on the
+/// AVX2 path) against one pair panel.
+#[allow(clippy::too_many_arguments)]
 fn panel_sums(
     a: &QuantRows,
+    wide: &[i32],
     r0: usize,
     block: usize,
     w: &IntMatrix,
@@ -437,17 +489,19 @@ fn panel_sums(
 ) {
     #[cfg(target_arch = "x86_64")]
     if w.avx2 {
-        // SAFETY: the CPU has AVX2 (the path was one it runs); the panel's pairs·NC·2 values exist by
-        // construction of the packing, `a` holds rows r0..r0 + block (checked by the caller).
+        let rows = &wide[r0 * pairs..(r0 + block) * pairs];
+        // SAFETY: the CPU has AVX2 (the path was one it runs); the panel's pairs·NC·2 values
+        // exist by construction of the packing, `rows` holds `block` rows of `pairs`.
         unsafe {
             match &w.packed {
-                Packed::I8(p) => avx2::panel_sums_i8(a, r0, block, p, panel, pairs, sums),
-                Packed::I16(p) => avx2::panel_sums_i16(a, r0, block, p, panel, pairs, sums),
+                Packed::I8(p) => avx2::panel_sums(rows, pairs, block, p, panel, pairs, sums),
+                Packed::I16(p) => avx2::panel_sums(rows, pairs, block, p, panel, pairs, sums),
                 Packed::Quads(_) => unreachable!("quads take their own product"),
             }
         }
         return;
     }
+    let _ = wide;
     match &w.packed {
         Packed::I8(p) => portable_panel_sums(a, r0, block, p, panel, pairs, sums),
         Packed::I16(p) => portable_panel_sums(a, r0, block, p, panel, pairs, sums),

@@ -194,3 +194,88 @@ fn ranges_give_the_scalar_parameters() {
         }
     }
 }
+
+/// The AVX2 quantization and range (the path a CPU without AVX-512 takes; called directly,
+/// as the selected path here may be another): `kernels::quantize` of every value and the
+/// scalar fold's parameters, on lengths on and off the 32- and 8-value steps, with ties,
+/// infinities, NaN and the clamp at both ends.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_quantization_follows_the_scalar_one() {
+    use crate::qlstm::quantization_params;
+    if !std::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    let mut rng = Ints::new(31);
+    for k in [0, 1, 7, 8, 31, 32, 33, 64, 100] {
+        let mut values: Vec<f32> = (0..k)
+            .map(|_| rng.next(-4000, 4000) as f32 / 500.0)
+            .collect();
+        let specials = [2.5, f32::NAN, -0.5, f32::INFINITY, 1e30, f32::NEG_INFINITY];
+        for (v, s) in values.iter_mut().rev().step_by(5).zip(specials) {
+            *v = s;
+        }
+        for (scale, zp) in [(1.0f32, 0u8), (0.031, 128), (8.0 / 255.0, 255), (0.5, 3)] {
+            let want: Vec<u8> = values.iter().map(|&v| quantize(v, scale, zp)).collect();
+            let mut got = vec![7u8; k];
+            // SAFETY: AVX2 checked above; equal lengths.
+            unsafe { avx2::quantize_u8(&values, scale, zp, &mut got) };
+            assert_eq!(got, want, "k {k} scale {scale} zp {zp}");
+            let mut signed = vec![7i8; k];
+            // SAFETY: as above.
+            let sum = unsafe { avx2::quantize_row(&values, scale, zp, &mut signed) };
+            let want_signed: Vec<i8> = want.iter().map(|&q| (q ^ 0x80) as i8).collect();
+            assert_eq!(signed, want_signed, "k {k} scale {scale} zp {zp}");
+            assert_eq!(sum, want_signed.iter().map(|&s| s as i32).sum::<i32>());
+        }
+        // SAFETY: AVX2 checked above.
+        let (lo, hi) = unsafe { avx2::range(&values) };
+        let clean: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        let want = quantization_params(values.iter().copied());
+        assert_eq!(quantization_params([lo, hi]), want, "k {k}");
+        let lo_want = clean.iter().fold(0f32, |a, &v| a.min(v));
+        let hi_want = clean.iter().fold(0f32, |a, &v| a.max(v));
+        assert_eq!((lo, hi), (lo_want, hi_want), "k {k}");
+    }
+}
+
+/// The AVX2 blocks (one to six rows, three by thirty-two and six by sixteen) at the extremes
+/// of int16 pair products: activations 0 and 255 with zero points 0 and 255 (centered
+/// values ±255), weights at −255/255 (16-bit) and −128/127 (8-bit), odd k (the last pair's
+/// padding) and n off the panel and off the sixteen-column packing steps, for packed
+/// weights and for a uint8 operand packed at run time, against the triple loop.
+#[test]
+fn extreme_values_are_exact_on_every_path() {
+    let mut rng = Ints::new(0xA5A5);
+    for rows in 1..=7 {
+        for (k, n) in [(1, 1), (3, 17), (33, 40), (129, 31)] {
+            for (w_lo, w_hi) in [(-128, 127), (-255, 255)] {
+                for zp in [0u8, 255] {
+                    let q: Vec<u8> = (0..rows * k)
+                        .map(|_| if rng.next(0, 1) == 0 { 0 } else { 255 })
+                        .collect();
+                    let w: Vec<i16> = (0..k * n)
+                        .map(|_| if rng.next(0, 1) == 0 { w_lo } else { w_hi } as i16)
+                        .collect();
+                    let a = rows_of(&q, zp, rows, k);
+                    let want = naive(&q, zp, rows, k, n, &w);
+                    // The same extremes as a run-time uint8 operand (a convolution's patches):
+                    // bytes 0 and 255 minus zero points 255 and 0.
+                    let wu8: Vec<u8> = (0..k * n).map(|_| rng.next(0, 1) as u8 * 255).collect();
+                    let w_zp = 255 - zp;
+                    let wc: Vec<i16> = wu8.iter().map(|&v| v as i16 - w_zp as i16).collect();
+                    let want_u8 = naive(&q, zp, rows, k, n, &wc);
+                    for &path in &Path::available() {
+                        let m = IntMatrix::for_path(k, n, &w, path);
+                        let mut out = vec![0i32; rows * n];
+                        int_product_to(&a, &m, &[], Sink::I32(&mut out));
+                        assert_eq!(out, want, "{path:?} rows {rows} k {k} n {n} zp {zp}");
+                        let m = IntMatrix::from_u8(k, n, &wu8, w_zp, path);
+                        int_product_to(&a, &m, &[], Sink::I32(&mut out));
+                        assert_eq!(out, want_u8, "{path:?} u8 rows {rows} k {k} n {n} zp {zp}");
+                    }
+                }
+            }
+        }
+    }
+}
