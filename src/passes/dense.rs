@@ -34,7 +34,7 @@ pub(crate) struct PackedMatMul {
     bias: Arc<Vec<f32>>,
     /// The output's axes before the last: the input axis each one is, or `None` for an axis
     /// of one element (the rows are the same, in the same order; only axes of 1 differ).
-    axes: TVec<Option<usize>>,
+    axes: RowAxes,
     clamp: Clamp,
 }
 
@@ -172,6 +172,9 @@ impl TypedOp for PackedMatMul {
     }
 }
 
+/// [`PackedMatMul::axes`].
+type RowAxes = TVec<Option<usize>>;
+
 /// Replaces the products [`PackedMatMul`] covers; returns how many.
 pub(crate) fn packed_matmuls(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
@@ -218,7 +221,7 @@ fn plain_product(
     model: &TypedModel,
     node: &TypedNode,
     einsum: &EinSum,
-) -> TractResult<Option<(tract_ndarray::Array2<f32>, TVec<Option<usize>>)>> {
+) -> TractResult<Option<(tract_ndarray::Array2<f32>, RowAxes)>> {
     if einsum.q_params.is_some() || einsum.operating_dt != DatumType::F32 || node.inputs.len() != 2
     {
         return Ok(None);
