@@ -224,6 +224,9 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
         crate::passes::conv::packed_convs(&mut model)?;
         names::check(&model, "packed convolutions")?;
+        // The dense layers around the recurrent nodes, on the packed product.
+        crate::passes::dense::packed_matmuls(&mut model)?;
+        names::check(&model, "packed products")?;
         // The 2×2 poolings between a conv stack's layers, before codegen lowers them.
         crate::passes::maxpool::maxpools(&mut model)?;
         names::check(&model, "2x2 max pooling")?;

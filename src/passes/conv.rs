@@ -85,7 +85,7 @@ fn is_depthwise(conv: &Conv) -> bool {
 
 /// When `outlet` is read only by a `Max` (before any `Min`) or a `Min` by a constant f32
 /// scalar giving the same shape, that node's output and the clamp with it added.
-fn fused_clamp(
+pub(super) fn fused_clamp(
     model: &TypedModel,
     outlet: OutletId,
     clamp: Clamp,

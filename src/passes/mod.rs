@@ -3,6 +3,8 @@
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`channel_pools`]: 1-D pools with time (or batch) as the channel axis, for streams;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
+//! - [`dense`]: float products by a constant matrix onto rnn-run's packed product, in plan
+//!   optimization;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
 //! - [`identity`]: Identity nodes removed in the protobuf, where tract types each one in time
 //!   linear in the graph;
@@ -22,6 +24,7 @@
 pub mod branches;
 pub(crate) mod channel_pools;
 pub mod conv;
+pub(crate) mod dense;
 pub mod fold;
 pub(crate) mod identity;
 pub(crate) mod maxpool;

@@ -1,0 +1,353 @@
+//! Float products by a constant `[k, n]` matrix (the dense layers around recurrent nodes) onto
+//! rnn-run's packed product, before tract's codegen lowers them.
+//!
+//! The linear layers of NSNet2 (161 → 400 → … → 600 → 161 over 100 frames) and of the
+//! DeepFilterNet-like graphs (64 → 64 → 32 over 200 frames) are `MatMul` + `Add` (+ `Relu`) on
+//! a few hundred rows. tract lowers each into an `OptMatMul` that packs its input on every run
+//! (and, for some shapes, moves an axis first); its 16×12 kernel measured 33–48 GFLOP/s on
+//! these shapes where the kernels of the recurrent input projection reach about 100 on the
+//! same machine (AMD EPYC Zen 4). [`PackedMatMul`] packs the matrix once, when the plan is
+//! made, and runs those kernels on the input rows as they are.
+//!
+//! Covered: an f32 `EinSum` that is a plain product over the input's last axis (`…k,kn->…n`)
+//! by a constant matrix, axes of one element added or dropped around it. A following `Add` of a constant row (`[n]`, leading axes of 1) and a
+//! `Max`/`Min` by a constant scalar (ReLU, clip), each read by nothing else, are applied to
+//! the output in one pass after the product, in that order, as ONNX computes them: the sums
+//! are the product's alone, the bias added to them once. Everything else stays with tract.
+
+use std::sync::Arc;
+
+use ndarray::ArrayView2;
+use tract_core::ops::binary::TypedBinOp;
+use tract_core::ops::einsum::EinSum;
+use tract_core::ops::math::Add;
+use tract_hir::internal::*;
+
+use crate::conv::Clamp;
+use crate::kernels::{gemm_packed, Init, Packed};
+
+/// `y = clamp(x · b + bias)` over the last axis of `x`, `b` packed once.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedMatMul {
+    b: Arc<Packed<f32>>,
+    /// `[n]`, or empty for none.
+    bias: Arc<Vec<f32>>,
+    /// The output's axes before the last: the input axis each one is, or `None` for an axis
+    /// of one element (the rows are the same, in the same order; only axes of 1 differ).
+    axes: RowAxes,
+    clamp: Clamp,
+}
+
+impl PartialEq for PackedMatMul {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        self.clamp.lo.map(f32::to_bits) == other.clamp.lo.map(f32::to_bits)
+            && self.clamp.hi.map(f32::to_bits) == other.clamp.hi.map(f32::to_bits)
+            && self.axes == other.axes
+            && (Arc::ptr_eq(&self.b, &other.b) || self.b == other.b)
+            && (Arc::ptr_eq(&self.bias, &other.bias) || bits(&self.bias) == bits(&other.bias))
+    }
+}
+impl Eq for PackedMatMul {}
+
+impl PackedMatMul {
+    fn k(&self) -> usize {
+        self.b.rows()
+    }
+
+    fn n(&self) -> usize {
+        self.b.cols()
+    }
+
+    /// The output's shape for an input of shape `x`.
+    fn output_shape<D: Clone>(&self, x: &[D], one: D, n: D) -> TVec<D> {
+        let lead = self
+            .axes
+            .iter()
+            .map(|a| a.map_or(one.clone(), |a| x[a].clone()));
+        lead.chain([n]).collect()
+    }
+
+    fn compute(&self, x: &Tensor) -> TractResult<Tensor> {
+        let (k, n) = (self.k(), self.n());
+        ensure!(x.datum_type() == DatumType::F32 && x.rank() >= 1 && x.shape()[x.rank() - 1] == k);
+        let shape = self.output_shape(x.shape(), 1, n);
+        let m: usize = x.shape()[..x.rank() - 1].iter().product();
+        ensure!(m * n == shape.iter().product::<usize>());
+        let x = x.try_as_plain_ram()?;
+        let a = x.as_slice::<f32>()?;
+        let mut y = vec![0f32; m * n];
+        if m > 0 && n > 0 {
+            gemm_packed(m, a, k, &self.b, &mut y, n, Init::Zero);
+        }
+        if !self.bias.is_empty() || self.clamp.lo.is_some() || self.clamp.hi.is_some() {
+            for row in y.chunks_exact_mut(n.max(1)) {
+                if !self.bias.is_empty() {
+                    for (v, b) in row.iter_mut().zip(self.bias.iter()) {
+                        *v += b;
+                    }
+                }
+                // `f32::max`/`min`: a NaN becomes the bound, as tract's `Max`/`Min` give.
+                if let Some(lo) = self.clamp.lo {
+                    row.iter_mut().for_each(|v| *v = v.max(lo));
+                }
+                if let Some(hi) = self.clamp.hi {
+                    row.iter_mut().for_each(|v| *v = v.min(hi));
+                }
+            }
+        }
+        Ok(tract_ndarray::Array::from_shape_vec(&*shape, y)?.into_tensor())
+    }
+}
+
+impl Op for PackedMatMul {
+    fn name(&self) -> StaticName {
+        "PackedMatMul".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "k: {}, n: {}, bias: {}, clamp: {:?}",
+            self.k(),
+            self.n(),
+            !self.bias.is_empty(),
+            self.clamp
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PackedMatMul {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        Ok(tvec!(self.compute(&input)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for PackedMatMul {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == DatumType::F32);
+        let x = inputs[0].shape.to_tvec();
+        ensure!(x.last() == Some(&self.k().to_dim()));
+        ensure!(self.axes.iter().flatten().all(|&a| a + 1 < x.len()));
+        Ok(tvec!(DatumType::F32.fact(self.output_shape(
+            &x,
+            1.into(),
+            self.n().to_dim()
+        ))))
+    }
+
+    /// The row axes go from input to output as [`PackedMatMul::axes`] says.
+    fn axes_mapping(
+        &self,
+        inputs: &[&TypedFact],
+        outputs: &[&TypedFact],
+    ) -> TractResult<AxesMapping> {
+        let mut axes = AxesMapping::disconnected(inputs, outputs)?;
+        for (out, (input, repr)) in self.axes.iter().zip('a'..).enumerate() {
+            if let Some(input) = *input {
+                axes = axes
+                    .renaming((InOut::In(0), input), repr)?
+                    .linking(repr, (InOut::Out(0), out))?;
+            }
+        }
+        Ok(axes)
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let rows: TDim = inputs[0].shape.iter().product::<TDim>() / self.k() as i64;
+        Ok(tvec!((
+            Cost::FMA(DatumType::F32),
+            rows * self.k() * self.n()
+        )))
+    }
+}
+
+/// [`PackedMatMul::axes`].
+type RowAxes = TVec<Option<usize>>;
+
+/// Replaces the products [`PackedMatMul`] covers; returns how many.
+pub(crate) fn packed_matmuls(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(einsum) = node.op_as::<EinSum>() else {
+            continue;
+        };
+        let Some((b, axes)) = plain_product(model, node, einsum)? else {
+            continue;
+        };
+        let mut op = PackedMatMul {
+            b: Arc::new(Packed::pack(b.view())),
+            bias: Arc::new(vec![]),
+            axes,
+            clamp: Clamp::default(),
+        };
+        let mut last = OutletId::new(id, 0);
+        if let Some((next, bias)) = fused_bias(model, last, op.n())? {
+            op.bias = Arc::new(bias);
+            last = next;
+        }
+        while let Some((next, clamp)) = super::conv::fused_clamp(model, last, op.clamp)? {
+            op.clamp = clamp;
+            last = next;
+        }
+        let mut patch = TypedModelPatch::new(format!("packed matmul {}", node.name));
+        let input = patch.tap_model(model, node.inputs[0])?;
+        let wire = patch.wire_node(&node.name, op, &[input])?[0];
+        patch.shunt_outside(model, last, wire)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    if replaced > 0 {
+        *model = std::mem::take(model).into_compact()?;
+    }
+    Ok(replaced)
+}
+
+/// The constant `[k, n]` matrix and the output's row axes ([`PackedMatMul::axes`]) when
+/// `node` computes `…k,kn->…n` in f32 (input 0 a run-time value whose last axis is `k`, every
+/// other axis of more than one element passed through in order).
+fn plain_product(
+    model: &TypedModel,
+    node: &TypedNode,
+    einsum: &EinSum,
+) -> TractResult<Option<(tract_ndarray::Array2<f32>, RowAxes)>> {
+    if einsum.q_params.is_some() || einsum.operating_dt != DatumType::F32 || node.inputs.len() != 2
+    {
+        return Ok(None);
+    }
+    let (inputs, outputs) = einsum.axes.to_strs();
+    let [x, w] = &inputs[..] else {
+        return Ok(None);
+    };
+    let [y] = &outputs[..] else {
+        return Ok(None);
+    };
+    let (x, w, y): (Vec<char>, Vec<char>, Vec<char>) = (
+        x.chars().collect(),
+        w.chars().collect(),
+        y.chars().collect(),
+    );
+    let ([kc, nc], Some((&xk, xlead)), Some((&yn, ylead))) =
+        (&w[..], x.split_last(), y.split_last())
+    else {
+        return Ok(None);
+    };
+    let distinct = |s: &[char]| s.iter().enumerate().all(|(i, c)| !s[..i].contains(c));
+    if xk != *kc || yn != *nc || !distinct(&x) || !distinct(&y) || x.contains(nc) {
+        return Ok(None);
+    }
+    // tract folds reshapes by axes of 1 into the product (`amk,kn->man`, `mbak,kn->mn`):
+    // the other axes of more than one element must be the same, in the same order, so that
+    // the input's rows and the output's are the same rows, each contiguous.
+    let x_fact = model.outlet_fact(node.inputs[0])?;
+    let y_fact = &node.outputs[0].fact;
+    let unit = |d: &TDim| *d == TDim::Val(1);
+    let x_rows: Vec<char> = xlead
+        .iter()
+        .zip(x_fact.shape.iter())
+        .filter(|(_, d)| !unit(d))
+        .map(|(c, _)| *c)
+        .collect();
+    let y_rows: Vec<char> = ylead
+        .iter()
+        .zip(y_fact.shape.iter())
+        .filter(|(_, d)| !unit(d))
+        .map(|(c, _)| *c)
+        .collect();
+    if x_rows != y_rows {
+        return Ok(None);
+    }
+    let mut axes = TVec::new();
+    for (c, d) in ylead.iter().zip(y_fact.shape.iter()) {
+        match xlead.iter().position(|x| x == c) {
+            Some(a) if x_fact.shape[a] == *d => axes.push(Some(a)),
+            None if unit(d) => axes.push(None),
+            _ => return Ok(None),
+        }
+    }
+    let facts = model.node_input_facts(node.id)?;
+    let f32_plain = |f: &TypedFact| f.datum_type == DatumType::F32 && !f.is_exotic();
+    if !facts.iter().all(|f| f32_plain(f)) || facts[0].konst.is_some() {
+        return Ok(None);
+    }
+    let Some(w) = &facts[1].konst else {
+        return Ok(None);
+    };
+    let (k, n) = match *w.shape() {
+        [k, n] => (k, n),
+        _ => return Ok(None),
+    };
+    if facts[0].shape.last() != Some(&k.to_dim()) || k == 0 || n == 0 {
+        return Ok(None);
+    }
+    let out = &node.outputs[0].fact;
+    if out.datum_type != DatumType::F32 || out.shape.last() != Some(&n.to_dim()) {
+        return Ok(None);
+    }
+    let w = w.try_as_plain_ram()?;
+    let w = ArrayView2::from_shape((k, n), w.as_slice::<f32>()?)?;
+    Ok(Some((w.to_owned(), axes)))
+}
+
+/// When `outlet` (`[…, n]`) is read only by an `Add` of a constant row (`[n]` or `[1, …, n]`,
+/// a scalar included) giving the same shape, that node's output and the row.
+fn fused_bias(
+    model: &TypedModel,
+    outlet: OutletId,
+    n: usize,
+) -> TractResult<Option<(OutletId, Vec<f32>)>> {
+    if model.output_outlets()?.contains(&outlet) {
+        return Ok(None);
+    }
+    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+        return Ok(None);
+    };
+    let node = model.node(succ.node);
+    let Some(bin) = node.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    if !bin.0.is::<Add>() || node.inputs.len() != 2 || bin.1.is_some_and(|dt| dt != DatumType::F32)
+    {
+        return Ok(None);
+    }
+    let other = model.outlet_fact(node.inputs[1 - succ.slot])?;
+    let Some(value) = other
+        .konst
+        .as_ref()
+        .filter(|k| k.datum_type() == DatumType::F32)
+    else {
+        return Ok(None);
+    };
+    let mine = model.outlet_fact(outlet)?;
+    let theirs = &node.outputs[0].fact;
+    let shape = value.shape();
+    let row_like = shape.len() <= mine.rank()
+        && shape.iter().rev().skip(1).all(|&d| d == 1)
+        && shape.last().is_none_or(|&d| d == 1 || d == n);
+    if !row_like || theirs.datum_type != DatumType::F32 || theirs.shape != mine.shape {
+        return Ok(None);
+    }
+    let values = value.try_as_plain_ram()?;
+    let values = values.as_slice::<f32>()?;
+    let row = if values.len() == n {
+        values.to_vec()
+    } else {
+        vec![values[0]; n]
+    };
+    Ok(Some((OutletId::new(succ.node, 0), row)))
+}
+
+#[cfg(test)]
+#[path = "dense_tests.rs"]
+mod tests;
