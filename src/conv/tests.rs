@@ -265,3 +265,46 @@ fn empty_inputs() {
         }
     }
 }
+
+/// 3×3 convolutions at stride 1 with padding 1 over rows wider than a panel, as in a captcha
+/// model's conv stack (one input channel, then many): most panels lie inside the image and
+/// take the unmasked loads of the AVX-512 direct tile, the ones at the edges masked loads.
+#[test]
+fn wide_rows_at_stride_one_equal_tracts() {
+    for (cin, cout, h, w) in [(1, 32, 9, 70), (24, 40, 6, 50), (5, 16, 4, 33)] {
+        let mut rng = Rng((cin * 1000 + cout) as u64);
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(3, 3),
+                padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
+                dilations: None,
+                strides: None,
+                input_channels: cin,
+                output_channels: cout,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let case = Case {
+            conv,
+            input: rng.tensor(&[1, cin, h, w]),
+            kernel: rng.tensor(&[cout, cin, 3, 3]),
+            bias: rng.tensor(&[cout]),
+            clamp: Clamp {
+                lo: Some(0.0),
+                hi: None,
+            },
+        };
+        let want = tract_conv(&case);
+        for isa in isas() {
+            let got = packed(&case, isa).compute(&case.input).unwrap();
+            let w = worst(&got, &want);
+            assert!(
+                w <= 1e-5,
+                "{cin}→{cout} on {h}×{w}, {isa:?}: difference {w:e}"
+            );
+        }
+    }
+}

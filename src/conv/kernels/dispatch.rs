@@ -81,23 +81,31 @@ pub(crate) unsafe fn direct_tile(t: &Tile, d: &Direct) {
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! by_rows {
-            ($sw:literal) => {
+            ($sw:literal, $full:literal) => {
                 match t.rows {
-                    8 => avx512::direct512::<8, $sw>(t, d),
-                    7 => avx512::direct512::<7, $sw>(t, d),
-                    6 => avx512::direct512::<6, $sw>(t, d),
-                    5 => avx512::direct512::<5, $sw>(t, d),
-                    4 => avx512::direct512::<4, $sw>(t, d),
-                    3 => avx512::direct512::<3, $sw>(t, d),
-                    2 => avx512::direct512::<2, $sw>(t, d),
-                    _ => avx512::direct512::<1, $sw>(t, d),
+                    8 => avx512::direct512::<8, $sw, $full>(t, d),
+                    7 => avx512::direct512::<7, $sw, $full>(t, d),
+                    6 => avx512::direct512::<6, $sw, $full>(t, d),
+                    5 => avx512::direct512::<5, $sw, $full>(t, d),
+                    4 => avx512::direct512::<4, $sw, $full>(t, d),
+                    3 => avx512::direct512::<3, $sw, $full>(t, d),
+                    2 => avx512::direct512::<2, $sw, $full>(t, d),
+                    _ => avx512::direct512::<1, $sw, $full>(t, d),
                 }
             };
         }
-        if d.stride == 1 {
-            by_rows!(1)
+        // A panel away from the image's edges reads every lane of every load.
+        let full = || {
+            d.taps[..d.tap_count]
+                .iter()
+                .all(|tap| tap.masks[0] == u16::MAX && tap.masks[1] == u16::MAX)
+        };
+        if d.stride == 1 && full() {
+            by_rows!(1, true)
+        } else if d.stride == 1 {
+            by_rows!(1, false)
         } else {
-            by_rows!(2)
+            by_rows!(2, false)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

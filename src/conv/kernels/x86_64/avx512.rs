@@ -50,9 +50,14 @@ pub(in crate::conv::kernels) unsafe fn tile512<const R: usize>(t: &Tile) {
 
 /// [`tile512`] reading the input itself instead of a packed panel: each half of the
 /// panel lies in one output row, so a row of patches is one masked load at stride 1, or
-/// the even lanes of two at stride 2 (`SW`).
+/// the even lanes of two at stride 2 (`SW`). `FULL` (stride 1, every mask whole) loads
+/// without masks: a masked load costs Zen 4 more than a plain one.
 #[target_feature(enable = "avx512f")]
-pub(in crate::conv::kernels) unsafe fn direct512<const R: usize, const SW: usize>(
+pub(in crate::conv::kernels) unsafe fn direct512<
+    const R: usize,
+    const SW: usize,
+    const FULL: bool,
+>(
     t: &Tile,
     d: &Direct,
 ) {
@@ -65,7 +70,9 @@ pub(in crate::conv::kernels) unsafe fn direct512<const R: usize, const SW: usize
         for tap in taps {
             let p0 = image.wrapping_offset(d.base[0] + tap.offset);
             let p1 = image.wrapping_offset(d.base[1] + tap.offset);
-            let (x0, x1) = if SW == 1 {
+            let (x0, x1) = if FULL {
+                (_mm512_loadu_ps(p0), _mm512_loadu_ps(p1))
+            } else if SW == 1 {
                 (
                     _mm512_maskz_loadu_ps(tap.masks[0], p0),
                     _mm512_maskz_loadu_ps(tap.masks[1], p1),
