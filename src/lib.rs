@@ -74,6 +74,7 @@ pub mod stream;
 mod symbols;
 pub mod tensor;
 pub mod torch;
+mod tract_parser;
 
 pub use describe::ModelInfo;
 pub use error::{Error, NodeError, Result};

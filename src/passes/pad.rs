@@ -6,27 +6,20 @@
 //! for the crop, then tract's `Pad` for what is left to pad; nodes without negative pads get
 //! exactly what tract's parser builds.
 
-use std::sync::OnceLock;
-
 use tract_core::ops::array::{Pad, PadMode, Slice};
 use tract_hir::internal::*;
 use tract_onnx::model::{optional_inputs, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::Onnx;
 
-/// A parser of tract-onnx's registry.
-type OpBuilder =
-    fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+use crate::tract_parser::TractParser;
 
 /// tract's own parser, for the opsets this file does not handle.
-static TRACT_PAD: OnceLock<OpBuilder> = OnceLock::new();
+static TRACT_PAD: TractParser = TractParser::new("Pad");
 
 /// Replaces tract's parser for `Pad`.
 pub fn register(onnx: &mut Onnx) {
-    if let Some(tract) = onnx.op_register.0.get("Pad") {
-        let _ = TRACT_PAD.set(*tract);
-    }
-    onnx.op_register.insert("Pad", parse_pad);
+    TRACT_PAD.replace_with(onnx, parse_pad);
 }
 
 fn parse_pad(
@@ -34,8 +27,7 @@ fn parse_pad(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     if ctx.onnx_operator_set_version < 11 {
-        let tract = TRACT_PAD.get().context("tract's Pad parser")?;
-        return tract(ctx, node);
+        return TRACT_PAD.parse(ctx, node);
     }
     let value: f32 = node.get_attr_opt("value")?.unwrap_or(0.0);
     let mode = match node.get_attr_opt::<&str>("mode")? {

@@ -12,27 +12,20 @@
 //! symbolic, tract's reading stands (a plan, typed for actual inputs, always knows it).
 //! [`super::slice_bounds`] has already rewritten bounds past 32 bits in the protobuf.
 
-use std::sync::OnceLock;
-
 use tract_core::ops::array::StridedSlice;
 use tract_hir::internal::*;
 use tract_onnx::model::{optional_inputs, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::Onnx;
 
-/// A parser of tract-onnx's registry.
-type OpBuilder =
-    fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+use crate::tract_parser::TractParser;
 
 /// tract's own parser, for opsets before 10 (bounds as attributes).
-static TRACT_SLICE: OnceLock<OpBuilder> = OnceLock::new();
+static TRACT_SLICE: TractParser = TractParser::new("Slice");
 
 /// Replaces tract's parser for `Slice`.
 pub fn register(onnx: &mut Onnx) {
-    if let Some(tract) = onnx.op_register.0.get("Slice") {
-        let _ = TRACT_SLICE.set(*tract);
-    }
-    onnx.op_register.insert("Slice", parse_slice);
+    TRACT_SLICE.replace_with(onnx, parse_slice);
 }
 
 fn parse_slice(
@@ -40,8 +33,7 @@ fn parse_slice(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     if ctx.onnx_operator_set_version < 10 {
-        let tract = TRACT_SLICE.get().context("tract's Slice parser")?;
-        return tract(ctx, node);
+        return TRACT_SLICE.parse(ctx, node);
     }
     let mut optional = optional_inputs(node).skip(3);
     Ok((

@@ -15,36 +15,30 @@
 //! computed), zero points of the weights that differ between channels, three spatial axes or
 //! more.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tract_core::ops::cnn::PaddingSpec;
 use tract_hir::internal::*;
-use tract_onnx::model::{optional_inputs, ParsingContext};
+use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::Onnx;
 
 use crate::qlstm::int_gemm::{int_product_to, IntMatrix, Path, QuantRows, Sink};
+use crate::tract_parser::TractParser;
 
-use super::{tract_expansion, OpBuilder};
+use super::Cover;
 
-static TRACT_CONV_INTEGER: OnceLock<OpBuilder> = OnceLock::new();
+static TRACT_CONV_INTEGER: TractParser = TractParser::new("ConvInteger");
 
 /// Replaces tract's parser for `ConvInteger` (which stays the fallback).
 pub fn register(onnx: &mut Onnx) {
-    if let Some(tract) = onnx.op_register.0.get("ConvInteger") {
-        let _ = TRACT_CONV_INTEGER.set(*tract);
-    }
-    onnx.op_register.insert("ConvInteger", parse);
+    TRACT_CONV_INTEGER.replace_with(onnx, parse);
 }
 
 fn parse(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let tract = TRACT_CONV_INTEGER
-        .get()
-        .context("tract's ConvInteger parser")?;
-    let (op, extra) = tract(ctx, node)?;
     let known = [
         "auto_pad",
         "dilations",
@@ -53,31 +47,18 @@ fn parse(
         "pads",
         "strides",
     ];
-    let Some(tract_op) = tract_expansion(op.as_ref()) else {
-        return Ok((op, extra));
-    };
-    if node.attribute.iter().any(|a| !known.contains(&&*a.name)) || !extra.is_empty() {
-        return Ok((op, extra));
-    }
-    let mut options = optional_inputs(node).skip(2);
-    let x_zp = options.next().flatten();
-    let w_zp = options.next().flatten();
-    let attrs = Attrs {
-        padding: padding(node)?,
-        kernel_shape: node.get_attr_opt_tvec("kernel_shape")?,
-        strides: node.get_attr_opt_tvec("strides")?,
-        dilations: node.get_attr_opt_tvec("dilations")?,
-        group: node.get_attr_opt("group")?.unwrap_or(1),
-    };
-    Ok((
-        expand(ConvIntegerExpansion {
-            attrs,
-            x_zp,
+    super::parse(&TRACT_CONV_INTEGER, ctx, node, &known, |w_zp| {
+        Ok(ConvCover {
+            attrs: Attrs {
+                padding: padding(node)?,
+                kernel_shape: node.get_attr_opt_tvec("kernel_shape")?,
+                strides: node.get_attr_opt_tvec("strides")?,
+                dilations: node.get_attr_opt_tvec("dilations")?,
+                group: node.get_attr_opt("group")?.unwrap_or(1),
+            },
             w_zp,
-            tract: tract_op,
-        }),
-        vec![],
-    ))
+        })
+    })
 }
 
 /// tract-onnx's reading of `pads` and `auto_pad` for a convolution.
@@ -105,48 +86,18 @@ pub(crate) struct Attrs {
     pub group: usize,
 }
 
+/// A `ConvInteger` node's attributes and the slot of its weights' zero point.
 #[derive(Debug, Clone)]
-struct ConvIntegerExpansion {
+struct ConvCover {
     attrs: Attrs,
-    x_zp: Option<usize>,
     w_zp: Option<usize>,
-    /// tract's own op, for the shapes and for what [`QConv`] does not cover.
-    tract: Box<dyn Expansion>,
 }
 
-impl Expansion for ConvIntegerExpansion {
-    fn name(&self) -> StaticName {
-        "ConvInteger".into()
-    }
+impl Cover for ConvCover {
+    const OP_TYPE: &'static str = "ConvInteger";
+    const ZERO_POINT: &'static str = "x_zero_point";
+    type Op = QConv;
 
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        self.tract.rules(s, inputs, outputs)
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        let Some(op) = self.ours(model, inputs)? else {
-            return self.tract.wire(prefix, model, inputs);
-        };
-        let x_zp = match self.x_zp {
-            Some(i) => inputs[i],
-            None => model.add_const(format!("{prefix}.x_zero_point"), tensor0(0u8))?,
-        };
-        model.wire_node(prefix, op, &[inputs[0], x_zp])
-    }
-}
-
-impl ConvIntegerExpansion {
-    /// The op when it covers the node as typed, else `None`.
     fn ours(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<QConv>> {
         let x = model.outlet_fact(inputs[0])?;
         let w = model.outlet_fact(inputs[1])?;
@@ -161,17 +112,10 @@ impl ConvIntegerExpansion {
                 z.iter().all(|&v| v == z[0]).then(|| z[0])
             }),
         };
-        let x_zp_ok = match self.x_zp {
-            None => true,
-            Some(i) => {
-                let f = model.outlet_fact(inputs[i])?;
-                f.datum_type == DatumType::U8 && f.shape.volume().to_usize().ok() == Some(1)
-            }
-        };
         let Some(w_zp) = w_zp else {
             return Ok(None);
         };
-        if x.datum_type != DatumType::U8 || !x_zp_ok || x.is_exotic() {
+        if x.datum_type != DatumType::U8 || x.is_exotic() {
             return Ok(None);
         }
         QConv::new(&self.attrs, x.rank(), kernel, w_zp, Path::selected())

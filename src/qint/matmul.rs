@@ -10,104 +10,50 @@
 //! Left to tract's op: int8 A, a zero point of A per row, B computed at run time or of rank
 //! other than 2.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tract_hir::internal::*;
-use tract_onnx::model::{optional_inputs, ParsingContext};
+use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::Onnx;
 
 use crate::qlstm::int_gemm::{int_product_to, IntMatrix, Path, QuantRows, Sink};
+use crate::tract_parser::TractParser;
 
-use super::{tract_expansion, OpBuilder};
+use super::Cover;
 
-static TRACT_MATMUL_INTEGER: OnceLock<OpBuilder> = OnceLock::new();
+static TRACT_MATMUL_INTEGER: TractParser = TractParser::new("MatMulInteger");
 
 /// Replaces tract's parser for `MatMulInteger` (which stays the fallback).
 pub fn register(onnx: &mut Onnx) {
-    if let Some(tract) = onnx.op_register.0.get("MatMulInteger") {
-        let _ = TRACT_MATMUL_INTEGER.set(*tract);
-    }
-    onnx.op_register.insert("MatMulInteger", parse);
+    TRACT_MATMUL_INTEGER.replace_with(onnx, parse);
 }
 
 fn parse(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let tract = TRACT_MATMUL_INTEGER
-        .get()
-        .context("tract's MatMulInteger parser")?;
-    let (op, extra) = tract(ctx, node)?;
-    let Some(tract_op) = tract_expansion(op.as_ref()) else {
-        return Ok((op, extra));
-    };
-    if !node.attribute.is_empty() || !extra.is_empty() {
-        return Ok((op, extra));
-    }
-    let mut options = optional_inputs(node).skip(2);
-    Ok((
-        expand(MatMulIntegerExpansion {
-            a_zp: options.next().flatten(),
-            b_zp: options.next().flatten(),
-            tract: tract_op,
-        }),
-        vec![],
-    ))
+    super::parse(&TRACT_MATMUL_INTEGER, ctx, node, &[], |b_zp| {
+        Ok(MatMulCover { b_zp })
+    })
 }
 
+/// The slot of a `MatMulInteger` node's B zero point.
 #[derive(Debug, Clone)]
-struct MatMulIntegerExpansion {
-    a_zp: Option<usize>,
+struct MatMulCover {
     b_zp: Option<usize>,
-    /// tract's own op, for the shapes and for what [`QMatMul`] does not cover.
-    tract: Box<dyn Expansion>,
 }
 
-impl Expansion for MatMulIntegerExpansion {
-    fn name(&self) -> StaticName {
-        "MatMulInteger".into()
-    }
+impl Cover for MatMulCover {
+    const OP_TYPE: &'static str = "MatMulInteger";
+    const ZERO_POINT: &'static str = "a_zero_point";
+    type Op = QMatMul;
 
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        self.tract.rules(s, inputs, outputs)
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        let Some(op) = self.ours(model, inputs)? else {
-            return self.tract.wire(prefix, model, inputs);
-        };
-        let a_zp = match self.a_zp {
-            Some(i) => inputs[i],
-            None => model.add_const(format!("{prefix}.a_zero_point"), tensor0(0u8))?,
-        };
-        model.wire_node(prefix, op, &[inputs[0], a_zp])
-    }
-}
-
-impl MatMulIntegerExpansion {
     fn ours(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<QMatMul>> {
         let a = model.outlet_fact(inputs[0])?;
         let b = model.outlet_fact(inputs[1])?;
         let Some(b) = b.konst.clone() else {
             return Ok(None);
-        };
-        let a_zp_ok = match self.a_zp {
-            None => true,
-            Some(i) => {
-                let f = model.outlet_fact(inputs[i])?;
-                f.datum_type == DatumType::U8 && f.shape.volume().to_usize().ok() == Some(1)
-            }
         };
         let b_zp = match self.b_zp {
             None => Some(Arc::new(tensor0(0i32))),
@@ -116,7 +62,7 @@ impl MatMulIntegerExpansion {
         let Some(b_zp) = b_zp else {
             return Ok(None);
         };
-        if a.datum_type != DatumType::U8 || a.rank() < 2 || a.is_exotic() || !a_zp_ok {
+        if a.datum_type != DatumType::U8 || a.rank() < 2 || a.is_exotic() {
             return Ok(None);
         }
         QMatMul::new(b, &b_zp, Path::selected())
