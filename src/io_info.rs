@@ -50,6 +50,22 @@ impl IoInfo {
             })
             .collect()
     }
+
+    /// `2 inputs (x, h0)`: how many `infos` there are, as `noun`s, and their names (`none`), for
+    /// messages about a count of tensors that does not match.
+    pub fn counted(infos: &[IoInfo], noun: &str) -> String {
+        let names: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+        format!(
+            "{} {noun}{} ({})",
+            infos.len(),
+            if infos.len() == 1 { "" } else { "s" },
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    }
 }
 
 /// The numpy-style name of an element type (`float32`, `int64`, ...).

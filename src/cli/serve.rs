@@ -127,14 +127,8 @@ fn frame(infos: &[rnn_run::IoInfo], files: &[OsString]) -> Result<Vec<Tensor>> {
     }
     if files.len() != infos.len() {
         bail!(
-            "a frame holds {} input{} ({}), found {} files",
-            infos.len(),
-            if infos.len() == 1 { "" } else { "s" },
-            infos
-                .iter()
-                .map(|i| i.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            "a frame holds {}, found {} files",
+            rnn_run::IoInfo::counted(infos, "input"),
             files.len()
         );
     }

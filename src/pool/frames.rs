@@ -63,14 +63,8 @@ impl Engine {
                         .map(|i| i.name.clone())
                         .unwrap_or_else(|| "frame".into()),
                     message: format!(
-                        "a frame of this pool holds {} tensor{} ({}), found {}{given}",
-                        infos.len(),
-                        if infos.len() == 1 { "" } else { "s" },
-                        infos
-                            .iter()
-                            .map(|i| i.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        "a frame of this pool holds {}, found {}{given}",
+                        IoInfo::counted(&infos, "tensor"),
                         frame.len()
                     ),
                 }

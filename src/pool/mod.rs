@@ -279,14 +279,8 @@ impl StreamPool {
                     .map(|i| i.name.clone())
                     .unwrap_or_default(),
                 message: format!(
-                    "a stream of this pool starts from {} input{} ({}), found {}",
-                    infos.len(),
-                    if infos.len() == 1 { "" } else { "s" },
-                    infos
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    "a stream of this pool starts from {}, found {}",
+                    IoInfo::counted(&infos, "input"),
                     start.len()
                 ),
             });

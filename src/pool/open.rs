@@ -81,14 +81,8 @@ impl Model {
                     .map(|i| i.name.clone())
                     .unwrap_or_default(),
                 message: format!(
-                    "a pool over this model takes {} shared input{} ({}), found {}",
-                    shared_infos.len(),
-                    if shared_infos.len() == 1 { "" } else { "s" },
-                    shared_infos
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    "a pool over this model takes {}, found {}",
+                    IoInfo::counted(&shared_infos, "shared input"),
                     shared.len()
                 ),
             });

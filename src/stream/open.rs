@@ -50,19 +50,15 @@ impl Model {
             .map(|&i| self.inputs()[i].clone())
             .collect();
         if start.len() != start_infos.len() {
-            let names: Vec<&str> = start_infos.iter().map(|i| i.name.as_str()).collect();
             return Err(Error::Input {
-                name: names.get(start.len()).unwrap_or(&"").to_string(),
+                name: start_infos
+                    .get(start.len())
+                    .map(|i| i.name.clone())
+                    .unwrap_or_default(),
                 message: format!(
-                    "a stream over this model takes {} input{} at its start ({}), found {}; \
+                    "a stream over this model takes at its start {}, found {}; \
                      the others ({}) are pushed chunk by chunk",
-                    start_infos.len(),
-                    if start_infos.len() == 1 { "" } else { "s" },
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    },
+                    IoInfo::counted(&start_infos, "input"),
                     start.len(),
                     time_inputs
                         .iter()
