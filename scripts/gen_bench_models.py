@@ -22,6 +22,13 @@ Every model is built with onnx.helper from seeded random weights (nothing downlo
   inputs, quantized the same way.
 
 manifest.json lists each model with its input file (an .npz keyed by input name).
+
+`--qlstm-sweep` writes instead a grid of quantized LSTM stacks (hidden sizes on and off the
+8/16-lane multiples, batch 1 to 16, 1 to 3 layers, 50 steps) to check that the integer path holds
+its speed at shapes other than the two above:
+
+    python scripts/gen_bench_models.py --qlstm-sweep --out target/bench-qlstm
+    python scripts/bench_vs_onnxruntime.py --models-only --bench-set target/bench-qlstm
 """
 
 import argparse
@@ -208,6 +215,14 @@ def stacked_lstm(seed, hidden, batch, steps, layers, states):
     return m, feed
 
 
+# (hidden, batch, layers): hidden sizes on and off the 8- and 16-lane multiples, batch 1 to 16,
+# 1 to 3 layers.
+QLSTM_SWEEP = [
+    (20, 1, 1), (64, 1, 2), (100, 1, 1), (100, 16, 3), (130, 5, 2), (250, 1, 3),
+    (250, 7, 2), (300, 4, 3), (384, 2, 1), (512, 16, 1), (700, 1, 2), (1000, 8, 1),
+]
+
+
 def quantized(model, out_path, tmp_path):
     """onnxruntime's quantize_dynamic, as users run it (LSTM -> DynamicQuantizeLSTM)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -234,6 +249,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "target" / "bench-models"))
     ap.add_argument("--only", nargs="*", default=[], help="names to generate (default: all)")
+    ap.add_argument("--qlstm-sweep", action="store_true",
+                    help="write the grid of quantized LSTM stacks instead of the set")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,6 +261,11 @@ def main():
         "qlstm_h768_b3": lambda: stacked_lstm(4, 768, 3, 80, 3, states=False),
         "qlstm_h512_b1_states": lambda: stacked_lstm(5, 512, 1, 20, 3, states=True),
     }
+    if args.qlstm_sweep:
+        makers = {
+            f"qlstm_h{h}_b{b}_l{l}": (lambda h=h, b=b, l=l, k=k: stacked_lstm(10 + k, h, b, 50, l, states=False))
+            for k, (h, b, l) in enumerate(QLSTM_SWEEP)
+        }
     manifest = []
     for name, make in makers.items():
         if args.only and name not in args.only:
