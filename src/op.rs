@@ -4,7 +4,8 @@
 //!
 //! Constant weights (the usual case, and the case after tract folds weight-computing nodes)
 //! are turned into cells once, when the graph is typed, and the op then takes only X and the
-//! per-run inputs. Weights that are still computed at run time are turned into cells per run.
+//! per-run inputs. Weights that are still computed at run time are turned into cells per run,
+//! unless they are the bytes of the previous run's ([`run_built`]).
 
 use std::sync::Arc;
 
@@ -16,11 +17,13 @@ use crate::layer::{Layer, OutputViews, RunInputs, Threads};
 
 mod layers;
 mod parse;
+mod run_built;
 pub(crate) mod slots;
 
 use layers::{rebuilt_layer, shared_layer, Carried};
 pub(crate) use layers::{AnyLayer, Carry};
 pub use parse::register;
+use run_built::RunBuilt;
 use slots::{constant_inputs, per_run_inputs, run_positions};
 
 /// The typed op: one recurrent node evaluated by the native cells.
@@ -36,6 +39,8 @@ pub struct NativeRecurrent {
     pub(crate) threads: Option<Arc<Threads>>,
     /// How the cells store Rᵀ ([`LoadOptions::recurrent_weights`](crate::LoadOptions)).
     recurrent_weights: WeightFormat,
+    /// The cells last built from weights given at run time (shared by the op's copies).
+    run_built: Arc<RunBuilt>,
 }
 
 impl PartialEq for NativeRecurrent {
@@ -175,13 +180,15 @@ impl NativeRecurrent {
             None => {
                 let slots = &self.spec.slots;
                 let get = |s: Option<usize>| s.map(|s| &*inputs[s]);
-                built = AnyLayer::build(
+                built = self.run_built.get_or_build(
                     &self.spec,
                     inputs[0].datum_type(),
-                    &inputs[1],
-                    &inputs[2],
-                    get(slots.b),
-                    get(slots.p),
+                    [
+                        Some(&*inputs[1]),
+                        Some(&*inputs[2]),
+                        get(slots.b),
+                        get(slots.p),
+                    ],
                     self.recurrent_weights,
                 )?;
                 &built

@@ -862,11 +862,22 @@ fn recurrent_weights_with_defaults_can_be_overridden() {
     let got = y[0].array_view::<f32>().unwrap().to_owned();
     assert_close(&got, &run_reference(&attrs, &inputs).y, "defaults");
 
-    inputs.r = random_array(&mut c, &[1, 9, 3], 1.0);
-    let r = rnn_run::Tensor::from(inputs.r.mapv(|v| v as f32));
-    let y = m.run_named(vec![("X", x), ("R", r)]).unwrap();
-    let got = y[0].array_view::<f32>().unwrap().to_owned();
-    assert_close(&got, &run_reference(&attrs, &inputs).y, "R overridden");
+    // Overridden weights are packed per run, and reused while a run brings the same bytes:
+    // alternating two Rs (and one of them again) must give each R's answer every time.
+    let r1 = random_array(&mut c, &[1, 9, 3], 1.0);
+    let mut r2 = r1.clone();
+    r2[[0, 4, 1]] += 0.5;
+    for (k, r) in [&r1, &r1, &r2, &r1, &r2, &r2].into_iter().enumerate() {
+        inputs.r = r.clone();
+        let r = rnn_run::Tensor::from(inputs.r.mapv(|v| v as f32));
+        let y = m.run_named(vec![("X", x.clone()), ("R", r)]).unwrap();
+        let got = y[0].array_view::<f32>().unwrap().to_owned();
+        assert_close(
+            &got,
+            &run_reference(&attrs, &inputs).y,
+            &format!("R overridden, run {k}"),
+        );
+    }
 }
 
 #[test]

@@ -225,6 +225,7 @@ impl Expansion for RecurrentExpansion {
             keep_buffers: false,
             threads: None,
             recurrent_weights: WeightFormat::Full,
+            run_built: Default::default(),
         };
         match op.prepared(model, inputs)? {
             Some((prepared, per_run)) => model.wire_node(prefix, prepared, &per_run),
