@@ -81,19 +81,32 @@ fn conv_chain(model: &TypedModel, id: usize, op: &QConv) -> TractResult<Chain<QC
             last = next;
         }
     }
-    let Some(next) = cast_to_f32(model, last)? else {
+    let Some((next, mult)) = float_and_scale(model, last)? else {
         return Ok(None);
     };
-    op.fused.float = true;
+    (op.fused.float, op.fused.mult) = (true, mult.is_some());
+    extra.extend(mult);
     last = next;
+    Ok(Some((op, extra, last)))
+}
+
+/// `Cast f32 → [Mul by one float]` after `last`: the outlet after them and the multiplier,
+/// or `None` when no cast to float follows.
+fn float_and_scale(
+    model: &TypedModel,
+    last: OutletId,
+) -> TractResult<Option<(OutletId, Option<OutletId>)>> {
+    let Some(mut last) = cast_to_f32(model, last)? else {
+        return Ok(None);
+    };
+    let mut mult = None;
     if let Some((next, other)) = binary::<Mul>(model, last, DatumType::F32)? {
         if is_one_value(model.outlet_fact(other)?) {
-            op.fused.mult = true;
-            extra.push(other);
+            mult = Some(other);
             last = next;
         }
     }
-    Ok(Some((op, extra, last)))
+    Ok(Some((last, mult)))
 }
 
 /// `QMatMul → Cast f32 → [Mul by one float] → [Add float bias per column]`.
@@ -102,18 +115,12 @@ fn matmul_chain(model: &TypedModel, id: usize, op: &QMatMul) -> TractResult<Chai
     let mut extra = tvec![];
     let mut last = OutletId::new(id, 0);
     let shape = model.outlet_fact(last)?.shape.clone();
-    let Some(next) = cast_to_f32(model, last)? else {
+    let Some((next, mult)) = float_and_scale(model, last)? else {
         return Ok(None);
     };
-    op.fused.float = true;
+    (op.fused.float, op.fused.mult) = (true, mult.is_some());
+    extra.extend(mult);
     last = next;
-    if let Some((next, other)) = binary::<Mul>(model, last, DatumType::F32)? {
-        if is_one_value(model.outlet_fact(other)?) {
-            op.fused.mult = true;
-            extra.push(other);
-            last = next;
-        }
-    }
     if let Some((next, other)) = binary::<Add>(model, last, DatumType::F32)? {
         let fact = model.outlet_fact(other)?;
         let rank = shape.rank();
