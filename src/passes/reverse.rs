@@ -128,8 +128,8 @@ impl EvalOp for ReverseAxis {
     }
 }
 
-/// `t` with `axis` reversed: each block of the axes after it copied whole.
-pub(crate) fn reverse_axis(t: &Tensor, axis: usize) -> TractResult<Tensor> {
+/// How reversing `axis` of `t` moves its bytes: `outer` runs of `n` blocks of `block` bytes.
+fn blocks(t: &Tensor, axis: usize) -> TractResult<(usize, usize, usize)> {
     let shape = t.shape();
     ensure!(
         axis < shape.len(),
@@ -138,11 +138,15 @@ pub(crate) fn reverse_axis(t: &Tensor, axis: usize) -> TractResult<Tensor> {
     );
     let dt = t.datum_type();
     ensure!(dt.is_copy(), "reversing {dt:?}");
-    let outer: usize = shape[..axis].iter().product();
-    let n = shape[axis];
     let block = shape[axis + 1..].iter().product::<usize>() * dt.size_of();
+    Ok((shape[..axis].iter().product(), shape[axis], block))
+}
+
+/// `t` with `axis` reversed: each block of the axes after it copied whole.
+pub(crate) fn reverse_axis(t: &Tensor, axis: usize) -> TractResult<Tensor> {
+    let (outer, n, block) = blocks(t, axis)?;
     // SAFETY: every byte of the output is written below (outer · n blocks of `block` bytes).
-    let mut out = unsafe { Tensor::uninitialized_dt(dt, shape)? };
+    let mut out = unsafe { Tensor::uninitialized_dt(t.datum_type(), t.shape())? };
     let src = t.try_as_plain_ram()?;
     let src = src.as_bytes();
     let mut dst = out.try_as_plain_ram_mut()?;
@@ -160,17 +164,7 @@ pub(crate) fn reverse_axis(t: &Tensor, axis: usize) -> TractResult<Tensor> {
 
 /// `t` with `axis` reversed in its own buffer: blocks swapped pairwise from both ends.
 pub(crate) fn reverse_axis_in_place(t: &mut Tensor, axis: usize) -> TractResult<()> {
-    let shape = t.shape().to_vec();
-    ensure!(
-        axis < shape.len(),
-        "axis {axis} of a rank {} tensor",
-        shape.len()
-    );
-    let dt = t.datum_type();
-    ensure!(dt.is_copy(), "reversing {dt:?}");
-    let outer: usize = shape[..axis].iter().product();
-    let n = shape[axis];
-    let block = shape[axis + 1..].iter().product::<usize>() * dt.size_of();
+    let (outer, n, block) = blocks(t, axis)?;
     let mut data = t.try_as_plain_ram_mut()?;
     let data = data.as_bytes_mut();
     for o in 0..outer {
