@@ -140,14 +140,14 @@ pub(in crate::conv::kernels) unsafe fn rows256<const R: usize>(t: &RowTile) {
         let image = t.x.wrapping_add(ci * t.plane).wrapping_offset(t.col);
         let w = t.w.add(ci * taps * t.ldw);
         for (iy, row) in t.input_rows[..t.kh + 1].iter().enumerate() {
-            for kx in 0..t.kw {
+            for (kx, (&m, &mv)) in t.masks[..t.kw].iter().zip(&masks).enumerate() {
                 let x = match *row {
                     Some(off) => {
                         let p = image.wrapping_offset(off + kx as isize);
-                        if t.masks[kx] & 0xff == 0xff {
+                        if m & 0xff == 0xff {
                             _mm256_loadu_ps(p)
                         } else {
-                            _mm256_maskload_ps(p, masks[kx])
+                            _mm256_maskload_ps(p, mv)
                         }
                     }
                     None => _mm256_setzero_ps(),
@@ -170,8 +170,8 @@ pub(in crate::conv::kernels) unsafe fn rows256<const R: usize>(t: &RowTile) {
     let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
     let lanes = _mm_setr_epi32(0, 1, 2, 3);
     let m = _mm_cmplt_epi32(lanes, _mm_set1_epi32((t.cols / 2) as i32));
-    for r in 0..t.rows.min(R) {
-        let v = _mm256_max_ps(acc[0][r], acc[1][r]);
+    for (r, (&top, &bottom)) in acc[0].iter().zip(&acc[1]).enumerate().take(t.rows) {
+        let v = _mm256_max_ps(top, bottom);
         let v = _mm256_max_ps(v, _mm256_permute_ps::<0b10_11_00_01>(v));
         let v = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(v, even));
         _mm_maskstore_ps(t.out.add(r * t.ldc), m, v);

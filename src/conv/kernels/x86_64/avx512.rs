@@ -170,8 +170,8 @@ pub(in crate::conv::kernels) unsafe fn rows512<const R: usize>(t: &RowTile) {
     // The pairs' maxima in the even lanes, then those packed into the low 8.
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
     let m = lanes16(t.cols / 2);
-    for r in 0..t.rows.min(R) {
-        let v = _mm512_max_ps(acc[0][r], acc[1][r]);
+    for (r, (&top, &bottom)) in acc[0].iter().zip(&acc[1]).enumerate().take(t.rows) {
+        let v = _mm512_max_ps(top, bottom);
         let v = _mm512_max_ps(v, _mm512_permute_ps::<0b10_11_00_01>(v));
         let v = _mm512_permutexvar_ps(even, v);
         _mm512_mask_storeu_ps(t.out.add(r * t.ldc), m, v);
