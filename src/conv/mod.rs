@@ -21,6 +21,11 @@
 //!   rows of output (4 frequencies, one frame of a stream, Silero's 4 STFT frames), where
 //!   vectors over positions would run mostly empty.
 //!
+//! - A 2×2 max pooling at stride 2 after the clamp may be fused: rows are then computed a
+//!   few pairs at a time into a scratch that stays in cache and pooled from there, or, for
+//!   few input channels at stride 1 after a ReLU-like clamp, by *row tiles* (`rows.rs`) that
+//!   pool in registers; the values are `MaxPool2x2`'s on the unfused output, bit for bit.
+//!
 //! The pass choosing it is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
 
 mod kernels;
