@@ -21,9 +21,15 @@
 //!   rows of output (4 frequencies, one frame of a stream, Silero's 4 STFT frames), where
 //!   vectors over positions would run mostly empty.
 //!
+//! - A 2×2 max pooling at stride 2 after the clamp may be fused: rows are then computed a
+//!   few pairs at a time into a scratch that stays in cache and pooled from there, or, for
+//!   few input channels at stride 1 after a ReLU-like clamp, by *row tiles* (`rows.rs`) that
+//!   pool in registers; the values are `MaxPool2x2`'s on the unfused output, bit for bit.
+//!
 //! The pass choosing it is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
 
 mod kernels;
+mod rows;
 
 use std::sync::Arc;
 
@@ -47,6 +53,9 @@ pub struct PackedConv {
     /// The same blocks of the bias: `[wb]` each.
     bias: Arc<Vec<f32>>,
     clamp: Clamp,
+    /// A 2×2 max pooling at stride 2 after the clamp (NCHW only), as
+    /// [`crate::passes::maxpool::MaxPool2x2`] computes it.
+    pool: bool,
 }
 
 impl PartialEq for PackedConv {
@@ -55,6 +64,7 @@ impl PartialEq for PackedConv {
         self.pool_spec == other.pool_spec
             && self.group == other.group
             && self.isa == other.isa
+            && self.pool == other.pool
             && self.clamp.lo.map(f32::to_bits) == other.clamp.lo.map(f32::to_bits)
             && self.clamp.hi.map(f32::to_bits) == other.clamp.hi.map(f32::to_bits)
             && (Arc::ptr_eq(&self.weights, &other.weights)
@@ -145,6 +155,7 @@ impl PackedConv {
             weights: Arc::new(weights),
             bias: Arc::new(bias),
             clamp: Clamp::default(),
+            pool: false,
         }))
     }
 
@@ -159,6 +170,34 @@ impl PackedConv {
             clamp,
             ..self.clone()
         }
+    }
+
+    /// Whether a 2×2 max pooling at stride 2 is fused after it.
+    pub(crate) fn pooled(&self) -> bool {
+        self.pool
+    }
+
+    /// The same op with a 2×2 max pooling at stride 2 fused after it (and after its clamp),
+    /// or `None` unless its output is NCHW with two spatial axes.
+    pub(crate) fn with_pool(&self) -> Option<PackedConv> {
+        (self.pool_spec.data_format == DataFormat::NCHW && self.pool_spec.rank() == 2).then(|| {
+            PackedConv {
+                pool: true,
+                ..self.clone()
+            }
+        })
+    }
+
+    /// The output shape for an input of shape `input`: the convolution's, pooled if fused.
+    fn output_shape<D: DimLike>(&self, input: &[D]) -> TractResult<TVec<D>> {
+        let mut shape = self.pool_spec.output_shape(input)?.shape;
+        if self.pool {
+            let r = shape.len();
+            for d in &mut shape[r - 2..] {
+                *d = d.clone() / 2;
+            }
+        }
+        Ok(shape)
     }
 
     fn compute(&self, input: &Tensor) -> TractResult<Tensor> {
@@ -207,9 +246,9 @@ impl PackedConv {
                 pl: pads[0].pad_before,
             }
         };
-        let oshape = spec.output_shape(input.shape())?;
+        let oshape = self.output_shape(input.shape())?;
         // SAFETY: `run` writes every element.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&oshape.shape)? };
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&oshape)? };
         let input = input.try_as_plain_ram()?;
         self.run(
             geo,
@@ -220,128 +259,189 @@ impl PackedConv {
         Ok(output)
     }
 
-    /// Computes `n` images of `geo` (each group's), writing every element of `out`.
+    /// Computes `n` images of `geo` (each group's), writing every element of `out` (pooled
+    /// when [`PackedConv::pooled`]).
     fn run(&self, geo: Geo, n: usize, input: &[f32], out: &mut [f32]) -> TractResult<()> {
         let (g, cout) = (self.group, self.pool_spec.output_channels);
         let cog = cout / g;
-        let (k, p) = (geo.k(), geo.oh * geo.ow);
+        let p = geo.oh * geo.ow;
+        let (poh, pow) = if self.pool {
+            (geo.oh / 2, geo.ow / 2)
+        } else {
+            (geo.oh, geo.ow)
+        };
+        let pp = poh * pow;
         let group_image = geo.c * geo.h * geo.w;
-        ensure!(input.len() == n * g * group_image && out.len() == n * cout * p);
-        if p == 0 || cog == 0 {
+        ensure!(input.len() == n * g * group_image && out.len() == n * cout * pp);
+        if pp == 0 || cog == 0 {
             return Ok(());
         }
-        let (mr, wb, nr) = (self.isa.mr(), self.isa.wb(), self.isa.nr());
-        let blocks = cog.div_ceil(wb);
-        let pointwise = geo.is_pointwise();
-        let mut lines = vec![Line([0.0; 16]); (k * nr).div_ceil(16)];
+        let by_rows = self.by_rows(&geo);
+        let nr = self.isa.nr();
+        let mut lines = vec![Line([0.0; 16]); (geo.k() * nr).div_ceil(16)];
         let panel = Line::floats(&mut lines);
+        // Pooled, the rows are computed a few pairs at a time into a scratch that stays in
+        // cache (a whole number of panels where a few pairs make one), then pooled into the
+        // output: the full-size output is never written and read back.
+        let pair_rows = if self.pool && !by_rows {
+            let pair = 2 * geo.ow;
+            let least = 256usize.div_ceil(pair);
+            (least..=2048usize.div_ceil(pair).max(least))
+                .find(|m| (m * pair).is_multiple_of(nr))
+                .unwrap_or(least)
+                .min(poh)
+        } else {
+            0
+        };
+        let mut scratch = vec![0f32; cog * 2 * pair_rows * geo.ow];
         // Image by image, group by group: the input and output are [n, g, ...] in order.
         for i in 0..n * g {
             let x = &input[i * group_image..][..group_image];
-            let out = &mut out[i * cog * p..][..cog * p];
-            let gg = i % g;
+            let out = &mut out[i * cog * pp..][..cog * pp];
+            if by_rows {
+                self.run_rows(geo, i % g, x, out);
+                continue;
+            }
             let mut patches = Patches::new(geo, x);
-            for p0 in (0..p).step_by(nr) {
-                let cols = nr.min(p - p0);
-                // Vectors over channels when they fill more lanes than the positions do
-                // (a short row: a few frequencies, or one frame).
-                let by_channel = cols * 2 <= nr
-                    && cog * nr > cols * blocks * wb
-                    && p.checked_mul(wb).is_some_and(|x| x <= i32::MAX as usize);
-                // Where the pixel tiles read the patches: the image itself (pointwise),
-                // straight from the input rows (AVX-512, rows at stride 1 or 2), or a packed
-                // panel. At stride 2, a tile of a whole block of channels per half panel
-                // shuffles each row of patches once for the block.
-                let block_tiles = geo.sw == 2 && cog > mr;
-                let direct = if self.isa == Isa::Avx512 && !by_channel && !pointwise {
-                    patches.direct(p0, cols)
-                } else {
-                    None
-                };
-                let (xp, ldx) = if pointwise && cols == nr {
-                    (x[p0..].as_ptr(), p)
-                } else if direct.is_some() {
-                    (std::ptr::null(), 0)
-                } else {
-                    patches.pack(self.isa, p0, cols, nr, panel);
-                    (panel.as_ptr(), nr)
-                };
-                for b in 0..blocks {
-                    let block = gg * blocks + b;
-                    let w = &self.weights[block * k * wb..][..k * wb];
-                    let bias = &self.bias[block * wb..][..wb];
-                    let channels = wb.min(cog - b * wb);
-                    let t = Tile {
-                        k,
-                        w: w.as_ptr(),
-                        ldw: wb,
-                        x: xp,
-                        ldx,
-                        bias: bias.as_ptr(),
-                        c: out[b * wb * p + p0..].as_mut_ptr(),
-                        ldc: p,
-                        rows: channels,
-                        cols,
-                        clamp: self.clamp,
-                    };
-                    if let (Some(d), true) = (&direct, block_tiles) {
-                        for h in 0..2 {
-                            if h * 16 >= cols {
-                                break;
-                            }
-                            let t = Tile {
-                                c: t.c.wrapping_add(16 * h),
-                                cols: 16.min(cols - 16 * h),
-                                ..t
-                            };
-                            // SAFETY: `w` holds k rows of wb >= channels weights, `bias` wb
-                            // values; `d` describes the panel in `x`, alive here, for an
-                            // AVX-512 op at stride 2; `out` holds `channels` rows of p values
-                            // from b·wb·p + p0 + 16h, of which cols are written.
-                            unsafe { kernels::direct_block_tile(&t, d, h) };
-                        }
-                    } else if by_channel {
-                        for j0 in (0..cols).step_by(CHANNEL_TILE_COLS) {
-                            let t = Tile {
-                                x: t.x.wrapping_add(j0),
-                                c: t.c.wrapping_add(j0),
-                                cols: CHANNEL_TILE_COLS.min(cols - j0),
-                                ..t
-                            };
-                            // SAFETY: `w` holds k rows of wb weights, `bias` wb values; x
-                            // holds k rows of nr >= j0 + cols values at stride ldx (a packed
-                            // panel); `out` holds `channels` rows of p values from
-                            // b·wb·p + p0, of which j0 .. j0 + cols are written; p·wb fits
-                            // an i32.
-                            unsafe { kernels::channel_tile(self.isa, &t) };
-                        }
-                    } else {
-                        for r0 in (0..channels).step_by(mr) {
-                            let t = Tile {
-                                w: t.w.wrapping_add(r0),
-                                bias: t.bias.wrapping_add(r0),
-                                c: t.c.wrapping_add(r0 * p),
-                                rows: mr.min(channels - r0),
-                                ..t
-                            };
-                            // SAFETY: `w` holds k rows of wb >= r0 + rows weights, `bias`
-                            // wb values; x holds k rows of nr values at stride ldx (a packed
-                            // panel, or the image itself, [k, p], for a full panel of a
-                            // pointwise convolution), or `direct` describes the panel in
-                            // `x`, alive here, for an AVX-512 op; `out` holds rows rows of p
-                            // values from (b·wb + r0)·p + p0, of which cols are written.
-                            unsafe {
-                                match &direct {
-                                    Some(d) => kernels::direct_tile(&t, d),
-                                    None => kernels::pixel_tile(self.isa, &t),
-                                }
-                            };
-                        }
-                    }
+            if !self.pool {
+                self.panels(&mut patches, i % g, 0..p, out, p, panel);
+                continue;
+            }
+            for y0 in (0..poh).step_by(pair_rows) {
+                let pairs = pair_rows.min(poh - y0);
+                let ldc = 2 * pairs * geo.ow;
+                let positions = 2 * y0 * geo.ow..2 * (y0 + pairs) * geo.ow;
+                let scratch = &mut scratch[..cog * ldc];
+                self.panels(&mut patches, i % g, positions, scratch, ldc, panel);
+                for (c, rows) in scratch.chunks_exact(ldc).enumerate() {
+                    let out = &mut out[c * pp + y0 * pow..][..pairs * pow];
+                    crate::passes::maxpool::pool_planes(rows, out, 2 * pairs, geo.ow);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Computes the output positions `positions` (flat over `oh × ow`) of one image of
+    /// group `gg`: channel `r` of position `q` into `out[r·ldc + q − positions.start]`.
+    fn panels(
+        &self,
+        patches: &mut Patches,
+        gg: usize,
+        positions: std::ops::Range<usize>,
+        out: &mut [f32],
+        ldc: usize,
+        panel: &mut [f32],
+    ) {
+        let geo = patches.geo;
+        let cog = self.pool_spec.output_channels / self.group;
+        let (k, p) = (geo.k(), geo.oh * geo.ow);
+        let (mr, wb, nr) = (self.isa.mr(), self.isa.wb(), self.isa.nr());
+        let blocks = cog.div_ceil(wb);
+        let pointwise = geo.is_pointwise();
+        let width = positions.len();
+        assert!(positions.end <= p && ldc >= width && out.len() >= (cog - 1) * ldc + width);
+        let x = patches.input;
+        for p0 in positions.clone().step_by(nr) {
+            let cols = nr.min(positions.end - p0);
+            let q0 = p0 - positions.start;
+            // Vectors over channels when they fill more lanes than the positions do
+            // (a short row: a few frequencies, or one frame).
+            let by_channel = cols * 2 <= nr
+                && cog * nr > cols * blocks * wb
+                && ldc.checked_mul(wb).is_some_and(|x| x <= i32::MAX as usize);
+            // Where the pixel tiles read the patches: the image itself (pointwise),
+            // straight from the input rows (AVX-512, rows at stride 1 or 2), or a packed
+            // panel. At stride 2, a tile of a whole block of channels per half panel
+            // shuffles each row of patches once for the block.
+            let block_tiles = geo.sw == 2 && cog > mr;
+            let direct = if self.isa == Isa::Avx512 && !by_channel && !pointwise {
+                patches.direct(p0, cols)
+            } else {
+                None
+            };
+            let (xp, ldx) = if pointwise && cols == nr {
+                (x[p0..].as_ptr(), p)
+            } else if direct.is_some() {
+                (std::ptr::null(), 0)
+            } else {
+                patches.pack(self.isa, p0, cols, nr, panel);
+                (panel.as_ptr(), nr)
+            };
+            for b in 0..blocks {
+                let block = gg * blocks + b;
+                let w = &self.weights[block * k * wb..][..k * wb];
+                let bias = &self.bias[block * wb..][..wb];
+                let channels = wb.min(cog - b * wb);
+                let t = Tile {
+                    k,
+                    w: w.as_ptr(),
+                    ldw: wb,
+                    x: xp,
+                    ldx,
+                    bias: bias.as_ptr(),
+                    c: out[b * wb * ldc + q0..].as_mut_ptr(),
+                    ldc,
+                    rows: channels,
+                    cols,
+                    clamp: self.clamp,
+                };
+                if let (Some(d), true) = (&direct, block_tiles) {
+                    for h in 0..2 {
+                        if h * 16 >= cols {
+                            break;
+                        }
+                        let t = Tile {
+                            c: t.c.wrapping_add(16 * h),
+                            cols: 16.min(cols - 16 * h),
+                            ..t
+                        };
+                        // SAFETY: `w` holds k rows of wb >= channels weights, `bias` wb
+                        // values; `d` describes the panel in `x`, alive here, for an
+                        // AVX-512 op at stride 2; `out` holds `channels` rows of ldc values
+                        // from b·wb·ldc + q0 + 16h, of which cols are written.
+                        unsafe { kernels::direct_block_tile(&t, d, h) };
+                    }
+                } else if by_channel {
+                    for j0 in (0..cols).step_by(CHANNEL_TILE_COLS) {
+                        let t = Tile {
+                            x: t.x.wrapping_add(j0),
+                            c: t.c.wrapping_add(j0),
+                            cols: CHANNEL_TILE_COLS.min(cols - j0),
+                            ..t
+                        };
+                        // SAFETY: `w` holds k rows of wb weights, `bias` wb values; x
+                        // holds k rows of nr >= j0 + cols values at stride ldx (a packed
+                        // panel); `out` holds `channels` rows of ldc values from
+                        // b·wb·ldc + q0, of which j0 .. j0 + cols are written; ldc·wb fits
+                        // an i32.
+                        unsafe { kernels::channel_tile(self.isa, &t) };
+                    }
+                } else {
+                    for r0 in (0..channels).step_by(mr) {
+                        let t = Tile {
+                            w: t.w.wrapping_add(r0),
+                            bias: t.bias.wrapping_add(r0),
+                            c: t.c.wrapping_add(r0 * ldc),
+                            rows: mr.min(channels - r0),
+                            ..t
+                        };
+                        // SAFETY: `w` holds k rows of wb >= r0 + rows weights, `bias`
+                        // wb values; x holds k rows of nr values at stride ldx (a packed
+                        // panel, or the image itself, [k, p], for a full panel of a
+                        // pointwise convolution), or `direct` describes the panel in
+                        // `x`, alive here, for an AVX-512 op; `out` holds rows rows of ldc
+                        // values from (b·wb + r0)·ldc + q0, of which cols are written.
+                        unsafe {
+                            match &direct {
+                                Some(d) => kernels::direct_tile(&t, d),
+                                None => kernels::pixel_tile(self.isa, &t),
+                            }
+                        };
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -366,8 +466,8 @@ impl Op for PackedConv {
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = self.pool_spec.info();
         info.push(format!(
-            "groups: {}, kernels: {:?}, clamp: {:?}",
-            self.group, self.isa, self.clamp
+            "groups: {}, kernels: {:?}, clamp: {:?}, 2x2 max pool: {}",
+            self.group, self.isa, self.clamp, self.pool
         ));
         Ok(info)
     }
@@ -393,7 +493,7 @@ impl TypedOp for PackedConv {
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 1 && inputs[0].datum_type == DatumType::F32);
-        self.pool_spec.output_facts(inputs)
+        Ok(tvec!(f32::fact(self.output_shape(&inputs[0].shape)?)))
     }
 
     /// The batch axis is one from input to output; the others are the convolution's.
@@ -412,6 +512,7 @@ impl TypedOp for PackedConv {
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        // The convolution's own output (the pooling's maxima are not counted).
         let output = self.pool_spec.output_shape(&inputs[0].shape)?;
         let k = self.pool_spec.input_channels / self.group
             * self.pool_spec.kernel_shape.iter().product::<usize>();

@@ -308,3 +308,172 @@ fn wide_rows_at_stride_one_equal_tracts() {
         }
     }
 }
+
+/// A random convolution for a fused 2×2 pooling: NCHW, few input channels (the row tiles'
+/// case) or more, mostly stride 1 without dilation, any padding, sides odd and even, and
+/// clamps with low bounds of +0 and above (pooled in registers), −0, below 0, or none.
+fn random_pooled_case(rng: &mut Rng) -> Case {
+    loop {
+        let group = [1, 1, 1, 2][rng.range(0, 3)];
+        let cig = [1, 1, 2, 3, 5][rng.range(0, 4)];
+        let (cin, cout) = (cig * group, rng.range(1, 20) * group);
+        let kernel: TVec<usize> = (0..2).map(|_| rng.range(1, 5)).collect();
+        let odd = rng.range(0, 4) == 0;
+        let strides: TVec<usize> = (0..2)
+            .map(|_| if odd { rng.range(1, 2) } else { 1 })
+            .collect();
+        let dilations: TVec<usize> = (0..2)
+            .map(|_| if odd { rng.range(1, 2) } else { 1 })
+            .collect();
+        let before: TVec<usize> = (0..2).map(|_| rng.range(0, 2)).collect();
+        let after: TVec<usize> = (0..2).map(|_| rng.range(0, 2)).collect();
+        let (h, w) = (rng.range(1, 24), rng.range(1, 60));
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: kernel,
+                padding: PaddingSpec::Explicit(before, after),
+                dilations: Some(dilations),
+                strides: Some(strides),
+                input_channels: cin,
+                output_channels: cout,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group,
+            q_params: None,
+        };
+        let shape = [rng.range(1, 2), cin, h, w];
+        let Ok(out) = conv.pool_spec.output_shape(&shape) else {
+            continue;
+        };
+        if out.hw_dims().contains(&0) {
+            continue;
+        }
+        let lo = [
+            Some(0.0),
+            Some(0.0),
+            Some(0.125),
+            Some(-0.0),
+            Some(-0.5),
+            None,
+        ][rng.range(0, 5)];
+        let hi = [None, None, Some(0.5)][rng.range(0, 2)];
+        let mut kshape = vec![cout, cig];
+        kshape.extend(conv.pool_spec.kernel_shape.iter());
+        return Case {
+            input: rng.tensor(&shape),
+            kernel: rng.tensor(&kshape),
+            bias: rng.tensor(&[cout]),
+            clamp: Clamp { lo, hi },
+            conv,
+        };
+    }
+}
+
+/// A fused 2×2 max pooling gives, on every set, the bits of [`MaxPool2x2`] on the unfused
+/// convolution's output (row tiles and pixel tiles alike), and tract's convolution pooled
+/// within rounding.
+///
+/// [`MaxPool2x2`]: crate::passes::maxpool::MaxPool2x2
+#[test]
+fn pooled_convolutions_equal_pooling_after() {
+    let isas = isas();
+    let mut by_rows = 0;
+    for seed in 0..300 {
+        let case = random_pooled_case(&mut Rng(1_000_000 + seed));
+        let want = crate::passes::maxpool::max_pool_2x2(&tract_conv(&case)).unwrap();
+        for &isa in &isas {
+            let op = packed(&case, isa);
+            let pooled = op.with_pool().expect("NCHW, two spatial axes");
+            let got = pooled.compute(&case.input).unwrap();
+            let unfused = op.compute(&case.input).unwrap();
+            let after = crate::passes::maxpool::max_pool_2x2(&unfused).unwrap();
+            let bits = |t: &Tensor| {
+                let t = t.try_as_plain_ram().unwrap();
+                let v: Vec<u32> = t
+                    .as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                v
+            };
+            let what = format!(
+                "seed {seed}, {isa:?}: {:?}\ninput {:?} clamp {:?}",
+                case.conv,
+                case.input.shape(),
+                case.clamp
+            );
+            assert_eq!(got.shape(), want.shape(), "{what}");
+            assert!(bits(&got) == bits(&after), "{what}: not MaxPool2x2's bits");
+            let w = worst(&got, &want);
+            assert!(w <= 1e-5, "{what}: difference {w:e}");
+            let shape = case.input.shape();
+            let geo = Geo {
+                c: shape[1] / case.conv.group,
+                h: shape[2],
+                w: shape[3],
+                oh: 0,
+                ow: 0,
+                kh: case.conv.pool_spec.kernel_shape[0],
+                kw: case.conv.pool_spec.kernel_shape[1],
+                sh: case.conv.pool_spec.strides()[0],
+                sw: case.conv.pool_spec.strides()[1],
+                dh: case.conv.pool_spec.dilations()[0],
+                dw: case.conv.pool_spec.dilations()[1],
+                pt: 0,
+                pl: 0,
+            };
+            by_rows += pooled.by_rows(&geo) as usize;
+        }
+    }
+    eprintln!("{by_rows} of the pooled cases on row tiles");
+    assert!(by_rows >= 100, "only {by_rows} pooled cases on row tiles");
+}
+
+/// The captcha model's first layer (one channel, 64 × 200, 32 channels, ReLU, pooled) and
+/// sides that leave a last odd row and column, on row tiles.
+#[test]
+fn first_layer_pooled_on_row_tiles() {
+    for (cin, cout, h, w) in [(1, 32, 64, 200), (1, 20, 9, 37), (3, 16, 7, 35)] {
+        let mut rng = Rng((cin * 7000 + h * w) as u64);
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(3, 3),
+                padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
+                dilations: None,
+                strides: None,
+                input_channels: cin,
+                output_channels: cout,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let case = Case {
+            conv,
+            input: rng.tensor(&[1, cin, h, w]),
+            kernel: rng.tensor(&[cout, cin, 3, 3]),
+            bias: rng.tensor(&[cout]),
+            clamp: Clamp {
+                lo: Some(0.0),
+                hi: None,
+            },
+        };
+        let want = crate::passes::maxpool::max_pool_2x2(&tract_conv(&case)).unwrap();
+        for isa in isas() {
+            let op = packed(&case, isa);
+            let pooled = op.with_pool().unwrap();
+            let got = pooled.compute(&case.input).unwrap();
+            let after =
+                crate::passes::maxpool::max_pool_2x2(&op.compute(&case.input).unwrap()).unwrap();
+            assert_eq!(worst(&got, &after), 0.0, "{cin}→{cout} on {h}×{w}, {isa:?}");
+            let w = worst(&got, &want);
+            assert!(
+                w <= 1e-5,
+                "{cin}→{cout} on {h}×{w}, {isa:?}: difference {w:e}"
+            );
+        }
+    }
+}

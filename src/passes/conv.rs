@@ -7,7 +7,8 @@
 //! `Add` by channel after it). The 1×1 convolutions declutter turned into an einsum and a
 //! bias `Add` are read back as convolutions ([`super::pointwise`]). A `Max` or `Min` by a
 //! constant scalar right after the convolution (ReLU, clip), read by nothing else, is fused
-//! into it.
+//! into it, and so is a 2×2 max pooling at stride 2 after those (a conv stack's pooling),
+//! bit for bit what [`super::maxpool`] computes.
 //!
 //! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
 //! axes, weights or bias computed at run time, and depthwise convolutions, for which tract
@@ -15,7 +16,7 @@
 //! than it).
 
 use tract_core::ops::binary::TypedBinOp;
-use tract_core::ops::cnn::Conv;
+use tract_core::ops::cnn::{Conv, MaxPool};
 use tract_core::ops::math::{Max, Min};
 use tract_hir::internal::*;
 
@@ -56,6 +57,15 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
             op = op.with_clamp(clamp);
             last = next;
         }
+        let pooled = if after.is_empty() {
+            fused_pool(model, last, &op)?
+        } else {
+            None
+        };
+        if let Some((pooled, next)) = pooled {
+            op = pooled;
+            last = next;
+        }
         let mut patch = TypedModelPatch::new(format!("packed conv {}", node.name));
         let input = patch.tap_model(model, node.inputs[0])?;
         let mut wire = patch.wire_node(&node.name, op, &[input])?[0];
@@ -75,6 +85,31 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
         *model = std::mem::take(model).into_compact()?;
     }
     Ok(replaced)
+}
+
+/// When `outlet` is read only by a 2×2 max pooling at stride 2 that
+/// [`super::maxpool::MaxPool2x2`] would compute, `op` with the pooling fused and the pooling's
+/// output (the pooled rows never leave the cache: the captcha stack's first layer wrote
+/// 1.6 MB for its pooling to read back).
+fn fused_pool(
+    model: &TypedModel,
+    outlet: OutletId,
+    op: &PackedConv,
+) -> TractResult<Option<(PackedConv, OutletId)>> {
+    if model.output_outlets()?.contains(&outlet) || op.pooled() {
+        return Ok(None);
+    }
+    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+        return Ok(None);
+    };
+    let node = model.node(succ.node);
+    let Some(pool) = node.op_as::<MaxPool>() else {
+        return Ok(None);
+    };
+    if !super::maxpool::covered(pool, model.outlet_fact(outlet)?) {
+        return Ok(None);
+    }
+    Ok(op.with_pool().map(|op| (op, OutletId::new(succ.node, 0))))
 }
 
 fn is_depthwise(conv: &Conv) -> bool {

@@ -41,7 +41,7 @@ pub(crate) fn maxpools(model: &mut TypedModel) -> TractResult<usize> {
     Ok(replaced)
 }
 
-fn covered(pool: &MaxPool, input: &TypedFact) -> bool {
+pub(super) fn covered(pool: &MaxPool, input: &TypedFact) -> bool {
     let spec = &pool.pool_spec;
     let zeros = |v: &[usize]| v.iter().all(|&p| p == 0);
     let no_padding = match &spec.padding {
@@ -115,21 +115,26 @@ pub(crate) fn max_pool_2x2(input: &Tensor) -> TractResult<Tensor> {
     let mut view = output.try_as_plain_ram_mut()?;
     let out = view.as_slice_mut::<f32>()?;
     if !out.is_empty() {
-        // The same loop compiled for the vector sets this CPU has: the baseline's (SSE2)
-        // version of `f32::max` costs a few instructions per value.
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            unsafe { pool_avx512(src, out, h, w) };
-            return Ok(output);
-        } else if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            unsafe { pool_avx2(src, out, h, w) };
-            return Ok(output);
-        }
-        pool(src, out, h, w);
+        pool_planes(src, out, h, w);
     }
     Ok(output)
+}
+
+/// `out` (`[planes, h / 2, w / 2]`) from `src` (`[planes, h, w]`), as [`MaxPool2x2`] computes
+/// it (a convolution with the pooling fused, [`crate::conv::PackedConv`], pools its rows
+/// with it).
+pub(crate) fn pool_planes(src: &[f32], out: &mut [f32], h: usize, w: usize) {
+    // The same loop compiled for the vector sets this CPU has: the baseline's (SSE2)
+    // version of `f32::max` costs a few instructions per value.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { pool_avx512(src, out, h, w) };
+    } else if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { pool_avx2(src, out, h, w) };
+    }
+    pool(src, out, h, w)
 }
 
 #[cfg(target_arch = "x86_64")]

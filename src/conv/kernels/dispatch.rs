@@ -4,7 +4,7 @@
 use super::generic::{chan_portable, tile_portable};
 #[cfg(target_arch = "x86_64")]
 use super::x86_64::{avx2, avx512};
-use super::{Direct, Isa, Tile, CHANNEL_TILE_COLS};
+use super::{Direct, Isa, RowTile, Tile, CHANNEL_TILE_COLS, ROW_TILE_KH};
 
 /// Computes a pixel tile of `t.rows` (1 ..= `isa.mr()`) channels × up to `isa.nr()` positions.
 ///
@@ -143,4 +143,23 @@ pub(crate) unsafe fn direct_block_tile(t: &Tile, d: &Direct, h: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("Direct panels are made for AVX-512 only ({t:?}, {d:?}, {h})")
+}
+
+/// Computes a [`RowTile`] (AVX-512: 8 channels × 16 positions; AVX2: 4 × 8).
+///
+/// # Safety
+/// `isa` is AVX-512 or AVX2 and available; `t.w` holds `t.c · t.kh · t.kw` rows of
+/// `isa.row_channels()` weights at stride `t.ldw`, `t.bias` that many values; every
+/// input row offset plus `t.col` plus the kernel column of each lane in its mask is inside
+/// the image's plane; `t.out` holds `t.rows` rows of `t.ldc` with room for what is written.
+pub(crate) unsafe fn row_tile(isa: Isa, t: &RowTile) {
+    debug_assert!(t.kh <= ROW_TILE_KH && t.kw <= ROW_TILE_KH);
+    debug_assert!(t.rows >= 1 && t.rows <= isa.row_channels() && t.cols.is_multiple_of(2));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::rows512::<8>(t),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::rows256::<4>(t),
+        _ => unreachable!("no row tile for {isa:?}"),
+    }
 }

@@ -11,6 +11,11 @@
 //! The AVX-512 pixel tile also reads the input itself ([`direct_tile`]) where a panel's
 //! patches are a masked load (or two and a shuffle) per row of the patch matrix.
 //!
+//! A *row* tile ([`row_tile`], AVX-512 and AVX2) serves few input channels at stride 1 with
+//! a 2×2 max pooling fused (a conv stack's first layer: one channel, 9 taps): a vector of
+//! positions along two output rows × a few channels, each tap's input vector loaded once
+//! for them, the pooling done in registers.
+//!
 //! The files: the tile interface (here); `dispatch` the choice of kernel per set and tile
 //! size; `generic` the portable kernels; `x86_64` the AVX2 and AVX-512 ones (an `aarch64`
 //! NEON set would sit beside it); `packing` the geometry and the patch panels.
@@ -21,7 +26,7 @@ mod packing;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-pub(crate) use dispatch::{channel_tile, direct_block_tile, direct_tile, pixel_tile};
+pub(crate) use dispatch::{channel_tile, direct_block_tile, direct_tile, pixel_tile, row_tile};
 pub(crate) use packing::{Direct, Geo, Patches};
 
 /// The instruction set a [`super::PackedConv`] was packed for.
@@ -77,6 +82,24 @@ impl Isa {
         }
     }
 
+    /// Output channels per row tile (a divisor of [`Isa::wb`]; 0 without row tiles).
+    pub(crate) fn row_channels(self) -> usize {
+        match self {
+            Isa::Avx512 => 8,
+            Isa::Avx2 => 4,
+            Isa::Portable => 0,
+        }
+    }
+
+    /// Output positions per row tile (0 without row tiles).
+    pub(crate) fn row_cols(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+            Isa::Portable => 0,
+        }
+    }
+
     /// Output positions per pixel tile: the width of a packed panel.
     pub(crate) fn nr(self) -> usize {
         match self {
@@ -118,5 +141,39 @@ pub(crate) struct Tile {
     pub(crate) ldc: usize,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
+    pub(crate) clamp: Clamp,
+}
+
+/// The most kernel rows a [`RowTile`] takes, and the input rows it reads (one more, pooled).
+pub(crate) const ROW_TILE_KH: usize = 5;
+
+/// One row tile: `rows` output channels (of a block of packed weights) × `cols` (even)
+/// positions along two output rows, whose 2×2 maxima are stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowTile {
+    /// Channel 0 of the input image, its planes `plane` apart.
+    pub(crate) x: *const f32,
+    pub(crate) plane: usize,
+    pub(crate) c: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    /// Per input row the tile reads (`kh + 1`), its offset in a plane, or
+    /// `None` in the padding (zeros).
+    pub(crate) input_rows: [Option<isize>; ROW_TILE_KH + 1],
+    /// The offset along an input row of the first position's kernel column 0.
+    pub(crate) col: isize,
+    /// Per kernel column, which lanes read inside the row (the others read zeros).
+    pub(crate) masks: [u16; ROW_TILE_KH],
+    /// Packed weights (`[k][ldw]`, `isa.row_channels()` readable per row) and bias.
+    pub(crate) w: *const f32,
+    pub(crate) ldw: usize,
+    pub(crate) bias: *const f32,
+    /// The output: channel `r` at `out + r * ldc`, `cols / 2` values written.
+    pub(crate) out: *mut f32,
+    pub(crate) ldc: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    /// With a low bound of +0 or more, so that the maxima of the clamped values (never NaN,
+    /// never −0) are the same whatever order they are taken in.
     pub(crate) clamp: Clamp,
 }

@@ -109,7 +109,7 @@ impl Geo {
 /// Where the patches of output positions come from: one image's input, with what every
 /// panel shares precomputed.
 pub(crate) struct Patches<'a> {
-    pub(super) geo: Geo,
+    pub(crate) geo: Geo,
     /// Per kernel row, the output rows `[lo, hi)` reading inside the image; the same per
     /// kernel column.
     rows: Vec<[usize; 2]>,
@@ -117,7 +117,7 @@ pub(crate) struct Patches<'a> {
     /// Per kernel position (row-major), its offset in a channel's plane from the input
     /// position of output `(0, 0)`.
     pub(super) offsets: Vec<isize>,
-    pub(super) input: &'a [f32],
+    pub(crate) input: &'a [f32],
     /// Whether every offset fits the vector kernels' 32-bit gather indices.
     small: bool,
     /// The last panel's, kept from one panel to the next (only what a panel uses is

@@ -1,8 +1,9 @@
-//! The AVX2+FMA kernels: pixel tiles of 4 channels × 2 vectors of 8, channel tiles of 8, and
-//! the packing of 16-wide panels.
+//! The AVX2+FMA kernels: pixel tiles of 4 channels × 2 vectors of 8, channel tiles of 8, row
+//! tiles of 4 channels × 2 rows × 8 positions (pooled), and the packing of 16-wide
+//! panels.
 
 use crate::conv::kernels::packing::{Panel, Patches};
-use crate::conv::kernels::Tile;
+use crate::conv::kernels::{RowTile, Tile};
 use std::arch::x86_64::*;
 
 /// [`super::avx512::chan512`] with 8 channels in a vector, stored channel by channel.
@@ -117,5 +118,62 @@ pub(in crate::conv::kernels) unsafe fn tile256<const R: usize>(t: &Tile) {
             _mm256_maskstore_ps(c, m0, acc0[r]);
             _mm256_maskstore_ps(c.add(8), m1, acc1[r]);
         }
+    }
+}
+
+/// [`super::avx512::rows512`] with vectors of 8 (masked loads by a lane mask of `t.masks`).
+#[target_feature(enable = "avx2,fma")]
+pub(in crate::conv::kernels) unsafe fn rows256<const R: usize>(t: &RowTile) {
+    let mut acc = [[_mm256_setzero_ps(); R]; 2];
+    for acc in acc.iter_mut() {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm256_set1_ps(*t.bias.add(r));
+        }
+    }
+    let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let mut masks = [_mm256_setzero_si256(); crate::conv::kernels::ROW_TILE_KH];
+    for (v, &m) in masks.iter_mut().zip(&t.masks[..t.kw]) {
+        *v = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(m as i32), bits), bits);
+    }
+    let taps = t.kh * t.kw;
+    for ci in 0..t.c {
+        let image = t.x.wrapping_add(ci * t.plane).wrapping_offset(t.col);
+        let w = t.w.add(ci * taps * t.ldw);
+        for (iy, row) in t.input_rows[..t.kh + 1].iter().enumerate() {
+            for (kx, (&m, &mv)) in t.masks[..t.kw].iter().zip(&masks).enumerate() {
+                let x = match *row {
+                    Some(off) => {
+                        let p = image.wrapping_offset(off + kx as isize);
+                        if m & 0xff == 0xff {
+                            _mm256_loadu_ps(p)
+                        } else {
+                            _mm256_maskload_ps(p, mv)
+                        }
+                    }
+                    None => _mm256_setzero_ps(),
+                };
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    // Input row iy is kernel row iy - p of output row p.
+                    if iy < p || iy - p >= t.kh {
+                        continue;
+                    }
+                    let w = w.add(((iy - p) * t.kw + kx) * t.ldw);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*w.add(r)), x, *acc);
+                    }
+                }
+            }
+        }
+    }
+    clamp_tile!(t.clamp, _mm256_set1_ps, _mm256_max_ps, _mm256_min_ps; acc[0], acc[1]);
+    // The pairs' maxima in the even lanes, then those packed into the low 4.
+    let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0);
+    let lanes = _mm_setr_epi32(0, 1, 2, 3);
+    let m = _mm_cmplt_epi32(lanes, _mm_set1_epi32((t.cols / 2) as i32));
+    for (r, (&top, &bottom)) in acc[0].iter().zip(&acc[1]).enumerate().take(t.rows) {
+        let v = _mm256_max_ps(top, bottom);
+        let v = _mm256_max_ps(v, _mm256_permute_ps::<0b10_11_00_01>(v));
+        let v = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(v, even));
+        _mm_maskstore_ps(t.out.add(r * t.ldc), m, v);
     }
 }

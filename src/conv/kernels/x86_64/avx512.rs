@@ -1,8 +1,9 @@
 //! The AVX-512 kernels: pixel tiles of 8 channels × 2 vectors of 16 (from packed panels or
-//! straight from the input), channel tiles of 16, and the packing of 32-wide panels.
+//! straight from the input), channel tiles of 16, row tiles of 8 channels × 2 rows × 16
+//! positions (pooled), and the packing of 32-wide panels.
 
 use crate::conv::kernels::packing::{spread_even, Direct, Panel, Patches};
-use crate::conv::kernels::Tile;
+use crate::conv::kernels::{RowTile, Tile};
 use std::arch::x86_64::*;
 
 /// A channel tile: 16 channels in a vector, `NP` positions, written with a scatter
@@ -119,6 +120,61 @@ pub(in crate::conv::kernels) unsafe fn block512<const R: usize>(t: &Tile, d: &Di
     let m = lanes16(t.cols);
     for (r, acc) in acc.iter().enumerate() {
         _mm512_mask_storeu_ps(t.c.add(r * t.ldc), m, *acc);
+    }
+}
+
+/// [`crate::conv::kernels::row_tile`]: `R` channels × 16 positions of two output rows, their
+/// 2×2 maxima stored. Each tap's input vector is loaded once (unmasked inside the row) for
+/// the `R` channels of both rows; each sum takes its taps in the order of the packed weights,
+/// as the pixel tiles do, so the values are theirs bit for bit.
+#[target_feature(enable = "avx512f")]
+pub(in crate::conv::kernels) unsafe fn rows512<const R: usize>(t: &RowTile) {
+    let mut acc = [[_mm512_setzero_ps(); R]; 2];
+    for acc in acc.iter_mut() {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm512_set1_ps(*t.bias.add(r));
+        }
+    }
+    let taps = t.kh * t.kw;
+    for ci in 0..t.c {
+        let image = t.x.wrapping_add(ci * t.plane).wrapping_offset(t.col);
+        let w = t.w.add(ci * taps * t.ldw);
+        for (iy, row) in t.input_rows[..t.kh + 1].iter().enumerate() {
+            for kx in 0..t.kw {
+                let x = match *row {
+                    Some(off) => {
+                        let p = image.wrapping_offset(off + kx as isize);
+                        let m = t.masks[kx];
+                        if m == u16::MAX {
+                            _mm512_loadu_ps(p)
+                        } else {
+                            _mm512_maskz_loadu_ps(m, p)
+                        }
+                    }
+                    None => _mm512_setzero_ps(),
+                };
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    // Input row iy is kernel row iy - p of output row p.
+                    if iy < p || iy - p >= t.kh {
+                        continue;
+                    }
+                    let w = w.add(((iy - p) * t.kw + kx) * t.ldw);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(r)), x, *acc);
+                    }
+                }
+            }
+        }
+    }
+    clamp_tile!(t.clamp, _mm512_set1_ps, _mm512_max_ps, _mm512_min_ps; acc[0], acc[1]);
+    // The pairs' maxima in the even lanes, then those packed into the low 8.
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    let m = lanes16(t.cols / 2);
+    for (r, (&top, &bottom)) in acc[0].iter().zip(&acc[1]).enumerate().take(t.rows) {
+        let v = _mm512_max_ps(top, bottom);
+        let v = _mm512_max_ps(v, _mm512_permute_ps::<0b10_11_00_01>(v));
+        let v = _mm512_permutexvar_ps(even, v);
+        _mm512_mask_storeu_ps(t.out.add(r * t.ldc), m, v);
     }
 }
 
