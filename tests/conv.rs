@@ -50,9 +50,10 @@ enum After {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
     /// rnn-run's `PackedConv` (a 1×1 kernel without groups too, which tract's declutter turns
-    /// into an einsum and a bias `Add`, read back as a convolution).
+    /// into an einsum and a bias `Add`, read back as a convolution), or `DepthwiseConv16`
+    /// for a depthwise one where the CPU has AVX-512.
     Ours(&'static str),
-    /// tract's: with the weights fed as an input, or depthwise (tract's own kernel).
+    /// tract's: with the weights fed as an input, or depthwise without AVX-512.
     Tracts,
     /// Either: a 1×1 kernel from or to a single channel, which tract's einsum writes without
     /// the size-1 axis (a scaling or a sum over channels, left to tract).
@@ -223,8 +224,15 @@ fn random_graph(seed: u64) -> Graph {
             bytes: model_bytes(graph, 13),
             input: tensor(&xshape, x),
             weights_input,
-            expect: if weights_as_input || (group > 1 && cig == 1 && cog == 1) {
+            expect: if weights_as_input {
                 Expect::Tracts
+            } else if group > 1 && cig == 1 && cog == 1 {
+                // rnn-run's depthwise kernel is AVX-512 only; tract's elsewhere.
+                if avx512() {
+                    Expect::Ours("DepthwiseConv16")
+                } else {
+                    Expect::Tracts
+                }
             } else if group == 1 && kernel.iter().product::<usize>() == 1 && cin.min(cout) == 1 {
                 Expect::Either
             } else {
@@ -233,6 +241,14 @@ fn random_graph(seed: u64) -> Graph {
             description,
         };
     }
+}
+
+/// Whether rnn-run's depthwise kernel (AVX-512F) runs here.
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 fn tensor(shape: &[usize], v: Vec<f32>) -> Tensor {
@@ -308,7 +324,10 @@ fn check(seed: u64) -> Result<(f64, bool), String> {
         return Err(fail(format!("difference {worst:e}")));
     }
     let ops = plan_ops(&model, &inputs);
-    let ours: Vec<&String> = ops.iter().filter(|op| *op == "PackedConv").collect();
+    let ours: Vec<&String> = ops
+        .iter()
+        .filter(|op| *op == "PackedConv" || *op == "DepthwiseConv16")
+        .collect();
     let fine = match g.expect {
         Expect::Ours(op) => ours == [op],
         Expect::Tracts => ours.is_empty(),

@@ -26,8 +26,11 @@
 //!   few input channels at stride 1 after a ReLU-like clamp, by *row tiles* (`rows.rs`) that
 //!   pool in registers; the values are `MaxPool2x2`'s on the unfused output, bit for bit.
 //!
-//! The pass choosing it is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
+//! Depthwise convolutions (one channel per group, where a block of output channels would run
+//! 1/16 full) have their own op, [`DepthwiseConv`] (`depthwise.rs`, AVX-512 only). The pass
+//! choosing them is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
 
+mod depthwise;
 mod kernels;
 mod rows;
 
@@ -37,6 +40,7 @@ use tract_core::ops::cnn::{Conv, PoolSpec};
 use tract_core::ops::nn::DataFormat;
 use tract_hir::internal::*;
 
+pub use depthwise::DepthwiseConv;
 pub(crate) use kernels::{Clamp, Isa};
 use kernels::{Geo, Patches, Tile, CHANNEL_TILE_COLS};
 
@@ -202,50 +206,7 @@ impl PackedConv {
 
     fn compute(&self, input: &Tensor) -> TractResult<Tensor> {
         let spec = &self.pool_spec;
-        let shape = spec.data_format.shape(input.shape())?;
-        let n = shape.n().copied().unwrap_or(1);
-        let cin = *shape.c();
-        ensure!(
-            cin == spec.input_channels,
-            "{cin} input channels, expected {}",
-            spec.input_channels
-        );
-        let hw = shape.hw_dims();
-        let pads = spec.computed_padding(hw);
-        let (kernel, strides, dilations) = (&spec.kernel_shape, spec.strides(), spec.dilations());
-        let geo = if hw.len() == 2 {
-            Geo {
-                c: cin / self.group,
-                h: hw[0],
-                w: hw[1],
-                oh: pads[0].convoluted,
-                ow: pads[1].convoluted,
-                kh: kernel[0],
-                kw: kernel[1],
-                sh: strides[0],
-                sw: strides[1],
-                dh: dilations[0],
-                dw: dilations[1],
-                pt: pads[0].pad_before,
-                pl: pads[1].pad_before,
-            }
-        } else {
-            Geo {
-                c: cin / self.group,
-                h: 1,
-                w: hw[0],
-                oh: 1,
-                ow: pads[0].convoluted,
-                kh: 1,
-                kw: kernel[0],
-                sh: 1,
-                sw: strides[0],
-                dh: 1,
-                dw: dilations[0],
-                pt: 0,
-                pl: pads[0].pad_before,
-            }
-        };
+        let (n, geo) = geometry(spec, self.group, input.shape())?;
         let oshape = self.output_shape(input.shape())?;
         // SAFETY: `run` writes every element.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&oshape)? };
@@ -445,6 +406,56 @@ impl PackedConv {
     }
 }
 
+/// The batch size and one group's geometry of `spec` (with `group` groups) on an input of
+/// `shape`.
+fn geometry(spec: &PoolSpec, group: usize, shape: &[usize]) -> TractResult<(usize, Geo)> {
+    let shape = spec.data_format.shape(shape)?;
+    let n = shape.n().copied().unwrap_or(1);
+    let cin = *shape.c();
+    ensure!(
+        cin == spec.input_channels,
+        "{cin} input channels, expected {}",
+        spec.input_channels
+    );
+    let hw = shape.hw_dims();
+    let pads = spec.computed_padding(hw);
+    let (kernel, strides, dilations) = (&spec.kernel_shape, spec.strides(), spec.dilations());
+    let geo = if hw.len() == 2 {
+        Geo {
+            c: cin / group,
+            h: hw[0],
+            w: hw[1],
+            oh: pads[0].convoluted,
+            ow: pads[1].convoluted,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: strides[0],
+            sw: strides[1],
+            dh: dilations[0],
+            dw: dilations[1],
+            pt: pads[0].pad_before,
+            pl: pads[1].pad_before,
+        }
+    } else {
+        Geo {
+            c: cin / group,
+            h: 1,
+            w: hw[0],
+            oh: 1,
+            ow: pads[0].convoluted,
+            kh: 1,
+            kw: kernel[0],
+            sh: 1,
+            sw: strides[0],
+            dh: 1,
+            dw: dilations[0],
+            pt: 0,
+            pl: pads[0].pad_before,
+        }
+    };
+    Ok((n, geo))
+}
+
 /// A cache line of floats: panels start on one, so their vector loads and stores split none.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
@@ -523,5 +534,7 @@ impl TypedOp for PackedConv {
     }
 }
 
+#[cfg(test)]
+mod depthwise_tests;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Float convolutions onto [`PackedConv`], before tract's codegen lowers them.
+//! Float convolutions onto [`PackedConv`] and [`DepthwiseConv`], before tract's codegen
+//! lowers them.
 //!
 //! It runs in plan optimization only ([`crate::model::optimize_typed`], after declutter and
 //! constant folding): the analyses before it (a stream's causal-convolution history in
@@ -11,16 +12,16 @@
 //! bit for bit what [`super::maxpool`] computes.
 //!
 //! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
-//! axes, weights or bias computed at run time, and depthwise convolutions, for which tract
-//! has its own kernel (a row-wise kernel of ours, tried for the CRNN bench model, was slower
-//! than it).
+//! axes, weights or bias computed at run time, and depthwise convolutions on CPUs without
+//! AVX-512 (tract has its own kernel; a row-wise kernel of ours, tried for the CRNN bench
+//! model, was slower than it).
 
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::cnn::{Conv, MaxPool};
 use tract_core::ops::math::{Max, Min};
 use tract_hir::internal::*;
 
-use crate::conv::{Clamp, Isa, PackedConv};
+use crate::conv::{Clamp, DepthwiseConv, Isa, PackedConv};
 
 /// Replaces the float convolutions [`PackedConv`] covers; returns how many.
 pub(crate) fn packed_convs(model: &mut TypedModel) -> TractResult<usize> {
@@ -33,11 +34,13 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
     for id in model.eval_order()? {
         let node = model.node(id);
         let (op, last, after) = if let Some(conv) = node.op_as::<Conv>() {
-            if is_depthwise(conv) {
-                continue;
-            }
             let facts = model.node_input_facts(id)?;
-            let Some(op) = PackedConv::from_conv(conv, &facts, isa)? else {
+            let op = if is_depthwise(conv) {
+                DepthwiseConv::from_conv(conv, &facts, isa)?.map(Ours::Depthwise)
+            } else {
+                PackedConv::from_conv(conv, &facts, isa)?.map(Ours::Packed)
+            };
+            let Some(op) = op else {
                 continue;
             };
             (op, OutletId::new(id, 0), vec![])
@@ -48,7 +51,7 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
             let Some(op) = PackedConv::from_conv(&p.conv, &[x, &kernel, &bias], isa)? else {
                 continue;
             };
-            (op, p.last, p.after)
+            (Ours::Packed(op), p.last, p.after)
         } else {
             continue;
         };
@@ -57,18 +60,20 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
             op = op.with_clamp(clamp);
             last = next;
         }
-        let pooled = if after.is_empty() {
-            fused_pool(model, last, &op)?
-        } else {
-            None
+        let pooled = match &op {
+            Ours::Packed(packed) if after.is_empty() => fused_pool(model, last, packed)?,
+            _ => None,
         };
         if let Some((pooled, next)) = pooled {
-            op = pooled;
+            op = Ours::Packed(pooled);
             last = next;
         }
         let mut patch = TypedModelPatch::new(format!("packed conv {}", node.name));
         let input = patch.tap_model(model, node.inputs[0])?;
-        let mut wire = patch.wire_node(&node.name, op, &[input])?[0];
+        let mut wire = match op {
+            Ours::Packed(op) => patch.wire_node(&node.name, op, &[input])?[0],
+            Ours::Depthwise(op) => patch.wire_node(&node.name, op, &[input])?[0],
+        };
         for (j, axis_op) in after.into_iter().enumerate() {
             wire = patch.wire_node(format!("{}.axes.{j}", node.name), axis_op, &[wire])?[0];
         }
@@ -110,6 +115,28 @@ fn fused_pool(
         return Ok(None);
     }
     Ok(op.with_pool().map(|op| (op, OutletId::new(succ.node, 0))))
+}
+
+/// One of our convolutions.
+enum Ours {
+    Packed(PackedConv),
+    Depthwise(DepthwiseConv),
+}
+
+impl Ours {
+    fn clamp(&self) -> Clamp {
+        match self {
+            Ours::Packed(op) => op.clamp(),
+            Ours::Depthwise(op) => op.clamp(),
+        }
+    }
+
+    fn with_clamp(&self, clamp: Clamp) -> Ours {
+        match self {
+            Ours::Packed(op) => Ours::Packed(op.with_clamp(clamp)),
+            Ours::Depthwise(op) => Ours::Depthwise(op.with_clamp(clamp)),
+        }
+    }
 }
 
 fn is_depthwise(conv: &Conv) -> bool {

@@ -10,7 +10,11 @@
 //! made, and runs those kernels on the input rows as they are.
 //!
 //! Covered: an f32 `EinSum` that is a plain product over the input's last axis (`…k,kn->…n`)
-//! by a constant matrix, axes of one element added or dropped around it. A following `Add` of a constant row (`[n]`, leading axes of 1) and a
+//! by a constant matrix, axes of one element added or dropped around it; and products over
+//! several axes or other ones by a constant `[…, n]` tensor (`abmk,bkn->amn`: tract folds a
+//! bidirectional LSTM's `Transpose` and `Reshape` into the classifier after it), whose input
+//! is first copied with the contracted axes last, in the weights' order (tract moves the axis
+//! too, then packs the rows). A following `Add` of a constant row (`[n]`, leading axes of 1) and a
 //! `Max`/`Min` by a constant scalar (ReLU, clip), each read by nothing else, are applied to
 //! the output in one pass after the product, in that order, as ONNX computes them: the sums
 //! are the product's alone, the bias added to them once. Everything else stays with tract.
@@ -32,9 +36,15 @@ pub(crate) struct PackedMatMul {
     b: Arc<Packed<f32>>,
     /// `[n]`, or empty for none.
     bias: Arc<Vec<f32>>,
-    /// The output's axes before the last: the input axis each one is, or `None` for an axis
-    /// of one element (the rows are the same, in the same order; only axes of 1 differ).
+    /// The output's axes before the last: the axis of the permuted input each one is, or
+    /// `None` for an axis of one element (the rows are the same, in the same order; only axes
+    /// of 1 differ).
     axes: RowAxes,
+    /// The input's axes in the order the product reads them: the row axes, then the
+    /// contracted ones (`lead ..`), flattened into `k`; identity for `…k,kn->…n`.
+    perm: TVec<usize>,
+    /// How many of `perm` are row axes.
+    lead: usize,
     clamp: Clamp,
 }
 
@@ -44,6 +54,8 @@ impl PartialEq for PackedMatMul {
         self.clamp.lo.map(f32::to_bits) == other.clamp.lo.map(f32::to_bits)
             && self.clamp.hi.map(f32::to_bits) == other.clamp.hi.map(f32::to_bits)
             && self.axes == other.axes
+            && self.perm == other.perm
+            && self.lead == other.lead
             && (Arc::ptr_eq(&self.b, &other.b) || self.b == other.b)
             && (Arc::ptr_eq(&self.bias, &other.bias) || bits(&self.bias) == bits(&other.bias))
     }
@@ -64,16 +76,36 @@ impl PackedMatMul {
         let lead = self
             .axes
             .iter()
-            .map(|a| a.map_or(one.clone(), |a| x[a].clone()));
+            .map(|a| a.map_or(one.clone(), |a| x[self.perm[a]].clone()));
         lead.chain([n]).collect()
+    }
+
+    fn identity(&self) -> bool {
+        self.perm.iter().enumerate().all(|(i, &a)| i == a)
     }
 
     fn compute(&self, x: &Tensor) -> TractResult<Tensor> {
         let (k, n) = (self.k(), self.n());
-        ensure!(x.datum_type() == DatumType::F32 && x.rank() >= 1 && x.shape()[x.rank() - 1] == k);
+        ensure!(x.datum_type() == DatumType::F32 && x.rank() == self.perm.len());
+        let contracted: usize = self.perm[self.lead..]
+            .iter()
+            .map(|&a| x.shape()[a])
+            .product();
+        ensure!(contracted == k);
         let shape = self.output_shape(x.shape(), 1, n);
-        let m: usize = x.shape()[..x.rank() - 1].iter().product();
+        let m: usize = self.perm[..self.lead]
+            .iter()
+            .map(|&a| x.shape()[a])
+            .product();
         ensure!(m * n == shape.iter().product::<usize>());
+        // The contracted axes last, each row's values together, in the weights' order.
+        let moved;
+        let x = if self.identity() {
+            x
+        } else {
+            moved = x.clone().permute_axes(&self.perm)?;
+            &moved
+        };
         let x = x.try_as_plain_ram()?;
         let a = x.as_slice::<f32>()?;
         let mut y = vec![0f32; m * n];
@@ -107,9 +139,10 @@ impl Op for PackedMatMul {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "k: {}, n: {}, bias: {}, clamp: {:?}",
+            "k: {}, n: {}, input axes {:?}, bias: {}, clamp: {:?}",
             self.k(),
             self.n(),
+            self.perm,
             !self.bias.is_empty(),
             self.clamp
         )])
@@ -137,8 +170,13 @@ impl TypedOp for PackedMatMul {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 1 && inputs[0].datum_type == DatumType::F32);
         let x = inputs[0].shape.to_tvec();
-        ensure!(x.last() == Some(&self.k().to_dim()));
-        ensure!(self.axes.iter().flatten().all(|&a| a + 1 < x.len()));
+        ensure!(x.len() == self.perm.len());
+        let contracted: TDim = self.perm[self.lead..]
+            .iter()
+            .map(|&a| x[a].clone())
+            .product();
+        ensure!(contracted == self.k().to_dim());
+        ensure!(self.axes.iter().flatten().all(|&a| a < self.lead));
         Ok(tvec!(DatumType::F32.fact(self.output_shape(
             &x,
             1.into(),
@@ -156,7 +194,7 @@ impl TypedOp for PackedMatMul {
         for (out, (input, repr)) in self.axes.iter().zip('a'..).enumerate() {
             if let Some(input) = *input {
                 axes = axes
-                    .renaming((InOut::In(0), input), repr)?
+                    .renaming((InOut::In(0), self.perm[input]), repr)?
                     .linking(repr, (InOut::Out(0), out))?;
             }
         }
@@ -183,13 +221,21 @@ pub(crate) fn packed_matmuls(model: &mut TypedModel) -> TractResult<usize> {
         let Some(einsum) = node.op_as::<EinSum>() else {
             continue;
         };
-        let Some((b, axes)) = plain_product(model, node, einsum)? else {
+        let Some(Product {
+            w: b,
+            axes,
+            perm,
+            lead,
+        }) = plain_product(model, node, einsum)?
+        else {
             continue;
         };
         let mut op = PackedMatMul {
             b: Arc::new(Packed::pack(b.view())),
             bias: Arc::new(vec![]),
             axes,
+            perm,
+            lead,
             clamp: Clamp::default(),
         };
         let mut last = OutletId::new(id, 0);
@@ -214,14 +260,24 @@ pub(crate) fn packed_matmuls(model: &mut TypedModel) -> TractResult<usize> {
     Ok(replaced)
 }
 
-/// The constant `[k, n]` matrix and the output's row axes ([`PackedMatMul::axes`]) when
-/// `node` computes `…k,kn->…n` in f32 (input 0 a run-time value whose last axis is `k`, every
-/// other axis of more than one element passed through in order).
+/// What [`plain_product`] found: the weights as a `[k, n]` matrix and
+/// [`PackedMatMul::axes`], [`PackedMatMul::perm`], [`PackedMatMul::lead`].
+struct Product {
+    w: tract_ndarray::Array2<f32>,
+    axes: RowAxes,
+    perm: TVec<usize>,
+    lead: usize,
+}
+
+/// The product [`PackedMatMul`] computes when `node` computes `…k,kn->…n` in f32 (input 0 a
+/// run-time value, input 1 a constant whose last axis is the output's last, `n`; its other
+/// axes are contracted with the input's, whose remaining axes of more than one element pass
+/// to the output in order).
 fn plain_product(
     model: &TypedModel,
     node: &TypedNode,
     einsum: &EinSum,
-) -> TractResult<Option<(tract_ndarray::Array2<f32>, RowAxes)>> {
+) -> TractResult<Option<Product>> {
     if einsum.q_params.is_some() || einsum.operating_dt != DatumType::F32 || node.inputs.len() != 2
     {
         return Ok(None);
@@ -238,24 +294,40 @@ fn plain_product(
         w.chars().collect(),
         y.chars().collect(),
     );
-    let ([kc, nc], Some((&xk, xlead)), Some((&yn, ylead))) =
-        (&w[..], x.split_last(), y.split_last())
-    else {
+    let (Some((nc, wk)), Some((&yn, ylead))) = (w.split_last(), y.split_last()) else {
         return Ok(None);
     };
     let distinct = |s: &[char]| s.iter().enumerate().all(|(i, c)| !s[..i].contains(c));
-    if xk != *kc || yn != *nc || !distinct(&x) || !distinct(&y) || x.contains(nc) {
+    if wk.is_empty()
+        || yn != *nc
+        || !distinct(&x)
+        || !distinct(&y)
+        || !distinct(&w)
+        || x.contains(nc)
+        || wk.iter().any(|c| !x.contains(c) || y.contains(c))
+    {
         return Ok(None);
     }
+    // The row axes (the input's others, in order), then the contracted ones in `w`'s order.
+    let xlead: Vec<char> = x.iter().filter(|c| !wk.contains(c)).copied().collect();
+    let position = |c: &char| x.iter().position(|x| x == c).unwrap();
+    let perm: TVec<usize> = xlead.iter().chain(wk).map(position).collect();
     // tract folds reshapes by axes of 1 into the product (`amk,kn->man`, `mbak,kn->mn`):
     // the other axes of more than one element must be the same, in the same order, so that
     // the input's rows and the output's are the same rows, each contiguous.
     let x_fact = model.outlet_fact(node.inputs[0])?;
     let y_fact = &node.outputs[0].fact;
+    if x_fact.rank() != x.len() || y_fact.rank() != y.len() {
+        return Ok(None);
+    }
+    let x_lead_dims: Vec<&TDim> = perm[..xlead.len()]
+        .iter()
+        .map(|&a| &x_fact.shape[a])
+        .collect();
     let unit = |d: &TDim| *d == TDim::Val(1);
     let x_rows: Vec<char> = xlead
         .iter()
-        .zip(x_fact.shape.iter())
+        .zip(&x_lead_dims)
         .filter(|(_, d)| !unit(d))
         .map(|(c, _)| *c)
         .collect();
@@ -271,7 +343,7 @@ fn plain_product(
     let mut axes = TVec::new();
     for (c, d) in ylead.iter().zip(y_fact.shape.iter()) {
         match xlead.iter().position(|x| x == c) {
-            Some(a) if x_fact.shape[a] == *d => axes.push(Some(a)),
+            Some(a) if *x_lead_dims[a] == *d => axes.push(Some(a)),
             None if unit(d) => axes.push(None),
             _ => return Ok(None),
         }
@@ -281,23 +353,34 @@ fn plain_product(
     if !facts.iter().all(|f| f32_plain(f)) || facts[0].konst.is_some() {
         return Ok(None);
     }
-    let Some(w) = &facts[1].konst else {
+    let Some(wt) = &facts[1].konst else {
         return Ok(None);
     };
-    let (k, n) = match *w.shape() {
-        [k, n] => (k, n),
-        _ => return Ok(None),
-    };
-    if facts[0].shape.last() != Some(&k.to_dim()) || k == 0 || n == 0 {
+    if wt.rank() != w.len() {
+        return Ok(None);
+    }
+    let (wdims, n) = wt.shape().split_at(wt.rank() - 1);
+    let (k, n) = (wdims.iter().product::<usize>(), n[0]);
+    // Each contracted axis as long in the input as in the weights.
+    let same = perm[xlead.len()..]
+        .iter()
+        .zip(wdims)
+        .all(|(&a, &d)| x_fact.shape[a] == d.to_dim());
+    if !same || k == 0 || n == 0 {
         return Ok(None);
     }
     let out = &node.outputs[0].fact;
     if out.datum_type != DatumType::F32 || out.shape.last() != Some(&n.to_dim()) {
         return Ok(None);
     }
-    let w = w.try_as_plain_ram()?;
-    let w = ArrayView2::from_shape((k, n), w.as_slice::<f32>()?)?;
-    Ok(Some((w.to_owned(), axes)))
+    let wt = wt.try_as_plain_ram()?;
+    let wt = ArrayView2::from_shape((k, n), wt.as_slice::<f32>()?)?;
+    Ok(Some(Product {
+        w: wt.to_owned(),
+        axes,
+        lead: xlead.len(),
+        perm,
+    }))
 }
 
 /// When `outlet` (`[…, n]`) is read only by an `Add` of a constant row (`[n]` or `[1, …, n]`,

@@ -114,14 +114,116 @@ fn leaves_run_time_weights_and_other_contractions() {
     // The matrix transposed (`nk`): another layout of the weights, left to tract.
     let mut model = graph(8, 16, "abk,nk->abn", true, true);
     assert_eq!(packed_matmuls(&mut model).unwrap(), 0);
-    // Contracted over an axis other than the last one of the input.
+    // A batched product (`b` in the output and contracted): not a product by one matrix.
     let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact([8, 5])).unwrap();
-    let w = model.add_const("w", tensor(&[8, 16], 7)).unwrap();
-    let op = EinSum::new("kb,kn->bn".parse().unwrap(), DatumType::F32);
+    let x = model.add_source("x", f32::fact([2, 5, 8])).unwrap();
+    let w = model.add_const("w", tensor(&[2, 8, 16], 7)).unwrap();
+    let op = EinSum::new("bmk,bkn->bmn".parse().unwrap(), DatumType::F32);
     let y = model.wire_node("mm", op, &[x, w]).unwrap()[0];
     model.select_output_outlets(&[y]).unwrap();
     assert_eq!(packed_matmuls(&mut model).unwrap(), 0);
+}
+
+/// `expr` (two inputs, one output, no repeated letter in a term) in float64, as the sum over
+/// every letter not in the output.
+fn einsum_reference(expr: &str, x: &Tensor, w: &Tensor) -> (Vec<usize>, Vec<f64>) {
+    let (ins, y) = expr.split_once("->").unwrap();
+    let (xs, ws) = ins.split_once(',').unwrap();
+    let mut dims: Vec<(char, usize)> = vec![];
+    for (term, t) in [(xs, x), (ws, w)] {
+        for (c, &d) in term.chars().zip(t.shape()) {
+            if !dims.iter().any(|(l, _)| *l == c) {
+                dims.push((c, d));
+            }
+        }
+    }
+    let dim = |c: char| dims.iter().find(|(l, _)| *l == c).unwrap().1;
+    let yshape: Vec<usize> = y.chars().map(dim).collect();
+    let summed: Vec<char> = dims
+        .iter()
+        .map(|d| d.0)
+        .filter(|c| !y.contains(*c))
+        .collect();
+    let (xv, wv) = (x.try_as_plain_ram().unwrap(), w.try_as_plain_ram().unwrap());
+    let (xv, wv) = (xv.as_slice::<f32>().unwrap(), wv.as_slice::<f32>().unwrap());
+    let offset = |term: &str, t: &Tensor, at: &dyn Fn(char) -> usize| {
+        term.chars()
+            .zip(t.shape())
+            .fold(0, |o, (c, &d)| o * d + at(c))
+    };
+    let mut out = vec![];
+    let mut yi = vec![0usize; yshape.len()];
+    for _ in 0..yshape.iter().product::<usize>() {
+        let mut si = vec![0usize; summed.len()];
+        let mut sum = 0f64;
+        for _ in 0..summed.iter().map(|&c| dim(c)).product::<usize>() {
+            let at = |c: char| match y.chars().position(|l| l == c) {
+                Some(p) => yi[p],
+                None => si[summed.iter().position(|&l| l == c).unwrap()],
+            };
+            sum += xv[offset(xs, x, &at)] as f64 * wv[offset(ws, w, &at)] as f64;
+            for j in (0..si.len()).rev() {
+                si[j] += 1;
+                if si[j] < dim(summed[j]) {
+                    break;
+                }
+                si[j] = 0;
+            }
+        }
+        out.push(sum);
+        for j in (0..yi.len()).rev() {
+            yi[j] += 1;
+            if yi[j] < yshape[j] {
+                break;
+            }
+            yi[j] = 0;
+        }
+    }
+    (yshape, out)
+}
+
+/// The input's and the weights' shapes for a row count and a contraction length.
+type Shapes = fn(usize, usize) -> (Vec<usize>, Vec<usize>);
+
+/// Products over other axes than the input's last, or several (a bidirectional LSTM's
+/// `[T, 2, batch, H]` output by a `[2, H, n]` classifier, as tract folds its `Transpose` and
+/// `Reshape` into the einsum), against the float64 sum, over a few shapes each.
+#[test]
+fn products_over_other_or_several_axes_equal_the_reference() {
+    let cases: [(&str, Shapes); 5] = [
+        ("abmk,bkn->amn", |a, k| (vec![a, 2, 3, k], vec![2, k, 16])),
+        ("abmk,bkn->amn", |a, k| (vec![a, 2, 1, k], vec![2, k, 97])),
+        ("kb,kn->bn", |a, k| (vec![k, a], vec![k, 5])),
+        ("akb,bkn->an", |a, k| (vec![a, k, 3], vec![3, k, 12])),
+        ("bmk,bkn->mn", |a, k| (vec![2, a, k], vec![2, k, 33])),
+    ];
+    for (expr, shapes) in cases {
+        for (a, k, seed) in [(1, 1, 1), (5, 8, 2), (40, 64, 3), (7, 33, 4)] {
+            let (xshape, wshape) = shapes(a, k);
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact(&xshape)).unwrap();
+            let wt = tensor(&wshape, seed);
+            let w = model.add_const("w", wt.clone()).unwrap();
+            let op = EinSum::new(expr.parse().unwrap(), DatumType::F32);
+            let y = model.wire_node("mm", op, &[x, w]).unwrap()[0];
+            model.select_output_outlets(&[y]).unwrap();
+            assert_eq!(packed_matmuls(&mut model).unwrap(), 1, "{expr} {xshape:?}");
+            let xt = tensor(&xshape, seed + 10);
+            let ours = run(&model, tvec!(xt.clone().into_tvalue()));
+            let (shape, want) = einsum_reference(expr, &xt, &wt);
+            assert_eq!(ours.shape(), &shape[..], "{expr} {xshape:?}");
+            let ours = ours.try_as_plain_ram().unwrap();
+            let contracted: usize = wshape[..wshape.len() - 1].iter().product();
+            // A float32 sum of `contracted` products of values in [-1, 1].
+            let tol = contracted as f64 * f32::EPSILON as f64;
+            for (o, r) in ours.as_slice::<f32>().unwrap().iter().zip(&want) {
+                assert!(
+                    (*o as f64 - r).abs() <= tol,
+                    "{expr} {xshape:?}: {o} against {r}"
+                );
+            }
+        }
+    }
 }
 
 /// `x · w` written as `expr` on `x` of shape `x_shape`, `w` `[8, 16]` constant.
