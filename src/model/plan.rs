@@ -221,6 +221,10 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         // The scaling after rnn-run's integer convolutions and products (src/qint).
         crate::passes::qfuse::fuse(&mut model)?;
         names::check(&model, "fused integer epilogues")?;
+        // Batch normalization folded into the convolution before it, before that
+        // convolution is chosen below.
+        crate::passes::bn_fold::fold_batch_norms(&mut model)?;
+        names::check(&model, "batch normalization folded")?;
         // rnn-run's own float convolutions (src/conv), chosen before codegen lowers them.
         crate::passes::conv::packed_convs(&mut model)?;
         names::check(&model, "packed convolutions")?;
@@ -230,6 +234,9 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         // The 2×2 poolings between a conv stack's layers, before codegen lowers them.
         crate::passes::maxpool::maxpools(&mut model)?;
         names::check(&model, "2x2 max pooling")?;
+        // Hard-swish chains (after the convolutions, which fuse a plain clamp instead).
+        crate::passes::hard_swish::hard_swishes(&mut model)?;
+        names::check(&model, "hard-swish chains")?;
         crate::passes::reverse::reversals(&mut model)?;
         names::check(&model, "reversals")?;
         model.optimize()?;

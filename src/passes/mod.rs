@@ -1,11 +1,15 @@
 //! What is done to the whole graph before it runs, each pass in its own file:
 //!
+//! - [`bn_fold`]: batch normalization folded into the convolution before it, in plan
+//!   optimization;
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`channel_pools`]: 1-D pools with time (or batch) as the channel axis, for streams;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
 //! - [`dense`]: float products by a constant matrix onto rnn-run's packed product, in plan
 //!   optimization;
 //! - [`fold`]: constants folded once per plan, with a budget for models run many times;
+//! - [`hard_swish`]: hard-swish written as `Add`, `Max`, `Min`, `Mul`, `Mul` onto one pass, in
+//!   plan optimization;
 //! - [`identity`]: Identity nodes removed in the protobuf, where tract types each one in time
 //!   linear in the graph;
 //! - [`maxpool`]: 2×2 max pooling at stride 2 onto a plain loop, in plan optimization;
@@ -21,11 +25,13 @@
 //! - [`time_axis`]: which graphs may stream, following the time axis through every op;
 //! - [`state_io`]: a stream's graph, with what is carried between chunks as inputs/outputs.
 
+pub(crate) mod bn_fold;
 pub mod branches;
 pub(crate) mod channel_pools;
 pub mod conv;
 pub(crate) mod dense;
 pub mod fold;
+pub(crate) mod hard_swish;
 pub(crate) mod identity;
 pub(crate) mod maxpool;
 pub(crate) mod names;

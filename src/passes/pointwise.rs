@@ -3,7 +3,8 @@
 //!
 //! tract rewrites a float 1×1 convolution (no groups, stride 1) as `NIHW,OI->NOHW` plus an
 //! `Add` of the bias shaped `[1, O, 1, 1]`, and may fold a following squeeze of a size-1
-//! spatial axis into the einsum (`NIHW,OI->NOW`). Codegen then runs the product with its
+//! spatial axis into the einsum (`NIHW,OI->NOW`), or drop the batch axis of one element and
+//! add it back (`IHW,OI->NOHW`). Codegen then runs the product with its
 //! axes moved around it and the bias added by a broadcasting loop, which on the few channels
 //! of a mobile CRNN costs more than the product. The einsum is recognized here by its axes
 //! alone (any einsum of that form is a pointwise convolution, whatever it came from), and
@@ -57,6 +58,7 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Poi
     let (mut i_axis, mut o_axis) = (None, None);
     let mut kept = vec![]; // (input position, output position)
     let mut summed = vec![]; // input positions summed away
+    let mut added = vec![]; // output positions of axes of one element the einsum adds
     for axis in einsum.axes.iter_all_axes() {
         if axis.inputs.len() != 2 || axis.outputs.len() != 1 {
             return Ok(None);
@@ -80,6 +82,7 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Poi
             (None, Some(b), Some(o)) if o_axis.is_none() => o_axis = Some((b, o)),
             (Some(a), None, Some(o)) => kept.push((a, o)),
             (Some(a), None, None) => summed.push(a),
+            (None, None, Some(o)) => added.push(o),
             _ => return Ok(None),
         }
     }
@@ -95,7 +98,8 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Poi
     summed.sort();
     if kept.len() + summed.len() + 1 != rank
         || summed.iter().any(|&a| a <= c || !x.shape[a].is_one())
-        || out.rank() != kept.len() + 1
+        || out.rank() != kept.len() + added.len() + 1
+        || added.iter().any(|&o| !out.shape[o].is_one())
     {
         return Ok(None);
     }
@@ -136,8 +140,11 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Poi
     // The size-1 axes summed away, then the order of the einsum's output: its position of
     // each axis the convolution gives, in the convolution's order.
     let mut after: Vec<AxisOp> = summed.iter().rev().map(|&a| AxisOp::Rm(a)).collect();
-    let mut order: Vec<usize> = kept.iter().map(|&(_, o)| o).collect();
-    order.insert(c, oc);
+    // (Each output position counted among the axes the convolution gives, the added ones
+    // left out; those are added last, in increasing position.)
+    let rank_of = |o: usize| o - added.iter().filter(|&&a| a < o).count();
+    let mut order: Vec<usize> = kept.iter().map(|&(_, o)| rank_of(o)).collect();
+    order.insert(c, rank_of(oc));
     for target in 0..order.len() {
         let at = order
             .iter()
@@ -149,6 +156,8 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Poi
             order.insert(target, axis);
         }
     }
+    added.sort();
+    after.extend(added.into_iter().map(AxisOp::Add));
     Ok(Some(Pointwise {
         conv,
         kernel,
