@@ -234,3 +234,281 @@ fn fold_into_einsum(model: &mut TypedModel, id: usize) -> TractResult<bool> {
     patch.apply(model)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::cnn::{KernelFormat, PaddingSpec, PoolSpec};
+    use tract_core::ops::math;
+    use tract_core::ops::nn::DataFormat;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn tensor(shape: &[usize], seed: u32) -> Tensor {
+        let len = shape.iter().product();
+        tract_ndarray::Array::from_shape_vec(shape, values(len, seed))
+            .unwrap()
+            .into_tensor()
+    }
+
+    /// How the test graph differs from a plain conv → Mul → Add.
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Twist {
+        None,
+        /// The conv's output is a graph output too.
+        ConvRead,
+        /// The Mul's output is a graph output too (the Add stays).
+        MulRead,
+        /// The scale varies along the last (spatial) axis.
+        SpatialScale,
+        /// A scale is infinite.
+        InfiniteScale,
+        /// The convolution's bias is a scalar zero.
+        ScalarBias,
+    }
+
+    const C_IN: usize = 4;
+    const C_OUT: usize = 4;
+    const H: usize = 5;
+    const W: usize = 6;
+
+    /// `x [N?, 4, 5, 6]` → 3×3 conv (padded, `group`) → `Mul` → `Add`, per channel.
+    fn graph(batch: bool, group: usize, twist: Twist) -> TypedModel {
+        let mut model = TypedModel::default();
+        let xshape: TVec<usize> = if batch {
+            tvec!(1, C_IN, H, W)
+        } else {
+            tvec!(C_IN, H, W)
+        };
+        let x = model.add_source("x", f32::fact(&xshape)).unwrap();
+        let k = model
+            .add_const("k", tensor(&[C_OUT, C_IN / group, 3, 3], 3))
+            .unwrap();
+        let bias = if twist == Twist::ScalarBias {
+            tensor0(0f32)
+        } else {
+            tensor(&[C_OUT], 5)
+        };
+        let b = model.add_const("b", bias).unwrap();
+        let conv = Conv {
+            pool_spec: PoolSpec::new(
+                if batch {
+                    DataFormat::NCHW
+                } else {
+                    DataFormat::CHW
+                },
+                tvec!(3, 3),
+                PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
+                None,
+                None,
+                C_IN,
+                C_OUT,
+            ),
+            kernel_fmt: KernelFormat::OIHW,
+            group,
+            q_params: None,
+        };
+        let y = model.wire_node("conv", conv, &[x, k, b]).unwrap()[0];
+        let lead = if batch { vec![1] } else { vec![] };
+        let shape = |c: usize, w: usize| -> Vec<usize> { [&lead[..], &[c, 1, w]].concat() };
+        let mut s = if twist == Twist::SpatialScale {
+            tensor(&shape(1, W), 7)
+        } else {
+            tensor(&shape(C_OUT, 1), 7)
+        };
+        if twist == Twist::InfiniteScale {
+            s.try_as_plain_ram_mut()
+                .unwrap()
+                .as_slice_mut::<f32>()
+                .unwrap()[1] = f32::INFINITY;
+        }
+        let s = model.add_const("s", s).unwrap();
+        let t = model.add_const("t", tensor(&shape(C_OUT, 1), 11)).unwrap();
+        let m = model.wire_node("mul", math::mul(), &[y, s]).unwrap()[0];
+        let a = model.wire_node("add", math::add(), &[t, m]).unwrap()[0];
+        let outputs = match twist {
+            Twist::ConvRead => vec![a, y],
+            Twist::MulRead => vec![a, m],
+            _ => vec![a],
+        };
+        model.select_output_outlets(&outputs).unwrap();
+        model
+    }
+
+    /// The graph's first output computed in f64 from its own constants.
+    fn reference(model: &TypedModel, x: &Tensor, group: usize) -> Vec<f64> {
+        let get = |name: &str| -> Vec<f64> {
+            let id = model.node_by_name(name).unwrap().id;
+            let k = model
+                .outlet_fact(OutletId::new(id, 0))
+                .unwrap()
+                .konst
+                .clone()
+                .unwrap();
+            f32s(&k).unwrap().into_iter().map(f64::from).collect()
+        };
+        let (k, b, s, t) = (get("k"), get("b"), get("s"), get("t"));
+        let x: Vec<f64> = f32s(x).unwrap().into_iter().map(f64::from).collect();
+        let cig = C_IN / group;
+        let cog = C_OUT / group;
+        let mut out = vec![0f64; C_OUT * H * W];
+        for o in 0..C_OUT {
+            let g = o / cog;
+            for y in 0..H {
+                for z in 0..W {
+                    let mut sum = b[if b.len() == 1 { 0 } else { o }];
+                    for i in 0..cig {
+                        for dy in 0..3 {
+                            for dz in 0..3 {
+                                let (yy, zz) = (y + dy, z + dz);
+                                if yy < 1 || zz < 1 || yy > H || zz > W {
+                                    continue;
+                                }
+                                let xi = ((g * cig + i) * H + yy - 1) * W + zz - 1;
+                                sum += k[((o * cig + i) * 3 + dy) * 3 + dz] * x[xi];
+                            }
+                        }
+                    }
+                    let sc = if s.len() == C_OUT { s[o] } else { s[z] };
+                    out[(o * H + y) * W + z] = sum * sc + t[o];
+                }
+            }
+        }
+        out
+    }
+
+    fn run(model: &TypedModel, x: &Tensor) -> TVec<Tensor> {
+        let plan = model.clone().into_runnable().unwrap();
+        plan.run(tvec!(x.clone().into_tvalue()))
+            .unwrap()
+            .into_iter()
+            .map(|t| t.into_tensor())
+            .collect()
+    }
+
+    fn binaries(model: &TypedModel) -> usize {
+        model
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<TypedBinOp>())
+            .count()
+    }
+
+    #[test]
+    fn folds_scale_and_shift_into_the_conv_within_rounding() {
+        for batch in [true, false] {
+            for group in [1, 2, 4] {
+                for twist in [Twist::None, Twist::ScalarBias] {
+                    let before = graph(batch, group, twist);
+                    let mut after = before.clone();
+                    assert_eq!(fold_batch_norms(&mut after).unwrap(), 1);
+                    assert_eq!(binaries(&after), 0, "{batch} {group} {twist:?}");
+                    let shape: &[usize] = if batch {
+                        &[1, C_IN, H, W]
+                    } else {
+                        &[C_IN, H, W]
+                    };
+                    let x = tensor(shape, 13);
+                    let want = reference(&before, &x, group);
+                    let got = run(&after, &x).remove(0);
+                    assert_eq!(got.shape(), run(&before, &x)[0].shape());
+                    for (g, w) in f32s(&got).unwrap().iter().zip(&want) {
+                        assert!((*g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} {w}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_what_it_does_not_cover() {
+        for (twist, folded, left) in [
+            (Twist::ConvRead, 0, 2),
+            (Twist::SpatialScale, 0, 2),
+            (Twist::InfiniteScale, 0, 2),
+            // The Mul is folded, the Add it feeds stays (the Mul's value is read).
+            (Twist::MulRead, 1, 1),
+        ] {
+            let before = graph(true, 1, twist);
+            let mut after = before.clone();
+            assert_eq!(fold_batch_norms(&mut after).unwrap(), folded, "{twist:?}");
+            assert_eq!(binaries(&after), left, "{twist:?}");
+            let x = tensor(&[1, C_IN, H, W], 17);
+            let (got, want) = (run(&after, &x), run(&before, &x));
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                let (g, w) = (f32s(g).unwrap(), f32s(w).unwrap());
+                for (g, w) in g.iter().zip(&w) {
+                    assert!(
+                        g == w || (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "{g} {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `x [8, 3, 7] · w [O=6, 8]` as tract writes a 1×1 convolution, then `Mul`, `Add`.
+    fn einsum_graph(per_channel: bool) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([8, 3, 7])).unwrap();
+        let w = model.add_const("w", tensor(&[6, 8], 3)).unwrap();
+        let op = EinSum::new("IHW,OI->OHW".parse().unwrap(), DatumType::F32);
+        let y = model.wire_node("mm", op, &[x, w]).unwrap()[0];
+        let s = tensor(if per_channel { &[6, 1, 1] } else { &[1, 3, 1] }, 7);
+        let s = model.add_const("s", s).unwrap();
+        let t = model.add_const("t", tensor(&[6, 1, 1], 11)).unwrap();
+        let m = model.wire_node("mul", math::mul(), &[s, y]).unwrap()[0];
+        let a = model.wire_node("add", math::add(), &[m, t]).unwrap()[0];
+        model.select_output_outlets(&[a]).unwrap();
+        model
+    }
+
+    #[test]
+    fn folds_the_scale_into_an_einsums_weights() {
+        let x = tensor(&[8, 3, 7], 19);
+        for per_channel in [true, false] {
+            let before = einsum_graph(per_channel);
+            let mut after = before.clone();
+            assert_eq!(fold_batch_norms(&mut after).unwrap(), per_channel as usize);
+            assert_eq!(binaries(&after), if per_channel { 1 } else { 2 });
+            // f64 reference from the graph's constants.
+            let get = |name: &str| -> Vec<f64> {
+                let id = before.node_by_name(name).unwrap().id;
+                let k = before
+                    .outlet_fact(OutletId::new(id, 0))
+                    .unwrap()
+                    .konst
+                    .clone();
+                f32s(&k.unwrap())
+                    .unwrap()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
+            };
+            let (w, s, t) = (get("w"), get("s"), get("t"));
+            let xs: Vec<f64> = f32s(&x).unwrap().into_iter().map(f64::from).collect();
+            let got = f32s(&run(&after, &x)[0]).unwrap();
+            for o in 0..6 {
+                for hw in 0..21 {
+                    let sum: f64 = (0..8).map(|i| w[o * 8 + i] * xs[i * 21 + hw]).sum();
+                    let sc = if per_channel { s[o] } else { s[hw / 7] };
+                    let want = sum * sc + t[o];
+                    let g = got[o * 21 + hw] as f64;
+                    assert!((g - want).abs() <= 1e-5 * want.abs().max(1.0), "{g} {want}");
+                }
+            }
+        }
+    }
+}

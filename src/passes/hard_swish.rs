@@ -256,3 +256,196 @@ fn run(op: &HardSwish, xs: &mut [f32]) {
             .for_each(|x| *x = *x * (*x + add).max(lo).min(hi) / q),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_core::ops::math;
+
+    /// Random values over the clip's range and past it, then the edge cases.
+    fn inputs(len: usize) -> Vec<f32> {
+        let mut s = 0x9e3779b9u32;
+        let mut v: Vec<f32> = (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 20001) as f32 / 1000.0 - 10.0
+            })
+            .collect();
+        let edges = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            -3.0,
+            f32::from_bits((-3.0f32).to_bits() + 1),
+            f32::from_bits((-3.0f32).to_bits() - 1),
+            3.0,
+            6.0,
+            -6.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            -1e-45,
+            1e-45,
+        ];
+        for (i, e) in edges.iter().enumerate() {
+            v[i * 7 % len] = *e;
+        }
+        v
+    }
+
+    /// How the test chain differs from tract's reading of hard-swish.
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Twist {
+        None,
+        /// Divided by 6 instead of multiplied by its reciprocal.
+        Div,
+        /// The product reads another tensor than `x`.
+        OtherProduct,
+        /// The clip's output is a graph output too.
+        ClipRead,
+        /// The lower bound is -0.
+        NegativeZero,
+        /// The added constant is not one value.
+        NotUniform,
+    }
+
+    /// `x [1, 5, 7, 9]` → `x · min(max(x + 3, 0), 6) · (1/6)` as tract's declutter writes it.
+    fn graph(twist: Twist) -> TypedModel {
+        let mut model = TypedModel::default();
+        let shape = [1, 5, 7, 9];
+        let x = model.add_source("x", f32::fact(shape)).unwrap();
+        let z = model.add_source("z", f32::fact(shape)).unwrap();
+        let scalar = |model: &mut TypedModel, name: &str, v: f32| {
+            let t = tensor0(v).broadcast_into_rank(4).unwrap();
+            model.add_const(name, t).unwrap()
+        };
+        let three = if twist == Twist::NotUniform {
+            let t = tensor4(&[[[[3f32]], [[3.]], [[3.]], [[3.]], [[2.]]]]);
+            model.add_const("three", t).unwrap()
+        } else {
+            scalar(&mut model, "three", 3.0)
+        };
+        let lo = if twist == Twist::NegativeZero {
+            -0.0
+        } else {
+            0.0
+        };
+        let zero = scalar(&mut model, "zero", lo);
+        let six = scalar(&mut model, "six", 6.0);
+        let sixth = scalar(&mut model, "sixth", 1.0 / 6.0);
+        let a = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
+        let b = model.wire_node("max", math::max(), &[a, zero]).unwrap()[0];
+        let c = model.wire_node("min", math::min(), &[b, six]).unwrap()[0];
+        let other = if twist == Twist::OtherProduct { z } else { x };
+        let d = model.wire_node("mul", math::mul(), &[other, c]).unwrap()[0];
+        let e = if twist == Twist::Div {
+            model.wire_node("div", math::div(), &[d, six]).unwrap()[0]
+        } else {
+            model.wire_node("scale", math::mul(), &[d, sixth]).unwrap()[0]
+        };
+        let outputs = if twist == Twist::ClipRead {
+            vec![e, c]
+        } else {
+            vec![e]
+        };
+        model.select_output_outlets(&outputs).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel, optimized: bool) -> Vec<Vec<u32>> {
+        let model = if optimized {
+            model.into_optimized().unwrap()
+        } else {
+            model
+        };
+        let plan = model.into_runnable().unwrap();
+        let x = tract_ndarray::Array::from_shape_vec(vec![1, 5, 7, 9], inputs(315)).unwrap();
+        let z = x.mapv(|v| v * 0.5);
+        let outputs = plan
+            .run(tvec!(
+                x.into_tensor().into_tvalue(),
+                z.into_tensor().into_tvalue()
+            ))
+            .unwrap();
+        outputs
+            .iter()
+            .map(|t| {
+                let v = t.try_as_plain_ram().unwrap();
+                // NaN compared as NaN (its payload is the CPU's business).
+                v.as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_chain_onto_one_op_with_tracts_bits() {
+        for twist in [Twist::None, Twist::Div] {
+            let before = graph(twist);
+            let mut after = before.clone();
+            assert_eq!(hard_swishes(&mut after).unwrap(), 1, "{twist:?}");
+            assert_eq!(
+                after
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.op_is::<TypedBinOp>())
+                    .count(),
+                0
+            );
+            let ours = run(after.clone(), false);
+            assert_eq!(
+                ours,
+                run(before.clone(), false),
+                "{twist:?} against tract's ops"
+            );
+            // (tract's declutter turns a division by a constant into a product by its
+            // reciprocal, before this pass sees the chain; the plan of the chain with `Div`
+            // is that of the one with `Mul`.)
+            if twist != Twist::Div {
+                assert_eq!(ours, run(before, true), "{twist:?} against tract's plan");
+            }
+            // And through tract's codegen around ours.
+            assert_eq!(ours, run(after, true), "{twist:?}");
+        }
+    }
+
+    #[test]
+    fn every_length_gives_the_scalar_loops_values() {
+        let op = HardSwish {
+            add: 3.0,
+            lo: 0.0,
+            hi: 6.0,
+            scale: Scale::Mul(1.0 / 6.0),
+        };
+        let all = inputs(100);
+        for len in 0..100 {
+            let mut xs = all[..len].to_vec();
+            op.run(&mut xs);
+            for (x, y) in all.iter().zip(&xs) {
+                let want = *x * (*x + 3.0).max(0.0).min(6.0) * (1.0 / 6.0);
+                assert!(want.to_bits() == y.to_bits() || want.is_nan() && y.is_nan());
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_other_chains_to_tract() {
+        for twist in [
+            Twist::OtherProduct,
+            Twist::ClipRead,
+            Twist::NegativeZero,
+            Twist::NotUniform,
+        ] {
+            let mut model = graph(twist);
+            assert_eq!(hard_swishes(&mut model).unwrap(), 0, "{twist:?}");
+        }
+    }
+}
