@@ -9,7 +9,8 @@
 //! the kernel scaled by channel, and an `Add` by a constant per channel that alone reads that
 //! `Mul` becomes the bias (`w·s`, `b·s + t`); after an `EinSum` by a constant matrix only the
 //! `Mul` is folded into the matrix (along the axis giving the output channel), and
-//! [`super::pointwise`] reads the `Add` as the bias. The values change only by rounding (the
+//! [`super::pointwise`] reads the `Add` as the bias (a bias `Add` between the product and the
+//! `Mul`, a 1×1 convolution's own, is scaled and merged with the shift into one). The values change only by rounding (the
 //! scaling applied to each weight instead of to each sum, 1e-7 relative); scales and shifts
 //! that are not finite leave the graph as it is, and so does anything else.
 
@@ -205,7 +206,11 @@ fn fold_into_einsum(model: &mut TypedModel, id: usize) -> TractResult<bool> {
     let Some(weights) = konst(model, node.inputs[1])? else {
         return Ok(false);
     };
-    let Some(mul) = by_channel::<Mul>(model, OutletId::new(id, 0))? else {
+    // A bias `Add` between the product and the scaling (a 1×1 convolution with a bias).
+    let outlet = OutletId::new(id, 0);
+    let bias = by_channel::<Add>(model, outlet)?;
+    let scaled = bias.as_ref().map_or(outlet, |b| OutletId::new(b.node, 0));
+    let Some(mul) = by_channel::<Mul>(model, scaled)? else {
         return Ok(false);
     };
     let Some(axis) = mul.axis else {
@@ -218,15 +223,44 @@ fn fold_into_einsum(model: &mut TypedModel, id: usize) -> TractResult<bool> {
     }) else {
         return Ok(false);
     };
-    if weights.shape()[w_axis] != mul.values.len() {
+    let o = mul.values.len();
+    if weights.shape()[w_axis] != o {
         return Ok(false);
     }
     let weights = scale_along(&weights, w_axis, &mul.values)?;
-    let last = OutletId::new(mul.node, 0);
+    let mut last = OutletId::new(mul.node, 0);
+    // With a bias, `(x·w + b)·s + t` becomes `x·(w·s) + (b·s + t)`.
+    let bias = match &bias {
+        None => None,
+        Some(b) => {
+            let Some(b) = per_channel(b, axis, o) else {
+                return Ok(false);
+            };
+            let add = by_channel::<Add>(model, last)?;
+            let t = add.as_ref().and_then(|add| per_channel(add, axis, o));
+            if let (Some(add), Some(_)) = (&add, &t) {
+                last = OutletId::new(add.node, 0);
+            }
+            let values: Vec<f32> = (0..o)
+                .map(|c| {
+                    let t = t.as_ref().map_or(0.0, |t| t[c] as f64);
+                    (b[c] as f64 * mul.values[c] as f64 + t) as f32
+                })
+                .collect();
+            let mut shape = vec![1; node.outputs[0].fact.rank()];
+            shape[axis] = o;
+            Some(tensor1(&values).into_shape(&shape)?)
+        }
+    };
     let mut patch = TypedModelPatch::new(format!("batch norm scale into {}", node.name));
     let x = patch.tap_model(model, node.inputs[0])?;
     let w = patch.add_const(format!("{}.bn_fold.weights", node.name), weights)?;
-    let wire = patch.wire_node(&node.name, einsum.clone(), &[x, w])?[0];
+    let mut wire = patch.wire_node(&node.name, einsum.clone(), &[x, w])?[0];
+    if let Some(bias) = bias {
+        let b = patch.add_const(format!("{}.bn_fold.bias", node.name), bias)?;
+        let name = format!("{}.bn_fold.add", node.name);
+        wire = patch.wire_node(name, tract_core::ops::math::add(), &[wire, b])?[0];
+    }
     if patch.outlet_fact(wire)?.shape != model.outlet_fact(last)?.shape {
         return Ok(false);
     }
