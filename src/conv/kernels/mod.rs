@@ -44,10 +44,19 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    /// The widest instruction set this CPU has.
+    /// The widest instruction set this CPU has, no wider than the one the products and
+    /// activations use ([`crate::kernels::Isa::selected`]: `RNN_RUN_ISA=avx2` or `portable`
+    /// picks a lower set for the convolutions too, so a whole model runs as on that CPU).
     pub(crate) fn best() -> Isa {
-        [Isa::Avx512, Isa::Avx2]
-            .into_iter()
+        use crate::kernels::Isa as Selected;
+        let allowed: &[Isa] = match Selected::selected() {
+            Selected::Avx512 => &[Isa::Avx512, Isa::Avx2],
+            Selected::Avx2 => &[Isa::Avx2],
+            Selected::Portable => &[],
+        };
+        allowed
+            .iter()
+            .copied()
             .find(|isa| isa.available())
             .unwrap_or(Isa::Portable)
     }
