@@ -51,9 +51,9 @@ enum After {
 enum Expect {
     /// rnn-run's `PackedConv` (a 1×1 kernel without groups too, which tract's declutter turns
     /// into an einsum and a bias `Add`, read back as a convolution), or `DepthwiseConv16`
-    /// for a depthwise one where the CPU has AVX-512.
+    /// (AVX-512) or `DepthwiseConv8` (AVX2) for a depthwise one.
     Ours(&'static str),
-    /// tract's: with the weights fed as an input, or depthwise without AVX-512.
+    /// tract's: with the weights fed as an input, or depthwise without AVX-512 or AVX2.
     Tracts,
     /// Either: a 1×1 kernel from or to a single channel, which tract's einsum writes without
     /// the size-1 axis (a scaling or a sum over channels, left to tract).
@@ -227,11 +227,10 @@ fn random_graph(seed: u64) -> Graph {
             expect: if weights_as_input {
                 Expect::Tracts
             } else if group > 1 && cig == 1 && cog == 1 {
-                // rnn-run's depthwise kernel is AVX-512 only; tract's elsewhere.
-                if avx512() {
-                    Expect::Ours("DepthwiseConv16")
-                } else {
-                    Expect::Tracts
+                // rnn-run's depthwise kernels are AVX-512 and AVX2; tract's elsewhere.
+                match depthwise_op() {
+                    Some(op) => Expect::Ours(op),
+                    None => Expect::Tracts,
                 }
             } else if group == 1 && kernel.iter().product::<usize>() == 1 && cin.min(cout) == 1 {
                 Expect::Either
@@ -243,12 +242,29 @@ fn random_graph(seed: u64) -> Graph {
     }
 }
 
-/// Whether rnn-run's depthwise kernel (AVX-512F) runs here.
-fn avx512() -> bool {
+/// The op rnn-run's depthwise kernel runs as here: 16 channels a vector with AVX-512F, 8
+/// with AVX2+FMA, none elsewhere (or with `RNN_RUN_ISA=portable`; `avx2` skips AVX-512).
+fn depthwise_op() -> Option<&'static str> {
+    let wanted = std::env::var("RNN_RUN_ISA")
+        .unwrap_or_default()
+        .to_lowercase();
     #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    {
+        let avx512 =
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl");
+        let avx2 = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        match wanted.trim() {
+            "portable" if avx2 => return None,
+            "avx2" if avx2 => return Some("DepthwiseConv8"),
+            _ if avx512 && avx2 => return Some("DepthwiseConv16"),
+            _ if avx2 => return Some("DepthwiseConv8"),
+            _ => {}
+        }
+    }
+    let _ = wanted;
+    None
 }
 
 fn tensor(shape: &[usize], v: Vec<f32>) -> Tensor {
@@ -326,7 +342,7 @@ fn check(seed: u64) -> Result<(f64, bool), String> {
     let ops = plan_ops(&model, &inputs);
     let ours: Vec<&String> = ops
         .iter()
-        .filter(|op| *op == "PackedConv" || *op == "DepthwiseConv16")
+        .filter(|op| *op == "PackedConv" || op.starts_with("DepthwiseConv"))
         .collect();
     let fine = match g.expect {
         Expect::Ours(op) => ours == [op],

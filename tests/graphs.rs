@@ -1081,3 +1081,113 @@ fn shapes_from_input_values_are_refused_naming_the_node() {
         );
     }
 }
+
+// `If` on a scalar input
+
+/// `y = If(cond, x · 2, x + 1)` over `x` `[3, 10]`, where `cond` is `sr == 16000` (`on_sr`, a
+/// scalar int64 input as Silero v4 has) or `ReduceSum(x) > 0` (data).
+fn if_model(on_sr: bool) -> Vec<u8> {
+    let scalar = |name: &str, v: f32| pb::NodeProto {
+        attribute: vec![pb::AttributeProto {
+            name: "value".into(),
+            r#type: pb::attribute_proto::AttributeType::Tensor as i32,
+            t: Some(common::proto::float_initializer(name, &[], vec![v])),
+            ..Default::default()
+        }],
+        ..node(name, "Constant", &[], &[name])
+    };
+    let branch = |name: &str, op: &str, k: f32| {
+        let c = format!("{name}_k");
+        pb::AttributeProto {
+            name: name.into(),
+            r#type: pb::attribute_proto::AttributeType::Graph as i32,
+            g: Some(pb::GraphProto {
+                name: name.into(),
+                node: vec![
+                    scalar(&c, k),
+                    node(op, op, &["x", &c], &[&format!("{name}_y")]),
+                ],
+                output: vec![output(&format!("{name}_y"))],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let mut nodes = if on_sr {
+        vec![node("eq", "Equal", &["sr", "sr16k"], &["cond"])]
+    } else {
+        vec![
+            node("sum", "ReduceSum", &["x"], &["s"]),
+            scalar("zero", 0.0),
+            node("gt", "Greater", &["s", "zero"], &["cond_v"]),
+            node("sq", "Reshape", &["cond_v", "empty"], &["cond"]),
+        ]
+    };
+    nodes.push(pb::NodeProto {
+        attribute: vec![
+            branch("then_branch", "Mul", 2.0),
+            branch("else_branch", "Add", 1.0),
+        ],
+        ..node("if", "If", &["cond"], &["y"])
+    });
+    let mut graph = pb::GraphProto {
+        name: "g".into(),
+        node: nodes,
+        initializer: vec![
+            pb::TensorProto {
+                name: "sr16k".into(),
+                data_type: DataType::Int64 as i32,
+                int64_data: vec![16000],
+                ..Default::default()
+            },
+            pb::TensorProto {
+                name: "empty".into(),
+                dims: vec![0],
+                data_type: DataType::Int64 as i32,
+                ..Default::default()
+            },
+        ],
+        input: vec![common::proto::value_info(
+            "x",
+            DataType::Float,
+            Some(&common::proto::fixed(&[3, 10])),
+        )],
+        output: vec![output("y")],
+        ..Default::default()
+    };
+    if on_sr {
+        graph
+            .input
+            .push(common::proto::value_info("sr", DataType::Int64, Some(&[])));
+    }
+    common::proto::model_bytes(graph, 14)
+}
+
+/// An `If` on a scalar input both of whose branches type is planned per value of that input,
+/// its branch inlined (no `If` left to run); one on data stays an `If` chosen per run. Both
+/// give each branch's values.
+#[test]
+fn an_if_on_a_scalar_input_is_planned_per_value_and_one_on_data_per_run() {
+    let x = |v: f32| rnn_run::Tensor::from(ndarray::Array2::<f32>::from_elem((3, 10), v));
+    let sr = |v: i64| rnn_run::Tensor::from(ndarray::arr0(v));
+    let ops = |m: &rnn_run::Model, inputs: Vec<rnn_run::Tensor>| -> Vec<String> {
+        m.profile(inputs, 1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, op, _)| op)
+            .collect()
+    };
+    let m = rnn_run::Model::from_bytes(&if_model(true)).unwrap();
+    for (rate, want) in [(16000, 3.0), (8000, 2.5), (16000, 3.0)] {
+        let y = m.run(vec![x(1.5), sr(rate)]).unwrap();
+        assert!(values(&y[0]).iter().all(|&v| v == want), "sr {rate}");
+        let ops = ops(&m, vec![x(1.5), sr(rate)]);
+        assert!(!ops.iter().any(|o| o.contains("If")), "sr {rate}: {ops:?}");
+    }
+    let m = rnn_run::Model::from_bytes(&if_model(false)).unwrap();
+    for (v, want) in [(1.5, 3.0), (-1.5, -0.5), (2.0, 4.0)] {
+        let y = m.run(vec![x(v)]).unwrap();
+        assert!(values(&y[0]).iter().all(|&o| o == want), "x {v}");
+    }
+    assert!(ops(&m, vec![x(1.0)]).iter().any(|o| o.contains("If")));
+}

@@ -200,9 +200,9 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 } else {
                     cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..gate_width]));
                 }
-                // Only the steps' waits count.
-                let waited = || team.map_or(0.0, |t| t.take_waited());
-                waited();
+                // Only the steps' waits and help count.
+                let help = || team.map_or((0.0, false), |t| t.take_help());
+                help();
                 let ldx = gx_chunk.ncols();
                 let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
                 for k in 0..n {
@@ -214,7 +214,8 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                             let (ex, pieces) = exec(c.shared());
                             let start = std::time::Instant::now();
                             step_with(cell, &bufs, ex, pieces);
-                            c.record(start.elapsed().as_secs_f64(), waited());
+                            let (waited, helped) = help();
+                            c.record(start.elapsed().as_secs_f64(), waited, helped);
                         }
                         None => step_with(cell, &bufs, Exec::Join, 1),
                     }

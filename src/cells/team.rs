@@ -69,8 +69,10 @@ pub(crate) struct Team {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     poisoned: AtomicBool,
     stop: AtomicBool,
-    /// Nanoseconds the leader waited for helpers' pieces, since [`Team::take_waited`].
+    /// Nanoseconds the leader waited for helpers' pieces, and whether helpers ran any piece,
+    /// since [`Team::take_help`].
     waited: AtomicU64,
+    helped: AtomicBool,
     /// Whether the helpers were spawned (at the first shared task).
     spawned: AtomicBool,
     /// Per member: its thread once it serves, and whether it is parked or about to park.
@@ -91,6 +93,7 @@ impl Team {
             poisoned: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             waited: AtomicU64::new(0),
+            helped: AtomicBool::new(false),
             spawned: AtomicBool::new(false),
             threads: (0..size).map(|_| OnceLock::new()).collect(),
             asleep: (0..size).map(|_| Line(AtomicBool::new(false))).collect(),
@@ -178,6 +181,9 @@ impl Team {
             let ns = waiting.elapsed().as_nanos() as u64;
             self.waited.fetch_add(ns, Ordering::Relaxed);
         }
+        if own < pieces {
+            self.helped.store(true, Ordering::Relaxed);
+        }
         if let Some(e) = panicked {
             resume_unwind(e);
         }
@@ -189,9 +195,11 @@ impl Team {
         }
     }
 
-    /// Seconds the leader waited for helpers' pieces since the last call.
-    pub(crate) fn take_waited(&self) -> f64 {
-        self.waited.swap(0, Ordering::Relaxed) as f64 * 1e-9
+    /// Seconds the leader waited for helpers' pieces since the last call, and whether
+    /// helpers ran any piece since then.
+    pub(crate) fn take_help(&self) -> (f64, bool) {
+        let waited = self.waited.swap(0, Ordering::Relaxed) as f64 * 1e-9;
+        (waited, self.helped.swap(false, Ordering::Relaxed))
     }
 
     /// Unparks the helpers that are parked or about to park (after a new task or the stop).

@@ -1,12 +1,13 @@
 //! A float depthwise convolution (one input and one output channel per group), as mobile
-//! CRNNs put between their pointwise ones, on AVX-512 only. tract's kernel vectorizes along
-//! an output row and, at a column stride of 2, walks it one value at a time (the PP-OCR-style
-//! bench model's stride-2 layer took two thirds of its depthwise time). This one puts 16
-//! channels in a vector ([`super::kernels::depthwise_block`]): each tap is one FMA by the 16
-//! channels' weights at any stride, the NCHW rows transposed in and out in registers, the
-//! bias first and a fused clamp last. (An earlier kernel of ours, vectorized along output
-//! rows with the input split into phases at stride 2, was slower than tract's and dropped.)
-//! Without AVX-512 the pass leaves depthwise convolutions to tract.
+//! CRNNs put between their pointwise ones, on AVX-512 or AVX2+FMA. tract's kernel vectorizes
+//! along an output row and, at a column stride of 2, walks it one value at a time (the
+//! PP-OCR-style bench model's stride-2 layer took two thirds of its depthwise time). This one
+//! puts 16 channels in a vector with AVX-512, 8 with AVX2 ([`super::kernels::depthwise_block`]):
+//! each tap is one FMA by the channels' weights at any stride, the NCHW rows transposed in
+//! and out in registers, the bias first and a fused clamp last; both sets give the same bits.
+//! (An earlier kernel of ours, vectorized along output rows with the input split into phases
+//! at stride 2, was slower than tract's and dropped.) Without either set (the portable build,
+//! other architectures) the pass leaves depthwise convolutions to tract.
 
 use std::sync::Arc;
 
@@ -21,9 +22,11 @@ use super::{geometry, Clamp, Isa};
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv {
     pool_spec: PoolSpec,
-    /// Per block of 16 channels: `[kh · kw][16]`, zero past the channels.
+    /// AVX-512 (blocks of 16 channels) or AVX2 (blocks of 8): `isa.wb()`, "lanes" below.
+    isa: Isa,
+    /// Per block of channels: `[kh · kw][lanes]`, zero past the channels.
     weights: Arc<Vec<f32>>,
-    /// Per block: `[16]`.
+    /// Per block: `[lanes]`.
     bias: Arc<Vec<f32>>,
     clamp: Clamp,
 }
@@ -32,6 +35,7 @@ impl PartialEq for DepthwiseConv {
     fn eq(&self, other: &Self) -> bool {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         self.pool_spec == other.pool_spec
+            && self.isa == other.isa
             && self.clamp.lo.map(f32::to_bits) == other.clamp.lo.map(f32::to_bits)
             && self.clamp.hi.map(f32::to_bits) == other.clamp.hi.map(f32::to_bits)
             && bits(&self.weights) == bits(&other.weights)
@@ -40,14 +44,11 @@ impl PartialEq for DepthwiseConv {
 }
 impl Eq for DepthwiseConv {}
 
-/// Channels per block (one AVX-512 vector).
-const LANES: usize = 16;
-
 impl DepthwiseConv {
     /// The op computing what `conv` computes on inputs typed `facts` (input, kernel, bias),
     /// or `None` when it does not cover it: not depthwise, quantized or not f32, channels
-    /// last, three spatial axes, weights or bias not constant, or `isa` not AVX-512 (or not
-    /// run by this CPU).
+    /// last, three spatial axes, weights or bias not constant, or `isa` neither AVX-512 nor
+    /// AVX2 (or not run by this CPU).
     pub(crate) fn from_conv(
         conv: &Conv,
         facts: &[&TypedFact],
@@ -57,7 +58,7 @@ impl DepthwiseConv {
         let f32_plain = |f: &TypedFact| f.datum_type == DatumType::F32 && !f.is_exotic();
         let channels = spec.input_channels;
         if !cfg!(target_arch = "x86_64")
-            || isa != Isa::Avx512
+            || !matches!(isa, Isa::Avx512 | Isa::Avx2)
             || !isa.available()
             || conv.q_params.is_some()
             || facts.len() != 3
@@ -99,18 +100,20 @@ impl DepthwiseConv {
         }
         let gok = gok.try_as_plain_ram()?;
         let gok = gok.as_slice::<f32>()?;
-        let blocks = channels.div_ceil(LANES);
-        let mut weights = vec![0f32; blocks * taps * LANES];
-        let mut bias_blocks = vec![0f32; blocks * LANES];
+        let lanes = isa.wb();
+        let blocks = channels.div_ceil(lanes);
+        let mut weights = vec![0f32; blocks * taps * lanes];
+        let mut bias_blocks = vec![0f32; blocks * lanes];
         for c in 0..channels {
-            let (block, lane) = (c / LANES, c % LANES);
+            let (block, lane) = (c / lanes, c % lanes);
             for t in 0..taps {
-                weights[(block * taps + t) * LANES + lane] = gok[c * taps + t];
+                weights[(block * taps + t) * lanes + lane] = gok[c * taps + t];
             }
             bias_blocks[c] = bias[c];
         }
         Ok(Some(DepthwiseConv {
             pool_spec: spec.clone(),
+            isa,
             weights: Arc::new(weights),
             bias: Arc::new(bias_blocks),
             clamp: Clamp::default(),
@@ -157,36 +160,38 @@ impl DepthwiseConv {
         let channels = self.pool_spec.input_channels;
         let (plane, oplane) = (geo.h * geo.w, geo.oh * geo.ow);
         let taps = geo.kh * geo.kw;
-        let mut rows = DwRows::new(&geo);
+        let lanes = self.isa.wb();
+        let mut rows = DwRows::new(&geo, lanes);
         for i in 0..n {
-            for (block, c0) in (0..channels).step_by(LANES).enumerate() {
+            for (block, c0) in (0..channels).step_by(lanes).enumerate() {
                 let b = DwBlock {
                     geo,
                     x: x[(i * channels + c0) * plane..].as_ptr(),
-                    channels: LANES.min(channels - c0),
-                    w: self.weights[block * taps * LANES..].as_ptr(),
-                    bias: self.bias[block * LANES..].as_ptr(),
+                    channels: lanes.min(channels - c0),
+                    w: self.weights[block * taps * lanes..].as_ptr(),
+                    bias: self.bias[block * lanes..].as_ptr(),
                     out: out[(i * channels + c0) * oplane..].as_mut_ptr(),
                     clamp: self.clamp,
                 };
-                // SAFETY: the op is built only where AVX-512F runs; the block's `channels`
-                // planes of input and output lie inside `x` and `out` (their lengths were
-                // checked against the shapes), its weights and bias are a whole block, and
-                // `rows` was made for `geo`.
-                unsafe { depthwise_block(&b, &mut rows) };
+                // SAFETY: the op is built only for AVX-512 or AVX2 where the CPU runs it; the
+                // block's `channels` planes of input and output lie inside `x` and `out`
+                // (their lengths were checked against the shapes), its weights and bias are
+                // a whole block of `isa.wb()`, and `rows` was made for `geo` and that width.
+                unsafe { depthwise_block(self.isa, &b, &mut rows) };
             }
         }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     fn run(&self, _geo: super::kernels::Geo, _n: usize, _x: &[f32], _out: &mut [f32]) {
-        unreachable!("DepthwiseConv is built only with AVX-512")
+        unreachable!("DepthwiseConv is built only with AVX-512 or AVX2")
     }
 }
 
 impl Op for DepthwiseConv {
+    /// `DepthwiseConv16` on AVX-512, `DepthwiseConv8` on AVX2: channels a vector.
     fn name(&self) -> StaticName {
-        "DepthwiseConv16".into()
+        format!("DepthwiseConv{}", self.isa.wb()).into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {

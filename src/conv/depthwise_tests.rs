@@ -1,7 +1,8 @@
-//! Unit tests of [`DepthwiseConv`] against a plain float64 loop: random channel counts (one
-//! block of 16 and several, partial ones), row lengths across groups of 16 columns, kernels,
-//! strides, dilations and paddings, with and without a clamp; and the cases it must leave to
-//! tract.
+//! Unit tests of [`DepthwiseConv`] on every instruction set this CPU runs (AVX-512, AVX2)
+//! against a plain float64 loop: random channel counts (one block of 8 or 16 and several,
+//! partial ones), row lengths across groups of 8 and 16 columns, kernels, strides, dilations
+//! and paddings, with and without a clamp; the sets against each other (the same bits); and
+//! the cases it must leave to tract.
 
 use super::*;
 use tract_core::ops::cnn::{KernelFormat, PaddingSpec};
@@ -182,6 +183,14 @@ fn reference(case: &Case) -> (Vec<f64>, Vec<f64>) {
     (out, scale)
 }
 
+/// The depthwise kernels this CPU runs.
+fn isas() -> Vec<Isa> {
+    [Isa::Avx512, Isa::Avx2]
+        .into_iter()
+        .filter(|isa| isa.available())
+        .collect()
+}
+
 fn facts(case: &Case) -> [TypedFact; 3] {
     [
         f32::fact(case.input.shape()),
@@ -192,15 +201,23 @@ fn facts(case: &Case) -> [TypedFact; 3] {
 
 #[test]
 fn random_depthwise_convolutions_equal_the_reference() {
-    if !Isa::Avx512.available() {
-        eprintln!("no AVX-512: depthwise convolutions stay tract's");
+    let isas = isas();
+    if isas.is_empty() {
+        eprintln!("neither AVX-512 nor AVX2: depthwise convolutions stay tract's");
         return;
     }
+    for isa in isas {
+        random_cases_on(isa);
+    }
+}
+
+/// The random cases on `isa`'s kernel against the reference.
+fn random_cases_on(isa: Isa) {
     let (mut blocks, mut worst) = (0, 0f64);
     for seed in 0..1500 {
         let case = random_case(&mut Rng(seed));
         let [fin, fk, fb] = facts(&case);
-        let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], Isa::Avx512)
+        let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa)
             .unwrap()
             .expect("covered")
             .with_clamp(case.clamp);
@@ -223,24 +240,52 @@ fn random_depthwise_convolutions_equal_the_reference() {
             let d = (g as f64 - r).abs();
             assert!(
                 d <= bound * s,
-                "seed {seed}, value {j}: {g} against {r} (scale {s})\n{:?}\ninput {:?}",
+                "{isa:?}, seed {seed}, value {j}: {g} against {r} (scale {s})\n{:?}\ninput {:?}",
                 case.conv,
                 case.input.shape()
             );
             worst = worst.max(d / s.max(1e-30));
         }
-        blocks += case.shape[1].div_ceil(16);
+        blocks += case.shape[1].div_ceil(isa.wb());
     }
-    eprintln!("{blocks} blocks of channels: largest difference {worst:e} of the terms' scale");
+    eprintln!(
+        "{isa:?}: {blocks} blocks of channels, largest difference {worst:e} of the terms' scale"
+    );
+}
+
+/// Both sets compute the same sums in the same order: the same bits (where both run).
+#[test]
+fn avx2_and_avx512_depthwise_give_the_same_bits() {
+    if isas().len() < 2 {
+        return;
+    }
+    for seed in 0..300 {
+        let case = random_case(&mut Rng(seed));
+        let [fin, fk, fb] = facts(&case);
+        let out = |isa| {
+            let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa)
+                .unwrap()
+                .expect("covered")
+                .with_clamp(case.clamp);
+            let got = op.compute(&case.input).unwrap();
+            let got = got.try_as_plain_ram().unwrap();
+            let got = got.as_slice::<f32>().unwrap();
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(out(Isa::Avx512), out(Isa::Avx2), "seed {seed}");
+    }
 }
 
 /// The CRNN bench model's layers: 3×3, pads 1, strides (2, 1) and (2, 2), 16 to 64 channels,
 /// batch 2, with hard-swish's clamp bounds.
 #[test]
 fn crnn_shaped_layers_equal_the_reference() {
-    if !Isa::Avx512.available() {
-        return;
+    for isa in isas() {
+        crnn_shaped_layers_on(isa);
     }
+}
+
+fn crnn_shaped_layers_on(isa: Isa) {
     let mut rng = Rng(7);
     for (c, h, w, s) in [
         (16, 16, 80, [2, 1]),
@@ -277,7 +322,7 @@ fn crnn_shaped_layers_equal_the_reference() {
             },
         };
         let [fin, fk, fb] = facts(&case);
-        let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], Isa::Avx512)
+        let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa)
             .unwrap()
             .unwrap()
             .with_clamp(case.clamp);
@@ -288,33 +333,35 @@ fn crnn_shaped_layers_equal_the_reference() {
             let bound = 10.0 * f32::EPSILON as f64 / 2.0;
             assert!(
                 (*g as f64 - r).abs() <= bound * s,
-                "{c} channels: {g} against {r}"
+                "{isa:?}, {c} channels: {g} against {r}"
             );
         }
     }
 }
 
-/// What it must leave to tract: other instruction sets, weights not constant, groups of
-/// more than one channel, channels last.
+/// What it must leave to tract: the portable set (and sets the CPU does not run), weights
+/// not constant, groups of more than one channel, channels last.
 #[test]
 fn depthwise_leaves_what_it_does_not_cover() {
     let case = random_case(&mut Rng(3));
     let [fin, fk, fb] = facts(&case);
-    for isa in [Isa::Avx2, Isa::Portable] {
+    for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
         let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], isa).unwrap();
-        assert!(op.is_none(), "{isa:?}");
+        assert_eq!(op.is_some(), isas().contains(&isa), "{isa:?}");
     }
-    if !Isa::Avx512.available() {
-        return;
+    for isa in isas() {
+        leaves_on(&case, isa);
     }
-    let ok = DepthwiseConv::from_conv(&case.conv, &[&fin, &fk, &fb], Isa::Avx512).unwrap();
-    assert!(ok.is_some());
+}
+
+fn leaves_on(case: &Case, isa: Isa) {
+    let [fin, fk, fb] = facts(case);
     let runtime = f32::fact(case.kernel.shape());
-    let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &runtime, &fb], Isa::Avx512).unwrap();
+    let op = DepthwiseConv::from_conv(&case.conv, &[&fin, &runtime, &fb], isa).unwrap();
     assert!(op.is_none(), "weights at run time");
     let mut nhwc = case.conv.clone();
     nhwc.pool_spec.data_format = DataFormat::NHWC;
-    let op = DepthwiseConv::from_conv(&nhwc, &[&fin, &fk, &fb], Isa::Avx512).unwrap();
+    let op = DepthwiseConv::from_conv(&nhwc, &[&fin, &fk, &fb], isa).unwrap();
     assert!(op.is_none(), "channels last");
     // Two input channels per group: not depthwise.
     let c = 4;
@@ -335,7 +382,7 @@ fn depthwise_leaves_what_it_does_not_cover() {
     let k = TypedFact::try_from(Tensor::zero::<f32>(&[c, 2, 3]).unwrap()).unwrap();
     let b = TypedFact::try_from(Tensor::zero::<f32>(&[c]).unwrap()).unwrap();
     let x = f32::fact([1, c, 10]);
-    assert!(DepthwiseConv::from_conv(&conv, &[&x, &k, &b], Isa::Avx512)
+    assert!(DepthwiseConv::from_conv(&conv, &[&x, &k, &b], isa)
         .unwrap()
         .is_none());
 }

@@ -27,7 +27,7 @@
 //!   pool in registers; the values are `MaxPool2x2`'s on the unfused output, bit for bit.
 //!
 //! Depthwise convolutions (one channel per group, where a block of output channels would run
-//! 1/16 full) have their own op, [`DepthwiseConv`] (`depthwise.rs`, AVX-512 only). The pass
+//! 1/16 full) have their own op, [`DepthwiseConv`] (`depthwise.rs`, AVX-512 and AVX2). The pass
 //! choosing them is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
 
 mod depthwise;

@@ -12,9 +12,9 @@
 //! bit for bit what [`super::maxpool`] computes.
 //!
 //! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
-//! axes, weights or bias computed at run time, and depthwise convolutions on CPUs without
-//! AVX-512 (tract has its own kernel; a row-wise kernel of ours, tried for the CRNN bench
-//! model, was slower than it).
+//! axes, weights or bias computed at run time, and depthwise convolutions on CPUs with
+//! neither AVX-512 nor AVX2 (tract has its own kernel; a row-wise kernel of ours, tried for
+//! the CRNN bench model, was slower than it).
 
 use tract_core::ops::binary::TypedBinOp;
 use tract_core::ops::cnn::{Conv, MaxPool};

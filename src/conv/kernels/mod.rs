@@ -18,8 +18,9 @@
 //!
 //! The files: the tile interface (here); `dispatch` the choice of kernel per set and tile
 //! size; `generic` the portable kernels; `x86_64` the AVX2 and AVX-512 ones (an `aarch64`
-//! NEON set would sit beside it; `x86_64/avx512_depthwise` the depthwise kernel of
-//! [`super::DepthwiseConv`]); `packing` the geometry and the patch panels.
+//! NEON set would sit beside it; `x86_64/avx512_depthwise` and `x86_64/avx2_depthwise` the
+//! depthwise kernels of [`super::DepthwiseConv`], `x86_64/depthwise` their interface);
+//! `packing` the geometry and the patch panels.
 
 mod dispatch;
 mod generic;
@@ -30,7 +31,7 @@ mod x86_64;
 pub(crate) use dispatch::{channel_tile, direct_block_tile, direct_tile, pixel_tile, row_tile};
 pub(crate) use packing::{Direct, Geo, Patches};
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86_64::avx512_depthwise::{depthwise_block, DwBlock, DwRows};
+pub(crate) use x86_64::depthwise::{depthwise_block, DwBlock, DwRows};
 
 /// The instruction set a [`super::PackedConv`] was packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,10 +45,19 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    /// The widest instruction set this CPU has.
+    /// The widest instruction set this CPU has, no wider than the one the products and
+    /// activations use ([`crate::kernels::Isa::selected`]: `RNN_RUN_ISA=avx2` or `portable`
+    /// picks a lower set for the convolutions too, so a whole model runs as on that CPU).
     pub(crate) fn best() -> Isa {
-        [Isa::Avx512, Isa::Avx2]
-            .into_iter()
+        use crate::kernels::Isa as Selected;
+        let allowed: &[Isa] = match Selected::selected() {
+            Selected::Avx512 => &[Isa::Avx512, Isa::Avx2],
+            Selected::Avx2 => &[Isa::Avx2],
+            Selected::Portable => &[],
+        };
+        allowed
+            .iter()
+            .copied()
             .find(|isa| isa.available())
             .unwrap_or(Isa::Portable)
     }

@@ -4,55 +4,13 @@
 //! reads are transposed into channel-interleaved rows (16 × 16 in registers) in a small ring
 //! that stays in L1, with the zero padding around them, and 16 output positions' sums are
 //! transposed back and stored into the NCHW output, bias first and the fused clamp last.
+//! (`avx2_depthwise` is the same on 8 channels; the interface is in `depthwise`.)
 
-use crate::conv::kernels::{Clamp, Geo};
+use super::depthwise::{DwBlock, DwRows};
 use std::arch::x86_64::*;
 
 /// Channels per block: one vector.
 const LANES: usize = 16;
-
-/// One image's block of up to 16 channels.
-pub(crate) struct DwBlock {
-    pub(crate) geo: Geo,
-    /// Channel `c`'s `[h, w]` plane at `x + c·h·w`, for `c < channels`.
-    pub(crate) x: *const f32,
-    pub(crate) channels: usize,
-    /// `[kh · kw][16]`, zero past `channels`.
-    pub(crate) w: *const f32,
-    /// `[16]`.
-    pub(crate) bias: *const f32,
-    /// Channel `c`'s `[oh, ow]` plane at `out + c·oh·ow`.
-    pub(crate) out: *mut f32,
-    pub(crate) clamp: Clamp,
-}
-
-/// The transposed input rows: a ring of `span` rows of `wp` positions × 16 channels with the
-/// padding columns zero, and one zero row for the padding rows.
-pub(crate) struct DwRows {
-    span: usize,
-    wp: usize,
-    rows: Vec<f32>,
-    zero: Vec<f32>,
-    /// The input row each ring slot holds (`usize::MAX`: none).
-    held: Vec<usize>,
-}
-
-impl DwRows {
-    pub(crate) fn new(g: &Geo) -> DwRows {
-        let span = (g.kh - 1) * g.dh + 1;
-        // Every column a group of 16 output columns reads, the last group's unused lanes
-        // included, so the sums never test bounds.
-        let ow16 = g.ow.div_ceil(LANES) * LANES;
-        let wp = (g.pl + g.w).max((ow16.max(1) - 1) * g.sw + (g.kw - 1) * g.dw + 1);
-        DwRows {
-            span,
-            wp,
-            rows: vec![0.0; span * wp * LANES],
-            zero: vec![0.0; wp * LANES],
-            held: vec![usize::MAX; span],
-        }
-    }
-}
 
 /// Transposes 16 vectors: lane `j` of `r[i]` goes to lane `i` of `r[j]`.
 #[target_feature(enable = "avx512f")]
@@ -120,7 +78,7 @@ unsafe fn fill_row(b: &DwBlock, iy: usize, dst: *mut f32) {
 ///
 /// # Safety
 /// The CPU runs AVX-512F; `b` describes readable input planes and writable output planes of
-/// its geometry, `rows` was made for that geometry; `1 <= channels <= 16`.
+/// its geometry, `rows` was made for that geometry and 16 lanes; `1 <= channels <= 16`.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn depthwise_block(b: &DwBlock, rows: &mut DwRows) {
     let g = &b.geo;
@@ -131,17 +89,8 @@ pub(crate) unsafe fn depthwise_block(b: &DwBlock, rows: &mut DwRows) {
     for oy in 0..g.oh {
         for (ky, p) in row_ptr.iter_mut().enumerate() {
             let iy = (oy * g.sh + ky * g.dh).wrapping_sub(g.pt);
-            *p = if iy < g.h {
-                let slot = iy % rows.span;
-                let dst = rows.rows.as_mut_ptr().add(slot * rows.wp * LANES);
-                if rows.held[slot] != iy {
-                    fill_row(b, iy, dst);
-                    rows.held[slot] = iy;
-                }
-                dst
-            } else {
-                rows.zero.as_ptr()
-            };
+            // SAFETY: `rows` holds rows of `wp · 16` floats, what `fill_row` writes.
+            *p = rows.row(iy, g.h, |dst| unsafe { fill_row(b, iy, dst) });
         }
         for ox0 in (0..g.ow).step_by(LANES) {
             let mut acc = [bias; 16];

@@ -1,5 +1,5 @@
-//! The x86-64 kernels: AVX2+FMA and AVX-512 tiles, the AVX-512 depthwise kernel, and the
-//! fused clamp they share.
+//! The x86-64 kernels: AVX2+FMA and AVX-512 tiles, the depthwise kernels of both sets (and
+//! their interface, `depthwise`), and the fused clamp they share.
 
 /// A tile's fused clamp on every accumulator of the given arrays: `max` with the low bound,
 /// then `min` with the high one, in the vector width of the `set1`/`max`/`min` given.
@@ -21,5 +21,7 @@ macro_rules! clamp_tile {
 }
 
 pub(super) mod avx2;
+mod avx2_depthwise;
 pub(super) mod avx512;
-pub(super) mod avx512_depthwise;
+mod avx512_depthwise;
+pub(super) mod depthwise;
