@@ -69,10 +69,7 @@ fn by_channel<O: BinMiniOp>(
     model: &TypedModel,
     outlet: OutletId,
 ) -> TractResult<Option<ByChannel>> {
-    if model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+    let Some(succ) = super::only_reader(model, outlet)? else {
         return Ok(None);
     };
     let node = model.node(succ.node);

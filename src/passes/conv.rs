@@ -101,10 +101,10 @@ fn fused_pool(
     outlet: OutletId,
     op: &PackedConv,
 ) -> TractResult<Option<(PackedConv, OutletId)>> {
-    if model.output_outlets()?.contains(&outlet) || op.pooled() {
+    if op.pooled() {
         return Ok(None);
     }
-    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+    let Some(succ) = super::only_reader(model, outlet)? else {
         return Ok(None);
     };
     let node = model.node(succ.node);
@@ -152,10 +152,7 @@ pub(super) fn fused_clamp(
     outlet: OutletId,
     clamp: Clamp,
 ) -> TractResult<Option<(OutletId, Clamp)>> {
-    if model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+    let Some(succ) = super::only_reader(model, outlet)? else {
         return Ok(None);
     };
     let node = model.node(succ.node);

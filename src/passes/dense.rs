@@ -390,10 +390,7 @@ fn fused_bias(
     outlet: OutletId,
     n: usize,
 ) -> TractResult<Option<(OutletId, Vec<f32>)>> {
-    if model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+    let Some(succ) = super::only_reader(model, outlet)? else {
         return Ok(None);
     };
     let node = model.node(succ.node);

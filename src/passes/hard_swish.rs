@@ -94,19 +94,6 @@ fn step<O: tract_core::ops::binary::BinMiniOp>(
     Ok(Some((slot, value)))
 }
 
-/// The node reading `outlet` alone (not a graph output).
-fn only_reader(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
-    if model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    Ok(
-        match &model.node(outlet.node).outputs[outlet.slot].successors[..] {
-            [succ] => Some(succ.node),
-            _ => None,
-        },
-    )
-}
-
 /// When node `id` is the `Add` starting a hard-swish chain: its `x`, the op and the chain's
 /// last outlet.
 fn chain(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, HardSwish, OutletId)>> {
@@ -129,14 +116,14 @@ fn chain(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, HardSwi
         return Ok(None);
     };
     let a = OutletId::new(id, 0);
-    let Some(max) = only_reader(model, a)? else {
+    let Some(max) = super::only_reader(model, a)?.map(|r| r.node) else {
         return Ok(None);
     };
     let Some((_, Some(lo))) = step::<Max>(model, max, a)? else {
         return Ok(None);
     };
     let b = OutletId::new(max, 0);
-    let Some(min) = only_reader(model, b)? else {
+    let Some(min) = super::only_reader(model, b)?.map(|r| r.node) else {
         return Ok(None);
     };
     let Some((_, Some(hi))) = step::<Min>(model, min, b)? else {
@@ -147,7 +134,7 @@ fn chain(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, HardSwi
         return Ok(None);
     }
     let c = OutletId::new(min, 0);
-    let Some(mul) = only_reader(model, c)? else {
+    let Some(mul) = super::only_reader(model, c)?.map(|r| r.node) else {
         return Ok(None);
     };
     let mul_node = model.node(mul);
@@ -159,7 +146,7 @@ fn chain(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, HardSwi
     };
     // x feeds the Add and the product, nothing else of the chain.
     let d = OutletId::new(mul, 0);
-    let Some(last) = only_reader(model, d)? else {
+    let Some(last) = super::only_reader(model, d)?.map(|r| r.node) else {
         return Ok(None);
     };
     let scale = if let Some((0 | 1, Some(r))) = step::<Mul>(model, last, d)? {

@@ -45,3 +45,19 @@ pub mod specialize;
 pub mod state_io;
 pub mod tdim;
 pub mod time_axis;
+
+use tract_hir::internal::{InletId, OutletId, TractResult, TypedModel};
+
+/// The node that alone reads `outlet`, which is no graph output: a pass folds a node into the
+/// one before it only when nothing else sees the value between them.
+pub(crate) fn only_reader(model: &TypedModel, outlet: OutletId) -> TractResult<Option<InletId>> {
+    if model.output_outlets()?.contains(&outlet) {
+        return Ok(None);
+    }
+    Ok(
+        match &model.node(outlet.node).outputs[outlet.slot].successors[..] {
+            [only] => Some(*only),
+            _ => None,
+        },
+    )
+}

@@ -176,10 +176,7 @@ fn bias_add(
     axis: usize,
     o: usize,
 ) -> TractResult<Option<(Tensor, usize)>> {
-    if model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    let [succ] = &model.node(outlet.node).outputs[outlet.slot].successors[..] else {
+    let Some(succ) = super::only_reader(model, outlet)? else {
         return Ok(None);
     };
     let node = model.node(succ.node);

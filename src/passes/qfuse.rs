@@ -144,7 +144,7 @@ fn matmul_chain(model: &TypedModel, id: usize, op: &QMatMul) -> TractResult<Chai
 /// The one node reading `outlet` (not a graph output), when it is a `Cast` to f32 of the same
 /// shape: its output.
 fn cast_to_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
-    let Some(succ) = only_successor(model, outlet)? else {
+    let Some(succ) = super::only_reader(model, outlet)?.map(|r| r.node) else {
         return Ok(None);
     };
     let node = model.node(succ);
@@ -161,7 +161,7 @@ fn binary<B: BinMiniOp>(
     outlet: OutletId,
     dt: DatumType,
 ) -> TractResult<Option<(OutletId, OutletId)>> {
-    let Some(succ) = only_successor(model, outlet)? else {
+    let Some(succ) = super::only_reader(model, outlet)?.map(|r| r.node) else {
         return Ok(None);
     };
     let node = model.node(succ);
@@ -184,19 +184,6 @@ fn binary<B: BinMiniOp>(
         && out.datum_type == dt
         && out.shape == model.outlet_fact(outlet)?.shape;
     Ok(ok.then_some((OutletId::new(succ, 0), other)))
-}
-
-/// The node reading `outlet` when it is the only reader and `outlet` is no graph output.
-fn only_successor(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
-    if model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    Ok(
-        match &model.node(outlet.node).outputs[outlet.slot].successors[..] {
-            [only] => Some(only.node),
-            _ => None,
-        },
-    )
 }
 
 /// Whether a fact holds exactly one value.
