@@ -73,6 +73,8 @@ pub mod sniff;
 pub mod stream;
 mod symbols;
 pub mod tensor;
+#[cfg(test)]
+mod test_values;
 pub mod torch;
 mod tract_parser;
 

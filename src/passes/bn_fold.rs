@@ -273,25 +273,7 @@ mod tests {
     use tract_core::ops::math;
     use tract_core::ops::nn::DataFormat;
 
-    /// Deterministic values in [-1, 1).
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn tensor(shape: &[usize], seed: u32) -> Tensor {
-        let len = shape.iter().product();
-        tract_ndarray::Array::from_shape_vec(shape, values(len, seed))
-            .unwrap()
-            .into_tensor()
-    }
+    use crate::test_values::tensor;
 
     /// How the test graph differs from a plain conv → Mul → Add.
     #[derive(Clone, Copy, PartialEq, Debug)]
