@@ -1184,6 +1184,22 @@ fn an_if_on_a_scalar_input_is_planned_per_value_and_one_on_data_per_run() {
         let ops = ops(&m, vec![x(1.5), sr(rate)]);
         assert!(!ops.iter().any(|o| o.contains("If")), "sr {rate}: {ops:?}");
     }
+    // A scalar that changes on every call (a step counter) gets a few plans per value, then
+    // the run-time `If`: the plans built stop growing, the answers stay right.
+    let m = rnn_run::Model::from_bytes(&if_model(true)).unwrap();
+    for step in 0..12 {
+        let rate = if step % 5 == 0 { 16000 } else { step };
+        let want = if rate == 16000 { 3.0 } else { 2.5 };
+        let y = m.run(vec![x(1.5), sr(rate)]).unwrap();
+        assert!(values(&y[0]).iter().all(|&v| v == want), "step {step}");
+    }
+    let built = m.plan_stats().built;
+    assert!(built <= 6, "{built} plans for 12 calls");
+    assert!(ops(&m, vec![x(1.5), sr(99)])
+        .iter()
+        .any(|o| o.contains("If")));
+    assert_eq!(m.plan_stats().built, built);
+
     let m = rnn_run::Model::from_bytes(&if_model(false)).unwrap();
     for (v, want) in [(1.5, 3.0), (-1.5, -0.5), (2.0, 4.0)] {
         let y = m.run(vec![x(v)]).unwrap();

@@ -10,7 +10,7 @@
 //! choosing an `If` branch). Plans are cached by
 //! signature, least recently used first out.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,10 +63,20 @@ pub(crate) struct PlanCache {
 struct Inner {
     /// Most recently used last.
     plans: VecDeque<(Signature, Arc<Specialized>)>,
-    /// Shapes for which the graph types only once scalar input values are folded in.
+    /// Shapes for which the graph types only once scalar input values are folded in, or
+    /// for which folding them settles an `If` that would otherwise choose at run time.
     needs_values: HashSet<Shapes>,
+    /// Of the latter, how many plans per value have been built ([`GAVE_UP`]: too many, the
+    /// `If` chooses at run time).
+    by_choice: HashMap<Shapes, usize>,
     stats: PlanStats,
 }
+
+/// Plans per value built for one signature of shapes where shapes alone would do, before a
+/// scalar that keeps changing (a step counter, not a sample rate) is left to the run-time
+/// `If` instead of costing a plan per call.
+const VALUE_PLANS: usize = 4;
+const GAVE_UP: usize = usize::MAX;
 
 impl PlanCache {
     pub fn new(capacity: usize) -> PlanCache {
@@ -74,6 +84,7 @@ impl PlanCache {
             inner: Mutex::new(Inner {
                 plans: VecDeque::new(),
                 needs_values: HashSet::new(),
+                by_choice: HashMap::new(),
                 stats: PlanStats {
                     capacity: capacity.max(1),
                     ..PlanStats::default()
@@ -111,7 +122,17 @@ impl PlanCache {
             .iter()
             .map(|t| (t.datum_type(), t.shape().to_vec()))
             .collect();
-        let with_values = self.lock().needs_values.contains(&shapes);
+        let (with_values, by_choice) = {
+            let mut inner = self.lock();
+            if let Some(n) = inner.by_choice.get_mut(&shapes) {
+                if *n != GAVE_UP && *n >= VALUE_PLANS {
+                    *n = GAVE_UP;
+                    inner.needs_values.remove(&shapes);
+                }
+            }
+            let by_choice = inner.by_choice.get(&shapes).copied();
+            (inner.needs_values.contains(&shapes), by_choice)
+        };
         let signature = signature(&shapes, inputs, with_values);
         if let Some(plan) = self.lookup(&signature) {
             return Ok((plan, false));
@@ -129,6 +150,9 @@ impl PlanCache {
         let (typed, fed, signature) = match with_values {
             true => {
                 let (typed, fed) = attempt(true)?;
+                if let Some(n) = self.lock().by_choice.get_mut(&shapes) {
+                    *n = n.saturating_add(1);
+                }
                 (typed, fed, signature)
             }
             false => match attempt(false) {
@@ -138,11 +162,15 @@ impl PlanCache {
                 // optimized with the rest (the run-time `If` ran its whole body as a
                 // separate plan, without rnn-run's passes: 1.19x onnxruntime).
                 Ok((typed, fed))
-                    if has_runtime_if(&typed) && inputs.iter().any(is_scalar_integer) =>
+                    if has_runtime_if(&typed)
+                        && inputs.iter().any(is_scalar_integer)
+                        && by_choice != Some(GAVE_UP) =>
                 {
                     match attempt(true) {
                         Ok((folded, fed)) if !has_runtime_if(&folded) => {
-                            self.lock().needs_values.insert(shapes.clone());
+                            let mut inner = self.lock();
+                            inner.needs_values.insert(shapes.clone());
+                            inner.by_choice.insert(shapes.clone(), 1);
                             (folded, fed, self::signature(&shapes, inputs, true))
                         }
                         _ => (typed, fed, signature),
