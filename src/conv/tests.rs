@@ -242,37 +242,42 @@ fn empty_inputs() {
     }
 }
 
+/// A 3×3 convolution at stride 1, padding 1, `cin` → `cout` channels over one `h × w` image,
+/// then a ReLU: a captcha conv stack's layer.
+fn relu_3x3(rng: &mut Rng, cin: usize, cout: usize, h: usize, w: usize) -> Case {
+    let conv = Conv {
+        pool_spec: PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec!(3, 3),
+            padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
+            dilations: None,
+            strides: None,
+            input_channels: cin,
+            output_channels: cout,
+        },
+        kernel_fmt: KernelFormat::OIHW,
+        group: 1,
+        q_params: None,
+    };
+    Case {
+        conv,
+        input: rng.tensor(&[1, cin, h, w]),
+        kernel: rng.tensor(&[cout, cin, 3, 3]),
+        bias: rng.tensor(&[cout]),
+        clamp: Clamp {
+            lo: Some(0.0),
+            hi: None,
+        },
+    }
+}
+
 /// 3×3 convolutions at stride 1 with padding 1 over rows wider than a panel, as in a captcha
 /// model's conv stack (one input channel, then many): most panels lie inside the image and
 /// take the unmasked loads of the AVX-512 direct tile, the ones at the edges masked loads.
 #[test]
 fn wide_rows_at_stride_one_equal_tracts() {
     for (cin, cout, h, w) in [(1, 32, 9, 70), (24, 40, 6, 50), (5, 16, 4, 33)] {
-        let mut rng = Rng((cin * 1000 + cout) as u64);
-        let conv = Conv {
-            pool_spec: PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(3, 3),
-                padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
-                dilations: None,
-                strides: None,
-                input_channels: cin,
-                output_channels: cout,
-            },
-            kernel_fmt: KernelFormat::OIHW,
-            group: 1,
-            q_params: None,
-        };
-        let case = Case {
-            conv,
-            input: rng.tensor(&[1, cin, h, w]),
-            kernel: rng.tensor(&[cout, cin, 3, 3]),
-            bias: rng.tensor(&[cout]),
-            clamp: Clamp {
-                lo: Some(0.0),
-                hi: None,
-            },
-        };
+        let case = relu_3x3(&mut Rng((cin * 1000 + cout) as u64), cin, cout, h, w);
         let want = tract_conv(&case);
         for isa in isas() {
             let got = packed(&case, isa).compute(&case.input).unwrap();
@@ -412,31 +417,7 @@ fn pooled_convolutions_equal_pooling_after() {
 #[test]
 fn first_layer_pooled_on_row_tiles() {
     for (cin, cout, h, w) in [(1, 32, 64, 200), (1, 20, 9, 37), (3, 16, 7, 35)] {
-        let mut rng = Rng((cin * 7000 + h * w) as u64);
-        let conv = Conv {
-            pool_spec: PoolSpec {
-                data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(3, 3),
-                padding: PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)),
-                dilations: None,
-                strides: None,
-                input_channels: cin,
-                output_channels: cout,
-            },
-            kernel_fmt: KernelFormat::OIHW,
-            group: 1,
-            q_params: None,
-        };
-        let case = Case {
-            conv,
-            input: rng.tensor(&[1, cin, h, w]),
-            kernel: rng.tensor(&[cout, cin, 3, 3]),
-            bias: rng.tensor(&[cout]),
-            clamp: Clamp {
-                lo: Some(0.0),
-                hi: None,
-            },
-        };
+        let case = relu_3x3(&mut Rng((cin * 7000 + h * w) as u64), cin, cout, h, w);
         let want = crate::passes::maxpool::max_pool_2x2(&tract_conv(&case)).unwrap();
         for isa in isas() {
             let op = packed(&case, isa);
