@@ -4,6 +4,8 @@
 //! (`cargo bench --bench cells -- lstm h256 b1`; sizes match whole words, so `b1` is not
 //! `b16`), `accuracy` runs only the f32-vs-f64 check,
 //! `bf16` or `f16` times the f32 cells with Rᵀ stored in 16 bits, `threads2` on two threads,
+//! `vs1` one thread and two in the same process, pass by pass alternately (so both meet the
+//! same load; `vs1 same`: one thread against one, the noise of that comparison),
 //! `kernel` times the packed matrix product alone (in GFLOP/s, on every kernel set this CPU
 //! runs), `bandwidth` measures single-core read bandwidth for buffers of 256 KiB to 64 MiB
 //! and the batch-1 recurrent product against the floor it sets (Rᵀ bytes ÷ bandwidth).
@@ -104,24 +106,62 @@ fn time_seq(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> f64 {
     pool.install(|| time_seq_in_pool(cell, xs, threads))
 }
 
-fn time_seq_in_pool(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> f64 {
+/// Median seconds of one pass over `xs` on one thread and on `threads`, alternately: one
+/// warm-up pass each, then blocks of passes of about 25 ms (long enough that a helper's
+/// wake-up after the other mode's block is one pass in many, short enough that both modes
+/// meet the same load), in both orders, for about 1.5 s. Both run in one pool of
+/// `threads` threads, so that the lone passes run on the thread that leads the shared ones
+/// and do not flush the caches of a helper's core (as a lone thread of another pool would).
+fn time_seq_vs1(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> (f64, f64) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let time = |parts: usize| {
+            let s = Instant::now();
+            pass(cell, xs, parts);
+            s.elapsed().as_secs_f64()
+        };
+        let once = (time(1) + time(threads)).max(1e-9);
+        let block = (0.025 / once).clamp(1.0, 100.0) as usize;
+        let pairs = (1.5 / (once * block as f64)).clamp(5.0, 60.0) as usize;
+        let mut times = [Vec::new(), Vec::new()];
+        for p in 0..pairs {
+            for k in [p % 2, 1 - p % 2] {
+                for _ in 0..block {
+                    times[k].push(time([1, threads][k]));
+                }
+            }
+        }
+        let [a, b] = times.map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        });
+        (a, b)
+    })
+}
+
+/// One pass over `xs` from the zero state, products split over `threads`.
+fn pass(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) {
     let batch = xs.dim().1;
-    let run = || {
-        let mut state = cell.zero_state(batch);
-        let (t, b, _) = xs.dim();
-        let mut y = Array3::zeros((t, b, cell.hidden_size()));
-        let xs = black_box(xs.view());
-        run_sequence(
-            cell,
-            xs,
-            &mut state,
-            None,
-            false,
-            Some(y.view_mut()),
-            threads,
-        );
-        black_box(y);
-    };
+    let mut state = cell.zero_state(batch);
+    let (t, b, _) = xs.dim();
+    let mut y = Array3::zeros((t, b, cell.hidden_size()));
+    run_sequence(
+        cell,
+        black_box(xs.view()),
+        &mut state,
+        None,
+        false,
+        Some(y.view_mut()),
+        threads,
+    );
+    black_box(y);
+}
+
+fn time_seq_in_pool(cell: &dyn Cell<f32>, xs: &Array3<f32>, threads: usize) -> f64 {
+    let run = || pass(cell, xs, threads);
     let start = Instant::now();
     run();
     let once = start.elapsed();
@@ -422,17 +462,31 @@ fn main() {
     } else {
         1
     };
+    // `vs1`: two threads against one, alternately in this process (`vs1 same`: one against
+    // one).
+    let vs1 = filters.iter().any(|f| f == "vs1");
+    let vs = if filters.iter().any(|f| f == "same") { 1 } else { 2 };
     let filters: Vec<&String> = filters
         .iter()
-        .filter(|f| !["accuracy", "threads2", "bf16", "f16"].contains(&f.as_str()))
+        .filter(|f| {
+            !["accuracy", "threads2", "bf16", "f16", "vs1", "same"].contains(&f.as_str())
+        })
         .collect();
     let ops = [Op::Lstm, Op::Gru0, Op::Gru1, Op::Rnn];
 
     if !only_accuracy {
-        println!(
-            "{:<10} {:>5} {:>5} {:>6} {:>12} {:>10}",
-            "op", "H", "batch", "T", "us/step", "GFLOP/s"
-        );
+        if vs1 {
+            let other = format!("us/step {vs}t");
+            println!(
+                "{:<10} {:>5} {:>5} {:>6} {:>12} {:>12}",
+                "op", "H", "batch", "T", "us/step 1t", other
+            );
+        } else {
+            println!(
+                "{:<10} {:>5} {:>5} {:>6} {:>12} {:>10}",
+                "op", "H", "batch", "T", "us/step", "GFLOP/s"
+            );
+        }
         for &op in &ops {
             for &h in &[64usize, 128, 256, 512] {
                 for &batch in &[1usize, 4, 16] {
@@ -445,6 +499,16 @@ fn main() {
                         let (w, r, b) = onnx_weights(op, h, h, 1);
                         let cell = build::<f32>(op, &w, &r, &b, format);
                         let xs = input(t, batch, h, 2).mapv(|v| v as f32);
+                        if vs1 {
+                            let (one, other) = time_seq_vs1(cell.as_ref(), &xs, vs);
+                            println!(
+                                "{:<10} {h:>5} {batch:>5} {t:>6} {:>12.2} {:>12.2}",
+                                op.name(),
+                                one * 1e6 / t as f64,
+                                other * 1e6 / t as f64
+                            );
+                            continue;
+                        }
                         let secs = time_seq(cell.as_ref(), &xs, threads);
                         let us = secs * 1e6 / t as f64;
                         // Two products (input and recurrent) of [batch, H] × [H, G·H] per step.
@@ -464,7 +528,7 @@ fn main() {
         }
     }
 
-    if only_accuracy || filters.is_empty() {
+    if only_accuracy || (filters.is_empty() && !vs1) {
         println!(
             "\naccuracy: max |Y_f32 - Y_f64| over T = 200 steps, batch 1, by H and the f32 \
              cell's Rᵀ storage"
