@@ -465,12 +465,14 @@ fn main() {
     // `vs1`: two threads against one, alternately in this process (`vs1 same`: one against
     // one).
     let vs1 = filters.iter().any(|f| f == "vs1");
-    let vs = if filters.iter().any(|f| f == "same") { 1 } else { 2 };
+    let vs = if filters.iter().any(|f| f == "same") {
+        1
+    } else {
+        2
+    };
     let filters: Vec<&String> = filters
         .iter()
-        .filter(|f| {
-            !["accuracy", "threads2", "bf16", "f16", "vs1", "same"].contains(&f.as_str())
-        })
+        .filter(|f| !["accuracy", "threads2", "bf16", "f16", "vs1", "same"].contains(&f.as_str()))
         .collect();
     let ops = [Op::Lstm, Op::Gru0, Op::Gru1, Op::Rnn];
 

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """--threads 2 against one thread on an idle machine and on a busy one, the load made here.
 
-Runs the cells benchmark (benches/cells.rs: µs per step, the median of ~0.25 s of sequences)
-for LSTM and GRU at H 256 and 512, batch 1 and 16, on one thread and on two, alternately, for
---rounds rounds under each load:
+Runs the cells benchmark in its `vs1` mode (benches/cells.rs: one process times sequences of
+100 steps on one thread and on two, in blocks of about 25 ms alternately for about 1.5 s, so
+that both meet the same load; µs per step, the median per mode) for LSTM and GRU at H 256 and
+512, batch 1 and 16, once per round, for --rounds rounds under each load:
 
 - idle: nothing added (other users of the machine are not stopped: the load average is shown);
 - half: one process busy half the time (5 ms spinning, 5 ms asleep), so one core is half busy;
 - busy: two processes spinning, so both cores are busy.
 
 It prints, per load and case, the median µs per step on one and two threads, the median of the
-per-round ratios two/one, and the worst (largest) ratio.
+per-round ratios two/one, and the worst (largest) ratio. With --same, the second column is one
+thread again: the noise of the comparison itself.
 
     cargo bench --bench cells --no-run          # builds the benchmark (prints its path)
     python scripts/bench_threads_under_load.py --bench-binary target/release/deps/cells-HASH
@@ -49,13 +51,14 @@ def cpu_model():
     return f"{info.get('Model name', '?')}, {info.get('CPU(s)', '?')} vCPUs, {isa}"
 
 
-def time_case(binary, op, h, batch, threads):
-    args = [binary, op, f"h{h}", f"b{batch}"] + (["threads2"] if threads == 2 else [])
+def time_case(binary, op, h, batch, same):
+    """µs per step on one thread and on two (or one again, with `same`), in one process."""
+    args = [binary, op, f"h{h}", f"b{batch}", "vs1"] + (["same"] if same else [])
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         f = line.split()
-        if len(f) >= 5 and f[0] == op and f[1] == str(h) and f[2] == str(batch):
-            return float(f[4])
+        if len(f) >= 6 and f[0] == op and f[1] == str(h) and f[2] == str(batch):
+            return float(f[4]), float(f[5])
     raise RuntimeError(f"no result in {' '.join(args)}:\n{out}")
 
 
@@ -65,6 +68,8 @@ def main():
                     help="the cells benchmark executable (repeat to compare builds)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--loads", nargs="+", default=list(LOADS), choices=list(LOADS))
+    ap.add_argument("--same", action="store_true",
+                    help="one thread against one thread (the noise of the comparison)")
     ap.add_argument("--cases", nargs="+", default=None, metavar="OP:H:BATCH",
                     help="e.g. lstm:256:1 (default: LSTM and GRU, H 256/512, batch 1/16)")
     args = ap.parse_args()
@@ -73,7 +78,8 @@ def main():
         cases = [(op, int(h), int(b)) for op, h, b in (c.split(":") for c in args.cases)]
     bins = args.bench_binary
     labels = [os.path.basename(b) if len(bins) == 1 else f"#{i}" for i, b in enumerate(bins)]
-    print(f"CPU: {cpu_model()}; µs per step, one thread vs two, {args.rounds} rounds alternated")
+    other = "1t" if args.same else "2t"
+    print(f"CPU: {cpu_model()}; µs per step, one thread vs {other[0]}, {args.rounds} rounds")
     for i, b in enumerate(bins):
         print(f"  #{i}: {b}")
     for load in args.loads:
@@ -83,18 +89,19 @@ def main():
             print(f"\nload: {load} (load average {os.getloadavg()[0]:.2f} at the start)")
             head = f"{'case':<18}"
             for label in labels:
-                head += f" {label + ' 1t':>9} {label + ' 2t':>9} {'2t/1t':>6} {'worst':>6}"
+                head += f" {label + ' 1t':>9} {label + ' ' + other:>9} {other + '/1t':>6} {'worst':>6}"
             print(head)
             for op, h, batch in cases:
                 line = f"{op} h{h} b{batch}".ljust(18)
-                for binary in bins:
-                    one, two, ratios = [], [], []
-                    for r in range(args.rounds):
-                        order = (1, 2) if r % 2 == 0 else (2, 1)
-                        t = {n: time_case(binary, op, h, batch, n) for n in order}
-                        one.append(t[1])
-                        two.append(t[2])
-                        ratios.append(t[2] / t[1])
+                results = [[] for _ in bins]
+                for r in range(args.rounds):
+                    order = range(len(bins)) if r % 2 == 0 else reversed(range(len(bins)))
+                    for i in order:
+                        results[i].append(time_case(bins[i], op, h, batch, args.same))
+                for res in results:
+                    one = [a for a, _ in res]
+                    two = [b for _, b in res]
+                    ratios = [b / a for a, b in res]
                     line += (f" {statistics.median(one):>9.1f} {statistics.median(two):>9.1f}"
                              f" {statistics.median(ratios):>6.2f} {max(ratios):>6.2f}")
                 print(line, flush=True)

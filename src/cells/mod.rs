@@ -8,13 +8,14 @@
 //!
 //! The files: the trait (here), the cells (`rnn`, `lstm`, `gru`) and their activations, the
 //! data they work on (`buffers`), the time loop and input projection (`sequence`), the cutting
-//! of a step into pieces (`pieces`), the threads that run them (`team`) and whether sharing a
-//! step pays (`choice`).
+//! of a step into pieces (`pieces`), the threads that run them (`team`) and the jobs they run
+//! (`jobs`), and whether sharing a step pays (`choice`).
 
 pub mod activation;
 mod buffers;
 mod choice;
 pub mod gru;
+mod jobs;
 pub mod lstm;
 mod pieces;
 pub mod rnn;

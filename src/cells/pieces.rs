@@ -23,23 +23,77 @@ pub(crate) fn shares_steps<T: Float, C: Cell<T> + ?Sized>(cell: &C, batch: usize
 }
 
 /// How the pieces of a task (a step's phase, a chunk's projection) run.
-#[derive(Clone, Copy)]
-pub(super) enum Exec<'a> {
+pub(super) enum Exec<'a, T, C: ?Sized> {
     /// In rayon joins, halving the pieces among the current pool's threads.
     Join,
-    /// Pieces claimed by the members of a team.
-    Team(&'a std::sync::Arc<team::Team>),
+    /// Pieces claimed by the members of a team, as the crew's jobs.
+    Team(&'a std::sync::Arc<team::Team>, &'a jobs::Crew<'a, T, C>),
 }
 
-impl Exec<'_> {
-    /// Runs `f(p, n)` for every `p < n`, returning when all are done: `n` is `pieces`, or
-    /// fewer when a team's leader runs the task alone.
-    pub(super) fn run(self, pieces: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+impl<T, C: ?Sized> Clone for Exec<'_, T, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, C: ?Sized> Copy for Exec<'_, T, C> {}
+
+impl<T: Float, C: Cell<T> + ?Sized> Exec<'_, T, C> {
+    /// Phase `phase` of the step in `bufs`, cut into `pieces`.
+    fn step(self, cell: &C, phase: usize, bufs: &StepBufs<T>, pieces: usize) {
+        let h = cell.hidden_size();
         match self {
-            _ if pieces <= 1 => f(0, 1),
-            Exec::Team(team) => team.run(pieces, f),
-            Exec::Join => join_pieces(0..pieces, pieces, f),
+            // SAFETY (all three): the pieces' units are disjoint, each piece writes only its
+            // own units' columns, and every piece is done when the call returns; a team's
+            // jobs point at the crew and buffers, which outlive the team.
+            _ if pieces <= 1 => unsafe { cell.step_piece(phase, bufs, 0..h) },
+            Exec::Team(team, crew) => unsafe { team.run(pieces, &crew.step_job(phase, bufs)) },
+            Exec::Join => join_pieces(0..pieces, pieces, &|p, n| unsafe {
+                cell.step_piece(phase, bufs, piece_units::<T>(h, n, p))
+            }),
         }
+    }
+
+    /// The projection of `rows` rows of `x` (row stride `ldx`) into `out` (row stride
+    /// `ldo`), cut into `pieces`.
+    ///
+    /// # Safety
+    /// `x` and `out` hold `rows` rows of the cell's input size and gate width.
+    pub(super) unsafe fn project(
+        self,
+        cell: &C,
+        rows: usize,
+        x: (*const T, usize),
+        out: (*mut T, usize),
+        pieces: usize,
+    ) {
+        let h = cell.hidden_size();
+        match self {
+            _ if pieces <= 1 => cell.project_piece(rows, x.0, x.1, out.0, out.1, 0..h),
+            Exec::Team(team, crew) => team.run(pieces, &crew.project_job(rows, x, out)),
+            Exec::Join => {
+                let (xp, op) = (SharedPtr(x.0 as *mut T), SharedPtr(out.0));
+                join_pieces(0..pieces, pieces, &|p, n| {
+                    let units = piece_units::<T>(h, n, p);
+                    cell.project_piece(rows, xp.get(), x.1, op.get(), out.1, units)
+                })
+            }
+        }
+    }
+}
+
+/// A pointer the pieces of a task share (each writes only its own columns).
+#[derive(Clone, Copy)]
+pub(super) struct SharedPtr<T>(*mut T);
+
+// SAFETY: see the type's comment; T is f32 or f64.
+unsafe impl<T: Send> Send for SharedPtr<T> {}
+unsafe impl<T: Sync> Sync for SharedPtr<T> {}
+
+impl<T> SharedPtr<T> {
+    /// The pointer (a method, so closures capture the whole Sync wrapper).
+    pub(super) fn get(self) -> *mut T {
+        self.0
     }
 }
 
@@ -142,18 +196,13 @@ pub(super) fn step_bufs<T: Float, C: Cell<T> + ?Sized>(
 pub(super) fn step_with<T: Float, C: Cell<T> + ?Sized>(
     cell: &C,
     bufs: &StepBufs<T>,
-    exec: Exec,
+    exec: Exec<T, C>,
     pieces: usize,
 ) {
-    let h = cell.hidden_size();
-    if h == 0 || bufs.batch == 0 {
+    if cell.hidden_size() == 0 || bufs.batch == 0 {
         return;
     }
     for phase in 0..cell.phases() {
-        exec.run(pieces, &|p, n| {
-            // SAFETY: the pieces' units are disjoint, and `Exec::run` returns only when
-            // every piece of the phase is done.
-            unsafe { cell.step_piece(phase, bufs, piece_units::<T>(h, n, p)) }
-        });
+        exec.step(cell, phase, bufs, pieces);
     }
 }

@@ -10,6 +10,8 @@ pub(crate) struct Scratch<T> {
     pub(super) next: State<T>,
     pub(super) ws: Workspace<T>,
     pub(super) gx: Array2<T>,
+    /// Each helper's own buffers, made at the first run on a team.
+    pub(super) own: Vec<jobs::Own<T>>,
 }
 
 impl<T: Float> Scratch<T> {
@@ -18,6 +20,7 @@ impl<T: Float> Scratch<T> {
             next: state.aligned_clone(),
             ws: Workspace::new(state.batch(), gate_width, state.h.ncols(), parts),
             gx: aligned_zeros(rows, row_stride::<T>(gate_width)),
+            own: Vec::new(),
         }
     }
 
@@ -155,6 +158,7 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
         next,
         ws,
         gx: gx_chunk,
+        own,
     } = scratch;
     let uniform = lens.is_none_or(|l| l.iter().all(|&n| n == t_len));
 
@@ -173,6 +177,14 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
         // this cell (see `choice`); a lone step is one piece, the same bits.
         let key = (cell as *const C as *const () as usize, batch, pieces);
         let mut choice = (pieces > 1).then(|| choice::take(key));
+        // The helpers' own buffers are made (or found in the scratch) at the first shared
+        // task: a loop that runs alone never fills them.
+        let shape = jobs::OwnShape::of(ws, gx_chunk);
+        let own = std::cell::RefCell::new(own);
+        let crew = std::cell::OnceCell::new();
+        let crew = || {
+            crew.get_or_init(|| jobs::Crew::new(cell, &mut own.borrow_mut(), members - 1, shape))
+        };
         let mut run = |team: Option<&std::sync::Arc<team::Team>>| {
             let mut done = 0;
             while done < t_len {
@@ -180,29 +192,24 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 let t0 = if reverse { t_len - done - n } else { done };
                 let x_chunk = x_rows.slice(s![t0 * batch..(t0 + n) * batch, ..]);
                 let exec = |shared: bool| match team {
-                    Some(team) if shared => (Exec::Team(team), pieces),
+                    Some(team) if shared => (Exec::Team(team, crew()), pieces),
                     _ => (Exec::Join, 1),
                 };
                 let (ex, pieces) = exec(choice.as_ref().is_some_and(|c| c.shared()));
                 if pieces > 1 {
-                    let x = SharedPtr(x_chunk.as_ptr() as *mut T);
-                    let out = SharedPtr(gx_chunk.as_mut_ptr());
-                    let ldo = gx_chunk.ncols();
-                    ex.run(pieces, &|p, n_pieces| {
-                        let units = piece_units::<T>(hidden, n_pieces, p);
-                        // SAFETY: x_chunk is in standard layout ([n·batch, input]), gx_chunk
-                        // holds at least n·batch rows of gate_width (stride ldo), and the
-                        // pieces' units are disjoint.
-                        unsafe {
-                            cell.project_piece(n * batch, x.get(), input, out.get(), ldo, units)
-                        }
-                    });
+                    let x = (x_chunk.as_ptr(), input);
+                    let out = (gx_chunk.as_mut_ptr(), gx_chunk.ncols());
+                    // SAFETY: x_chunk is in standard layout ([n·batch, input]), and gx_chunk
+                    // holds at least n·batch rows of gate_width (stride ldo).
+                    unsafe { ex.project(cell, n * batch, x, out, pieces) };
                 } else {
                     cell.project(x_chunk, gx_chunk.slice_mut(s![..n * batch, ..gate_width]));
                 }
-                // Only the steps' waits and help count.
-                let help = || team.map_or((0.0, false), |t| t.take_help());
+                // Only the steps' waits and help count. Each step is timed from the end of
+                // the last (one clock read a step: at a few µs a step, every read shows).
+                let help = || team.map_or((0.0, false, 0), |t| t.take_help());
                 help();
+                let mut last = std::time::Instant::now();
                 let ldx = gx_chunk.ncols();
                 let gx_all = gx_chunk.as_slice().expect("owned, contiguous");
                 for k in 0..n {
@@ -211,11 +218,14 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                     let bufs = step_bufs(cell, (gx, ldx), state, next, ws);
                     match choice.as_mut() {
                         Some(c) => {
-                            let (ex, pieces) = exec(c.shared());
-                            let start = std::time::Instant::now();
+                            let shared = c.shared();
+                            let (ex, pieces) = exec(shared);
                             step_with(cell, &bufs, ex, pieces);
-                            let (waited, helped) = help();
-                            c.record(start.elapsed().as_secs_f64(), waited, helped);
+                            let now = std::time::Instant::now();
+                            // A lone step leaves the team nothing to report.
+                            let (waited, helped, _) = if shared { help() } else { (0.0, false, 0) };
+                            c.record((now - last).as_secs_f64(), waited, helped);
+                            last = now;
                         }
                         None => step_with(cell, &bufs, Exec::Join, 1),
                     }
@@ -274,21 +284,6 @@ pub(crate) fn run_sequence_in<T: Float, C: Cell<T> + ?Sized>(
                 y.slice_mut(s![t, b, ..]).assign(&state.h.row(b));
             }
         }
-    }
-}
-
-/// A pointer the pieces of a task share (each writes only its own columns).
-#[derive(Clone, Copy)]
-pub(super) struct SharedPtr<T>(*mut T);
-
-// SAFETY: see the type's comment; T is f32 or f64.
-unsafe impl<T: Send> Send for SharedPtr<T> {}
-unsafe impl<T: Sync> Sync for SharedPtr<T> {}
-
-impl<T> SharedPtr<T> {
-    /// The pointer (a method, so closures capture the whole Sync wrapper).
-    pub(super) fn get(self) -> *mut T {
-        self.0
     }
 }
 

@@ -1,29 +1,54 @@
 //! A team of threads for the time loop, made to hold on a busy machine: each task (a step's
 //! phase, a chunk's projection) is cut into pieces that members claim through atomic
-//! counters, so whoever is running takes the work and nobody waits for a thread that has not
-//! started its piece.
+//! counters, so whoever is running takes the work and nobody waits long for a thread that
+//! is not running.
 //!
 //! Each member has a home range of pieces (the same every task, so in steady state a core
 //! keeps its own slice of the weights in its cache) and claims from it first; then it takes
 //! what is left of the others' ranges. The leader (member 0, the thread that publishes the
-//! tasks) therefore finishes any piece a late or descheduled helper has not taken, and waits
-//! only for pieces a helper has started. Whether sharing pays at all on a crowded machine is
-//! measured by the time loop (`choice`), which gives the team only the steps it shares.
+//! tasks) therefore finishes any piece a late or descheduled helper has not taken. A piece a
+//! helper has started is waited for only about as long as the leader's own pieces took: then
+//! the leader takes it over and runs it itself (a helper descheduled mid-piece would
+//! otherwise hold the step for a scheduler's slice, milliseconds against microseconds, even
+//! on an idle virtual machine whose host preempts a vCPU). That is safe because a helper
+//! works only from a copy of the task (a [`Job`]: a function and the words it reads, never
+//! the leader's stack) and, for jobs that allow it, writes into buffers of its own, which
+//! the leader copies into place once the helper marks the piece done; a piece taken over is
+//! one whose late result is never copied. Whether sharing pays at all on a crowded machine
+//! is measured by the time loop (`choice`), which gives the team only the steps it shares.
 //!
 //! Helpers are detached rayon jobs of the current pool, spawned at the first shared task: the
-//! leader never waits for one to start or to finish, and one that starts after the team's
-//! work is over returns at once. A helper without tasks for a while parks until the leader
-//! publishes the next one, so a time loop running alone leaves the other core to the machine.
+//! leader never waits for one to start. One that starts after the team's work is over
+//! returns at once; the leader's last act is to wait until no helper is inside a piece, so
+//! that the buffers a late helper reads outlive it. A helper without tasks for a while parks
+//! until the leader publishes the next one, so a time loop running alone leaves the other
+//! core to the machine.
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// One task: `f(p, n)` runs piece `p` of `n` (the whole task is `f(0, 1)`).
-type Task<'a> = &'a (dyn Fn(usize, usize) + Sync);
+/// The words a job's functions read (pointers and sizes, as the job's maker lays them out).
+pub(crate) const WORDS: usize = 16;
+pub(crate) type Words = [usize; WORDS];
+
+/// `f(words, p, n, m)`: piece `p` of `n` of a task, run by member `m` (0: the leader).
+pub(crate) type PieceFn = unsafe fn(&Words, usize, usize, usize);
+
+/// One task as the team runs it.
+#[derive(Clone, Copy)]
+pub(crate) struct Job {
+    /// Runs a piece. With `commit`, a helper (`m > 0`) writes its results into buffers of
+    /// its own; the leader always writes in place.
+    pub run: PieceFn,
+    /// Copies helper `m`'s results of piece `p` into place. Without it, helpers write in
+    /// place and the leader waits for every piece a helper has started.
+    pub commit: Option<PieceFn>,
+    pub words: Words,
+}
 
 /// How long an idle helper spins on the next task (or the leader on a helper's piece) before
 /// it starts yielding its core, and how long a helper yields before it parks (a late helper
@@ -37,8 +62,15 @@ const YIELD: Duration = Duration::from_micros(300);
 /// a task or the end; this only bounds the harm of a wake-up lost to a bug).
 const PARK: Duration = Duration::from_millis(20);
 
+/// The leader takes over a helper's started piece after waiting this many times what one of
+/// its own pieces took, plus [`TAKEOVER_SLACK`]: long enough that a running helper finishes
+/// first (it started its piece before the leader ran out of its own), short enough that a
+/// descheduled one costs about a piece.
+const TAKEOVER_FACTOR: f64 = 1.5;
+const TAKEOVER_SLACK: Duration = Duration::from_micros(2);
+
 /// Bits of a claim word: the task's epoch, then the next piece and the end of a home range.
-const PIECE_BITS: u32 = 12;
+const PIECE_BITS: u32 = 8;
 const PIECE_MASK: u64 = (1 << PIECE_BITS) - 1;
 
 /// Most pieces a task may have.
@@ -46,6 +78,14 @@ pub(crate) const MAX_PIECES: usize = PIECE_MASK as usize;
 
 fn pack(epoch: u64, next: usize, end: usize) -> u64 {
     (epoch << (2 * PIECE_BITS)) | ((next as u64) << PIECE_BITS) | end as u64
+}
+
+/// A piece's state word: the epoch it was settled in, the member that ran it, and how.
+const DONE: u64 = 1;
+const TAKEN: u64 = 2;
+
+fn settled(epoch: u64, m: usize, how: u64) -> u64 {
+    (epoch << 10) | ((m as u64) << 2) | how
 }
 
 /// A value alone on its cache line, so claims on one member's range never bounce the line
@@ -58,26 +98,36 @@ pub(crate) struct Team {
     size: usize,
     /// Number of the current task (0: none yet).
     epoch: Line<AtomicU64>,
-    /// The current task, as a pointer to a [`Task`] on the leader's stack, and its pieces.
-    task: AtomicPtr<()>,
+    /// The current job, behind a sequence number (odd while the leader writes it, twice the
+    /// epoch once written): a helper copies it and keeps the copy only if the number did not
+    /// change meanwhile.
+    job_seq: AtomicU64,
+    job_run: AtomicUsize,
+    job_commit: AtomicUsize,
+    job_words: [AtomicUsize; WORDS],
     pieces: AtomicUsize,
     /// Per member: the current task's epoch, and its home range's pieces still unclaimed.
     claims: Vec<Line<AtomicU64>>,
-    /// Pieces of the current task that helpers finished.
-    done: Line<AtomicUsize>,
+    /// Per piece: how it was settled (see [`settled`]).
+    states: Vec<AtomicU64>,
     /// A helper's piece panicked: its payload, for the leader to raise.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     poisoned: AtomicBool,
     stop: AtomicBool,
-    /// Nanoseconds the leader waited for helpers' pieces, and whether helpers ran any piece,
-    /// since [`Team::take_help`].
+    /// Nanoseconds the leader waited for helpers' pieces, whether helpers ran any piece, and
+    /// pieces the leader took over, since [`Team::take_help`].
     waited: AtomicU64,
     helped: AtomicBool,
+    taken: AtomicUsize,
+    /// The leader's last quickest own piece (f64 bits), for tasks it ran none of.
+    piece_secs: AtomicU64,
     /// Whether the helpers were spawned (at the first shared task).
     spawned: AtomicBool,
-    /// Per member: its thread once it serves, and whether it is parked or about to park.
+    /// Per member: its thread once it serves, whether it is parked or about to park, and
+    /// whether it is inside a task (from its copy of the job to its last piece).
     threads: Vec<OnceLock<Thread>>,
     asleep: Vec<Line<AtomicBool>>,
+    inside: Vec<Line<AtomicBool>>,
 }
 
 impl Team {
@@ -85,18 +135,24 @@ impl Team {
         Team {
             size,
             epoch: Line(AtomicU64::new(0)),
-            task: AtomicPtr::new(std::ptr::null_mut()),
+            job_seq: AtomicU64::new(0),
+            job_run: AtomicUsize::new(0),
+            job_commit: AtomicUsize::new(0),
+            job_words: std::array::from_fn(|_| AtomicUsize::new(0)),
             pieces: AtomicUsize::new(0),
             claims: (0..size).map(|_| Line(AtomicU64::new(0))).collect(),
-            done: Line(AtomicUsize::new(0)),
+            states: (0..MAX_PIECES).map(|_| AtomicU64::new(0)).collect(),
             panic: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             waited: AtomicU64::new(0),
             helped: AtomicBool::new(false),
+            taken: AtomicUsize::new(0),
+            piece_secs: AtomicU64::new(20e-6f64.to_bits()),
             spawned: AtomicBool::new(false),
             threads: (0..size).map(|_| OnceLock::new()).collect(),
             asleep: (0..size).map(|_| Line(AtomicBool::new(false))).collect(),
+            inside: (0..size).map(|_| Line(AtomicBool::new(false))).collect(),
         }
     }
 
@@ -127,13 +183,53 @@ impl Team {
         (0..self.size).find_map(|k| self.claim((m + k) % self.size, epoch))
     }
 
-    /// Runs `f(p, pieces)` for every piece `p < pieces` (or `f(0, 1)` when the team has no
-    /// helper), returning when all are done. Called by the leader only; `f` must not call
-    /// `run` itself.
-    pub(crate) fn run(self: &Arc<Self>, pieces: usize, f: Task<'_>) {
+    /// Publishes `job` for task `epoch` (see `job_seq`).
+    fn publish(&self, job: &Job, epoch: u64) {
+        self.job_seq.store(2 * epoch - 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.job_run.store(job.run as usize, Ordering::Relaxed);
+        self.job_commit
+            .store(job.commit.map_or(0, |f| f as usize), Ordering::Relaxed);
+        for (w, &v) in self.job_words.iter().zip(&job.words) {
+            w.store(v, Ordering::Relaxed);
+        }
+        self.job_seq.store(2 * epoch, Ordering::Release);
+    }
+
+    /// A helper's copy of the job of task `epoch`, if it is still the current one.
+    fn copy_job(&self, epoch: u64) -> Option<Job> {
+        if self.job_seq.load(Ordering::Acquire) != 2 * epoch {
+            return None;
+        }
+        let run = self.job_run.load(Ordering::Relaxed);
+        let commit = self.job_commit.load(Ordering::Relaxed);
+        let words = std::array::from_fn(|i| self.job_words[i].load(Ordering::Relaxed));
+        fence(Ordering::Acquire);
+        if self.job_seq.load(Ordering::Relaxed) != 2 * epoch || run == 0 {
+            return None;
+        }
+        // SAFETY: the words were stored from `PieceFn`s by `publish` (0: none), and the
+        // sequence number shows they were not being rewritten while they were read.
+        let as_fn = |v: usize| unsafe { std::mem::transmute::<usize, PieceFn>(v) };
+        Some(Job {
+            run: as_fn(run),
+            commit: (commit != 0).then(|| as_fn(commit)),
+            words,
+        })
+    }
+
+    /// Runs every piece `p < pieces` of `job` (or the whole of it as piece 0 of 1 when the
+    /// team has no helper), returning when all are done and in place. Called by the leader
+    /// only.
+    ///
+    /// # Safety
+    /// `job.run` and `job.commit` may be called with `job.words` from any member's thread
+    /// until the team ends (not only until this returns: a helper the leader took a piece
+    /// over from runs on); each piece writes only its own part of the results.
+    pub(crate) unsafe fn run(self: &Arc<Self>, pieces: usize, job: &Job) {
         assert!(pieces <= MAX_PIECES, "more pieces than a claim word holds");
         if pieces <= 1 || self.size <= 1 {
-            return f(0, 1);
+            return (job.run)(&job.words, 0, 1, 0);
         }
         if !self.spawned.swap(true, Ordering::Relaxed) {
             for m in 1..self.size {
@@ -141,11 +237,9 @@ impl Team {
                 rayon::spawn(move || team.serve(m));
             }
         }
-        self.task
-            .store(&f as *const Task as *mut (), Ordering::Relaxed);
-        self.pieces.store(pieces, Ordering::Relaxed);
-        self.done.0.store(0, Ordering::Relaxed);
         let epoch = self.epoch.0.load(Ordering::Relaxed) + 1;
+        self.publish(job, epoch);
+        self.pieces.store(pieces, Ordering::Relaxed);
         for (m, word) in self.claims.iter().enumerate() {
             let home = |m: usize| pieces * m / self.size;
             word.0
@@ -155,34 +249,77 @@ impl Team {
         self.epoch.0.store(epoch, Ordering::SeqCst);
         self.wake();
 
-        // The leader's pieces; a panic in one waits for the helpers' pieces (which borrow
-        // the task) before it goes on.
+        // The leader's pieces; after a panic in one, the rest only settle.
+        let mut mine = [0u64; MAX_PIECES.div_ceil(64)];
         let mut own = 0;
         let mut panicked = None;
+        // The leader's quickest own piece: what a piece costs when its thread is not
+        // descheduled in the middle of it.
+        let mut quickest = f64::INFINITY;
         while let Some(p) = self.claim_any(0, epoch) {
+            mine[p / 64] |= 1 << (p % 64);
             own += 1;
             if panicked.is_none() {
-                panicked = catch_unwind(AssertUnwindSafe(|| f(p, pieces))).err();
+                let start = Instant::now();
+                panicked =
+                    catch_unwind(AssertUnwindSafe(|| (job.run)(&job.words, p, pieces, 0))).err();
+                quickest = quickest.min(start.elapsed().as_secs_f64());
             }
         }
-        // Every piece is claimed: wait only for those helpers have started.
-        if self.done.0.load(Ordering::Acquire) + own < pieces {
+        // Every piece is claimed: settle those helpers have started.
+        if own < pieces {
+            let piece_secs = if quickest.is_finite() {
+                self.piece_secs.store(quickest.to_bits(), Ordering::Relaxed);
+                quickest
+            } else {
+                f64::from_bits(self.piece_secs.load(Ordering::Relaxed))
+            };
+            let patience = Duration::from_secs_f64(piece_secs * TAKEOVER_FACTOR) + TAKEOVER_SLACK;
             let waiting = Instant::now();
-            let mut spins = 0u32;
-            while self.done.0.load(Ordering::Acquire) + own < pieces {
-                spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(16) && waiting.elapsed() > SPIN {
-                    // The helper may be waiting for this core.
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
+            let mut helped = false;
+            for p in (0..pieces).filter(|p| mine[p / 64] & (1 << (p % 64)) == 0) {
+                let mut spins = 0u32;
+                loop {
+                    let v = self.states[p].load(Ordering::Acquire);
+                    if v >> 10 == epoch && v & 3 == DONE {
+                        if let (Some(commit), None) = (job.commit, &panicked) {
+                            commit(&job.words, p, pieces, ((v >> 2) & 255) as usize);
+                        }
+                        helped = true;
+                        break;
+                    }
+                    spins = spins.wrapping_add(1);
+                    if !spins.is_multiple_of(16) {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let waited = waiting.elapsed();
+                    if job.commit.is_some() && waited > patience {
+                        let taken = settled(epoch, 0, TAKEN);
+                        if self.states[p]
+                            .compare_exchange(v, taken, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                        {
+                            if panicked.is_none() {
+                                panicked = catch_unwind(AssertUnwindSafe(|| {
+                                    (job.run)(&job.words, p, pieces, 0)
+                                }))
+                                .err();
+                            }
+                            self.taken.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    } else if waited > SPIN {
+                        // The helper may be waiting for this core.
+                        std::thread::yield_now();
+                    }
                 }
             }
             let ns = waiting.elapsed().as_nanos() as u64;
             self.waited.fetch_add(ns, Ordering::Relaxed);
-        }
-        if own < pieces {
-            self.helped.store(true, Ordering::Relaxed);
+            if helped {
+                self.helped.store(true, Ordering::Relaxed);
+            }
         }
         if let Some(e) = panicked {
             resume_unwind(e);
@@ -195,11 +332,12 @@ impl Team {
         }
     }
 
-    /// Seconds the leader waited for helpers' pieces since the last call, and whether
-    /// helpers ran any piece since then.
-    pub(crate) fn take_help(&self) -> (f64, bool) {
+    /// Seconds the leader waited for helpers' pieces since the last call, whether helpers
+    /// ran any piece since then, and how many pieces the leader took over.
+    pub(crate) fn take_help(&self) -> (f64, bool, usize) {
         let waited = self.waited.swap(0, Ordering::Relaxed) as f64 * 1e-9;
-        (waited, self.helped.swap(false, Ordering::Relaxed))
+        let helped = self.helped.swap(false, Ordering::Relaxed);
+        (waited, helped, self.taken.swap(0, Ordering::Relaxed))
     }
 
     /// Unparks the helpers that are parked or about to park (after a new task or the stop).
@@ -209,6 +347,40 @@ impl Team {
                 if let Some(t) = thread.get() {
                     t.unpark();
                 }
+            }
+        }
+    }
+
+    /// Helper `m`'s pieces of task `epoch`, from its own copy of the job.
+    fn work(&self, m: usize, epoch: u64) {
+        let Some(job) = self.copy_job(epoch) else {
+            return;
+        };
+        let pieces = self.pieces.load(Ordering::Relaxed);
+        while let Some(p) = self.claim_any(m, epoch) {
+            // SAFETY: the leader keeps what the job's words point at alive until no helper
+            // is inside a task (`StopOnDrop`), and no other piece of this task writes this
+            // piece's part of the results.
+            let ran = catch_unwind(AssertUnwindSafe(|| unsafe {
+                (job.run)(&job.words, p, pieces, m)
+            }));
+            if let Err(e) = ran {
+                if let Ok(mut slot) = self.panic.lock() {
+                    slot.get_or_insert(e);
+                }
+                self.poisoned.store(true, Ordering::Release);
+            }
+            // Done, unless the leader took the piece over meanwhile: then the result stays
+            // in this helper's buffers, never copied.
+            let state = &self.states[p];
+            let v = state.load(Ordering::Acquire);
+            if v >> 10 != epoch {
+                let _ = state.compare_exchange(
+                    v,
+                    settled(epoch, m, DONE),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
         }
     }
@@ -223,20 +395,15 @@ impl Team {
             let epoch = self.epoch.0.load(Ordering::Acquire);
             if epoch != seen {
                 seen = epoch;
-                while let Some(p) = self.claim_any(m, epoch) {
-                    // SAFETY: the leader keeps the task alive until every claimed piece of
-                    // this epoch is done, and this one is not done yet; the claim (Acquire)
-                    // follows the leader's stores of the task and its pieces.
-                    let f = unsafe { *(self.task.load(Ordering::Relaxed) as *const Task) };
-                    let pieces = self.pieces.load(Ordering::Relaxed);
-                    if let Err(e) = catch_unwind(AssertUnwindSafe(|| f(p, pieces))) {
-                        if let Ok(mut slot) = self.panic.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        self.poisoned.store(true, Ordering::Release);
-                    }
-                    self.done.0.fetch_add(1, Ordering::Release);
+                // Inside first, then the look at `stop` (both SeqCst): either the leader's
+                // last wait sees this flag, or this load sees the stop.
+                self.inside[m].0.store(true, Ordering::SeqCst);
+                if self.stop.load(Ordering::SeqCst) {
+                    self.inside[m].0.store(false, Ordering::Release);
+                    return;
                 }
+                self.work(m, epoch);
+                self.inside[m].0.store(false, Ordering::Release);
                 idle_since = Instant::now();
                 spins = 0;
                 continue;
@@ -266,13 +433,26 @@ impl Team {
     }
 }
 
-/// Stops the helpers when the leader's work ends, panics included.
+/// Stops the helpers when the leader's work ends, panics included, and waits until none is
+/// inside a task (a helper the leader took a piece over from may still be reading the
+/// buffers the job's words point at).
 struct StopOnDrop<'a>(&'a Team);
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.stop.store(true, Ordering::SeqCst);
         self.0.wake();
+        for inside in &self.0.inside[1..] {
+            let mut spins = 0u32;
+            while inside.0.load(Ordering::SeqCst) {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(16) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
     }
 }
 
@@ -286,140 +466,5 @@ pub(crate) fn with_team<R>(size: usize, f: impl FnOnce(&Arc<Team>) -> R) -> R {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs `tasks` tasks of 1 to 12 pieces on a team: how many times each of 12 pieces ran
-    /// (a task run alone covers all of its pieces at once).
-    fn count_pieces(
-        threads: usize,
-        size: usize,
-        tasks: usize,
-        slow: &(dyn Fn() + Sync),
-    ) -> Vec<usize> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let counts: Vec<AtomicUsize> = (0..12).map(|_| AtomicUsize::new(0)).collect();
-        pool.install(|| {
-            with_team(size, |team| {
-                for task in 0..tasks {
-                    let pieces = 1 + task % 12;
-                    team.run(pieces, &|p, n| {
-                        slow();
-                        // Piece p of n covers pieces [p·pieces/n, (p+1)·pieces/n).
-                        for c in &counts[p * pieces / n..(p + 1) * pieces / n] {
-                            c.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                }
-            })
-        });
-        counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
-    }
-
-    fn want(tasks: usize) -> Vec<usize> {
-        (0..12)
-            .map(|p| (0..tasks).filter(|t| p < 1 + t % 12).count())
-            .collect()
-    }
-
-    #[test]
-    fn every_piece_runs_once_per_task_on_any_pool() {
-        // Pools smaller than the team, and pieces fewer or more than members: the leader
-        // runs what no helper takes.
-        for threads in [1, 2, 4] {
-            for size in [1, 2, 3, 5] {
-                let counts = count_pieces(threads, size, 600, &|| {});
-                assert_eq!(counts, want(600), "{threads} threads, team of {size}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_helper_that_stalls_costs_no_piece() {
-        // Pieces asleep now and then (on whichever thread), so that the leader waits for
-        // helpers' started pieces: every piece still runs once per task.
-        let n = AtomicUsize::new(0);
-        let slow = || {
-            if n.fetch_add(1, Ordering::Relaxed).is_multiple_of(7) {
-                std::thread::sleep(Duration::from_micros(300));
-            }
-        };
-        for size in [2, 3] {
-            assert_eq!(count_pieces(3, size, 3000, &slow), want(3000));
-        }
-    }
-
-    #[test]
-    fn parked_helpers_wake_for_the_next_task_and_the_end() {
-        // Pauses between tasks longer than a helper yields, so that it parks and is woken
-        // for the next task (or the team's end) while pieces of the last may still run:
-        // every piece runs once per task, on two teams in a row on the same pool.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        for _ in 0..2 {
-            let counts: Vec<AtomicUsize> = (0..4).map(|_| AtomicUsize::new(0)).collect();
-            pool.install(|| {
-                with_team(2, |team| {
-                    for _ in 0..30 {
-                        team.run(4, &|p, n| {
-                            assert_eq!(n, 4);
-                            counts[p].fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_micros(200));
-                        });
-                        std::thread::sleep(YIELD * 3);
-                    }
-                })
-            });
-            let counts: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-            assert_eq!(counts, [30; 4]);
-        }
-    }
-
-    #[test]
-    fn a_helper_that_never_starts_leaves_every_piece_to_the_leader() {
-        // A pool of one thread: the helper's job waits behind the leader's for the whole
-        // team's life, and starts only to find the team stopped.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let leader = pool.install(|| std::thread::current().id());
-        let others = AtomicUsize::new(0);
-        pool.install(|| {
-            with_team(2, |team| {
-                for _ in 0..100 {
-                    team.run(3, &|_, _| {
-                        if std::thread::current().id() != leader {
-                            others.fetch_add(1, Ordering::Relaxed);
-                        }
-                    });
-                }
-            })
-        });
-        assert_eq!(others.load(Ordering::Relaxed), 0);
-        assert_eq!(count_pieces(1, 2, 600, &|| {}), want(600));
-    }
-
-    #[test]
-    fn a_panicking_piece_reaches_the_leader() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            pool.install(|| {
-                with_team(2, |team| {
-                    for _ in 0..1000 {
-                        team.run(2, &|p, n| assert!(p == 0 && n == 2, "piece {p} of {n}"));
-                    }
-                })
-            })
-        }));
-        assert!(r.is_err());
-    }
-}
+#[path = "team_tests.rs"]
+mod tests;

@@ -159,3 +159,56 @@ fn switching_between_shared_and_lone_steps_keeps_the_bits() {
         }
     }
 }
+
+#[test]
+fn steps_and_projections_taken_over_from_a_helper_keep_the_bits() {
+    // Helpers that sleep in every third piece (as if descheduled mid-piece): the leader takes
+    // their pieces over and their late results are never copied. Every run equals one
+    // thread's, bit for bit, for every cell kind (two-phase GRU waits instead), forward and
+    // reverse, over more steps than a chunk's projection.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .thread_name(|i| format!("slow-helper-{i}"))
+        .build()
+        .unwrap();
+    let (h, i, batch, t) = (72, 10, 2, 150);
+    let x = Array3::from_shape_vec(
+        (t, batch, i),
+        values(t * batch * i, 9, 1.0).map(cast::<f32>).collect(),
+    )
+    .unwrap();
+    let slept = || jobs::SLOW_PIECES.load(std::sync::atomic::Ordering::Relaxed);
+    let first = slept();
+    for (n, cell) in cells::<f32>(h, i, WeightFormat::Full).iter().enumerate() {
+        for reverse in [false, true] {
+            let run = |parts: usize| {
+                let mut state = cell.zero_state(batch);
+                let mut y = Array3::zeros((t, batch, h));
+                pool.install(|| {
+                    run_sequence(
+                        cell.as_ref(),
+                        x.view(),
+                        &mut state,
+                        None,
+                        reverse,
+                        Some(y.view_mut()),
+                        parts,
+                    )
+                });
+                (y, state)
+            };
+            let (y1, s1) = run(1);
+            // Runs repeat until helpers have slept in a few pieces (or 50 runs: on a busy
+            // machine a helper may not get a core for a whole run).
+            let before = slept();
+            for k in 0..50 {
+                let (y, s) = run(2);
+                assert!(y == y1 && s == s1, "cell {n}, reverse {reverse}");
+                if k >= 2 && slept() >= before + 6 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(slept() > first, "no helper ran a piece");
+}
