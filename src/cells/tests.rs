@@ -45,6 +45,32 @@ fn cells<T: Float>(h: usize, i: usize, format: WeightFormat) -> Vec<Box<dyn Cell
     ]
 }
 
+/// `run_sequence` of `cell` over `x` from the zero state on `pool`, its products split over
+/// `parts` threads: Y and the final state.
+fn run_on<T: Float>(
+    pool: &rayon::ThreadPool,
+    cell: &dyn Cell<T>,
+    x: &Array3<T>,
+    (lens, reverse): (Option<&[usize]>, bool),
+    parts: usize,
+) -> (Array3<T>, State<T>) {
+    let (t, batch, _) = x.dim();
+    let mut state = cell.zero_state(batch);
+    let mut y = Array3::zeros((t, batch, cell.hidden_size()));
+    pool.install(|| {
+        run_sequence(
+            cell,
+            x.view(),
+            &mut state,
+            lens,
+            reverse,
+            Some(y.view_mut()),
+            parts,
+        )
+    });
+    (y, state)
+}
+
 /// `run_sequence` of every cell kind with its steps cut among 1 to 5 threads: the same
 /// bits every time, with H both a whole number of panels and not.
 fn pieces_give_the_same_bits<T: Float>() {
@@ -72,22 +98,7 @@ fn pieces_give_the_same_bits<T: Float>() {
             let walks = [(None, false), (Some(&lens[..]), true)];
             for (n, cell) in cells::<T>(h, i, format).iter().enumerate() {
                 for (lens, reverse) in walks.iter().take(if batch > 1 { 2 } else { 1 }) {
-                    let run = |parts: usize| {
-                        let mut state = cell.zero_state(batch);
-                        let mut y = Array3::zeros((6, batch, h));
-                        pool.install(|| {
-                            run_sequence(
-                                cell.as_ref(),
-                                x.view(),
-                                &mut state,
-                                *lens,
-                                *reverse,
-                                Some(y.view_mut()),
-                                parts,
-                            )
-                        });
-                        (y, state)
-                    };
+                    let run = |parts| run_on(&pool, cell.as_ref(), &x, (*lens, *reverse), parts);
                     let (y1, s1) = run(1);
                     assert!(y1.iter().all(|v| v.is_finite()) && y1.iter().any(|v| !v.is_zero()));
                     for parts in 2..=5 {
@@ -130,22 +141,7 @@ fn switching_between_shared_and_lone_steps_keeps_the_bits() {
     )
     .unwrap();
     for (n, cell) in cells::<f32>(h, i, WeightFormat::Full).iter().enumerate() {
-        let run = |parts: usize| {
-            let mut state = cell.zero_state(batch);
-            let mut y = Array3::zeros((t, batch, h));
-            pool.install(|| {
-                run_sequence(
-                    cell.as_ref(),
-                    x.view(),
-                    &mut state,
-                    None,
-                    false,
-                    Some(y.view_mut()),
-                    parts,
-                )
-            });
-            (y, state)
-        };
+        let run = |parts| run_on(&pool, cell.as_ref(), &x, (None, false), parts);
         let (y1, s1) = run(1);
         for _ in 0..5 {
             let (y, s) = run(2);
@@ -181,22 +177,7 @@ fn steps_and_projections_taken_over_from_a_helper_keep_the_bits() {
     let first = slept();
     for (n, cell) in cells::<f32>(h, i, WeightFormat::Full).iter().enumerate() {
         for reverse in [false, true] {
-            let run = |parts: usize| {
-                let mut state = cell.zero_state(batch);
-                let mut y = Array3::zeros((t, batch, h));
-                pool.install(|| {
-                    run_sequence(
-                        cell.as_ref(),
-                        x.view(),
-                        &mut state,
-                        None,
-                        reverse,
-                        Some(y.view_mut()),
-                        parts,
-                    )
-                });
-                (y, state)
-            };
+            let run = |parts| run_on(&pool, cell.as_ref(), &x, (None, reverse), parts);
             let (y1, s1) = run(1);
             // Runs repeat until helpers have slept in a few pieces (or 50 runs: on a busy
             // machine a helper may not get a core for a whole run).
