@@ -55,7 +55,9 @@ impl<T: Float, C: Cell<T> + ?Sized> Exec<'_, T, C> {
     }
 
     /// The projection of `rows` rows of `x` (row stride `ldx`) into `out` (row stride
-    /// `ldo`), cut into `pieces`.
+    /// `ldo`), cut into `pieces` on a team; whole otherwise (the time loop shares a
+    /// projection's columns only on a team, and rayon joins split its rows instead:
+    /// [`project_split`]).
     ///
     /// # Safety
     /// `x` and `out` hold `rows` rows of the cell's input size and gate width.
@@ -67,33 +69,12 @@ impl<T: Float, C: Cell<T> + ?Sized> Exec<'_, T, C> {
         out: (*mut T, usize),
         pieces: usize,
     ) {
-        let h = cell.hidden_size();
         match self {
-            _ if pieces <= 1 => cell.project_piece(rows, x.0, x.1, out.0, out.1, 0..h),
-            Exec::Team(team, crew) => team.run(pieces, &crew.project_job(rows, x, out)),
-            Exec::Join => {
-                let (xp, op) = (SharedPtr(x.0 as *mut T), SharedPtr(out.0));
-                join_pieces(0..pieces, pieces, &|p, n| {
-                    let units = piece_units::<T>(h, n, p);
-                    cell.project_piece(rows, xp.get(), x.1, op.get(), out.1, units)
-                })
+            Exec::Team(team, crew) if pieces > 1 => {
+                team.run(pieces, &crew.project_job(rows, x, out))
             }
+            _ => cell.project_piece(rows, x.0, x.1, out.0, out.1, 0..cell.hidden_size()),
         }
-    }
-}
-
-/// A pointer the pieces of a task share (each writes only its own columns).
-#[derive(Clone, Copy)]
-pub(super) struct SharedPtr<T>(*mut T);
-
-// SAFETY: see the type's comment; T is f32 or f64.
-unsafe impl<T: Send> Send for SharedPtr<T> {}
-unsafe impl<T: Sync> Sync for SharedPtr<T> {}
-
-impl<T> SharedPtr<T> {
-    /// The pointer (a method, so closures capture the whole Sync wrapper).
-    pub(super) fn get(self) -> *mut T {
-        self.0
     }
 }
 
