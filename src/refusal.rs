@@ -35,6 +35,58 @@ pub(crate) fn variable_shape(text: &str) -> Option<String> {
     ))
 }
 
+/// tract's failure to type a node for the shapes of the inputs given (an input too short for
+/// the steps a graph unrolls, a reshape written for other sizes), said as the node and the
+/// sizes that disagree; `None` when tract's text names no node.
+pub(crate) fn for_inputs(text: &str) -> Option<String> {
+    if !text.contains("Failed analyse for node") {
+        return None;
+    }
+    let (name, op) = innermost_node(text)?;
+    let cause = text.rsplit(": ").next().unwrap_or(text).trim();
+    // tract-onnx's op names carry the opset they follow (`Squeeze13`).
+    let op = op.trim_end_matches(|c: char| c.is_ascii_digit());
+    let cause = match unify(cause) {
+        Some((a, b)) => format!("gets {a} where it needs {b}"),
+        None if text.contains("volume mismatch") => {
+            plain_values(&scrub(cause)).replace("(vol=", "(volume ")
+        }
+        // Other causes are tract's own terms: the node and the input shapes must do.
+        None => {
+            return Some(format!(
+                "node '{name}' ({op}) cannot take inputs of these shapes"
+            ))
+        }
+    };
+    Some(format!(
+        "node '{name}' ({op}) cannot take these inputs: {cause}"
+    ))
+}
+
+/// `[(3), (2)]` as `[3, 2]`: the parentheses [`scrub`] leaves around plain numbers.
+fn plain_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('(') {
+        out.push_str(&rest[..at]);
+        let inner = &rest[at + 1..];
+        match inner.find(')') {
+            Some(end)
+                if !inner[..end].is_empty() && inner[..end].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                out.push_str(&inner[..end]);
+                rest = &inner[end + 1..];
+            }
+            _ => {
+                out.push('(');
+                rest = inner;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The last `node #N "name" Op` in tract's text.
 fn innermost_node(text: &str) -> Option<(String, String)> {
     let at = text.rfind("node #")?;
@@ -163,6 +215,27 @@ fn scrub(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::plain;
+
+    #[test]
+    fn a_node_that_cannot_take_the_inputs_is_named_with_the_sizes() {
+        let text = "Failed analyse for node #13 \"td/stack.rejoined.reshape\" Reshape: Infering \
+                    facts: Applying rule GivenRule { (inputs[0].shape, inputs[1]) }: Reshaping \
+                    [Val(3), Val(2), Val(6)] to [Val(5), Val(0), Val(0)]: Reshape volume \
+                    mismatch: input [Val(3), Val(2), Val(6)] (vol=36) vs shape [Val(5), \
+                    Val(2), Val(6)] (vol=60)";
+        assert_eq!(
+            super::for_inputs(text).unwrap(),
+            "node 'td/stack.rejoined.reshape' (Reshape) cannot take these inputs: input [3, 2, \
+             6] (volume 36) vs shape [5, 2, 6] (volume 60)"
+        );
+        assert_eq!(super::for_inputs("some other failure"), None);
+        let text = "Failed analyse for node #9 \"td/squeeze_3\" Squeeze13: Infering facts: \
+                    Applying rule GivenRule { axes: Some([0]) }, [0, 2, 6]";
+        assert_eq!(
+            super::for_inputs(text).unwrap(),
+            "node 'td/squeeze_3' (Squeeze) cannot take inputs of these shapes"
+        );
+    }
 
     #[test]
     fn tract_analyser_text_becomes_a_node_and_a_reason() {

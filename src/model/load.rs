@@ -43,6 +43,7 @@ impl Model {
         crate::precheck::check_model(&proto, graph, dir.as_deref()).map_err(invalid)?;
         crate::sniff::name_unnamed_nodes(&mut proto);
         crate::passes::identity::remove_identities(&mut proto);
+        crate::passes::unrolled_dense::rejoin(&mut proto);
         let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         let dir_str = dir.as_ref().map(|d| d.to_string_lossy().into_owned());
         let mut parsed = without_panics(|| onnx.parse(&proto, dir_str.as_deref()))

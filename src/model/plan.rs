@@ -75,7 +75,9 @@ impl Model {
             message: format!(
                 "for inputs of shapes {}: {}",
                 shapes(),
-                crate::refusal::variable_shape(&message).unwrap_or(message)
+                crate::refusal::variable_shape(&message)
+                    .or_else(|| crate::refusal::for_inputs(&message))
+                    .unwrap_or(message)
             ),
         };
         let build = |model: InferenceModel| -> TractResult<TypedModel> {

@@ -23,6 +23,8 @@
 //! - [`specialize`]: the graph specialized to the actual inputs, plans cached by signature;
 //! - [`tdim`]: int64 for the ops tract cannot run on its symbolic integer type;
 //! - [`time_axis`]: which graphs may stream, following the time axis through every op;
+//! - [`unrolled_dense`]: a dense layer unrolled step by step over an axis (Keras'
+//!   `TimeDistributed` as tf2onnx writes it), put back as one product in the protobuf;
 //! - [`state_io`]: a stream's graph, with what is carried between chunks as inputs/outputs.
 
 pub(crate) mod bn_fold;
@@ -45,6 +47,7 @@ pub mod specialize;
 pub mod state_io;
 pub mod tdim;
 pub mod time_axis;
+pub(crate) mod unrolled_dense;
 
 use tract_hir::internal::{InletId, OutletId, TractResult, TypedModel};
 

@@ -119,7 +119,7 @@ fn normalize_graph(graph: &mut GraphProto) {
 }
 
 /// The int64 and int32 constants of `graph` (initializers and `Constant` nodes), by name.
-fn constants(graph: &GraphProto) -> HashMap<String, Vec<i64>> {
+pub(super) fn constants(graph: &GraphProto) -> HashMap<String, Vec<i64>> {
     let mut out = HashMap::new();
     for t in &graph.initializer {
         if let Some(v) = ints(t) {
