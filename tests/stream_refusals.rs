@@ -7,9 +7,10 @@ mod common;
 use assert_cmd::Command;
 use common::proto::{attr_int, float_initializer, model_bytes, value_info, Dim};
 use common::random_graph::{Choices, Seeded};
+use prost::Message;
 use rnn_run::{Model, PoolOptions, Tensor};
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 
 /// The suite's one check for engine internals (`tests/common/hostile.rs`), plus the names of
 /// the symbols a stream and a pool type their graphs with.
@@ -339,6 +340,227 @@ fn a_convolution_with_time_as_its_channels_is_refused_by_name() {
         assert!(
             text.contains("node '/conv/Conv' (Conv) takes the time")
                 && text.contains("a convolution mixes its channels"),
+            "{text}"
+        );
+    }
+}
+
+fn tensor_of(name: &str, dims: &[i64], data_type: DataType, raw: Vec<u8>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: data_type as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
+/// The front of open-voicefilter-lite's mask model (`voicefilter_lite.int8.onnx`, onnxruntime's
+/// dynamic int8 quantization), small: `x[batch, time, F]` plus a speaker vector
+/// `dvec[batch, D]` unsqueezed along time and projected, then one `DynamicQuantizeLinear` over
+/// the whole sum (one scale for every step), dequantized, transposed to `[time, batch, F]`,
+/// into a `com.microsoft` `DynamicQuantizeLSTM`.
+fn voicefilter_front() -> Vec<u8> {
+    const D: i64 = 2;
+    let mut c = Seeded(5);
+    let mut dq = node(
+        "DynamicQuantizeLinear",
+        "/QuantizeLinear",
+        &["sum"],
+        &["q", "q_scale", "q_zero_point"],
+    );
+    dq.domain = String::new();
+    let mut t = node("Transpose", "/lstm/Transpose", &["deq"], &["lstm_x"]);
+    t.attribute
+        .push(common::proto::attr_ints("perm", &[1, 0, 2]));
+    let mut lstm = node(
+        "DynamicQuantizeLSTM",
+        "/lstm/LSTM_quant",
+        &[
+            "lstm_x", "W", "R", "B", "", "", "", "", "W_scale", "W_zp", "R_scale", "R_zp",
+        ],
+        &["y"],
+    );
+    lstm.domain = "com.microsoft".into();
+    lstm.attribute.push(attr_int("hidden_size", H));
+    let int8s = |n: i64, c: &mut Seeded| -> Vec<u8> {
+        (0..n)
+            .map(|_| (c.small_float() * 100.0) as i8 as u8)
+            .collect()
+    };
+    let nodes = vec![
+        node("Unsqueeze", "/Unsqueeze", &["dvec", "one"], &["dvec_t"]),
+        node("MatMul", "/proj/MatMul", &["dvec_t", "Wd"], &["speaker"]),
+        node("Add", "/Add", &["x", "speaker"], &["sum"]),
+        dq,
+        node("Cast", "/Cast", &["q"], &["q_f"]),
+        node("Cast", "/Cast_zp", &["q_zero_point"], &["zp_f"]),
+        node("Sub", "/Sub", &["q_f", "zp_f"], &["centred"]),
+        node("Mul", "/Dequantize", &["centred", "q_scale"], &["deq"]),
+        t,
+        lstm,
+    ];
+    let mut nodes = nodes;
+    for n in nodes.iter_mut().filter(|n| n.op_type == "Cast") {
+        n.attribute.push(attr_int("to", DataType::Float as i64));
+    }
+    let f32s = |v: Vec<f32>| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let graph = GraphProto {
+        name: "g".into(),
+        node: nodes,
+        initializer: vec![
+            int64s("one", &[1]),
+            float_initializer("Wd", &[D, F], weights((D * F) as usize, &mut c)),
+            tensor_of(
+                "W",
+                &[1, F, 4 * H],
+                DataType::Int8,
+                int8s(F * 4 * H, &mut c),
+            ),
+            tensor_of(
+                "R",
+                &[1, H, 4 * H],
+                DataType::Int8,
+                int8s(H * 4 * H, &mut c),
+            ),
+            float_initializer("B", &[1, 8 * H], weights((8 * H) as usize, &mut c)),
+            tensor_of("W_scale", &[1], DataType::Float, f32s(vec![0.01])),
+            tensor_of("W_zp", &[1], DataType::Int8, vec![0]),
+            tensor_of("R_scale", &[1], DataType::Float, f32s(vec![0.01])),
+            tensor_of("R_zp", &[1], DataType::Int8, vec![0]),
+        ],
+        input: vec![
+            value_info(
+                "x",
+                DataType::Float,
+                Some(&[Dim::S("batch"), Dim::S("time"), Dim::N(F)]),
+            ),
+            value_info("dvec", DataType::Float, Some(&[Dim::S("batch"), Dim::N(D)])),
+        ],
+        output: vec![value_info("y", DataType::Float, None)],
+        ..Default::default()
+    };
+    let mut model = ModelProto::decode(&*model_bytes(graph, 13)).unwrap();
+    model.opset_import.push(OperatorSetIdProto {
+        domain: "com.microsoft".into(),
+        version: 1,
+    });
+    model.encode_to_vec()
+}
+
+/// open-voicefilter-lite's mask model without `--time-axis`: its time axis reaches the
+/// `DynamicQuantizeLSTM` (which rnn-run did not count as a recurrent node when finding it), so
+/// every way in names the `DynamicQuantizeLinear` that quantizes all steps at once, as with
+/// the axis given. It used to blame the batch axis: "input 'x' axis 0 (batch) does not reach a
+/// recurrent node's time axis unchanged: node '/Unsqueeze.axis-1' (AddAxis) builds values
+/// along the time axis from its length".
+#[test]
+fn a_dynamic_quantization_of_all_steps_is_refused_by_name_not_the_batch() {
+    let bytes = voicefilter_front();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let x = Tensor::zero::<f32>(&[1, 6, F as usize]).unwrap();
+    let dvec = Tensor::zero::<f32>(&[1, 2]).unwrap();
+    let mut all = vec![];
+    all.push(match model.stream_from(vec![dvec.clone()]) {
+        Err(e) => e.to_string(),
+        Ok(mut s) => s.push(vec![x.clone()]).unwrap_err().to_string(),
+    });
+    all.push(match model.stream_pool(PoolOptions::default(), vec![]) {
+        Err(e) => e.to_string(),
+        Ok(pool) => {
+            let id = pool.open_from(vec![dvec.clone()]).unwrap();
+            let frame = Tensor::zero::<f32>(&[1, 1, F as usize]).unwrap();
+            pool.push(id, vec![frame])
+                .unwrap()
+                .wait()
+                .unwrap_err()
+                .to_string()
+        }
+    });
+    all.push(
+        model
+            .run_chunked(vec![x.clone(), dvec.clone()], 2)
+            .unwrap_err()
+            .to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.onnx"), &bytes).unwrap();
+    rnn_run::npy::write_npy(dir.path().join("x.npy"), &x).unwrap();
+    rnn_run::npy::write_npy(dir.path().join("dvec.npy"), &dvec).unwrap();
+    for extra in [&[][..], &["--time-axis", "x=1"][..]] {
+        let cli = Command::cargo_bin("rnn-run")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["m.onnx", "x.npy", "dvec.npy", "--chunk", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(cli.status.code(), Some(2));
+        all.push(String::from_utf8_lossy(&cli.stderr).into_owned());
+    }
+    for text in &all {
+        eprintln!("{text}");
+        assert_plain(text);
+        assert!(
+            text.contains(
+                "node '/QuantizeLinear' (DynamicQuantizeLinear) quantizes the whole tensor at once"
+            ) && text.contains("which mixes all"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("(batch)") && !text.contains("Unsqueeze"),
+            "{text}"
+        );
+    }
+    assert_eq!(model.time_axes().unwrap(), vec![Some(1), None]);
+}
+
+/// Where no input axis is seen to reach a recurrent node's time axis (here it reaches it as
+/// `time - 1`, after a slice dropping the first step; the batch is then averaged away before
+/// the GRU, so no batch axis is seen either), the refusal follows the axis most likely to be
+/// time: the one in the recurrent node's time dimension, not the first one (`batch`), whose
+/// refusal would blame the average over the batch as one over time.
+#[test]
+fn without_a_time_axis_the_refusal_follows_the_likeliest_one() {
+    let mut c = Seeded(7);
+    let mut mean = node("ReduceMean", "/ReduceMean", &["d"], &["m"]);
+    mean.attribute.push(common::proto::attr_ints("axes", &[0]));
+    mean.attribute.push(attr_int("keepdims", 1));
+    let mut t = node("Transpose", "/Transpose", &["m"], &["gx"]);
+    t.attribute
+        .push(common::proto::attr_ints("perm", &[1, 0, 2]));
+    let mut nodes = vec![
+        node("Slice", "/Slice", &["x", "starts", "ends", "axes"], &["d"]),
+        mean,
+        t,
+    ];
+    let (n, mut inits) = gru("/gru/GRU", "gx", F, "y", &mut c);
+    nodes.extend(n);
+    inits.extend([
+        int64s("starts", &[1]),
+        int64s("ends", &[i64::MAX]),
+        int64s("axes", &[1]),
+    ]);
+    let graph = GraphProto {
+        name: "g".into(),
+        node: nodes,
+        initializer: inits,
+        input: vec![value_info(
+            "x",
+            DataType::Float,
+            Some(&[Dim::S("batch"), Dim::S("time"), Dim::N(F)]),
+        )],
+        output: vec![value_info("y", DataType::Float, None)],
+        ..Default::default()
+    };
+    let bytes = model_bytes(graph, 13);
+    let x = Tensor::zero::<f32>(&[1, 6, F as usize]).unwrap();
+    let frame = Tensor::zero::<f32>(&[1, 1, F as usize]).unwrap();
+    for text in refusals_for(&bytes, &x, &frame) {
+        eprintln!("{text}");
+        assert_plain(&text);
+        assert!(
+            text.contains("input 'x' axis 1 (time)") && text.contains("node '/Slice' (Slice)"),
             "{text}"
         );
     }

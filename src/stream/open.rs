@@ -283,27 +283,135 @@ impl Model {
     }
 }
 
-/// Where no input axis reaches a recurrent node's time axis: the first symbolic input axis
-/// (not a batch axis) that the analysis follows to a node that changes its length or mixes its
-/// steps (a pooling over time), said as the refusal of that node.
+/// Where no input axis reaches a recurrent node's time axis: a symbolic input axis that the
+/// analysis follows to a node that changes its length or mixes its steps, said as the refusal
+/// of that node. Every input carrying the axis's symbol is followed with it (a second input
+/// `dvec[batch, d]` beside `x[batch, time, f]`). The axis most likely to be the time axis is
+/// tried first, so that the refusal is about time, not about the batch: see [`axis_rank`].
 pub(super) fn length_changing_node(typed: &TypedModel) -> Option<String> {
-    use crate::passes::time_axis::{analyse, find_batch_axes};
-    let batch = find_batch_axes(typed).ok()?;
-    for (ix, outlet) in typed.input_outlets().ok()?.iter().enumerate() {
-        let fact = typed.outlet_fact(*outlet).ok()?;
-        for (axis, dim) in fact.shape.iter().enumerate() {
+    use crate::passes::time_axis::analyse;
+    let inputs = typed.input_outlets().ok()?.to_vec();
+    let shapes: Vec<ShapeFact> = inputs
+        .iter()
+        .map(|o| typed.outlet_fact(*o).map(|f| f.shape.clone()))
+        .collect::<TractResult<_>>()
+        .ok()?;
+    let signs = Signs::of(typed);
+    let mut candidates: Vec<(usize, usize, usize, Symbol)> = vec![];
+    for (ix, shape) in shapes.iter().enumerate() {
+        for (axis, dim) in shape.iter().enumerate() {
             let TDim::Sym(sym) = dim else { continue };
-            if batch.get(ix).copied().flatten() == Some(axis) {
+            if candidates.iter().any(|c| c.3 == *sym) {
                 continue;
             }
-            if let Ok(Err(refusal)) = analyse(typed, &[(ix, axis)], sym) {
-                return Some(format!(
-                    "the time axis cannot be found whole: input '{}' axis {axis} ({sym}) \
-                     does not reach a recurrent node's time axis unchanged: {refusal}",
-                    typed.node(outlet.node).name
-                ));
+            if let Some(rank) = axis_rank(&signs, &shapes, sym) {
+                candidates.push((rank, ix, axis, sym.clone()));
             }
         }
     }
+    candidates.sort_by_key(|c| (c.0, c.1, c.2));
+    for (_, ix, axis, sym) in candidates {
+        let followed: Vec<(usize, usize)> = shapes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, shape)| match axes_of(shape, &sym)[..] {
+                [a] => Some((i, a)),
+                _ => None,
+            })
+            .collect();
+        if let Ok(Err(refusal)) = analyse(typed, &followed, &sym) {
+            return Some(format!(
+                "the time axis cannot be found whole: input '{}' axis {axis} ({sym}) \
+                 does not reach a recurrent node's time axis unchanged: {refusal}",
+                typed.node(inputs[ix].node).name
+            ));
+        }
+    }
     None
+}
+
+/// How likely the input dimension `sym` is the time axis, lower first, by every sign the graph
+/// and its names give; `None` for a batch axis the graph shows (the batch axis a recurrent
+/// node's X reaches, or `sym` in the batch dimension of a recurrent node's X):
+/// 0. `sym` is in the time dimension of a recurrent node's X (`time - 2` after a convolution);
+/// 1. its name says time (`time`, `seq_len`, `frames`, `T`...);
+/// 2. nothing says;
+/// 3. its name says batch (`batch`, `batch_size`, `N`...), or it is the one dimension that
+///    every input (two or more) has once, as a batch is.
+fn axis_rank(signs: &Signs, shapes: &[ShapeFact], sym: &Symbol) -> Option<usize> {
+    let whole = TDim::Sym(sym.clone());
+    let at_batch_axis = signs
+        .batch_axes
+        .iter()
+        .zip(shapes)
+        .any(|(a, shape)| a.is_some_and(|a| shape[a] == whole));
+    let in_time = signs.x_time.iter().any(|d| d.symbols().contains(sym));
+    let in_batch = signs.x_batch.iter().any(|d| d.symbols().contains(sym));
+    if at_batch_axis || (in_batch && !in_time) {
+        return None;
+    }
+    if in_time {
+        return Some(0);
+    }
+    let name = sym.to_string().to_lowercase();
+    let says = |words: &[&str], exact: &[&str]| {
+        words.iter().any(|w| name.contains(w)) || exact.contains(&name.as_str())
+    };
+    if says(&["time", "seq", "len", "frame", "step"], &["t", "l", "s"]) {
+        return Some(1);
+    }
+    let ranked: Vec<&ShapeFact> = shapes.iter().filter(|s| s.rank() > 0).collect();
+    let once_everywhere = |s: &Symbol| ranked.iter().all(|shape| axes_of(shape, s).len() == 1);
+    let shared: Vec<&Symbol> = ranked
+        .first()
+        .map(|first| {
+            first
+                .iter()
+                .filter_map(|d| match d {
+                    TDim::Sym(s) if once_everywhere(s) => Some(s),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let the_shared_one = ranked.len() >= 2 && shared == [sym];
+    if says(&["batch"], &["n", "b", "bs", "bsz", "nb"]) || the_shared_one {
+        return Some(3);
+    }
+    Some(2)
+}
+
+/// What the graph shows of time and batch: the batch axes the recurrent nodes' X reach, and
+/// the time and batch dimensions of those X.
+struct Signs {
+    batch_axes: Vec<Option<usize>>,
+    x_time: Vec<TDim>,
+    x_batch: Vec<TDim>,
+}
+
+impl Signs {
+    fn of(typed: &TypedModel) -> Signs {
+        use crate::passes::time_axis::{find_batch_axes, recurrent_xs, seq_axis};
+        let mut signs = Signs {
+            batch_axes: find_batch_axes(typed).unwrap_or_default(),
+            x_time: vec![],
+            x_batch: vec![],
+        };
+        for (x, layout) in recurrent_xs(typed) {
+            if let Ok(fact) = typed.outlet_fact(x) {
+                if fact.rank() == 3 {
+                    let t = seq_axis(layout);
+                    signs.x_time.push(fact.shape[t].clone());
+                    signs.x_batch.push(fact.shape[1 - t].clone());
+                }
+            }
+        }
+        signs
+    }
+}
+
+/// The axes of `shape` that are the symbol `sym`.
+fn axes_of(shape: &ShapeFact, sym: &Symbol) -> Vec<usize> {
+    let whole = TDim::Sym(sym.clone());
+    (0..shape.rank()).filter(|&a| shape[a] == whole).collect()
 }

@@ -31,6 +31,15 @@ pub fn attr_int(name: &str, i: i64) -> AttributeProto {
     }
 }
 
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
 pub fn attr_float(name: &str, f: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),

@@ -48,6 +48,8 @@ use tract_hir::internal::*;
 
 use crate::attrs::{Direction, Layout};
 use crate::op::NativeRecurrent;
+use crate::qlstm::dynamic_quantize::DynamicQuantizeU8;
+use crate::qlstm::QuantizedLstm;
 
 mod op_rules;
 mod rules;
@@ -145,13 +147,10 @@ fn find_axes(
     let inputs = model.input_outlets()?.to_vec();
     let mut axes = vec![None; inputs.len()];
     let tracks = full_axis_tracking(model)?;
-    for node in model.nodes() {
-        let Some(op) = node.op_as::<NativeRecurrent>() else {
-            continue;
-        };
-        // Backward and length-bound nodes too: the analysis refuses them by name.
-        let axis = x_axis(op.spec().layout);
-        let x = node.inputs[0];
+    // Backward and length-bound nodes too, and onnxruntime's quantized LSTM: the analysis
+    // refuses them by name.
+    for (x, layout) in recurrent_xs(model) {
+        let axis = x_axis(layout);
         let time_dim = model.outlet_fact(x)?.shape[axis].clone();
         if let Some(tracking) = tracks.iter().find(|t| t.outlets.get(&x) == Some(&axis)) {
             for (ix, input) in inputs.iter().enumerate() {
@@ -163,7 +162,8 @@ fn find_axes(
             }
         }
         // Tracking stops at ops whose axes tract does not map one to one (a softmax, a
-        // convolution over time); a named length is the same axis wherever it appears.
+        // convolution over time, a dynamic quantization); a named length is the same axis
+        // wherever it appears.
         if let TDim::Sym(_) = time_dim {
             for (ix, input) in inputs.iter().enumerate() {
                 let shape = &model.outlet_fact(*input)?.shape;
@@ -177,6 +177,23 @@ fn find_axes(
         }
     }
     Ok(axes)
+}
+
+/// The X input of every recurrent node with its layout: rnn-run's RNN, LSTM and GRU, and
+/// onnxruntime's `DynamicQuantizeLSTM` (sequence-major, as ONNX `LSTM`-7).
+pub fn recurrent_xs(model: &TypedModel) -> Vec<(OutletId, Layout)> {
+    model
+        .nodes()
+        .iter()
+        .filter_map(|node| {
+            let layout = match node.op_as::<NativeRecurrent>() {
+                Some(op) => op.spec().layout,
+                None if node.op_is::<QuantizedLstm>() => Layout::SeqMajor,
+                None => return None,
+            };
+            Some((*node.inputs.first()?, layout))
+        })
+        .collect()
 }
 
 /// The time axis of a recurrent node's X (and Y) in a layout.
@@ -249,7 +266,7 @@ fn follow(
             Ok(o) => o,
             Err(reason) => {
                 return Ok(Err(Refusal {
-                    node: node.name.clone(),
+                    node: onnx_node_name(node),
                     op: onnx_op_name(node),
                     reason: mode.words(reason),
                 }))
@@ -276,7 +293,7 @@ fn follow(
                     });
             if let Some((axis, dim)) = bad_axis {
                 return Ok(Err(Refusal {
-                    node: node.name.clone(),
+                    node: onnx_node_name(node),
                     op: onnx_op_name(node),
                     reason: mode.words(format!(
                         "makes an axis of size {} (axis {axis}) from the time axis (a chunk \
@@ -293,7 +310,7 @@ fn follow(
         if let Flow::Padded { before, .. } = flows[outlet] {
             let node = model.node(outlet.node);
             return Ok(Err(Refusal {
-                node: node.name.clone(),
+                node: onnx_node_name(node),
                 op: onnx_op_name(node),
                 reason: format!(
                     "pads the time axis with {before} frames in front for output {ix}: its \
@@ -304,7 +321,7 @@ fn follow(
         if flows[outlet] == Flow::Length {
             let node = model.node(outlet.node);
             return Ok(Err(Refusal {
-                node: node.name.clone(),
+                node: onnx_node_name(node),
                 op: onnx_op_name(node),
                 reason: format!(
                     "computes output {ix} from the length of the time axis, which a stream \
@@ -367,12 +384,27 @@ fn show_dim(dim: &TDim, s: &Symbol) -> String {
         .replace("+-", "-")
 }
 
-/// The node's op as ONNX names it where tract's name differs.
+/// The node's op as ONNX names it where tract's (or rnn-run's) name differs.
 fn onnx_op_name(node: &TypedNode) -> String {
     let name = node.op.name();
     match name.as_ref() {
         "StridedSlice" => "Slice".into(),
         "TypedConcat" | "InferenceConcat" => "Concat".into(),
+        _ if node.op_is::<DynamicQuantizeU8>() => "DynamicQuantizeLinear".into(),
+        // `NativeLSTM`, `NativeDynamicQuantizeLSTM`: rnn-run's ops for the ONNX node.
+        _ if node.op_is::<NativeRecurrent>() || node.op_is::<QuantizedLstm>() => name
+            .strip_prefix("Native")
+            .unwrap_or(name.as_ref())
+            .to_string(),
         _ => name.to_string(),
+    }
+}
+
+/// The node's name as the ONNX graph has it where rnn-run's expansion added a suffix
+/// (`DynamicQuantizeLinear` wires one node, `<name>.dynamic_quantize`).
+fn onnx_node_name(node: &TypedNode) -> String {
+    match node.name.strip_suffix(".dynamic_quantize") {
+        Some(onnx) if node.op_is::<DynamicQuantizeU8>() => onnx.to_string(),
+        _ => node.name.clone(),
     }
 }

@@ -92,6 +92,19 @@ pub(super) fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> Tr
     if let Some(rec) = op.downcast_ref::<NativeRecurrent>() {
         return recurrent(ctx, rec, inputs, carried);
     }
+    // onnxruntime's quantized LSTM quantizes X of all steps (and each step's hidden states of
+    // the whole batch) as one matrix, with one scale: no chunk computes what the whole does.
+    if op.is::<QuantizedLstm>() && inputs.iter().any(|f| *f != Flow::Static) {
+        return Ok(Err(match ctx.mode {
+            Mode::Time => "quantizes its input over all time steps at once (one scale for the \
+                           whole sequence, as onnxruntime's DynamicQuantizeLSTM takes it), \
+                           which mixes all time steps"
+                .into(),
+            Mode::Batch => "quantizes its input and its hidden states over the whole batch at \
+                            once, which mixes all batch entries"
+                .into(),
+        }));
+    }
 
     // Zeros padded in front of the time axis become the frames of earlier chunks, which only
     // a convolution can take in place of its own padding.
@@ -143,6 +156,14 @@ pub(super) fn rule(ctx: &Ctx, inputs: &[Flow], carried: &mut Vec<Carried>) -> Tr
     let axis = steps[0].1;
     let all_same_axis = steps.iter().all(|(_, a)| *a == axis);
 
+    // One scale and zero point from the whole tensor's range (`quantize_dynamic`'s activations).
+    if op.is::<DynamicQuantizeU8>() {
+        return Ok(Err(
+            "quantizes the whole tensor at once, with one scale and zero point from the \
+             minimum and maximum of all its values, which mixes all time steps"
+                .into(),
+        ));
+    }
     if op.is::<ElementWiseOp>() || op.is::<Cast>() || op.is::<Identity>() {
         return Ok(Ok(ctx.same(Flow::Step(axis))));
     }
