@@ -5,41 +5,15 @@
 
 mod common;
 
-use common::proto::{attr_int, attr_string, float_initializer, model_bytes, value_info, Dim};
+use common::proto::{
+    attr_int, attr_ints, attr_string, float_initializer, int64_initializer, model_bytes, node,
+    value_info, Dim,
+};
 use common::random_graph::{Choices, Seeded};
 use common::streaming::chunked_vs_whole;
 use rnn_run::{Error, Model, Tensor};
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: name.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, v: &[i64]) -> tract_onnx::pb::AttributeProto {
-    tract_onnx::pb::AttributeProto {
-        name: name.into(),
-        r#type: tract_onnx::pb::attribute_proto::AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int64_initializer(name: &str, v: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![v.len() as i64],
-        data_type: DataType::Int64 as i32,
-        int64_data: v.to_vec(),
-        ..Default::default()
-    }
-}
+use tract_onnx::pb::{GraphProto, TensorProto};
 
 fn weights(n: usize, c: &mut Seeded) -> Vec<f32> {
     (0..n).map(|_| c.small_float() * 0.5).collect()
@@ -66,15 +40,15 @@ fn conv_gru(t: usize, f: usize, k: usize, causal: Causal, seed: u64) -> Vec<u8> 
         &["xt", "conv.weight", "conv.bias"],
         &["conv"],
     );
-    conv.attribute.push(ints("kernel_shape", &[k as i64]));
+    conv.attribute.push(attr_ints("kernel_shape", &[k as i64]));
     match causal {
-        Causal::Pads => conv.attribute.push(ints("pads", &[k as i64 - 1, 0])),
+        Causal::Pads => conv.attribute.push(attr_ints("pads", &[k as i64 - 1, 0])),
         Causal::SameLower => conv.attribute.push(attr_string("auto_pad", "SAME_LOWER")),
     }
     let mut t0 = node("Transpose", "/Transpose", &["x"], &["xt"]);
-    t0.attribute.push(ints("perm", &[0, 2, 1]));
+    t0.attribute.push(attr_ints("perm", &[0, 2, 1]));
     let mut t1 = node("Transpose", "/Transpose_1", &["conv"], &["seq"]);
-    t1.attribute.push(ints("perm", &[2, 0, 1]));
+    t1.attribute.push(attr_ints("perm", &[2, 0, 1]));
     let mut gru = node(
         "GRU",
         "/gru/GRU",

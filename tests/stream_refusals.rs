@@ -5,7 +5,9 @@
 mod common;
 
 use assert_cmd::Command;
-use common::proto::{attr_int, float_initializer, model_bytes, value_info, Dim};
+use common::proto::{
+    attr_int, float_initializer, int64_initializer, model_bytes, node, value_info, Dim,
+};
 use common::random_graph::{Choices, Seeded};
 use prost::Message;
 use rnn_run::{Model, PoolOptions, Tensor};
@@ -18,26 +20,6 @@ fn assert_plain(text: &str) {
     common::hostile::assert_plain("a streaming refusal", text);
     for ours in ["stream_seq", "pool_batch"] {
         assert!(!text.contains(ours), "'{ours}' in: {text}");
-    }
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: name.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn int64s(name: &str, v: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![v.len() as i64],
-        data_type: DataType::Int64 as i32,
-        int64_data: v.to_vec(),
-        ..Default::default()
     }
 }
 
@@ -68,7 +50,7 @@ fn gru(
         vec![
             float_initializer(&w, &[1, 3 * H, input], weights((3 * H * input) as usize, c)),
             float_initializer(&r, &[1, 3 * H, H], weights((3 * H * H) as usize, c)),
-            int64s(&axes, &[1]),
+            int64_initializer(&axes, &[1]),
         ],
     )
 }
@@ -84,10 +66,10 @@ fn flipped(then_gru: bool) -> Vec<u8> {
         &[if then_gru { "flipped" } else { "y" }],
     ));
     inits.extend([
-        int64s("starts", &[-1]),
-        int64s("ends", &[-i64::MAX]),
-        int64s("axes", &[0]),
-        int64s("steps", &[-1]),
+        int64_initializer("starts", &[-1]),
+        int64_initializer("ends", &[-i64::MAX]),
+        int64_initializer("axes", &[0]),
+        int64_initializer("steps", &[-1]),
     ]);
     if then_gru {
         let (n, i) = gru("/gru2/GRU", "flipped", H, "y", &mut c);
@@ -409,7 +391,7 @@ fn voicefilter_front() -> Vec<u8> {
         name: "g".into(),
         node: nodes,
         initializer: vec![
-            int64s("one", &[1]),
+            int64_initializer("one", &[1]),
             float_initializer("Wd", &[D, F], weights((D * F) as usize, &mut c)),
             tensor_of(
                 "W",
@@ -537,9 +519,9 @@ fn without_a_time_axis_the_refusal_follows_the_likeliest_one() {
     let (n, mut inits) = gru("/gru/GRU", "gx", F, "y", &mut c);
     nodes.extend(n);
     inits.extend([
-        int64s("starts", &[1]),
-        int64s("ends", &[i64::MAX]),
-        int64s("axes", &[1]),
+        int64_initializer("starts", &[1]),
+        int64_initializer("ends", &[i64::MAX]),
+        int64_initializer("axes", &[1]),
     ]);
     let graph = GraphProto {
         name: "g".into(),

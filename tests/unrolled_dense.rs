@@ -7,35 +7,17 @@
 
 mod common;
 
-use common::proto::{attr_int, float_initializer, model_bytes, value_info, Dim};
+use common::proto::{
+    attr_int, attr_ints, float_initializer, int64_initializer, model_bytes, node, value_info, Dim,
+};
 use common::random_graph::{Choices, Seeded};
 use ndarray::{Array2, Array3, ArrayD};
 use rnn_run::{Model, Tensor, TensorExt};
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use tract_onnx::pb::GraphProto;
 
 const C: usize = 6;
 const N: usize = 5;
-
-fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: name.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
-
-fn int64s(name: &str, v: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![v.len() as i64],
-        data_type: DataType::Int64 as i32,
-        int64_data: v.to_vec(),
-        ..Default::default()
-    }
-}
 
 /// The layer: input `seq` `[batch, C, len]`, transposed so that the steps are along `axis`
 /// (0: `[len, batch, C]`, 1: `[batch, len, C]`), steps `first .. first + steps` each through
@@ -68,13 +50,8 @@ impl Layer {
         } else {
             &[0, 2, 1]
         };
-        let mut t = node("Transpose", "transpose", &["seq"], "x");
-        t.attribute.push(AttributeProto {
-            name: "perm".into(),
-            r#type: tract_onnx::pb::attribute_proto::AttributeType::Ints as i32,
-            ints: perm.to_vec(),
-            ..Default::default()
-        });
+        let mut t = node("Transpose", "transpose", &["seq"], &["x"]);
+        t.attribute.push(attr_ints("perm", perm));
         let mut g = GraphProto {
             name: "time_distributed".into(),
             node: vec![t],
@@ -87,32 +64,39 @@ impl Layer {
             initializer: vec![
                 float_initializer("W", &[C as i64, N as i64], self.w.iter().copied().collect()),
                 float_initializer("B", &[N as i64], self.b.clone()),
-                int64s("axes", &[self.axis as i64]),
+                int64_initializer("axes", &[self.axis as i64]),
             ],
             ..Default::default()
         };
         let mut joined = vec![];
         for k in 0..self.steps {
             let step = (self.first + k) as i64;
-            g.initializer.push(int64s(&format!("start{k}"), &[step]));
-            g.initializer.push(int64s(&format!("end{k}"), &[step + 1]));
+            g.initializer
+                .push(int64_initializer(&format!("start{k}"), &[step]));
+            g.initializer
+                .push(int64_initializer(&format!("end{k}"), &[step + 1]));
             let v = |s: &str| format!("td/{s}_{k}");
             g.node.extend([
                 node(
                     "Slice",
                     &v("strided_slice"),
                     &["x", &format!("start{k}"), &format!("end{k}"), "axes"],
-                    &v("sliced"),
+                    &[&v("sliced")],
                 ),
-                node("Squeeze", &v("squeeze"), &[&v("sliced"), "axes"], &v("row")),
-                node("MatMul", &v("MatMul"), &[&v("row"), "W"], &v("product")),
+                node(
+                    "Squeeze",
+                    &v("squeeze"),
+                    &[&v("sliced"), "axes"],
+                    &[&v("row")],
+                ),
+                node("MatMul", &v("MatMul"), &[&v("row"), "W"], &[&v("product")]),
             ]);
             let out = if self.bias {
                 g.node.push(node(
                     "Add",
                     &v("BiasAdd"),
                     &[&v("product"), "B"],
-                    &v("biased"),
+                    &[&v("biased")],
                 ));
                 v("biased")
             } else {
@@ -122,15 +106,15 @@ impl Layer {
                 "Unsqueeze",
                 &v("stack_Unsqueeze"),
                 &[&out, "axes"],
-                &v("step"),
+                &[&v("step")],
             ));
             joined.push(v("step"));
         }
         let refs: Vec<&str> = joined.iter().map(|s| s.as_str()).collect();
-        let mut concat = node("Concat", "td/stack_Concat", &refs, "joined");
+        let mut concat = node("Concat", "td/stack_Concat", &refs, &["joined"]);
         concat.attribute.push(attr_int("axis", self.axis as i64));
         g.node.push(concat);
-        g.node.push(node("Relu", "relu", &["joined"], "y"));
+        g.node.push(node("Relu", "relu", &["joined"], &["y"]));
         model_bytes(g, 13)
     }
 

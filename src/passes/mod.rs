@@ -50,6 +50,16 @@ pub mod time_axis;
 pub(crate) mod unrolled_dense;
 
 use tract_hir::internal::{InletId, OutletId, TractResult, TypedModel};
+use tract_onnx::pb::ModelProto;
+
+/// The version of the default ONNX domain the model imports (0 when it imports none).
+pub(crate) fn default_opset(proto: &ModelProto) -> i64 {
+    proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(0, |o| o.version)
+}
 
 /// The node that alone reads `outlet`, which is no graph output: a pass folds a node into the
 /// one before it only when nothing else sees the value between them.

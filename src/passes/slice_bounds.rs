@@ -29,11 +29,7 @@ const BIG: i64 = i32::MAX as i64 - 1;
 /// Rewrites the out-of-range constant bounds of every `Slice` (opset 10 and later) of the
 /// model's main graph and subgraphs.
 pub(crate) fn normalize(proto: &mut ModelProto) {
-    let opset = proto
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map_or(0, |o| o.version);
+    let opset = super::default_opset(proto);
     if opset < 10 {
         return;
     }

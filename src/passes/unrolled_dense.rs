@@ -36,11 +36,7 @@ use super::slice_bounds::constants;
 
 /// Rewrites every unrolled dense layer of the model's main graph (see the module's rules).
 pub(crate) fn rejoin(proto: &mut ModelProto) {
-    let opset = proto
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map_or(0, |o| o.version);
+    let opset = super::default_opset(proto);
     // Slice takes its bounds as inputs from opset 10, Reshape its shape from opset 5.
     if opset < 10 {
         return;
