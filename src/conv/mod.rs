@@ -28,8 +28,11 @@
 //!
 //! Depthwise convolutions (one channel per group, where a block of output channels would run
 //! 1/16 full) have their own op, [`DepthwiseConv`] (`depthwise.rs`, AVX-512 and AVX2). The pass
-//! choosing them is [`crate::passes::conv`]; the kernels are in `kernels.rs`.
+//! choosing them is [`crate::passes::conv`]; the kernels are in `kernels.rs`. Channels-last
+//! 1-D convolutions at stride 1 without padding (Keras `Conv1D`) are one product per image on
+//! rnn-run's packed GEMM: [`ChannelsLastConv`] (`channels_last.rs`).
 
+mod channels_last;
 mod depthwise;
 mod kernels;
 mod rows;
@@ -40,6 +43,7 @@ use tract_core::ops::cnn::{Conv, PoolSpec};
 use tract_core::ops::nn::DataFormat;
 use tract_hir::internal::*;
 
+pub use channels_last::ChannelsLastConv;
 pub use depthwise::DepthwiseConv;
 pub(crate) use kernels::{Clamp, Isa};
 use kernels::{Geo, Patches, Tile, CHANNEL_TILE_COLS};
@@ -534,6 +538,8 @@ impl TypedOp for PackedConv {
     }
 }
 
+#[cfg(test)]
+mod channels_last_tests;
 #[cfg(test)]
 mod depthwise_tests;
 #[cfg(test)]

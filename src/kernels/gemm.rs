@@ -43,7 +43,8 @@ pub struct RawGemm<T> {
 }
 
 /// `c[r, :n] = init[r] + a[r, :k] · b` for `m` rows, `a` and `c` (and `Init::Rows`) given as
-/// slices with row strides. Panics when a slice is too short for its shape.
+/// slices with row strides (the rows of `a` may overlap: `lda < k`). Panics when a slice is
+/// too short for its shape.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_packed<T: Float>(
     m: usize,
@@ -160,8 +161,10 @@ fn checked<T: Float>(
         return None;
     }
     let need = |ld: usize, w: usize| (m - 1) * ld + w;
+    // Rows of `a` may overlap (`lda < k`: a channels-last convolution's receptive fields,
+    // src/conv/channels_last.rs); the kernels only read them.
     assert!(
-        k == 0 || (lda >= k && a.len() >= need(lda, k)),
+        k == 0 || a.len() >= need(lda, k),
         "gemm_packed: a too short"
     );
     assert!(

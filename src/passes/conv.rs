@@ -1,5 +1,5 @@
-//! Float convolutions onto [`PackedConv`] and [`DepthwiseConv`], before tract's codegen
-//! lowers them.
+//! Float convolutions onto [`PackedConv`], [`DepthwiseConv`] and [`ChannelsLastConv`], before
+//! tract's codegen lowers them.
 //!
 //! It runs in plan optimization only ([`crate::model::optimize_typed`], after declutter and
 //! constant folding): the analyses before it (a stream's causal-convolution history in
@@ -11,7 +11,8 @@
 //! into it, and so is a 2×2 max pooling at stride 2 after those (a conv stack's pooling),
 //! bit for bit what [`super::maxpool`] computes.
 //!
-//! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts, three spatial
+//! Left to tract: quantized, f16 and f64 convolutions, channels-last layouts other than
+//! [`ChannelsLastConv`]'s (one spatial axis, stride 1, no padding, one group), three spatial
 //! axes, weights or bias computed at run time, and depthwise convolutions on CPUs with
 //! neither AVX-512 nor AVX2 (tract has its own kernel; a row-wise kernel of ours, tried for
 //! the CRNN bench model, was slower than it).
@@ -21,7 +22,8 @@ use tract_core::ops::cnn::{Conv, MaxPool};
 use tract_core::ops::math::{Max, Min};
 use tract_hir::internal::*;
 
-use crate::conv::{Clamp, DepthwiseConv, Isa, PackedConv};
+use crate::conv::{ChannelsLastConv, Clamp, DepthwiseConv, Isa, PackedConv};
+use crate::kernels::Isa as GemmIsa;
 
 /// Replaces the float convolutions [`PackedConv`] covers; returns how many.
 pub(crate) fn packed_convs(model: &mut TypedModel) -> TractResult<usize> {
@@ -35,7 +37,10 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
         let node = model.node(id);
         let (op, last, after) = if let Some(conv) = node.op_as::<Conv>() {
             let facts = model.node_input_facts(id)?;
-            let op = if is_depthwise(conv) {
+            let op = if conv.pool_spec.data_format.c_is_last() {
+                ChannelsLastConv::from_conv(conv, &facts, GemmIsa::selected())?
+                    .map(Ours::ChannelsLast)
+            } else if is_depthwise(conv) {
                 DepthwiseConv::from_conv(conv, &facts, isa)?.map(Ours::Depthwise)
             } else {
                 PackedConv::from_conv(conv, &facts, isa)?.map(Ours::Packed)
@@ -73,6 +78,7 @@ pub(crate) fn packed_convs_with(model: &mut TypedModel, isa: Isa) -> TractResult
         let mut wire = match op {
             Ours::Packed(op) => patch.wire_node(&node.name, op, &[input])?[0],
             Ours::Depthwise(op) => patch.wire_node(&node.name, op, &[input])?[0],
+            Ours::ChannelsLast(op) => patch.wire_node(&node.name, op, &[input])?[0],
         };
         for (j, axis_op) in after.into_iter().enumerate() {
             wire = patch.wire_node(format!("{}.axes.{j}", node.name), axis_op, &[wire])?[0];
@@ -121,6 +127,7 @@ fn fused_pool(
 enum Ours {
     Packed(PackedConv),
     Depthwise(DepthwiseConv),
+    ChannelsLast(ChannelsLastConv),
 }
 
 impl Ours {
@@ -128,6 +135,7 @@ impl Ours {
         match self {
             Ours::Packed(op) => op.clamp(),
             Ours::Depthwise(op) => op.clamp(),
+            Ours::ChannelsLast(op) => op.clamp(),
         }
     }
 
@@ -135,6 +143,7 @@ impl Ours {
         match self {
             Ours::Packed(op) => Ours::Packed(op.with_clamp(clamp)),
             Ours::Depthwise(op) => Ours::Depthwise(op.with_clamp(clamp)),
+            Ours::ChannelsLast(op) => Ours::ChannelsLast(op.with_clamp(clamp)),
         }
     }
 }
