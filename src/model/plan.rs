@@ -242,6 +242,10 @@ pub(crate) fn optimize_typed(mut typed: TypedModel, native: &Native) -> TractRes
         crate::passes::reverse::reversals(&mut model)?;
         names::check(&model, "reversals")?;
         model.optimize()?;
+        // Element-wise ops between operands of different shapes that codegen left to tract's
+        // slow loop (after it, so that it first fuses what it can into products).
+        crate::passes::broadcast::broadcasts(&mut model)?;
+        names::check(&model, "broadcast element-wise ops")?;
         // Codegen lowers some ops into new constant work (a quantized product's weight
         // casts and sums): fold that too.
         crate::passes::fold::fold_constants(&mut model)?;

@@ -2,6 +2,8 @@
 //!
 //! - [`bn_fold`]: batch normalization folded into the convolution before it, in plan
 //!   optimization;
+//! - [`broadcast`]: float `Add`, `Sub`, `Mul` of operands broadcast along inner axes onto a
+//!   loop over contiguous runs, in plan optimization;
 //! - [`branches`]: ONNX `If` that types and runs only the branch taken;
 //! - [`channel_pools`]: 1-D pools with time (or batch) as the channel axis, for streams;
 //! - [`conv`]: float convolutions onto rnn-run's own kernels, in plan optimization;
@@ -29,6 +31,7 @@
 
 pub(crate) mod bn_fold;
 pub mod branches;
+pub(crate) mod broadcast;
 pub(crate) mod channel_pools;
 pub mod conv;
 pub(crate) mod dense;
