@@ -39,8 +39,8 @@ pub(crate) fn broadcasts(model: &mut TypedModel) -> TractResult<usize> {
         if node.inputs.len() != 2 || bin.1.is_some_and(|dt| dt != DatumType::F32) {
             continue;
         }
-        let facts = model.node_input_facts(id)?;
-        let shapes: Option<Vec<Vec<usize>>> = facts
+        let shapes: Option<Vec<Vec<usize>>> = model
+            .node_input_facts(id)?
             .iter()
             .map(|f| {
                 (f.datum_type == DatumType::F32 && f.exotic_fact.is_none())
@@ -54,17 +54,7 @@ pub(crate) fn broadcasts(model: &mut TypedModel) -> TractResult<usize> {
         if a.len() != b.len() || a == b || scalar(a) || scalar(b) || out_shape(a, b).is_none() {
             continue;
         }
-        let op = Broadcast { kind };
-        // The same output as tract's, or nothing changes.
-        let ours = op.output_facts(&facts)?.remove(0);
-        drop(facts);
-        let theirs = &node.outputs[0].fact;
-        if ours.datum_type != theirs.datum_type || ours.shape != theirs.shape {
-            continue;
-        }
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
-        patch.apply(model)?;
-        replaced += 1;
+        replaced += super::replace_if_same(model, id, Broadcast { kind })? as usize;
     }
     Ok(replaced)
 }

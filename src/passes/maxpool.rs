@@ -28,15 +28,7 @@ pub(crate) fn maxpools(model: &mut TypedModel) -> TractResult<usize> {
         let op = MaxPool2x2 {
             pool_spec: pool.pool_spec.clone(),
         };
-        // The same output as tract's, or nothing changes.
-        let ours = op.output_facts(&[fact])?.remove(0);
-        let theirs = &node.outputs[0].fact;
-        if ours.datum_type != theirs.datum_type || ours.shape != theirs.shape {
-            continue;
-        }
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
-        patch.apply(model)?;
-        replaced += 1;
+        replaced += super::replace_if_same(model, id, op)? as usize;
     }
     Ok(replaced)
 }

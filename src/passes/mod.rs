@@ -52,8 +52,27 @@ pub mod tdim;
 pub mod time_axis;
 pub(crate) mod unrolled_dense;
 
-use tract_hir::internal::{InletId, OutletId, TractResult, TypedModel};
+use tract_hir::internal::{InletId, OutletId, TractResult, TypedModel, TypedModelPatch, TypedOp};
 use tract_onnx::pb::ModelProto;
+
+/// Puts `op` in place of node `id`'s op when it gives the output tract's op gives (type and
+/// shape), and changes nothing otherwise; whether it did.
+pub(crate) fn replace_if_same<O: TypedOp>(
+    model: &mut TypedModel,
+    id: usize,
+    op: O,
+) -> TractResult<bool> {
+    let node = model.node(id);
+    let same = {
+        let ours = op.output_facts(&model.node_input_facts(id)?)?.remove(0);
+        let theirs = &node.outputs[0].fact;
+        ours.datum_type == theirs.datum_type && ours.shape == theirs.shape
+    };
+    if same {
+        TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?.apply(model)?;
+    }
+    Ok(same)
+}
 
 /// The version of the default ONNX domain the model imports (0 when it imports none).
 pub(crate) fn default_opset(proto: &ModelProto) -> i64 {
